@@ -1,0 +1,343 @@
+/* Configuration: serve's command line and INI files with the same settings.
+ *
+ * [server]                 [export NAME]
+ * listen = HOST:PORT       spec = ENGINE:SPEC        (as in -e NAME=ENGINE:SPEC)
+ * threads = N              description = TEXT
+ * read-only = yes|no       read-only = yes|no
+ * pidfile = FILE
+ * handshake-timeout = SECONDS
+ * max-inflight = SIZE
+ *
+ * Exports given with -e come first, then those of config files in order; the
+ * first export is also the default (empty) name. */
+#include <errno.h>
+#include <getopt.h>
+#include <ini.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "engine/internal.h"
+
+static const char serve_usage[] =
+	"usage: nbdplex serve [-l HOST:PORT]... [-e NAME=ENGINE:SPEC]... [-c FILE] [-r]\n"
+	"                     [--pidfile FILE] [--threads N] [--loops N]\n"
+	"                     [--handshake-timeout SECONDS] [--max-inflight SIZE] [-v]\n"
+	"\n"
+	"Serves block devices over the NBD protocol, in the foreground.\n"
+	"\n"
+	"  -l, --listen HOST:PORT   listen here; repeatable, one per NIC path\n"
+	"                           (default 0.0.0.0:10809)\n"
+	"  -e, --export NAME=ENGINE:SPEC\n"
+	"        file:PATH[,size=SIZE]  a sparse file (created if missing and a size is given)\n"
+	"        mem:SIZE               in memory, for tests\n"
+	"        raw:DEVICE             a block device, O_DIRECT through libaio\n"
+	"        thin:POOLDIR/VOLUME    a volume of a thin pool\n"
+	"                           repeatable; the first export is also the default name\n"
+	"  -c, --config FILE        INI file with [server] and [export NAME] sections\n"
+	"  -r, --read-only          every export read-only\n"
+	"      --pidfile FILE       written once every listener is ready\n"
+	"      --threads N          worker threads for blocking I/O (default 2 per core, min 4)\n"
+	"      --loops N            event loops (default one per core)\n"
+	"      --handshake-timeout S   close clients that do not finish the handshake (30)\n"
+	"      --max-inflight SIZE  bytes of requests in flight per connection (64M)\n"
+	"  -v, --verbose            log every connection's requests at debug level\n"
+	"\n"
+	"Sizes accept K, M, G, T suffixes. SIGINT or SIGTERM finish the requests in\n"
+	"flight, flush every export and exit 0.\n";
+
+static int add_str(char ***arr, size_t *n, const char *s)
+{
+	char **p = realloc(*arr, (*n + 1) * sizeof(**arr));
+
+	if (!p)
+		return -ENOMEM;
+	*arr = p;
+	p[*n] = strdup(s);
+	if (!p[*n])
+		return -ENOMEM;
+	(*n)++;
+	return 0;
+}
+
+static struct np_export_cfg *find_export(struct np_config *cfg, const char *name)
+{
+	for (size_t i = 0; i < cfg->n_exports; i++)
+		if (strcmp(cfg->exports[i].name, name) == 0)
+			return &cfg->exports[i];
+	return NULL;
+}
+
+static struct np_export_cfg *add_export(struct np_config *cfg, const char *name)
+{
+	struct np_export_cfg *p = realloc(cfg->exports, (cfg->n_exports + 1) * sizeof(*p));
+
+	if (!p)
+		return NULL;
+	cfg->exports = p;
+	p = &cfg->exports[cfg->n_exports];
+	memset(p, 0, sizeof(*p));
+	p->name = strdup(name);
+	if (!p->name)
+		return NULL;
+	cfg->n_exports++;
+	return p;
+}
+
+/* Checks a NAME for an export: a string the protocol can carry. */
+static bool valid_name(const char *name)
+{
+	return *name && strlen(name) <= NBD_MAX_STRING;
+}
+
+static int parse_export_arg(struct np_config *cfg, const char *arg)
+{
+	const char *eq = strchr(arg, '=');
+	char *name;
+	struct np_export_cfg *e;
+
+	if (!eq || eq == arg || !eq[1] || !strchr(eq + 1, ':')) {
+		fprintf(stderr, "nbdplex serve: bad export '%s' (want NAME=ENGINE:SPEC)\n", arg);
+		return 2;
+	}
+	name = strndup(arg, (size_t)(eq - arg));
+	if (!name)
+		return 1;
+	if (!valid_name(name) || find_export(cfg, name)) {
+		fprintf(stderr, "nbdplex serve: export name '%s' is %s\n", name,
+			valid_name(name) ? "given twice" : "invalid");
+		free(name);
+		return 2;
+	}
+	e = add_export(cfg, name);
+	free(name);
+	if (!e || !(e->spec = strdup(eq + 1)))
+		return 1;
+	return 0;
+}
+
+static int parse_bool(const char *v, bool *out)
+{
+	if (!strcmp(v, "yes") || !strcmp(v, "true") || !strcmp(v, "on") || !strcmp(v, "1"))
+		*out = true;
+	else if (!strcmp(v, "no") || !strcmp(v, "false") || !strcmp(v, "off") || !strcmp(v, "0"))
+		*out = false;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+static int parse_uint(const char *v, unsigned lo, unsigned hi, unsigned *out)
+{
+	char *end;
+	unsigned long n;
+
+	errno = 0;
+	n = strtoul(v, &end, 10);
+	if (errno || end == v || *end || *v == '-' || n < lo || n > hi)
+		return -EINVAL;
+	*out = (unsigned)n;
+	return 0;
+}
+
+/* Settings shared by the command line and the [server] section. Returns
+ * 0, -EINVAL for a bad value, or -ENOENT for an unknown key. */
+static int server_setting(struct np_config *cfg, const char *key, const char *v)
+{
+	if (!strcmp(key, "listen"))
+		return add_str(&cfg->listen, &cfg->n_listen, v);
+	if (!strcmp(key, "threads"))
+		return parse_uint(v, 1, 1024, &cfg->threads);
+	if (!strcmp(key, "loops"))
+		return parse_uint(v, 1, 256, &cfg->loops);
+	if (!strcmp(key, "handshake-timeout"))
+		return parse_uint(v, 1, 3600, &cfg->handshake_timeout);
+	if (!strcmp(key, "read-only"))
+		return parse_bool(v, &cfg->readonly);
+	if (!strcmp(key, "max-inflight")) {
+		int r = np_parse_size(v, &cfg->max_inflight);
+
+		return r < 0 || cfg->max_inflight < NP_MAX_REQUEST ? -EINVAL : 0;
+	}
+	if (!strcmp(key, "pidfile")) {
+		free(cfg->pidfile);
+		cfg->pidfile = strdup(v);
+		return cfg->pidfile ? 0 : -ENOMEM;
+	}
+	return -ENOENT;
+}
+
+struct ini_ctx {
+	struct np_config *cfg;
+	const char *path;
+	char err[512];
+};
+
+static int on_ini_line(void *user, const char *section, const char *key, const char *value)
+{
+	struct ini_ctx *ctx = user;
+	struct np_config *cfg = ctx->cfg;
+	int r = -ENOENT;
+
+	if (!strcmp(section, "server")) {
+		r = server_setting(cfg, key, value);
+	} else if (!strncmp(section, "export ", 7) && valid_name(section + 7)) {
+		struct np_export_cfg *e = find_export(cfg, section + 7);
+
+		if (!e && !(e = add_export(cfg, section + 7)))
+			r = -ENOMEM;
+		else if (!strcmp(key, "spec") && strchr(value, ':')) {
+			free(e->spec);
+			r = (e->spec = strdup(value)) ? 0 : -ENOMEM;
+		} else if (!strcmp(key, "spec")) {
+			r = -EINVAL;
+		} else if (!strcmp(key, "description")) {
+			free(e->description);
+			r = (e->description = strdup(value)) ? 0 : -ENOMEM;
+		} else if (!strcmp(key, "read-only")) {
+			r = parse_bool(value, &e->readonly);
+		}
+	} else {
+		snprintf(ctx->err, sizeof(ctx->err), "unknown section [%s]", section);
+		return 0;
+	}
+	if (r == -ENOENT)
+		snprintf(ctx->err, sizeof(ctx->err), "unknown key '%s' in [%s]", key, section);
+	else if (r < 0)
+		snprintf(ctx->err, sizeof(ctx->err), "bad value '%s' for '%s' in [%s]", value, key,
+			 section);
+	return r == 0;
+}
+
+int np_config_load_ini(struct np_config *cfg, const char *path)
+{
+	struct ini_ctx ctx = {.cfg = cfg, .path = path};
+	FILE *f = fopen(path, "r");
+	int line;
+
+	if (!f) {
+		fprintf(stderr, "nbdplex serve: %s: %s\n", path, strerror(errno));
+		return 1;
+	}
+	line = ini_parse_file(f, on_ini_line, &ctx);
+	fclose(f);
+	if (line != 0) {
+		fprintf(stderr, "nbdplex serve: %s:%d: %s\n", path, line,
+			ctx.err[0] ? ctx.err : "syntax error");
+		return 2;
+	}
+	for (size_t i = 0; i < cfg->n_exports; i++) {
+		if (!cfg->exports[i].spec) {
+			fprintf(stderr, "nbdplex serve: %s: [export %s] has no spec = ENGINE:SPEC\n",
+				path, cfg->exports[i].name);
+			return 2;
+		}
+	}
+	return 0;
+}
+
+int np_config_from_args(struct np_config *cfg, int argc, char **argv)
+{
+	enum { OPT_PIDFILE = 256, OPT_THREADS, OPT_LOOPS, OPT_HS_TIMEOUT, OPT_MAX_INFLIGHT };
+	static const struct option opts[] = {
+		{"listen", required_argument, NULL, 'l'},
+		{"export", required_argument, NULL, 'e'},
+		{"config", required_argument, NULL, 'c'},
+		{"read-only", no_argument, NULL, 'r'},
+		{"verbose", no_argument, NULL, 'v'},
+		{"help", no_argument, NULL, 'h'},
+		{"pidfile", required_argument, NULL, OPT_PIDFILE},
+		{"threads", required_argument, NULL, OPT_THREADS},
+		{"loops", required_argument, NULL, OPT_LOOPS},
+		{"handshake-timeout", required_argument, NULL, OPT_HS_TIMEOUT},
+		{"max-inflight", required_argument, NULL, OPT_MAX_INFLIGHT},
+		{NULL, 0, NULL, 0},
+	};
+	static const char *const keys[] = {
+		[OPT_PIDFILE - 256] = "pidfile",
+		[OPT_THREADS - 256] = "threads",
+		[OPT_LOOPS - 256] = "loops",
+		[OPT_HS_TIMEOUT - 256] = "handshake-timeout",
+		[OPT_MAX_INFLIGHT - 256] = "max-inflight",
+	};
+	char **configs = NULL;
+	size_t n_configs = 0;
+	int c, r = 0;
+
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->handshake_timeout = 30;
+	cfg->max_inflight = 64ULL << 20;
+	cfg->shutdown_timeout = 30;
+	optind = 1;
+	while (r == 0 && (c = getopt_long(argc, argv, "l:e:c:rvh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'l':
+			r = add_str(&cfg->listen, &cfg->n_listen, optarg) ? 1 : 0;
+			break;
+		case 'e':
+			r = parse_export_arg(cfg, optarg);
+			break;
+		case 'c':
+			r = add_str(&configs, &n_configs, optarg) ? 1 : 0;
+			break;
+		case 'r':
+			cfg->readonly = true;
+			break;
+		case 'v':
+			np_log_level = NP_LOG_DEBUG;
+			break;
+		case 'h':
+			fputs(serve_usage, stdout);
+			r = -1;
+			break;
+		case OPT_PIDFILE:
+		case OPT_THREADS:
+		case OPT_LOOPS:
+		case OPT_HS_TIMEOUT:
+		case OPT_MAX_INFLIGHT:
+			if (server_setting(cfg, keys[c - 256], optarg) < 0) {
+				fprintf(stderr, "nbdplex serve: bad value '%s' for --%s\n", optarg,
+					keys[c - 256]);
+				r = 2;
+			}
+			break;
+		default:
+			fputs(serve_usage, stderr);
+			r = 2;
+			break;
+		}
+	}
+	if (r == 0 && optind < argc) {
+		fprintf(stderr, "nbdplex serve: unexpected argument '%s'\n", argv[optind]);
+		r = 2;
+	}
+	for (size_t i = 0; i < n_configs; i++) {
+		if (r == 0)
+			r = np_config_load_ini(cfg, configs[i]);
+		free(configs[i]);
+	}
+	free(configs);
+	if (r == 0 && cfg->n_exports == 0) {
+		fprintf(stderr, "nbdplex serve: no export given (use -e NAME=ENGINE:SPEC)\n");
+		r = 2;
+	}
+	if (r == 0 && cfg->n_listen == 0)
+		r = add_str(&cfg->listen, &cfg->n_listen, "0.0.0.0:10809") ? 1 : 0;
+	return r;
+}
+
+void np_config_free(struct np_config *cfg)
+{
+	for (size_t i = 0; i < cfg->n_listen; i++)
+		free(cfg->listen[i]);
+	free(cfg->listen);
+	for (size_t i = 0; i < cfg->n_exports; i++) {
+		free(cfg->exports[i].name);
+		free(cfg->exports[i].spec);
+		free(cfg->exports[i].description);
+	}
+	free(cfg->exports);
+	free(cfg->pidfile);
+	memset(cfg, 0, sizeof(*cfg));
+}

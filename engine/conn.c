@@ -1,0 +1,897 @@
+/* One client connection, from accept to close.
+ *
+ * Input lands in a fixed buffer; every complete message in it is handled
+ * before the next read: during the handshake by the state machine in net/,
+ * in transmission by parsing all complete requests, validating each and
+ * handing the whole batch to the export's engine at once. A WRITE payload
+ * that has not fully arrived is read straight into its request's buffer.
+ *
+ * Replies queue on the connection and go out at the end of the callback
+ * that produced them (np_loop_flush): one uv_try_write of every pending
+ * reply, and a uv_write for what the socket did not take.
+ *
+ * Memory is bounded: requests and replies not yet written count against
+ * max_inflight, and past it the connection stops reading until replies
+ * drain. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "engine/internal.h"
+
+#define WRITE_BATCH 1024 /* iovecs per write; IOV_MAX on Linux */
+#define ASYNC_BATCH 256
+#define HOLE_BLOCK 4096
+
+struct batch {
+	struct np_req *pool_head, *pool_tail;
+	struct np_io *async[ASYNC_BATCH];
+	unsigned n_async;
+};
+
+static void conn_process(struct np_conn *c);
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void conn_flush(struct np_conn *c);
+static void try_finish(struct np_conn *c);
+
+static void mark_dirty(struct np_conn *c)
+{
+	if (!c->dirty) {
+		c->dirty = true;
+		c->dirty_next = c->loop->dirty;
+		c->loop->dirty = c;
+	}
+}
+
+static struct np_req *req_new(struct np_conn *c)
+{
+	struct np_req *r = malloc(sizeof(*r));
+
+	if (!r)
+		return NULL;
+	memset(r, 0, offsetof(struct np_req, hdr));
+	r->conn = c;
+	r->io.owner = r;
+	r->io.done = np_req_done;
+	r->charge = sizeof(*r);
+	c->inflight_bytes += r->charge;
+	return r;
+}
+
+static void resume_if_drained(struct np_conn *c)
+{
+	if (c->paused && !c->closing && c->inflight_bytes < c->loop->srv->cfg->max_inflight / 2) {
+		c->paused = false;
+		if (!c->reading) {
+			uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+			c->reading = true;
+		}
+		conn_process(c);
+	}
+}
+
+static void req_free(struct np_req *r)
+{
+	struct np_conn *c = r->conn;
+
+	c->inflight_bytes -= r->charge;
+	free(r->io.buf);
+	free(r->extra);
+	free(r);
+}
+
+static void out_append(struct np_conn *c, struct np_req *r)
+{
+	r->next = NULL;
+	if (c->out_tail)
+		c->out_tail->next = r;
+	else
+		c->out_head = r;
+	c->out_tail = r;
+	mark_dirty(c);
+}
+
+/* Queues raw bytes (handshake replies) for sending. */
+static int queue_bytes(struct np_conn *c, const void *data, size_t len)
+{
+	struct np_req *r = req_new(c);
+
+	if (!r || !(r->io.buf = malloc(len))) {
+		if (r)
+			req_free(r);
+		return -1;
+	}
+	memcpy(r->io.buf, data, len);
+	r->iov[0].iov_base = r->io.buf;
+	r->iov[0].iov_len = len;
+	r->n_iov = 1;
+	out_append(c, r);
+	return 0;
+}
+
+/* ---- replies ---- */
+
+static bool all_zero(const uint8_t *p, size_t n)
+{
+	return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
+}
+
+static uint8_t *add_chunk(struct np_req *r, uint8_t *h, uint16_t flags, uint16_t type,
+			  uint64_t length)
+{
+	struct np_conn *c = r->conn;
+	size_t n = nbd_chunk_encode(h, c->extended, flags, type, r->cookie, r->io.offset, length);
+
+	r->iov[r->n_iov].iov_base = h;
+	r->iov[r->n_iov].iov_len = n;
+	r->n_iov++;
+	return h + n;
+}
+
+/* READ over structured replies: zero blocks go as OFFSET_HOLE chunks (no
+ * payload), the rest as OFFSET_DATA, in at most NP_MAX_CHUNKS chunks. */
+static void reply_read_chunks(struct np_req *r)
+{
+	const uint8_t *buf = r->io.buf;
+	uint64_t off = r->io.offset, end = r->io.offset + r->io.len, pos = off;
+	uint8_t *h = r->hdr;
+	unsigned chunks = 0;
+	bool df = r->io.flags & NBD_CMD_FLAG_DF;
+
+	while (pos < end) {
+		uint64_t run_end = pos;
+		bool zero = false;
+
+		if (df || chunks == NP_MAX_CHUNKS - 1) {
+			run_end = end;
+		} else {
+			/* Extend a run of blocks that are all zero or all not. */
+			for (bool first = true; run_end < end; first = false) {
+				uint64_t next = (run_end / HOLE_BLOCK + 1) * HOLE_BLOCK;
+				bool z;
+
+				if (next > end)
+					next = end;
+				z = all_zero(buf + (run_end - off), next - run_end);
+				if (first)
+					zero = z;
+				else if (z != zero)
+					break;
+				run_end = next;
+			}
+		}
+		chunks++;
+		if (zero) {
+			uint8_t *p = add_chunk(r, h, run_end == end ? NBD_REPLY_FLAG_DONE : 0,
+					       NBD_REPLY_TYPE_OFFSET_HOLE, 12);
+
+			np_put64(p, pos);
+			np_put32(p + 8, (uint32_t)(run_end - pos));
+			r->iov[r->n_iov - 1].iov_len += 12;
+			h = p + 12;
+		} else {
+			uint8_t *p = add_chunk(r, h, run_end == end ? NBD_REPLY_FLAG_DONE : 0,
+					       NBD_REPLY_TYPE_OFFSET_DATA, 8 + run_end - pos);
+
+			np_put64(p, pos);
+			r->iov[r->n_iov - 1].iov_len += 8;
+			h = p + 8;
+			r->iov[r->n_iov].iov_base = (uint8_t *)r->io.buf + (pos - off);
+			r->iov[r->n_iov].iov_len = run_end - pos;
+			r->n_iov++;
+		}
+		pos = run_end;
+	}
+}
+
+static void reply_block_status(struct np_req *r)
+{
+	struct np_conn *c = r->conn;
+	struct np_io *io = &r->io;
+	bool ext = c->extended;
+	size_t each = ext ? 16 : 8, n;
+	uint64_t total = 0;
+	uint8_t *p, *d;
+
+	if (io->n_extents == 0)
+		np_io_add_extent(io, io->len, 0);
+	if (io->flags & NBD_CMD_FLAG_REQ_ONE)
+		io->n_extents = 1;
+	/* Extents past the requested range are trimmed to it. */
+	for (n = 0; n < io->n_extents && total < io->len; n++) {
+		if (io->extents[n].length > io->len - total)
+			io->extents[n].length = io->len - total;
+		total += io->extents[n].length;
+	}
+	d = malloc(n * each);
+	if (!d) {
+		r->error = NBD_ENOMEM;
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (ext) {
+			np_put64(d + i * 16, io->extents[i].length);
+			np_put64(d + i * 16 + 8, io->extents[i].flags);
+		} else {
+			np_put32(d + i * 8, (uint32_t)io->extents[i].length);
+			np_put32(d + i * 8 + 4, io->extents[i].flags);
+		}
+	}
+	free(r->extra); /* the extents array */
+	r->extra = d;
+	p = add_chunk(r, r->hdr, NBD_REPLY_FLAG_DONE,
+		      ext ? NBD_REPLY_TYPE_BLOCK_STATUS_EXT : NBD_REPLY_TYPE_BLOCK_STATUS,
+		      (ext ? 8 : 4) + n * each);
+	np_put32(p, NP_META_BASE_ALLOCATION_ID);
+	if (ext)
+		np_put32(p + 4, (uint32_t)n);
+	r->iov[0].iov_len += ext ? 8 : 4;
+	r->iov[1].iov_base = d;
+	r->iov[1].iov_len = n * each;
+	r->n_iov = 2;
+}
+
+static void build_reply(struct np_req *r)
+{
+	struct np_conn *c = r->conn;
+	uint16_t cmd = r->io.cmd;
+	bool content = cmd == NBD_CMD_READ || cmd == NBD_CMD_BLOCK_STATUS;
+
+	r->n_iov = 0;
+	r->iov_done = 0;
+	if (!r->error)
+		r->error = nbd_errno_to_wire(r->io.result);
+	if (!r->error && c->structured && cmd == NBD_CMD_BLOCK_STATUS)
+		reply_block_status(r); /* may fail with ENOMEM */
+	if (!r->error && c->structured && cmd == NBD_CMD_READ) {
+		reply_read_chunks(r);
+	} else if (r->error && (c->extended || (c->structured && content))) {
+		uint8_t *p = add_chunk(r, r->hdr, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_ERROR, 6);
+
+		np_put32(p, r->error);
+		np_put16(p + 4, 0);
+		r->iov[0].iov_len += 6;
+	} else if (!r->error && c->extended && cmd != NBD_CMD_BLOCK_STATUS) {
+		add_chunk(r, r->hdr, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_NONE, 0);
+	} else if (r->n_iov == 0) {
+		nbd_simple_reply_encode(r->hdr, r->error, r->cookie);
+		r->iov[0].iov_base = r->hdr;
+		r->iov[0].iov_len = NBD_SIMPLE_REPLY_SIZE;
+		r->n_iov = 1;
+		if (!r->error && cmd == NBD_CMD_READ) {
+			r->iov[1].iov_base = r->io.buf;
+			r->iov[1].iov_len = r->io.len;
+			r->n_iov = 2;
+		}
+	}
+	if (r->error)
+		np_debug("conn %llu: %s offset %llu length %llu: error %u", (unsigned long long)c->id,
+			 nbd_cmd_name(cmd), (unsigned long long)r->io.offset,
+			 (unsigned long long)r->io.len, r->error);
+}
+
+void np_req_done(struct np_io *io)
+{
+	struct np_req *r = io->owner;
+	struct np_conn *c = r->conn;
+
+	c->engine_busy--;
+	if (c->closing && !c->graceful) {
+		req_free(r);
+		try_finish(c);
+		return;
+	}
+	build_reply(r);
+	out_append(c, r);
+}
+
+/* ---- writing ---- */
+
+/* Collects up to WRITE_BATCH iovecs of queued replies starting at r. */
+static unsigned gather(struct np_req *r, uv_buf_t *bufs, struct np_req **stop)
+{
+	unsigned n = 0;
+
+	for (; r && n + (r->n_iov - r->iov_done) <= WRITE_BATCH; r = r->next)
+		for (unsigned i = r->iov_done; i < r->n_iov; i++)
+			bufs[n++] = uv_buf_init(r->iov[i].iov_base, (unsigned)r->iov[i].iov_len);
+	*stop = r;
+	return n;
+}
+
+/* Drops written bytes from the front of the queue. */
+static void advance(struct np_conn *c, size_t written)
+{
+	while (c->out_head && written) {
+		struct np_req *r = c->out_head;
+		struct iovec *v = &r->iov[r->iov_done];
+
+		if (written < v->iov_len) {
+			v->iov_base = (uint8_t *)v->iov_base + written;
+			v->iov_len -= written;
+			return;
+		}
+		written -= v->iov_len;
+		if (++r->iov_done == r->n_iov) {
+			c->out_head = r->next;
+			if (!c->out_head)
+				c->out_tail = NULL;
+			req_free(r);
+		}
+	}
+}
+
+static void on_write(uv_write_t *w, int status)
+{
+	struct np_conn *c = container_of(w, struct np_conn, write_req);
+
+	while (c->writing) {
+		struct np_req *next = c->writing->next;
+
+		req_free(c->writing);
+		c->writing = next;
+	}
+	c->write_busy = false;
+	if (status < 0) {
+		np_conn_close(c, uv_strerror(status));
+		return;
+	}
+	conn_flush(c);
+	resume_if_drained(c);
+	np_loop_flush(c->loop);
+}
+
+static void conn_flush(struct np_conn *c)
+{
+	uv_buf_t bufs[WRITE_BATCH];
+	struct np_req *stop;
+	unsigned n;
+	int w;
+
+	if (c->write_busy || c->closed || (c->closing && !c->graceful))
+		goto out;
+	while (c->out_head) {
+		n = gather(c->out_head, bufs, &stop);
+		w = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
+		if (w < 0 && w != UV_EAGAIN) {
+			np_conn_close(c, uv_strerror(w));
+			return;
+		}
+		advance(c, w > 0 ? (size_t)w : 0);
+		if (c->out_head && (w == UV_EAGAIN || c->out_head != stop))
+			break; /* the socket is full */
+	}
+	if (c->out_head) {
+		/* Hand the rest to libuv, which writes it when the socket
+		 * drains; these replies leave the queue until it is done. */
+		n = gather(c->out_head, bufs, &stop);
+		c->writing = c->out_head;
+		for (struct np_req *r = c->out_head; r; r = r->next) {
+			if (r->next == stop) {
+				r->next = NULL;
+				break;
+			}
+		}
+		c->out_head = stop;
+		if (!stop)
+			c->out_tail = NULL;
+		w = uv_write(&c->write_req, (uv_stream_t *)&c->tcp, bufs, n, on_write);
+		if (w < 0) {
+			np_conn_close(c, uv_strerror(w));
+			return;
+		}
+		c->write_busy = true;
+	}
+out:
+	resume_if_drained(c);
+	if (c->closing)
+		try_finish(c);
+}
+
+void np_loop_flush(struct np_loop *l)
+{
+	while (l->dirty) {
+		struct np_conn *c = l->dirty;
+
+		l->dirty = c->dirty_next;
+		c->dirty = false;
+		conn_flush(c);
+	}
+}
+
+/* ---- closing ---- */
+
+static void on_close(uv_handle_t *h)
+{
+	struct np_conn *c = container_of((uv_tcp_t *)h, struct np_conn, tcp);
+	struct np_loop *l = c->loop;
+
+	while (c->out_head) {
+		struct np_req *next = c->out_head->next;
+
+		req_free(c->out_head);
+		c->out_head = next;
+	}
+	if (c->payload_req)
+		req_free(c->payload_req);
+	if (c->dirty) {
+		struct np_conn **pp = &l->dirty;
+
+		while (*pp != c)
+			pp = &(*pp)->dirty_next;
+		*pp = c->dirty_next;
+	}
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		l->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	l->n_conns--;
+	np_hs_free(&c->hs);
+	free(c->in);
+	free(c);
+	np_loop_conn_gone(l);
+}
+
+static void try_finish(struct np_conn *c)
+{
+	if (c->closed || c->engine_busy)
+		return;
+	if (c->graceful && (c->out_head || c->write_busy))
+		return;
+	c->closed = true;
+	uv_close((uv_handle_t *)&c->timer, NULL);
+	uv_close((uv_handle_t *)&c->tcp, on_close);
+}
+
+static void stop_reading(struct np_conn *c)
+{
+	if (c->reading) {
+		uv_read_stop((uv_stream_t *)&c->tcp);
+		c->reading = false;
+	}
+	uv_timer_stop(&c->timer);
+}
+
+void np_conn_close(struct np_conn *c, const char *why)
+{
+	if (c->closed)
+		return;
+	if (why)
+		np_info("conn %llu from %s: closing: %s", (unsigned long long)c->id, c->peer, why);
+	c->closing = true;
+	c->graceful = false;
+	stop_reading(c);
+	try_finish(c);
+}
+
+void np_conn_drain(struct np_conn *c)
+{
+	if (c->closing)
+		return;
+	c->closing = true;
+	c->graceful = true;
+	stop_reading(c);
+	/* A refused WRITE's payload still arriving is simply not read. */
+	if (c->payload_req) {
+		req_free(c->payload_req);
+		c->payload_req = NULL;
+	}
+	try_finish(c);
+}
+
+/* ---- transmission ---- */
+
+static void submit_batch(struct np_conn *c, struct batch *b)
+{
+	struct np_export *ex = c->export;
+
+	if (b->n_async) {
+		ex->ops->submit(c->loop->engine_loop[c->export_index], b->async, b->n_async);
+		b->n_async = 0;
+	}
+	if (b->pool_head) {
+		np_pool_submit(&c->loop->srv->pool, b->pool_head, b->pool_tail);
+		b->pool_head = b->pool_tail = NULL;
+	}
+}
+
+static void dispatch(struct np_conn *c, struct np_req *r, struct batch *b)
+{
+	struct np_export *ex = c->export;
+
+	c->engine_busy++;
+	if (ex->ops->submit) {
+		b->async[b->n_async++] = &r->io;
+		if (b->n_async == ASYNC_BATCH)
+			submit_batch(c, b);
+		return;
+	}
+	if (r->io.cmd == NBD_CMD_READ && ex->ops->pread_nowait) {
+		int rc = ex->ops->pread_nowait(ex->h, r->io.buf, r->io.len, r->io.offset);
+
+		if (rc != -EAGAIN) {
+			r->io.result = rc;
+			np_req_done(&r->io);
+			return;
+		}
+	}
+	r->next = NULL;
+	if (b->pool_tail)
+		b->pool_tail->next = r;
+	else
+		b->pool_head = r;
+	b->pool_tail = r;
+}
+
+/* Answers a request that no engine needs to see. */
+static void reply_now(struct np_conn *c, struct np_req *r, uint32_t error)
+{
+	r->error = error;
+	build_reply(r);
+	out_append(c, r);
+}
+
+/* Checks a request against the export and the negotiated features; returns
+ * the NBD error to answer with, or 0. */
+static uint32_t validate(struct np_conn *c, const struct nbd_request *h)
+{
+	struct np_export *ex = c->export;
+	uint64_t size = ex->hs.size;
+	uint16_t allowed = NBD_CMD_FLAG_FUA;
+	bool writes = false, in_range = h->offset <= size && h->count <= size - h->offset;
+
+	switch (h->type) {
+	case NBD_CMD_READ:
+		allowed |= c->structured ? NBD_CMD_FLAG_DF : 0;
+		if (h->count == 0 || h->count > ex->hs.max_block)
+			return NBD_EINVAL;
+		break;
+	case NBD_CMD_WRITE:
+		writes = true;
+		if (h->count == 0 || h->count > ex->hs.max_block)
+			return NBD_EINVAL;
+		break;
+	case NBD_CMD_WRITE_ZEROES:
+		allowed |= NBD_CMD_FLAG_NO_HOLE | NBD_CMD_FLAG_FAST_ZERO;
+		writes = true;
+		break;
+	case NBD_CMD_TRIM:
+		writes = true;
+		break;
+	case NBD_CMD_FLUSH:
+		return (h->flags & ~allowed) ? NBD_EINVAL : 0;
+	case NBD_CMD_CACHE:
+		break;
+	case NBD_CMD_BLOCK_STATUS:
+		allowed |= NBD_CMD_FLAG_REQ_ONE;
+		if (!c->meta_base_allocation)
+			return NBD_EINVAL;
+		break;
+	default:
+		return NBD_EINVAL;
+	}
+	if (h->flags & ~allowed)
+		return NBD_EINVAL;
+	if (writes && ex->readonly)
+		return NBD_EPERM;
+	if (h->count == 0)
+		return NBD_EINVAL;
+	if (!in_range)
+		return (h->type == NBD_CMD_WRITE || h->type == NBD_CMD_WRITE_ZEROES) ? NBD_ENOSPC
+										    : NBD_EINVAL;
+	return 0;
+}
+
+/* Handles one request header. Returns false when the connection closes. */
+static bool handle_request(struct np_conn *c, const struct nbd_request *h, struct batch *b)
+{
+	bool payload = h->type == NBD_CMD_WRITE ||
+		       (c->extended && (h->flags & NBD_CMD_FLAG_PAYLOAD_LEN));
+	struct np_req *r;
+	uint32_t err;
+
+	if (h->type == NBD_CMD_DISC) {
+		np_debug("conn %llu: client disconnects", (unsigned long long)c->id);
+		np_conn_drain(c);
+		return false;
+	}
+	err = validate(c, h);
+	if (payload && h->type != NBD_CMD_WRITE)
+		err = NBD_EINVAL; /* we offer no command with a payload but WRITE */
+	if (payload && err && h->count > UINT32_MAX) {
+		np_conn_close(c, "refused request with an impossible payload length");
+		return false;
+	}
+	r = req_new(c);
+	if (!r) {
+		np_conn_close(c, "out of memory");
+		return false;
+	}
+	r->cookie = h->cookie;
+	r->io.cmd = h->type;
+	r->io.flags = h->flags;
+	r->io.offset = h->offset;
+	r->io.len = h->count;
+	if (err) {
+		if (payload)
+			c->skip = h->count;
+		np_debug("conn %llu: refused %s offset %llu length %llu flags 0x%x",
+			 (unsigned long long)c->id, nbd_cmd_name(h->type),
+			 (unsigned long long)h->offset, (unsigned long long)h->count, h->flags);
+		reply_now(c, r, err);
+		return true;
+	}
+	if (h->type == NBD_CMD_READ || h->type == NBD_CMD_WRITE) {
+		r->io.buf = malloc(h->count);
+		if (!r->io.buf) {
+			if (payload)
+				c->skip = h->count;
+			r->io.len = 0;
+			reply_now(c, r, NBD_ENOMEM);
+			return true;
+		}
+		r->charge += h->count;
+		c->inflight_bytes += h->count;
+	} else if (h->type == NBD_CMD_BLOCK_STATUS) {
+		uint32_t max = (h->flags & NBD_CMD_FLAG_REQ_ONE) ? 1 : NP_MAX_EXTENTS;
+
+		r->extra = malloc(max * sizeof(struct np_extent));
+		if (!r->extra) {
+			reply_now(c, r, NBD_ENOMEM);
+			return true;
+		}
+		r->io.extents = r->extra;
+		r->io.max_extents = max;
+		/* The client's length is a hint; a 32-bit reply caps it. */
+		if (!c->extended && r->io.len > UINT32_MAX)
+			r->io.len = UINT32_MAX;
+	}
+	if (payload) {
+		c->payload_req = r;
+		c->payload_got = 0;
+		return true;
+	}
+	dispatch(c, r, b);
+	return true;
+}
+
+static void consume(struct np_conn *c, size_t n)
+{
+	if (n) {
+		c->in_len -= n;
+		memmove(c->in, c->in + n, c->in_len);
+	}
+}
+
+static void parse_requests(struct np_conn *c)
+{
+	struct batch b = {0};
+	uint64_t cap = c->loop->srv->cfg->max_inflight;
+	size_t pos = 0;
+
+	while (!c->closing) {
+		size_t avail = c->in_len - pos;
+		struct nbd_request h;
+		int n;
+
+		if (c->skip) {
+			size_t k = c->skip < avail ? c->skip : avail;
+
+			pos += k;
+			c->skip -= k;
+			if (c->skip)
+				break;
+			continue;
+		}
+		if (c->payload_req) {
+			struct np_req *r = c->payload_req;
+			uint64_t want = r->io.len - c->payload_got;
+			size_t k = want < avail ? want : avail;
+
+			memcpy((uint8_t *)r->io.buf + c->payload_got, c->in + pos, k);
+			pos += k;
+			c->payload_got += k;
+			if (c->payload_got < r->io.len)
+				break;
+			c->payload_req = NULL;
+			dispatch(c, r, &b);
+			continue;
+		}
+		if (c->inflight_bytes >= cap) {
+			c->paused = true;
+			break;
+		}
+		n = nbd_request_decode(c->in + pos, avail, c->extended, &h);
+		if (n == 0)
+			break;
+		if (n < 0) {
+			np_conn_close(c, "bad request magic");
+			break;
+		}
+		pos += (size_t)n;
+		if (!handle_request(c, &h, &b))
+			break;
+	}
+	if (!c->closed)
+		consume(c, pos);
+	if (b.n_async || b.pool_head)
+		submit_batch(c, &b);
+}
+
+/* ---- handshake and input ---- */
+
+static void start_transmission(struct np_conn *c)
+{
+	struct np_server *srv = c->loop->srv;
+	struct np_export *ex = container_of(c->hs.export, struct np_export, hs);
+
+	c->export = ex;
+	c->export_index = (unsigned)(ex - srv->exports);
+	c->structured = c->hs.structured;
+	c->extended = c->hs.extended;
+	c->meta_base_allocation = c->hs.meta_base_allocation;
+	c->phase = NP_CONN_TRANSMISSION;
+	uv_timer_stop(&c->timer);
+	np_hs_free(&c->hs);
+	np_info("conn %llu from %s: export '%s'%s%s%s", (unsigned long long)c->id, c->peer,
+		ex->hs.name, c->structured ? ", structured replies" : "",
+		c->extended ? ", extended headers" : "",
+		c->meta_base_allocation ? ", base:allocation" : "");
+}
+
+static void conn_process(struct np_conn *c)
+{
+	if (c->closing)
+		return;
+	if (c->phase == NP_CONN_HANDSHAKE) {
+		size_t used = 0;
+		enum np_hs_status st = np_hs_input(&c->hs, c->in, c->in_len, &used);
+
+		consume(c, used);
+		if (c->hs.out.len) {
+			if (queue_bytes(c, c->hs.out.data, c->hs.out.len) < 0) {
+				np_conn_close(c, "out of memory");
+				return;
+			}
+			c->hs.out.len = 0;
+		}
+		if (st == NP_HS_CLOSE) {
+			np_info("conn %llu from %s: handshake ended: %s", (unsigned long long)c->id,
+				c->peer, c->hs.why ? c->hs.why : "closed");
+			np_conn_drain(c);
+			return;
+		}
+		if (st != NP_HS_GO)
+			return;
+		start_transmission(c);
+	}
+	parse_requests(c);
+	if (!c->closing) {
+		if (c->paused && c->reading) {
+			uv_read_stop((uv_stream_t *)&c->tcp);
+			c->reading = false;
+		}
+	}
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	struct np_conn *c = container_of((uv_tcp_t *)h, struct np_conn, tcp);
+
+	(void)suggested;
+	if (c->payload_req && c->in_len == 0) {
+		/* The rest of a WRITE payload goes straight to its buffer. */
+		struct np_req *r = c->payload_req;
+
+		*buf = uv_buf_init((char *)r->io.buf + c->payload_got,
+				   (unsigned)(r->io.len - c->payload_got));
+		return;
+	}
+	*buf = uv_buf_init((char *)c->in + c->in_len, (unsigned)(NP_INBUF_SIZE - c->in_len));
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+	struct np_conn *c = container_of((uv_tcp_t *)s, struct np_conn, tcp);
+
+	if (nread == 0)
+		return;
+	if (nread < 0) {
+		if (nread == UV_EOF && c->phase == NP_CONN_TRANSMISSION && !c->payload_req)
+			np_conn_close(c, NULL); /* a client that leaves without DISC */
+		else
+			np_conn_close(c, nread != UV_EOF		  ? uv_strerror((int)nread)
+					 : c->phase == NP_CONN_HANDSHAKE ? "client left during the handshake"
+									 : "client left mid-request");
+		np_loop_flush(c->loop);
+		return;
+	}
+	if ((uint8_t *)buf->base >= c->in && (uint8_t *)buf->base < c->in + NP_INBUF_SIZE) {
+		c->in_len += (size_t)nread;
+	} else {
+		struct batch b = {0};
+
+		c->payload_got += (uint64_t)nread;
+		if (c->payload_got == c->payload_req->io.len) {
+			struct np_req *r = c->payload_req;
+
+			c->payload_req = NULL;
+			dispatch(c, r, &b);
+			submit_batch(c, &b);
+		}
+	}
+	conn_process(c);
+	np_loop_flush(c->loop);
+}
+
+static void on_handshake_timeout(uv_timer_t *t)
+{
+	struct np_conn *c = container_of(t, struct np_conn, timer);
+
+	np_conn_close(c, "handshake timed out");
+}
+
+void np_conn_accept(struct np_loop *l, int fd)
+{
+	struct np_server *srv = l->srv;
+	struct np_conn *c = calloc(1, sizeof(*c));
+	struct sockaddr_storage ss;
+	int len = sizeof(ss);
+
+	if (!c || !(c->in = malloc(NP_INBUF_SIZE))) {
+		np_err("out of memory accepting a connection");
+		free(c);
+		close(fd);
+		return;
+	}
+	if (uv_tcp_init(&l->uv, &c->tcp) < 0 || uv_tcp_open(&c->tcp, fd) < 0) {
+		np_err("cannot set up an accepted socket");
+		close(fd);
+		free(c->in);
+		free(c);
+		return;
+	}
+	c->loop = l;
+	c->id = atomic_fetch_add(&srv->next_conn_id, 1) + 1;
+	uv_tcp_nodelay(&c->tcp, 1);
+	strcpy(c->peer, "?");
+	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
+		char ip[INET6_ADDRSTRLEN] = "?";
+
+		if (ss.ss_family == AF_INET6) {
+			struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+
+			uv_ip6_name(a, ip, sizeof(ip));
+			snprintf(c->peer, sizeof(c->peer), "[%s]:%u", ip, ntohs(a->sin6_port));
+		} else if (ss.ss_family == AF_INET) {
+			struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+
+			uv_ip4_name(a, ip, sizeof(ip));
+			snprintf(c->peer, sizeof(c->peer), "%s:%u", ip, ntohs(a->sin_port));
+		}
+	}
+	c->next = l->conns;
+	if (l->conns)
+		l->conns->prev = c;
+	l->conns = c;
+	l->n_conns++;
+	uv_timer_init(&l->uv, &c->timer);
+	uv_timer_start(&c->timer, on_handshake_timeout, (uint64_t)srv->cfg->handshake_timeout * 1000,
+		       0);
+	np_hs_init(&c->hs, &np_export_hs_ops, srv);
+	if (c->hs.why || queue_bytes(c, c->hs.out.data, c->hs.out.len) < 0) {
+		np_conn_close(c, "out of memory");
+		return;
+	}
+	c->hs.out.len = 0;
+	np_debug("conn %llu from %s: accepted on loop %u", (unsigned long long)c->id, c->peer,
+		 l->index);
+	uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+	c->reading = true;
+}

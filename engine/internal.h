@@ -1,0 +1,203 @@
+/* Declarations shared by the server engine's files, one heading per file. */
+#ifndef NP_ENGINE_INTERNAL_H
+#define NP_ENGINE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+#include <uv.h>
+
+#include "net/handshake.h"
+#include "net/proto.h"
+#include "storage/storage.h"
+
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+
+/* ---- log.c ---- */
+enum np_log_level { NP_LOG_ERROR, NP_LOG_WARN, NP_LOG_INFO, NP_LOG_DEBUG };
+extern enum np_log_level np_log_level;
+void np_log(enum np_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#define np_err(...) np_log(NP_LOG_ERROR, __VA_ARGS__)
+#define np_warn(...) np_log(NP_LOG_WARN, __VA_ARGS__)
+#define np_info(...) np_log(NP_LOG_INFO, __VA_ARGS__)
+#define np_debug(...)                                                                              \
+	do {                                                                                       \
+		if (np_log_level >= NP_LOG_DEBUG)                                                  \
+			np_log(NP_LOG_DEBUG, __VA_ARGS__);                                         \
+	} while (0)
+
+/* ---- config.c ---- */
+struct np_export_cfg {
+	char *name;
+	char *spec; /* ENGINE:SPEC */
+	char *description;
+	bool readonly;
+};
+
+struct np_config {
+	char **listen;
+	size_t n_listen;
+	struct np_export_cfg *exports;
+	size_t n_exports;
+	bool readonly;
+	char *pidfile;
+	unsigned threads;            /* worker pool threads */
+	unsigned loops;              /* event loops; 0 = one per core */
+	unsigned handshake_timeout;  /* seconds */
+	uint64_t max_inflight;       /* bytes per connection */
+	unsigned shutdown_timeout;   /* seconds to drain on SIGTERM */
+};
+
+/* Fills cfg from argv (serve's options) and any -c files. Returns 0, or
+ * prints a message naming what was wrong and returns 2 (usage) or 1. A
+ * return of -1 means --help was printed. */
+int np_config_from_args(struct np_config *cfg, int argc, char **argv);
+int np_config_load_ini(struct np_config *cfg, const char *path);
+void np_config_free(struct np_config *cfg);
+
+/* ---- export.c ---- */
+struct np_export {
+	struct np_hs_export hs; /* name, description, size, flags, block sizes */
+	const struct np_storage_ops *ops;
+	void *h;
+	uint32_t caps;
+	bool readonly;
+};
+
+int np_exports_open(struct np_export **out, const struct np_config *cfg);
+void np_exports_close(struct np_export *ex, size_t n);
+extern const struct np_hs_ops np_export_hs_ops; /* ctx: struct np_server * */
+
+/* ---- pool.c: the worker pool for operations that may block ---- */
+struct np_req;
+struct np_pool {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct np_req *head, *tail;
+	pthread_t *threads;
+	unsigned n_threads;
+	bool stop;
+};
+
+int np_pool_start(struct np_pool *pool, unsigned n_threads);
+/* Queues a linked list (through req->next) of requests under one lock. */
+void np_pool_submit(struct np_pool *pool, struct np_req *first, struct np_req *last);
+void np_pool_stop(struct np_pool *pool);
+
+/* ---- server.c: loops, listeners, lifetime ---- */
+struct np_loop {
+	uv_loop_t uv;
+	uv_thread_t thread;
+	struct np_server *srv;
+	unsigned index;
+	uv_async_t wake; /* new sockets, completions and shutdown come in here */
+	pthread_mutex_t lock;
+	int *new_fds; /* guarded by lock */
+	size_t n_new_fds, cap_new_fds;
+	struct np_req *done_head; /* completions from the pool; guarded by lock */
+	bool shutdown;            /* guarded by lock */
+	bool draining;            /* this loop's copy, loop thread only */
+	struct np_conn *conns;    /* doubly linked, loop thread only */
+	unsigned n_conns;
+	struct np_conn *dirty;    /* connections with replies to send */
+	void **engine_loop;       /* per export: async engines' loop handles */
+	uv_timer_t drain_timer;
+};
+
+struct np_listener {
+	int fd;
+	uv_poll_t poll;
+	char *addr;
+};
+
+struct np_server {
+	struct np_config *cfg;
+	struct np_export *exports;
+	size_t n_exports;
+	struct np_loop *loops;
+	unsigned n_loops;
+	unsigned next_loop;
+	struct np_pool pool;
+	struct np_listener *listeners;
+	size_t n_listeners;
+	uv_signal_t sigint, sigterm;
+	atomic_uint_fast64_t next_conn_id;
+	bool stopping;
+	bool signals_ready;
+};
+
+int np_serve(struct np_config *cfg);
+/* Hands a completed request back to its loop from a worker thread. */
+void np_loop_complete(struct np_loop *l, struct np_req *req);
+/* Called by conn.c when a connection is freed. */
+void np_loop_conn_gone(struct np_loop *l);
+
+/* ---- conn.c: one client connection ---- */
+#define NP_MAX_CHUNKS 8 /* reply chunks per READ: data and holes */
+#define NP_INBUF_SIZE (NP_HS_MAX_OPTION + 64 * 1024)
+#define NP_MAX_REQUEST NBD_MAX_PORTABLE_REQUEST
+#define NP_MAX_EXTENTS 1024
+
+struct np_req {
+	struct np_io io;
+	struct np_conn *conn;
+	struct np_req *next;
+	uint64_t cookie;
+	uint32_t error;     /* NBD error decided before any engine ran */
+	uint64_t charge;    /* bytes counted against the in-flight cap */
+	struct iovec iov[2 * NP_MAX_CHUNKS + 1];
+	unsigned n_iov, iov_done;
+	void *extra; /* heap payload to free with the reply (extents, text) */
+	/* Last: req_new clears everything before it. */
+	uint8_t hdr[NP_MAX_CHUNKS * (NBD_EXT_CHUNK_SIZE + 16)];
+};
+
+struct np_conn {
+	uv_tcp_t tcp; /* first: handle callbacks recover the conn from it */
+	uv_timer_t timer;
+	struct np_loop *loop;
+	struct np_conn *prev, *next; /* in loop->conns */
+	struct np_conn *dirty_next;
+	bool dirty;
+	uint64_t id;
+	char peer[64];
+
+	enum { NP_CONN_HANDSHAKE, NP_CONN_TRANSMISSION } phase;
+	struct np_hs hs;
+	struct np_export *export;
+	unsigned export_index;
+	bool structured, extended, meta_base_allocation;
+
+	uint8_t *in;
+	size_t in_len;
+	struct np_req *payload_req; /* WRITE whose payload is still arriving */
+	uint64_t payload_got;
+	uint64_t skip;              /* payload bytes to discard (refused WRITE) */
+
+	uint64_t inflight_bytes;
+	unsigned engine_busy; /* requests an engine or the pool still holds */
+	bool reading, paused, closing, graceful, closed;
+
+	struct np_req *out_head, *out_tail; /* replies not yet written */
+	struct np_req *writing;             /* replies handed to uv_write */
+	uv_write_t write_req;
+	bool write_busy;
+};
+
+void np_conn_accept(struct np_loop *l, int fd);
+/* Stops reading; closes once in-flight requests are answered. */
+void np_conn_drain(struct np_conn *c);
+void np_conn_close(struct np_conn *c, const char *why);
+/* Completion of an engine request, on the connection's loop thread. */
+void np_req_done(struct np_io *io);
+/* Writes every connection's pending replies; called at the end of each
+ * callback that produced replies, so replies go out in as few writes as
+ * possible. */
+void np_loop_flush(struct np_loop *l);
+
+/* ---- tools ---- */
+int np_cmd_serve(int argc, char **argv);
+
+#endif

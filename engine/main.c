@@ -1,0 +1,75 @@
+/* nbdplex: one binary, one subcommand per job. */
+#include <stdio.h>
+#include <string.h>
+
+#include "engine/internal.h"
+#ifdef NP_HAVE_ATTACH
+#include "tools/attach.h"
+#endif
+#ifdef NP_HAVE_THIN
+#include "tools/volume.h"
+#endif
+
+#ifndef NP_VERSION
+#define NP_VERSION "0.1"
+#endif
+
+int np_cmd_serve(int argc, char **argv)
+{
+	struct np_config cfg;
+	int r = np_config_from_args(&cfg, argc, argv);
+
+	if (r == 0)
+		r = np_serve(&cfg);
+	else if (r < 0)
+		r = 0; /* --help */
+	np_config_free(&cfg);
+	return r;
+}
+
+struct command {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+	const char *help;
+};
+
+static const struct command commands[] = {
+	{"serve", np_cmd_serve, "serve exports over NBD"},
+#ifdef NP_HAVE_THIN
+	{"volume", np_cmd_volume, "manage thin pools: init, create, snapshot, clone, list, ..."},
+#endif
+#ifdef NP_HAVE_ATTACH
+	{"attach", np_cmd_attach, "attach an export as /dev/nbdplexN through nbdplex.ko"},
+	{"detach", np_cmd_detach, "detach a device made by attach"},
+#endif
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: nbdplex COMMAND [ARGS...]\n\ncommands:\n");
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].help);
+	fprintf(f, "\n'nbdplex COMMAND --help' describes each.\n");
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+		usage(stdout);
+		return 0;
+	}
+	if (!strcmp(argv[1], "--version")) {
+		printf("nbdplex %s\n", NP_VERSION);
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (!strcmp(argv[1], commands[i].name))
+			return commands[i].fn(argc - 1, argv + 1);
+	fprintf(stderr, "nbdplex: unknown command '%s'\n", argv[1]);
+	usage(stderr);
+	return 2;
+}

@@ -1,0 +1,411 @@
+/* The server's lifetime: event loops (one per core), listeners, signals and
+ * an orderly shutdown.
+ *
+ * Listening sockets are polled on loop 0, which accepts and hands each new
+ * socket to the next loop in turn; a connection then lives on that loop. The
+ * one door into a loop from another thread is its uv_async_t: new sockets,
+ * completions from the worker pool and the shutdown request wait in lists
+ * under the loop's lock, and one wake-up drains them all. */
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "engine/internal.h"
+
+#define ACCEPT_BATCH 64
+
+static void loop_close_handles(struct np_loop *l);
+static void on_drain_timeout(uv_timer_t *t);
+
+/* ---- wake-ups from other threads ---- */
+
+void np_loop_complete(struct np_loop *l, struct np_req *req)
+{
+	pthread_mutex_lock(&l->lock);
+	req->next = l->done_head;
+	l->done_head = req;
+	pthread_mutex_unlock(&l->lock);
+	uv_async_send(&l->wake);
+}
+
+static void loop_push_fd(struct np_loop *l, int fd)
+{
+	bool ok = true;
+
+	pthread_mutex_lock(&l->lock);
+	if (l->n_new_fds == l->cap_new_fds) {
+		size_t cap = l->cap_new_fds ? 2 * l->cap_new_fds : 16;
+		int *p = realloc(l->new_fds, cap * sizeof(*p));
+
+		if (p) {
+			l->new_fds = p;
+			l->cap_new_fds = cap;
+		} else {
+			ok = false;
+		}
+	}
+	if (ok)
+		l->new_fds[l->n_new_fds++] = fd;
+	pthread_mutex_unlock(&l->lock);
+	if (!ok) {
+		np_err("out of memory handing a connection to a loop");
+		close(fd);
+		return;
+	}
+	uv_async_send(&l->wake);
+}
+
+static void loop_maybe_finish(struct np_loop *l)
+{
+	if (l->draining && l->n_conns == 0)
+		loop_close_handles(l);
+}
+
+static void on_wake(uv_async_t *h)
+{
+	struct np_loop *l = container_of(h, struct np_loop, wake);
+	struct np_req *done, *prev = NULL;
+	int fds[ACCEPT_BATCH];
+	size_t n_fds = 0;
+	bool shutdown;
+
+	pthread_mutex_lock(&l->lock);
+	done = l->done_head;
+	l->done_head = NULL;
+	shutdown = l->shutdown;
+	while (n_fds < ACCEPT_BATCH && l->n_new_fds)
+		fds[n_fds++] = l->new_fds[--l->n_new_fds];
+	if (l->n_new_fds)
+		uv_async_send(&l->wake); /* more than a batch: come back */
+	pthread_mutex_unlock(&l->lock);
+
+	/* Completions were pushed newest first; answer them oldest first. */
+	while (done) {
+		struct np_req *next = done->next;
+
+		done->next = prev;
+		prev = done;
+		done = next;
+	}
+	for (struct np_req *r = prev, *next; r; r = next) {
+		next = r->next;
+		np_req_done(&r->io);
+	}
+	for (size_t i = 0; i < n_fds; i++) {
+		if (l->draining || shutdown)
+			close(fds[i]);
+		else
+			np_conn_accept(l, fds[i]);
+	}
+	np_loop_flush(l);
+	if (shutdown && !l->draining) {
+		l->draining = true;
+		for (struct np_conn *c = l->conns, *next; c; c = next) {
+			next = c->next;
+			np_conn_drain(c);
+		}
+		np_loop_flush(l);
+		/* Clients that never read their replies must not hold the
+		 * server forever. */
+		uv_timer_start(&l->drain_timer, on_drain_timeout,
+			       (uint64_t)l->srv->cfg->shutdown_timeout * 1000, 0);
+	}
+	if (shutdown)
+		loop_maybe_finish(l);
+}
+
+static void on_drain_timeout(uv_timer_t *t)
+{
+	struct np_loop *l = container_of(t, struct np_loop, drain_timer);
+
+	for (struct np_conn *c = l->conns, *next; c; c = next) {
+		next = c->next;
+		np_conn_close(c, "shutdown timeout with requests still in flight");
+	}
+}
+
+void np_loop_conn_gone(struct np_loop *l)
+{
+	if (l->draining)
+		loop_maybe_finish(l);
+}
+
+static void loop_close_handles(struct np_loop *l)
+{
+	struct np_server *srv = l->srv;
+
+	if (uv_is_closing((uv_handle_t *)&l->wake))
+		return;
+	for (size_t i = 0; i < srv->n_exports; i++) {
+		if (l->engine_loop[i] && srv->exports[i].ops->loop_close)
+			srv->exports[i].ops->loop_close(l->engine_loop[i]);
+		l->engine_loop[i] = NULL;
+	}
+	uv_close((uv_handle_t *)&l->wake, NULL);
+	uv_close((uv_handle_t *)&l->drain_timer, NULL);
+	if (l->index == 0) {
+		for (size_t i = 0; i < srv->n_listeners; i++)
+			uv_close((uv_handle_t *)&srv->listeners[i].poll, NULL);
+		if (srv->signals_ready) {
+			uv_close((uv_handle_t *)&srv->sigint, NULL);
+			uv_close((uv_handle_t *)&srv->sigterm, NULL);
+		}
+	}
+}
+
+static void request_shutdown(struct np_server *srv)
+{
+	for (unsigned i = 0; i < srv->n_loops; i++) {
+		struct np_loop *l = &srv->loops[i];
+
+		pthread_mutex_lock(&l->lock);
+		l->shutdown = true;
+		pthread_mutex_unlock(&l->lock);
+		uv_async_send(&l->wake);
+	}
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+	struct np_server *srv = s->data;
+
+	if (srv->stopping) {
+		np_warn("second signal %d: exiting without draining", signum);
+		_exit(1);
+	}
+	np_info("signal %d: finishing requests in flight, then exiting", signum);
+	srv->stopping = true;
+	for (size_t i = 0; i < srv->n_listeners; i++) {
+		uv_poll_stop(&srv->listeners[i].poll);
+		close(srv->listeners[i].fd);
+		srv->listeners[i].fd = -1;
+	}
+	request_shutdown(srv);
+}
+
+/* ---- listeners ---- */
+
+static void on_listen_ready(uv_poll_t *p, int status, int events)
+{
+	struct np_listener *lis = container_of(p, struct np_listener, poll);
+	struct np_server *srv = p->data;
+
+	(void)events;
+	if (status < 0 || srv->stopping)
+		return;
+	for (int i = 0; i < ACCEPT_BATCH; i++) {
+		int fd = accept4(lis->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
+			    errno != ECONNABORTED)
+				np_warn("accept on %s: %s", lis->addr, strerror(errno));
+			break;
+		}
+		loop_push_fd(&srv->loops[srv->next_loop], fd);
+		srv->next_loop = (srv->next_loop + 1) % srv->n_loops;
+	}
+}
+
+/* Splits HOST:PORT, [V6HOST]:PORT or :PORT. */
+static int split_hostport(const char *s, char *host, size_t hostlen, char *port, size_t portlen)
+{
+	const char *colon;
+	size_t hl;
+
+	if (s[0] == '[') {
+		const char *end = strchr(s, ']');
+
+		if (!end || end[1] != ':')
+			return -EINVAL;
+		hl = (size_t)(end - s - 1);
+		memcpy(host, s + 1, hl < hostlen ? hl : 0);
+		colon = end + 1;
+	} else {
+		colon = strrchr(s, ':');
+		if (!colon)
+			return -EINVAL;
+		hl = (size_t)(colon - s);
+		if (hl >= hostlen)
+			return -EINVAL;
+		memcpy(host, s, hl);
+	}
+	if (hl >= hostlen || strlen(colon + 1) == 0 || strlen(colon + 1) >= portlen)
+		return -EINVAL;
+	host[hl] = '\0';
+	strcpy(port, colon + 1);
+	return 0;
+}
+
+static int listen_on(struct np_server *srv, struct np_listener *lis, const char *addr)
+{
+	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+				 .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+	struct addrinfo *res;
+	char host[256], port[16];
+	int one = 1, r, fd;
+
+	lis->fd = -1;
+	lis->addr = (char *)addr;
+	if (split_hostport(addr, host, sizeof(host), port, sizeof(port)) < 0) {
+		np_err("listen address '%s': want HOST:PORT", addr);
+		return -1;
+	}
+	r = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
+	if (r != 0) {
+		np_err("listen address '%s': %s", addr, gai_strerror(r));
+		return -1;
+	}
+	fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 1024) < 0) {
+		np_err("listen on %s: %s", addr, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		freeaddrinfo(res);
+		return -1;
+	}
+	freeaddrinfo(res);
+	lis->fd = fd;
+	uv_poll_init(&srv->loops[0].uv, &lis->poll, fd);
+	lis->poll.data = srv;
+	uv_poll_start(&lis->poll, UV_READABLE, on_listen_ready);
+	np_info("listening on %s", addr);
+	return 0;
+}
+
+/* ---- loops ---- */
+
+static int loop_init(struct np_server *srv, struct np_loop *l, unsigned index)
+{
+	l->srv = srv;
+	l->index = index;
+	pthread_mutex_init(&l->lock, NULL);
+	if (uv_loop_init(&l->uv) < 0)
+		return -1;
+	uv_async_init(&l->uv, &l->wake, on_wake);
+	uv_timer_init(&l->uv, &l->drain_timer);
+	uv_unref((uv_handle_t *)&l->drain_timer);
+	l->engine_loop = calloc(srv->n_exports, sizeof(void *));
+	if (!l->engine_loop)
+		return -1;
+	for (size_t i = 0; i < srv->n_exports; i++) {
+		const struct np_storage_ops *ops = srv->exports[i].ops;
+
+		if (ops->loop_open && ops->loop_open(srv->exports[i].h, &l->uv, &l->engine_loop[i]) < 0) {
+			np_err("export '%s': cannot set up its event loop", srv->exports[i].hs.name);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static void loop_thread(void *arg)
+{
+	struct np_loop *l = arg;
+
+	uv_run(&l->uv, UV_RUN_DEFAULT);
+}
+
+static int write_pidfile(const char *path)
+{
+	char tmp[4096];
+	FILE *f;
+
+	/* Written under a temporary name and renamed, so whoever waits for
+	 * the file never reads it half-written. */
+	snprintf(tmp, sizeof(tmp), "%s.tmp%d", path, (int)getpid());
+	f = fopen(tmp, "w");
+	if (!f || fprintf(f, "%d\n", (int)getpid()) < 0 || fclose(f) != 0 || rename(tmp, path) < 0) {
+		np_err("pidfile %s: %s", path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+int np_serve(struct np_config *cfg)
+{
+	struct np_server srv = {.cfg = cfg};
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned threads;
+	int ret = 1;
+
+	signal(SIGPIPE, SIG_IGN);
+	if (ncpu < 1)
+		ncpu = 1;
+	srv.n_loops = cfg->loops ? cfg->loops : (unsigned)ncpu;
+	threads = cfg->threads ? cfg->threads : (unsigned)(2 * ncpu < 4 ? 4 : 2 * ncpu);
+
+	if (np_exports_open(&srv.exports, cfg) < 0)
+		return 1;
+	srv.n_exports = cfg->n_exports;
+	srv.loops = calloc(srv.n_loops, sizeof(*srv.loops));
+	srv.listeners = calloc(cfg->n_listen, sizeof(*srv.listeners));
+	if (!srv.loops || !srv.listeners)
+		goto out_close_exports;
+	for (unsigned i = 0; i < srv.n_loops; i++)
+		if (loop_init(&srv, &srv.loops[i], i) < 0)
+			goto out_close_exports;
+	for (size_t i = 0; i < cfg->n_listen; i++) {
+		if (listen_on(&srv, &srv.listeners[i], cfg->listen[i]) < 0)
+			goto out_close_exports;
+		srv.n_listeners++;
+	}
+	if (np_pool_start(&srv.pool, threads) < 0) {
+		np_err("cannot start %u worker threads", threads);
+		goto out_stop_pool;
+	}
+	uv_signal_init(&srv.loops[0].uv, &srv.sigint);
+	uv_signal_init(&srv.loops[0].uv, &srv.sigterm);
+	srv.sigint.data = srv.sigterm.data = &srv;
+	uv_signal_start(&srv.sigint, on_signal, SIGINT);
+	uv_signal_start(&srv.sigterm, on_signal, SIGTERM);
+	srv.signals_ready = true;
+	for (unsigned i = 1; i < srv.n_loops; i++)
+		uv_thread_create(&srv.loops[i].thread, loop_thread, &srv.loops[i]);
+	if (cfg->pidfile && write_pidfile(cfg->pidfile) < 0) {
+		srv.stopping = true;
+		request_shutdown(&srv);
+	} else {
+		ret = 0;
+		np_info("ready: %zu export(s), %u loop(s), %u worker thread(s)", srv.n_exports,
+			srv.n_loops, threads);
+	}
+	uv_run(&srv.loops[0].uv, UV_RUN_DEFAULT);
+	for (unsigned i = 1; i < srv.n_loops; i++)
+		uv_thread_join(&srv.loops[i].thread);
+	if (cfg->pidfile && ret == 0)
+		unlink(cfg->pidfile);
+	np_info("all connections closed; flushing exports");
+
+out_stop_pool:
+	if (srv.pool.threads)
+		np_pool_stop(&srv.pool);
+out_close_exports:
+	for (unsigned i = 0; i < srv.n_loops && srv.loops; i++) {
+		struct np_loop *l = &srv.loops[i];
+
+		if (!l->srv)
+			continue;
+		if (!uv_is_closing((uv_handle_t *)&l->wake))
+			loop_close_handles(l);
+		uv_run(&l->uv, UV_RUN_NOWAIT);
+		uv_loop_close(&l->uv);
+		free(l->engine_loop);
+		free(l->new_fds);
+		pthread_mutex_destroy(&l->lock);
+	}
+	for (size_t i = 0; i < srv.n_listeners; i++)
+		if (srv.listeners[i].fd >= 0)
+			close(srv.listeners[i].fd);
+	free(srv.loops);
+	free(srv.listeners);
+	np_exports_close(srv.exports, srv.n_exports);
+	return ret;
+}

@@ -1,0 +1,69 @@
+/* The fixed-newstyle handshake as a state machine over an input buffer.
+ *
+ * The caller feeds whatever bytes have arrived; the machine consumes whole
+ * messages, appends what to send to hs->out, and says when to enter
+ * transmission or to close. It does no I/O and knows exports only through
+ * the lookup callbacks, so it can be unit-tested and fuzzed alone. */
+#ifndef NP_NET_HANDSHAKE_H
+#define NP_NET_HANDSHAKE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "net/buf.h"
+
+/* Options longer than this are refused by closing the connection: nothing
+ * legitimate comes close, and the whole option must fit the input buffer. */
+#define NP_HS_MAX_OPTION (64 * 1024)
+
+/* What the handshake needs to know of an export. */
+struct np_hs_export {
+	const char *name;
+	const char *description; /* may be NULL */
+	uint64_t size;
+	uint16_t tflags; /* transmission flags, before per-client adjustment */
+	uint32_t min_block, pref_block, max_block;
+	bool hidden; /* left out of NBD_OPT_LIST */
+};
+
+struct np_hs_ops {
+	/* Returns the export called name ("" is the default), or NULL. */
+	const struct np_hs_export *(*lookup)(void *ctx, const char *name);
+	/* Returns the i-th export for NBD_OPT_LIST, or NULL past the end. */
+	const struct np_hs_export *(*nth)(void *ctx, size_t i);
+};
+
+enum np_hs_state { NP_HS_CLIENT_FLAGS, NP_HS_OPTIONS, NP_HS_DONE };
+
+enum np_hs_status {
+	NP_HS_MORE = 0,     /* need more input */
+	NP_HS_GO = 1,       /* transmission starts after hs->out is sent */
+	NP_HS_CLOSE = -1,   /* send hs->out, then close; hs->why says why */
+};
+
+#define NP_META_BASE_ALLOCATION_ID 1
+
+struct np_hs {
+	const struct np_hs_ops *ops;
+	void *ctx;
+	enum np_hs_state state;
+	bool no_zeroes;
+	bool structured;
+	bool extended;
+	bool meta_base_allocation; /* base:allocation selected */
+	const struct np_hs_export *export;
+	uint16_t tflags; /* as sent to this client */
+	struct np_buf out;
+	const char *why; /* static text, for the log line on close */
+};
+
+/* Starts a handshake: queues the server greeting in hs->out. */
+void np_hs_init(struct np_hs *hs, const struct np_hs_ops *ops, void *ctx);
+
+/* Consumes complete messages from in[0..len); *used says how many bytes. */
+enum np_hs_status np_hs_input(struct np_hs *hs, const uint8_t *in, size_t len, size_t *used);
+
+void np_hs_free(struct np_hs *hs);
+
+#endif

@@ -1,0 +1,34 @@
+#!/bin/bash
+# Installs what nbdplex needs from Debian's packages (run as root).
+#   scripts/install-deps.sh          build dependencies only
+#   scripts/install-deps.sh --all    also every peer the tests drive, and what
+#                                    the kernel-driver VM tests boot
+set -euo pipefail
+
+build=(cmake gcc make pkg-config libuv1-dev libjemalloc-dev libinih-dev
+       librocksdb-dev libaio-dev libgnutls28-dev)
+tests=(libnbd-bin python3-libnbd qemu-utils fio nbdkit nbd-server nbd-client
+       util-linux e2fsprogs strace procps)
+vm=(qemu-system-x86 linux-image-amd64 linux-headers-amd64 busybox-static kmod)
+
+pkgs=("${build[@]}")
+if [ "${1:-}" = "--all" ]; then
+	pkgs+=("${tests[@]}" "${vm[@]}")
+fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+	echo "install-deps: everything is installed"
+	exit 0
+fi
+if [ "$(id -u)" != 0 ]; then
+	echo "install-deps: need root to install: ${missing[*]}" >&2
+	exit 1
+fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,349 @@
+/* The file engine: a sparse regular file (or a block device through the page
+ * cache). TRIM punches holes, WRITE_ZEROES punches or zero-ranges, extents
+ * come from SEEK_DATA/SEEK_HOLE, FLUSH is fdatasync and FUA is RWF_DSYNC. */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "net/proto.h"
+#include "storage/storage.h"
+
+struct file_h {
+	int fd;
+	uint64_t size;
+	bool readonly;
+	bool is_blockdev;
+	atomic_bool nowait_ok; /* preadv2(RWF_NOWAIT) is supported here */
+	atomic_bool punch_ok;  /* fallocate(PUNCH_HOLE) is supported here */
+};
+
+static int errf(char **err, int r, const char *fmt, const char *a, const char *b)
+{
+	if (err && asprintf(err, fmt, a, b) < 0)
+		*err = NULL;
+	return r;
+}
+
+/* SPEC is PATH[,size=SIZE]. A missing file is created sparse when a size is
+ * given; an existing smaller file is grown to the size, never shrunk. */
+static int file_open(const char *spec, bool readonly, void **handle, char **err)
+{
+	char *path = strdup(spec);
+	char *opt = path ? strchr(path, ',') : NULL;
+	uint64_t want = 0;
+	bool have_size = false;
+	struct file_h *f;
+	struct stat st;
+	int fd, r;
+
+	if (!path)
+		return -ENOMEM;
+	if (opt) {
+		*opt++ = '\0';
+		if (strncmp(opt, "size=", 5) != 0 || np_parse_size(opt + 5, &want) < 0) {
+			r = errf(err, -EINVAL, "file engine: bad option '%s' in '%s' (want size=SIZE)",
+				 opt, spec);
+			goto out_free_path;
+		}
+		have_size = true;
+	}
+	if (!*path) {
+		r = errf(err, -EINVAL, "file engine: no path in '%s'%s", spec, "");
+		goto out_free_path;
+	}
+	fd = open(path, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT && have_size && !readonly)
+		fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		r = -errno;
+		if (r == -ENOENT && !have_size)
+			errf(err, r, "%s: no such file (add ,size=SIZE to create it)%s", path, "");
+		else
+			errf(err, r, "%s: %s", path, strerror(-r));
+		goto out_free_path;
+	}
+	if (fstat(fd, &st) < 0) {
+		r = errf(err, -errno, "%s: %s", path, strerror(errno));
+		goto out_close;
+	}
+	f = calloc(1, sizeof(*f));
+	if (!f) {
+		r = -ENOMEM;
+		goto out_close;
+	}
+	f->fd = fd;
+	f->readonly = readonly;
+	if (S_ISBLK(st.st_mode)) {
+		f->is_blockdev = true;
+		if (ioctl(fd, BLKGETSIZE64, &f->size) < 0) {
+			r = errf(err, -errno, "%s: BLKGETSIZE64: %s", path, strerror(errno));
+			goto out_free_f;
+		}
+	} else if (S_ISREG(st.st_mode)) {
+		f->size = (uint64_t)st.st_size;
+		if (have_size && want > f->size && !readonly) {
+			if (ftruncate(fd, (off_t)want) < 0) {
+				r = errf(err, -errno, "%s: cannot grow: %s", path, strerror(errno));
+				goto out_free_f;
+			}
+			f->size = want;
+		} else if (have_size && want != f->size) {
+			char sz[64];
+
+			snprintf(sz, sizeof(sz), "%llu", (unsigned long long)f->size);
+			r = errf(err, -EINVAL,
+				 "%s: file is %s bytes, refusing to shrink or change it to size=", path,
+				 sz);
+			goto out_free_f;
+		}
+	} else {
+		r = errf(err, -EINVAL, "%s: not a regular file or block device%s", path, "");
+		goto out_free_f;
+	}
+	atomic_store(&f->nowait_ok, true);
+	atomic_store(&f->punch_ok, true);
+	free(path);
+	*handle = f;
+	return 0;
+
+out_free_f:
+	free(f);
+out_close:
+	close(fd);
+out_free_path:
+	free(path);
+	return r;
+}
+
+static void file_close(void *h)
+{
+	struct file_h *f = h;
+
+	close(f->fd);
+	free(f);
+}
+
+static uint64_t file_get_size(void *h)
+{
+	return ((struct file_h *)h)->size;
+}
+
+static uint32_t file_caps(void *h)
+{
+	struct file_h *f = h;
+	uint32_t c = NP_CAP_FLUSH | NP_CAP_MULTI_CONN | NP_CAP_CACHE | NP_CAP_EXTENTS;
+
+	if (!f->readonly)
+		c |= NP_CAP_WRITE | NP_CAP_FUA | NP_CAP_TRIM | NP_CAP_ZERO | NP_CAP_FAST_ZERO;
+	return c;
+}
+
+/* Reads all of [off, off+len); bytes past the end of the file read as zeroes
+ * (the file may have been truncated under us). */
+static int read_full(struct file_h *f, void *buf, uint64_t len, uint64_t off, int rwflags)
+{
+	uint8_t *p = buf;
+
+	while (len) {
+		struct iovec iov = {.iov_base = p, .iov_len = len};
+		ssize_t n = preadv2(f->fd, &iov, 1, (off_t)off, rwflags);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0) {
+			memset(p, 0, len);
+			return 0;
+		}
+		if (rwflags && (uint64_t)n < len)
+			return -EAGAIN; /* partly cached: let a worker finish it */
+		p += n;
+		off += (uint64_t)n;
+		len -= (uint64_t)n;
+	}
+	return 0;
+}
+
+static int file_pread(void *h, void *buf, uint64_t len, uint64_t off)
+{
+	return read_full(h, buf, len, off, 0);
+}
+
+static int file_pread_nowait(void *h, void *buf, uint64_t len, uint64_t off)
+{
+	struct file_h *f = h;
+	int r;
+
+	if (!atomic_load_explicit(&f->nowait_ok, memory_order_relaxed))
+		return -EAGAIN;
+	r = read_full(f, buf, len, off, RWF_NOWAIT);
+	if (r == -EOPNOTSUPP || r == -EINVAL) {
+		atomic_store(&f->nowait_ok, false);
+		return -EAGAIN;
+	}
+	return r;
+}
+
+static int file_pwrite(void *h, const void *buf, uint64_t len, uint64_t off, uint32_t flags)
+{
+	struct file_h *f = h;
+	const uint8_t *p = buf;
+	int rwflags = (flags & NBD_CMD_FLAG_FUA) ? RWF_DSYNC : 0;
+
+	while (len) {
+		struct iovec iov = {.iov_base = (void *)p, .iov_len = len};
+		ssize_t n = pwritev2(f->fd, &iov, 1, (off_t)off, rwflags);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += n;
+		off += (uint64_t)n;
+		len -= (uint64_t)n;
+	}
+	return 0;
+}
+
+static int file_flush(void *h)
+{
+	return fdatasync(((struct file_h *)h)->fd) < 0 ? -errno : 0;
+}
+
+static int fua_done(struct file_h *f, uint32_t flags, int r)
+{
+	if (r == 0 && (flags & NBD_CMD_FLAG_FUA))
+		r = file_flush(f);
+	return r;
+}
+
+static int punch(struct file_h *f, uint64_t len, uint64_t off)
+{
+	if (f->is_blockdev) {
+		uint64_t range[2] = {off, len};
+
+		return ioctl(f->fd, BLKDISCARD, range) < 0 ? -errno : 0;
+	}
+	if (!atomic_load_explicit(&f->punch_ok, memory_order_relaxed))
+		return -ENOTSUP;
+	if (fallocate(f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) <
+	    0) {
+		if (errno == EOPNOTSUPP) {
+			atomic_store(&f->punch_ok, false);
+			return -ENOTSUP;
+		}
+		return -errno;
+	}
+	return 0;
+}
+
+static int file_trim(void *h, uint64_t len, uint64_t off, uint32_t flags)
+{
+	int r = punch(h, len, off);
+
+	/* TRIM is advisory: a file system that cannot punch holes keeps the
+	 * data, which is a correct answer to a trim. */
+	if (r == -ENOTSUP || r == -EOPNOTSUPP)
+		r = 0;
+	return fua_done(h, flags, r);
+}
+
+static int file_zero(void *h, uint64_t len, uint64_t off, uint32_t flags)
+{
+	struct file_h *f = h;
+	int r;
+
+	if (f->is_blockdev) {
+		uint64_t range[2] = {off, len};
+
+		r = ioctl(f->fd, BLKZEROOUT, range) < 0 ? -errno : 0;
+	} else if (flags & NBD_CMD_FLAG_NO_HOLE) {
+		r = fallocate(f->fd, FALLOC_FL_ZERO_RANGE, (off_t)off, (off_t)len) < 0 ? -errno : 0;
+	} else {
+		r = punch(f, len, off);
+	}
+	/* The core turns ENOTSUP into written zeroes unless FAST_ZERO. */
+	if (r == -EOPNOTSUPP || r == -ENOTTY)
+		r = -ENOTSUP;
+	return fua_done(f, flags, r);
+}
+
+static int file_cache(void *h, uint64_t len, uint64_t off)
+{
+	struct file_h *f = h;
+
+	return -posix_fadvise(f->fd, (off_t)off, (off_t)len, POSIX_FADV_WILLNEED);
+}
+
+static int file_extents(void *h, struct np_io *io)
+{
+	struct file_h *f = h;
+	uint64_t pos = io->offset, end = io->offset + io->len;
+
+	if (f->is_blockdev)
+		return np_io_add_extent(io, io->len, 0), 0;
+	while (pos < end) {
+		off_t data = lseek(f->fd, (off_t)pos, SEEK_DATA);
+		off_t hole;
+
+		if (data < 0) {
+			if (errno == ENXIO) /* only a hole up to EOF */
+				data = (off_t)end;
+			else if (errno == EINVAL || errno == EOPNOTSUPP)
+				return np_io_add_extent(io, end - pos, 0), 0;
+			else
+				return -errno;
+		}
+		if ((uint64_t)data > pos) {
+			uint64_t n = ((uint64_t)data < end ? (uint64_t)data : end) - pos;
+
+			if (!np_io_add_extent(io, n, NBD_STATE_HOLE | NBD_STATE_ZERO))
+				return 0;
+			pos += n;
+			if (pos >= end)
+				break;
+		}
+		hole = lseek(f->fd, (off_t)pos, SEEK_HOLE);
+		if (hole < 0)
+			return -errno;
+		{
+			uint64_t n = ((uint64_t)hole < end ? (uint64_t)hole : end) - pos;
+
+			if (n == 0) /* racing with a write; report the rest as data */
+				n = end - pos;
+			if (!np_io_add_extent(io, n, 0))
+				return 0;
+			pos += n;
+		}
+	}
+	return 0;
+}
+
+const struct np_storage_ops np_storage_file = {
+	.size = sizeof(struct np_storage_ops),
+	.api_version = NP_STORAGE_API_VERSION,
+	.name = "file",
+	.open = file_open,
+	.close = file_close,
+	.get_size = file_get_size,
+	.caps = file_caps,
+	.pread = file_pread,
+	.pwrite = file_pwrite,
+	.flush = file_flush,
+	.trim = file_trim,
+	.zero = file_zero,
+	.cache = file_cache,
+	.extents = file_extents,
+	.pread_nowait = file_pread_nowait,
+};

@@ -1,0 +1,128 @@
+/* The storage engine interface.
+ *
+ * An engine is one versioned struct of function pointers. The core asks an
+ * open export for its size and capabilities once, turns them into NBD
+ * transmission flags, validates every request (bounds, flags, read-only)
+ * before an engine sees it, and emulates what an engine lacks: WRITE_ZEROES by
+ * writing zeroes, FUA by a flush after the write, CACHE as a no-op.
+ *
+ * Two shapes of I/O fit the same interface:
+ * - Synchronous operations (pread, pwrite, ...) that may block. The core runs
+ *   them on its worker pool and returns completions to the connection's loop
+ *   in batches. An engine may also offer pread_nowait, which the core calls
+ *   on the loop thread first (page-cache hits without a thread hop).
+ * - Asynchronous submission (loop_open/submit), for engines such as libaio
+ *   that complete on an event the loop polls. The core hands each loop's
+ *   batch of parsed requests to submit() at once; the engine calls io->done
+ *   on that loop's thread when each one finishes.
+ *
+ * All functions return 0 or a negative errno; errno values are mapped to NBD
+ * errors in one place (nbd_errno_to_wire). Engines never log on the data
+ * path. Handles are shared by every connection and loop, so the synchronous
+ * operations must be safe to call from several threads at once. */
+#ifndef NP_STORAGE_H
+#define NP_STORAGE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define NP_STORAGE_API_VERSION 1
+
+/* Capabilities, from caps(). */
+#define NP_CAP_WRITE (1U << 0)      /* writes are possible at all */
+#define NP_CAP_FLUSH (1U << 1)      /* flush() does something useful */
+#define NP_CAP_FUA (1U << 2)        /* pwrite/zero/trim honour NBD_CMD_FLAG_FUA natively */
+#define NP_CAP_TRIM (1U << 3)       /* trim() implemented */
+#define NP_CAP_ZERO (1U << 4)       /* zero() implemented (else emulated by writes) */
+#define NP_CAP_FAST_ZERO (1U << 5)  /* zero() honours NBD_CMD_FLAG_FAST_ZERO */
+#define NP_CAP_MULTI_CONN (1U << 6) /* a flush covers writes from every connection */
+#define NP_CAP_EXTENTS (1U << 7)    /* extents() reports holes and zeroes */
+#define NP_CAP_CACHE (1U << 8)      /* cache() prefetches */
+#define NP_CAP_ROTATIONAL (1U << 9) /* the medium seeks */
+
+/* One extent of a BLOCK_STATUS answer; flags are NBD_STATE_HOLE/ZERO. */
+struct np_extent {
+	uint64_t length;
+	uint32_t flags;
+};
+
+/* One request as an engine sees it. The core owns the struct and the
+ * buffers; an engine fills result (and for BLOCK_STATUS the extents), then
+ * calls done exactly once. */
+struct np_io {
+	uint16_t cmd;    /* NBD_CMD_* */
+	uint16_t flags;  /* NBD_CMD_FLAG_* */
+	uint64_t offset;
+	uint64_t len;
+	void *buf;       /* READ: destination; WRITE: source; len bytes */
+	int result;      /* 0 or a negative errno */
+
+	/* BLOCK_STATUS: the engine appends up to max_extents extents covering
+	 * [offset, offset + len) from the start; it may stop early. */
+	struct np_extent *extents;
+	uint32_t n_extents;
+	uint32_t max_extents;
+
+	void (*done)(struct np_io *io);
+	void *owner;          /* the core's */
+	struct np_io *next;   /* free for the engine while it holds the io */
+	void *engine_priv[4]; /* free for the engine while it holds the io */
+};
+
+/* Appends an extent to io, merging with the previous one when the flags are
+ * equal. Returns false when io->max_extents is reached. */
+bool np_io_add_extent(struct np_io *io, uint64_t length, uint32_t flags);
+
+struct np_storage_ops {
+	uint32_t size;        /* sizeof(struct np_storage_ops) */
+	uint32_t api_version; /* NP_STORAGE_API_VERSION */
+	const char *name;     /* the ENGINE in -e NAME=ENGINE:SPEC */
+
+	/* Opens SPEC (the text after "ENGINE:"). On failure returns -errno and
+	 * may set *err to a malloc'd message naming what was wrong. */
+	int (*open)(const char *spec, bool readonly, void **handle, char **err);
+	void (*close)(void *h);
+
+	uint64_t (*get_size)(void *h);
+	uint32_t (*caps)(void *h);
+	/* Optional: block size constraints (NBD_INFO_BLOCK_SIZE). Leave a value
+	 * untouched to keep the core's default (1, 4096, 32 MiB). */
+	void (*block_size)(void *h, uint32_t *min, uint32_t *pref, uint32_t *max);
+
+	/* Synchronous operations, may block; called on worker threads. */
+	int (*pread)(void *h, void *buf, uint64_t len, uint64_t off);
+	int (*pwrite)(void *h, const void *buf, uint64_t len, uint64_t off, uint32_t flags);
+	int (*flush)(void *h);
+	int (*trim)(void *h, uint64_t len, uint64_t off, uint32_t flags);
+	int (*zero)(void *h, uint64_t len, uint64_t off, uint32_t flags);
+	int (*cache)(void *h, uint64_t len, uint64_t off);
+	int (*extents)(void *h, struct np_io *io);
+
+	/* Optional, called on a loop thread: read without blocking, or return
+	 * -EAGAIN so that the core queues the read to the worker pool. */
+	int (*pread_nowait)(void *h, void *buf, uint64_t len, uint64_t off);
+
+	/* Optional asynchronous path. loop_open is called once per event loop
+	 * (loop is a uv_loop_t *) and returns a per-loop handle; submit gets
+	 * every request parsed in one loop iteration at once. Requests an
+	 * engine cannot do asynchronously it may run with np_io_run_sync on a
+	 * thread of its choosing, as long as done is called on the loop. */
+	int (*loop_open)(void *h, void *loop, void **loop_handle);
+	void (*loop_close)(void *loop_handle);
+	void (*submit)(void *loop_handle, struct np_io **ios, unsigned n);
+};
+
+/* Runs io through the synchronous operations of ops, including the core's
+ * emulations (zero by writing, FUA by flush); sets io->result. Does not call
+ * io->done. */
+void np_io_run_sync(const struct np_storage_ops *ops, void *h, uint32_t caps, struct np_io *io);
+
+/* The registry of engines compiled in. */
+const struct np_storage_ops *np_storage_find(const char *name);
+const char *np_storage_names(void); /* "file, mem, ..." for messages */
+
+/* Parses a size with an optional K, M, G, T suffix (powers of 1024).
+ * Returns 0 or -EINVAL. */
+int np_parse_size(const char *s, uint64_t *out);
+
+#endif
