@@ -1,0 +1,540 @@
+/* Thin pools: catalog changes (create, resize, snapshot, clone, delete,
+ * list, check). The server runs these for its control socket and
+ * `nbdplex volume` runs them itself when no server has the pool, so both
+ * paths share one implementation. Every change is one synced write batch,
+ * made under io_lock held exclusively, so I/O never sees half a change. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "storage/storage.h"
+#include "storage/thin/pool.h"
+
+static uint64_t chunks_of(struct thin_pool *p, uint64_t bytes)
+{
+	return (bytes + p->meta.chunk_size - 1) >> p->chunk_shift;
+}
+
+int thin_vol_refresh(struct thin_pool *p, struct thin_vol *v)
+{
+	struct thin_dev *d = thin_dev_find(p, v->name);
+	uint64_t limit;
+	unsigned n = 0;
+
+	if (!d)
+		return -ENOENT;
+	v->size = d->r.size;
+	limit = chunks_of(p, d->r.size);
+	free(v->chain);
+	v->chain = calloc(p->ndevs, sizeof(*v->chain));
+	if (!v->chain)
+		return -ENOMEM;
+	/* The device graph is a forest; n bounds the walk should a corrupt
+	 * record make a cycle. */
+	while (d && n < p->ndevs) {
+		v->chain[n].dev = d->id;
+		v->chain[n].limit = limit;
+		n++;
+		if (!d->r.base)
+			break;
+		if (d->r.base_limit < limit)
+			limit = d->r.base_limit;
+		d = thin_dev_get(p, d->r.base);
+	}
+	v->nchain = n;
+	return 0;
+}
+
+static int refresh_all(struct thin_pool *p)
+{
+	int rc = 0;
+
+	for (struct thin_vol *v = p->vols; v; v = v->next)
+		if (thin_vol_refresh(p, v) < 0)
+			rc = -ENOMEM;
+	return rc;
+}
+
+static int put_dev(struct thin_txn *t, const struct thin_dev *d)
+{
+	uint8_t key[9];
+
+	thin_key_dev(key, d->id);
+	return thin_txn_put_blob(t, key, 9, &d->r, sizeof(d->r));
+}
+
+static int put_meta(struct thin_pool *p, struct thin_txn *t)
+{
+	return thin_txn_put_blob(t, (const uint8_t *)"M", 1, &p->meta, sizeof(p->meta));
+}
+
+static int add_dev(struct thin_pool *p, const struct thin_dev *d)
+{
+	if (p->ndevs == p->capdevs) {
+		size_t cap = p->capdevs ? p->capdevs * 2 : 16;
+		void *n = realloc(p->devs, cap * sizeof(*p->devs));
+
+		if (!n)
+			return -ENOMEM;
+		p->devs = n;
+		p->capdevs = cap;
+	}
+	p->devs[p->ndevs++] = *d;
+	return 0;
+}
+
+static void remove_dev(struct thin_pool *p, uint64_t id)
+{
+	for (size_t i = 0; i < p->ndevs; i++)
+		if (p->devs[i].id == id) {
+			p->devs[i] = p->devs[--p->ndevs];
+			return;
+		}
+}
+
+static bool is_open(struct thin_pool *p, const char *name)
+{
+	for (struct thin_vol *v = p->vols; v; v = v->next)
+		if (strcmp(v->name, name) == 0)
+			return true;
+	return false;
+}
+
+static int count_cb(void *ctx, uint64_t lc, uint64_t pc)
+{
+	(void)lc;
+	if (pc != THIN_TOMBSTONE)
+		++*(uint64_t *)ctx;
+	return 0;
+}
+
+struct drop_ctx {
+	struct thin_txn *t;
+	uint64_t dev;
+};
+
+/* Unmaps an entry of ctx->dev and releases its chunk. */
+static int drop_cb(void *ctx, uint64_t lc, uint64_t pc)
+{
+	struct drop_ctx *c = ctx;
+	uint8_t key[17];
+	int rc = 0;
+
+	thin_key_map(key, c->dev, lc);
+	if (pc != THIN_TOMBSTONE)
+		rc = thin_txn_free(c->t, pc);
+	return rc ? rc : thin_txn_del(c->t, key, 17);
+}
+
+struct merge_ctx {
+	struct thin_pool *p;
+	struct thin_txn *t;
+	uint64_t from, to, to_limit;
+};
+
+/* Moves an entry of a deleted snapshot into its only child, unless the child
+ * overrides it or cannot see it. */
+static int merge_cb(void *ctx, uint64_t lc, uint64_t pc)
+{
+	struct merge_ctx *c = ctx;
+	struct drop_ctx drop = {.t = c->t, .dev = c->from};
+	uint8_t key[17];
+	char *e = NULL, *v;
+	size_t vlen;
+
+	if (lc >= c->to_limit)
+		return drop_cb(&drop, lc, pc);
+	thin_key_map(key, c->to, lc);
+	v = rocksdb_get(c->p->db, c->p->ro, (char *)key, 17, &vlen, &e);
+	if (e) {
+		free(e);
+		return -EIO;
+	}
+	if (v) {
+		free(v);
+		return drop_cb(&drop, lc, pc);
+	}
+	if (thin_txn_put(c->t, key, 17, pc) < 0)
+		return -ENOMEM;
+	thin_key_map(key, c->from, lc);
+	return thin_txn_del(c->t, key, 17);
+}
+
+static int parse_size(const char *s, uint64_t *out, char **err)
+{
+	if (np_parse_size(s, out) < 0 || *out == 0 || *out > (1ULL << 62))
+		return thin_errmsg(err, -EINVAL, "size %s: expected 1 byte to 4E, with K/M/G/T", s);
+	return 0;
+}
+
+static int need_new_name(struct thin_pool *p, const char *name, char **err)
+{
+	if (!thin_name_ok(name))
+		return thin_errmsg(
+		    err, -EINVAL,
+		    "name %s: use 1-%d of A-Z a-z 0-9 . _ -, not starting with . or -", name,
+		    THIN_NAME_MAX);
+	if (thin_dev_find(p, name))
+		return thin_errmsg(err, -EEXIST, "%s: %s already exists", p->dir, name);
+	return 0;
+}
+
+static struct thin_dev *need(struct thin_pool *p, const char *name, int kind, char **err)
+{
+	struct thin_dev *d = thin_dev_find(p, name);
+
+	if (!d) {
+		thin_errmsg(err, -ENOENT, "%s: no volume or snapshot named %s", p->dir, name);
+		return NULL;
+	}
+	if (kind && (int)d->r.kind != kind) {
+		thin_errmsg(err, -EINVAL, "%s: %s is a %s, not a %s", p->dir, name,
+			    d->r.kind == THIN_SNAPSHOT ? "snapshot" : "volume",
+			    kind == THIN_SNAPSHOT ? "snapshot" : "volume");
+		return NULL;
+	}
+	return d;
+}
+
+static int cmd_create(struct thin_pool *p, char **argv, struct thin_txn *t, char **err)
+{
+	struct thin_dev d = {0};
+	int rc = need_new_name(p, argv[1], err);
+
+	if (rc == 0)
+		rc = parse_size(argv[2], &d.r.size, err);
+	if (rc < 0)
+		return rc;
+	d.id = p->meta.next_dev++;
+	d.r.kind = THIN_VOLUME;
+	snprintf(d.r.name, sizeof(d.r.name), "%s", argv[1]);
+	if ((rc = put_dev(t, &d)) < 0 || (rc = put_meta(p, t)) < 0 || (rc = thin_commit(p, t)) < 0)
+		return rc;
+	return add_dev(p, &d);
+}
+
+static int cmd_snapshot(struct thin_pool *p, char **argv, struct thin_txn *t, char **err)
+{
+	struct thin_dev *vol = need(p, argv[1], THIN_VOLUME, err);
+	struct thin_dev snap, fresh = {0};
+	int rc;
+
+	if (!vol)
+		return -EINVAL;
+	rc = need_new_name(p, argv[2], err);
+	if (rc < 0)
+		return rc;
+	/* The volume's device becomes the snapshot, frozen; the volume
+	 * continues in a new, empty device on top of it. */
+	snap = *vol;
+	snprintf(snap.r.name, sizeof(snap.r.name), "%s", argv[2]);
+	snprintf(snap.r.origin, sizeof(snap.r.origin), "%s", argv[1]);
+	snap.r.kind = THIN_SNAPSHOT;
+	snap.r.nchildren++;
+	fresh.id = p->meta.next_dev++;
+	fresh.r.base = snap.id;
+	fresh.r.base_limit = chunks_of(p, vol->r.size);
+	fresh.r.size = vol->r.size;
+	fresh.r.kind = THIN_VOLUME;
+	memcpy(fresh.r.name, vol->r.name, sizeof(fresh.r.name));
+	memcpy(fresh.r.origin, vol->r.origin, sizeof(fresh.r.origin));
+	if ((rc = put_dev(t, &snap)) < 0 || (rc = put_dev(t, &fresh)) < 0 ||
+	    (rc = put_meta(p, t)) < 0 || (rc = thin_commit(p, t)) < 0)
+		return rc;
+	*vol = snap;
+	return add_dev(p, &fresh);
+}
+
+static int cmd_clone(struct thin_pool *p, char **argv, struct thin_txn *t, char **err)
+{
+	struct thin_dev *snap = need(p, argv[1], THIN_SNAPSHOT, err);
+	struct thin_dev d = {0}, s;
+	int rc;
+
+	if (!snap)
+		return -EINVAL;
+	rc = need_new_name(p, argv[2], err);
+	if (rc < 0)
+		return rc;
+	s = *snap;
+	s.r.nchildren++;
+	d.id = p->meta.next_dev++;
+	d.r.base = s.id;
+	d.r.base_limit = chunks_of(p, s.r.size);
+	d.r.size = s.r.size;
+	d.r.kind = THIN_VOLUME;
+	snprintf(d.r.name, sizeof(d.r.name), "%s", argv[2]);
+	snprintf(d.r.origin, sizeof(d.r.origin), "%s", argv[1]);
+	if ((rc = put_dev(t, &s)) < 0 || (rc = put_dev(t, &d)) < 0 || (rc = put_meta(p, t)) < 0 ||
+	    (rc = thin_commit(p, t)) < 0)
+		return rc;
+	*snap = s;
+	return add_dev(p, &d);
+}
+
+static int cmd_resize(struct thin_pool *p, char **argv, struct thin_txn *t, char **err)
+{
+	struct thin_dev *vol = need(p, argv[1], THIN_VOLUME, err);
+	struct thin_dev d;
+	uint64_t size, newc;
+	int rc;
+
+	if (!vol)
+		return -EINVAL;
+	if (is_open(p, argv[1]))
+		return thin_errmsg(err, -EBUSY, "%s: %s is exported; stop the export to resize it",
+				   p->dir, argv[1]);
+	rc = parse_size(argv[2], &size, err);
+	if (rc < 0)
+		return rc;
+	d = *vol;
+	newc = chunks_of(p, size);
+	if (size > d.r.size && (d.r.size & (p->meta.chunk_size - 1))) {
+		/* Bytes past the old end in its last chunk may hold data from
+		 * before a shrink: zero them so that the new space reads as
+		 * zeroes. */
+		struct thin_vol v = {.pool = p};
+		uint64_t end = chunks_of(p, d.r.size) << p->chunk_shift;
+
+		snprintf(v.name, sizeof(v.name), "%s", d.r.name);
+		rc = thin_vol_refresh(p, &v);
+		if (rc == 0)
+			rc = thin_write_locked(&v, NULL, (size < end ? size : end) - d.r.size,
+					       d.r.size, 0, true);
+		free(v.chain);
+		if (rc < 0)
+			return thin_errmsg(err, rc, "%s: %s: cannot zero the tail: %s", p->dir,
+					   argv[1], strerror(-rc));
+		d = *vol;
+	}
+	if (newc < chunks_of(p, d.r.size)) {
+		struct drop_ctx c = {.t = t, .dev = d.id};
+
+		rc = thin_map_each(p, d.id, newc, UINT64_MAX, drop_cb, &c);
+		if (rc < 0)
+			return rc;
+		if (d.r.base_limit > newc)
+			d.r.base_limit = newc;
+	}
+	d.r.size = size;
+	if ((rc = put_dev(t, &d)) < 0 || (rc = thin_commit(p, t)) < 0)
+		return rc;
+	*vol = d;
+	return 0;
+}
+
+static int cmd_delete(struct thin_pool *p, char **argv, struct thin_txn *t, char **err)
+{
+	struct thin_dev *d = need(p, argv[1], 0, err);
+	struct thin_dev gone, *child = NULL, *base;
+	uint8_t key[9];
+	int rc;
+
+	if (!d)
+		return -ENOENT;
+	if (is_open(p, argv[1]))
+		return thin_errmsg(err, -EBUSY, "%s: %s is exported; stop the export to delete it",
+				   p->dir, argv[1]);
+	if (d->r.nchildren >= 2) {
+		char *names = NULL;
+		size_t len = 0;
+		FILE *f = open_memstream(&names, &len);
+
+		for (size_t i = 0; f && i < p->ndevs; i++)
+			if (p->devs[i].r.base == d->id)
+				fprintf(f, " %s", p->devs[i].r.name);
+		if (f)
+			fclose(f);
+		rc = thin_errmsg(err, -EBUSY, "%s: cannot delete %s: %s depend on it:%s", p->dir,
+				 argv[1], "volumes", names ? names : "");
+		free(names);
+		return rc;
+	}
+	gone = *d;
+	for (size_t i = 0; i < p->ndevs; i++)
+		if (p->devs[i].r.base == gone.id)
+			child = &p->devs[i];
+	if (child) {
+		/* Fold the snapshot into the one device that sees it. */
+		struct merge_ctx c = {.p = p, .t = t, .from = gone.id, .to = child->id};
+		struct thin_dev ch = *child;
+
+		c.to_limit = ch.r.base_limit;
+		rc = thin_map_each(p, gone.id, 0, UINT64_MAX, merge_cb, &c);
+		if (rc < 0)
+			return rc;
+		ch.r.base = gone.r.base;
+		if (gone.r.base_limit < ch.r.base_limit)
+			ch.r.base_limit = gone.r.base_limit;
+		if ((rc = put_dev(t, &ch)) < 0)
+			return rc;
+		thin_key_dev(key, gone.id);
+		if ((rc = thin_txn_del(t, key, 9)) < 0 || (rc = thin_commit(p, t)) < 0)
+			return rc;
+		*child = ch;
+		remove_dev(p, gone.id);
+		return 0;
+	}
+	{
+		struct drop_ctx c = {.t = t, .dev = gone.id};
+
+		rc = thin_map_each(p, gone.id, 0, UINT64_MAX, drop_cb, &c);
+	}
+	if (rc < 0)
+		return rc;
+	base = gone.r.base ? thin_dev_get(p, gone.r.base) : NULL;
+	if (base) {
+		struct thin_dev b = *base;
+
+		b.r.nchildren--;
+		if ((rc = put_dev(t, &b)) < 0)
+			return rc;
+	}
+	thin_key_dev(key, gone.id);
+	if ((rc = thin_txn_del(t, key, 9)) < 0 || (rc = thin_commit(p, t)) < 0)
+		return rc;
+	if (base)
+		base->r.nchildren--;
+	remove_dev(p, gone.id);
+	return 0;
+}
+
+static int cmp_dev(const void *a, const void *b)
+{
+	return strcmp(((const struct thin_dev *)a)->r.name, ((const struct thin_dev *)b)->r.name);
+}
+
+static int cmd_list(struct thin_pool *p, FILE *out)
+{
+	uint64_t used = thin_pool_used(p);
+	int rc = 0;
+
+	qsort(p->devs, p->ndevs, sizeof(*p->devs), cmp_dev);
+	fprintf(out, "%-20s %-8s %14s %14s %s\n", "NAME", "TYPE", "SIZE", "ALLOCATED", "ORIGIN");
+	for (size_t i = 0; i < p->ndevs && rc == 0; i++) {
+		struct thin_dev *d = &p->devs[i];
+		const char *origin =
+		    d->r.origin[0] && thin_dev_find(p, d->r.origin) ? d->r.origin : "-";
+		uint64_t n = 0;
+
+		rc = thin_map_each(p, d->id, 0, UINT64_MAX, count_cb, &n);
+		fprintf(out, "%-20s %-8s %14llu %14llu %s\n", d->r.name,
+			d->r.kind == THIN_SNAPSHOT ? "snapshot" : "volume",
+			(unsigned long long)d->r.size, (unsigned long long)n * p->meta.chunk_size,
+			origin);
+	}
+	fprintf(out, "# pool %s chunk_size %u chunks %llu used %llu free %llu\n", p->dir,
+		p->meta.chunk_size, (unsigned long long)p->meta.nchunks, (unsigned long long)used,
+		(unsigned long long)(p->meta.nchunks - used));
+	return rc;
+}
+
+struct check_ctx {
+	struct thin_pool *p;
+	uint64_t *seen;
+	uint64_t mapped;
+	int bad;
+	FILE *out;
+};
+
+static int check_cb(void *ctx, uint64_t lc, uint64_t pc)
+{
+	struct check_ctx *c = ctx;
+
+	if (pc == THIN_TOMBSTONE)
+		return 0;
+	if (pc >= c->p->meta.nchunks || (c->seen[pc / 64] >> (pc % 64) & 1) ||
+	    !(c->p->committed[pc / 64] >> (pc % 64) & 1)) {
+		if (c->bad++ < 10)
+			fprintf(c->out, "bad mapping: chunk %llu -> %llu\n", (unsigned long long)lc,
+				(unsigned long long)pc);
+		return 0;
+	}
+	c->seen[pc / 64] |= 1ULL << (pc % 64);
+	c->mapped++;
+	return 0;
+}
+
+/* Verifies that every mapped chunk is allocated exactly once and that
+ * nothing else is allocated: the invariant a crash must not break. */
+int thin_check(struct thin_pool *p, FILE *out)
+{
+	struct check_ctx c = {.p = p, .out = out};
+	uint64_t words = (p->meta.nchunks + 63) / 64, committed = 0;
+	int rc = 0;
+
+	c.seen = calloc(words, 8);
+	if (!c.seen)
+		return -ENOMEM;
+	for (size_t i = 0; i < p->ndevs && rc == 0; i++)
+		rc = thin_map_each(p, p->devs[i].id, 0, UINT64_MAX, check_cb, &c);
+	for (uint64_t w = 0; w < words; w++)
+		committed += __builtin_popcountll(p->committed[w]);
+	free(c.seen);
+	if (rc == 0 && (c.bad || committed != c.mapped)) {
+		fprintf(out, "%d bad mappings; %llu chunks allocated, %llu mapped\n", c.bad,
+			(unsigned long long)committed, (unsigned long long)c.mapped);
+		rc = -EUCLEAN;
+	}
+	if (rc == 0)
+		fprintf(out, "ok: %llu chunks mapped, %zu volumes and snapshots\n",
+			(unsigned long long)c.mapped, p->ndevs);
+	return rc;
+}
+
+static const struct {
+	const char *name;
+	int argc;
+	int (*fn)(struct thin_pool *p, char **argv, struct thin_txn *t, char **err);
+	const char *usage;
+} cmds[] = {
+    {"create", 3, cmd_create, "create VOLUME SIZE"},
+    {"resize", 3, cmd_resize, "resize VOLUME SIZE"},
+    {"snapshot", 3, cmd_snapshot, "snapshot VOLUME SNAPSHOT"},
+    {"clone", 3, cmd_clone, "clone SNAPSHOT NEWVOLUME"},
+    {"delete", 2, cmd_delete, "delete NAME"},
+};
+
+int thin_admin(struct thin_pool *p, int argc, char **argv, FILE *out, char **err)
+{
+	struct thin_txn t = {.sync = true};
+	int rc = -EINVAL;
+	bool found = false;
+
+	if (argc < 1)
+		return thin_errmsg(err, -EINVAL, "no command");
+	pthread_rwlock_wrlock(&p->io_lock);
+	if (p->broken) {
+		rc = thin_errmsg(err, -EIO, "%s: a metadata write failed; reopen the pool", p->dir);
+	} else if (strcmp(argv[0], "list") == 0 && argc == 1) {
+		found = true;
+		rc = cmd_list(p, out);
+	} else if (strcmp(argv[0], "check") == 0 && argc == 1) {
+		found = true;
+		rc = thin_check(p, out);
+		if (rc < 0)
+			thin_errmsg(err, rc, "%s: inconsistent", p->dir);
+	} else {
+		for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+			if (strcmp(argv[0], cmds[i].name) != 0)
+				continue;
+			found = true;
+			if (argc != cmds[i].argc)
+				rc = thin_errmsg(err, -EINVAL, "usage: %s", cmds[i].usage);
+			else
+				rc = cmds[i].fn(p, argv, &t, err);
+		}
+	}
+	if (rc == 0 && found)
+		rc = refresh_all(p);
+	pthread_rwlock_unlock(&p->io_lock);
+	thin_txn_reset(&t);
+	if (!found && !p->broken)
+		return thin_errmsg(err, -EINVAL, "unknown command %s", argv[0]);
+	if (rc < 0)
+		thin_errmsg(err, rc, "%s: %s failed: %s", p->dir, argv[0], strerror(-rc));
+	return rc;
+}

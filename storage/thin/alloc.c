@@ -1,0 +1,369 @@
+/* Thin pools: the chunk allocator and group commit.
+ *
+ * Writers put their metadata changes in a transaction and queue it; the
+ * first writer that finds no commit in progress becomes the leader, takes the
+ * whole queue, writes it as one RocksDB batch (with the bitmap segments it
+ * touches) and wakes the others. While a leader writes, the next group
+ * gathers behind it, so a busy pool commits many writes per WAL write. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "storage/thin/pool.h"
+
+static void bit_set(uint64_t *b, uint64_t i)
+{
+	b[i / 64] |= 1ULL << (i % 64);
+}
+
+static void bit_clear(uint64_t *b, uint64_t i)
+{
+	b[i / 64] &= ~(1ULL << (i % 64));
+}
+
+/* Bitmaps are allocated in whole segments so that a segment can be copied
+ * to and from the database without bounds arithmetic. */
+static uint64_t bitmap_words(const struct thin_pool *p)
+{
+	uint64_t segs = (p->meta.nchunks + THIN_SEG_CHUNKS - 1) / THIN_SEG_CHUNKS;
+
+	return segs * (THIN_SEG_BYTES / 8);
+}
+
+int thin_bitmap_load(struct thin_pool *p)
+{
+	uint64_t words = bitmap_words(p);
+	rocksdb_iterator_t *it;
+	uint64_t nused = 0;
+	char *e = NULL;
+
+	p->committed = calloc(words, 8);
+	p->used = calloc(words, 8);
+	if (!p->committed || !p->used)
+		return -ENOMEM;
+	it = rocksdb_create_iterator(p->db, p->ro);
+	for (rocksdb_iter_seek(it, "A", 1); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+		size_t klen, vlen;
+		const char *k = rocksdb_iter_key(it, &klen);
+		const char *v = rocksdb_iter_value(it, &vlen);
+		uint64_t seg = 0;
+
+		if (klen != 9 || k[0] != 'A')
+			break;
+		for (int i = 1; i < 9; i++)
+			seg = seg << 8 | (uint8_t)k[i];
+		if (vlen != THIN_SEG_BYTES || (seg + 1) * THIN_SEG_BYTES / 8 > words)
+			continue;
+		memcpy((char *)p->committed + seg * THIN_SEG_BYTES, v, THIN_SEG_BYTES);
+	}
+	rocksdb_iter_get_error(it, &e);
+	rocksdb_iter_destroy(it);
+	if (e) {
+		free(e);
+		return -EIO;
+	}
+	for (uint64_t i = p->meta.nchunks; i < words * 64; i++)
+		bit_clear(p->committed, i);
+	for (uint64_t w = 0; w < words; w++)
+		nused += __builtin_popcountll(p->committed[w]);
+	memcpy(p->used, p->committed, words * 8);
+	p->nfree = p->meta.nchunks - nused;
+	return 0;
+}
+
+uint64_t thin_pool_used(struct thin_pool *p)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&p->alloc_mu);
+	n = p->meta.nchunks - p->nfree - p->npending;
+	pthread_mutex_unlock(&p->alloc_mu);
+	return n;
+}
+
+int thin_alloc(struct thin_pool *p, uint64_t n, uint64_t *out)
+{
+	uint64_t got = 0, words, w;
+
+	pthread_mutex_lock(&p->alloc_mu);
+	if (p->nfree < n && p->npending > 0) {
+		/* Released chunks become reusable once their release is
+		 * durable: pay for one synced commit rather than fail. */
+		struct thin_txn t = {.sync = true};
+
+		pthread_mutex_unlock(&p->alloc_mu);
+		thin_commit(p, &t);
+		pthread_mutex_lock(&p->alloc_mu);
+	}
+	if (p->nfree < n) {
+		pthread_mutex_unlock(&p->alloc_mu);
+		return -ENOSPC;
+	}
+	words = (p->meta.nchunks + 63) / 64;
+	w = p->hint / 64 % words;
+	for (uint64_t k = 0; k <= words && got < n;) {
+		uint64_t free_bits = ~p->used[w];
+
+		while (free_bits && got < n) {
+			uint64_t i = w * 64 + __builtin_ctzll(free_bits);
+
+			if (i >= p->meta.nchunks)
+				break;
+			bit_set(p->used, i);
+			out[got++] = i;
+			p->nfree--;
+			free_bits &= free_bits - 1;
+		}
+		if (got < n) {
+			w = (w + 1) % words;
+			k++;
+		}
+	}
+	p->hint = w * 64;
+	pthread_mutex_unlock(&p->alloc_mu);
+	if (got < n) {
+		/* nfree said there was room; a mismatch is a bug, not ENOSPC. */
+		thin_unalloc(p, out, got);
+		return -EUCLEAN;
+	}
+	return 0;
+}
+
+void thin_unalloc(struct thin_pool *p, const uint64_t *chunks, uint64_t n)
+{
+	pthread_mutex_lock(&p->alloc_mu);
+	for (uint64_t i = 0; i < n; i++) {
+		bit_clear(p->used, chunks[i]);
+		p->nfree++;
+	}
+	pthread_mutex_unlock(&p->alloc_mu);
+}
+
+static int grow(void **arr, size_t *cap, size_t n, size_t elem)
+{
+	void *a;
+	size_t c;
+
+	if (n < *cap)
+		return 0;
+	c = *cap ? *cap * 2 : 8;
+	a = realloc(*arr, c * elem);
+	if (!a)
+		return -ENOMEM;
+	*arr = a;
+	*cap = c;
+	return 0;
+}
+
+static int txn_op(struct thin_txn *t, const uint8_t *key, size_t klen, bool del, uint64_t val)
+{
+	struct thin_op *op;
+
+	if (grow((void **)&t->ops, &t->capops, t->nops, sizeof(*t->ops)) < 0)
+		return -ENOMEM;
+	op = &t->ops[t->nops++];
+	memcpy(op->key, key, klen);
+	op->klen = klen;
+	op->del = del;
+	op->val = val;
+	op->blob = NULL;
+	op->bloblen = 0;
+	return 0;
+}
+
+int thin_txn_put(struct thin_txn *t, const uint8_t *key, size_t klen, uint64_t val)
+{
+	return txn_op(t, key, klen, false, val);
+}
+
+int thin_txn_del(struct thin_txn *t, const uint8_t *key, size_t klen)
+{
+	return txn_op(t, key, klen, true, 0);
+}
+
+int thin_txn_put_blob(struct thin_txn *t, const uint8_t *key, size_t klen, const void *v,
+		      size_t vlen)
+{
+	void *b = malloc(vlen);
+
+	if (!b || txn_op(t, key, klen, false, 0) < 0) {
+		free(b);
+		return -ENOMEM;
+	}
+	memcpy(b, v, vlen);
+	t->ops[t->nops - 1].blob = b;
+	t->ops[t->nops - 1].bloblen = vlen;
+	return 0;
+}
+
+int thin_txn_alloc(struct thin_txn *t, uint64_t chunk)
+{
+	if (grow((void **)&t->allocs, &t->capallocs, t->nallocs, 8) < 0)
+		return -ENOMEM;
+	t->allocs[t->nallocs++] = chunk;
+	return 0;
+}
+
+int thin_txn_free(struct thin_txn *t, uint64_t chunk)
+{
+	if (grow((void **)&t->frees, &t->capfrees, t->nfrees, 8) < 0)
+		return -ENOMEM;
+	t->frees[t->nfrees++] = chunk;
+	return 0;
+}
+
+void thin_txn_reset(struct thin_txn *t)
+{
+	for (size_t i = 0; i < t->nops; i++)
+		free(t->ops[i].blob);
+	free(t->ops);
+	free(t->allocs);
+	free(t->frees);
+	t->ops = NULL;
+	t->allocs = t->frees = NULL;
+	t->nops = t->nallocs = t->nfrees = 0;
+	t->capops = t->capallocs = t->capfrees = 0;
+}
+
+static int mark_seg(uint64_t **segs, size_t *n, size_t *cap, uint64_t seg)
+{
+	for (size_t i = *n; i > 0; i--)
+		if ((*segs)[i - 1] == seg)
+			return 0;
+	if (grow((void **)segs, cap, *n, 8) < 0)
+		return -ENOMEM;
+	(*segs)[(*n)++] = seg;
+	return 0;
+}
+
+/* Releases chunks whose unmapping has been committed. */
+static void release(struct thin_pool *p, struct thin_txn *group, bool durable)
+{
+	pthread_mutex_lock(&p->alloc_mu);
+	if (durable) {
+		for (size_t i = 0; i < p->npending; i++)
+			bit_clear(p->used, p->pending[i]);
+		p->nfree += p->npending;
+		p->npending = 0;
+	}
+	for (struct thin_txn *t = group; t; t = t->next)
+		for (size_t i = 0; i < t->nfrees; i++) {
+			if (durable) {
+				bit_clear(p->used, t->frees[i]);
+				p->nfree++;
+			} else if (grow((void **)&p->pending, &p->cappending, p->npending, 8) ==
+				   0) {
+				p->pending[p->npending++] = t->frees[i];
+			}
+			/* else: out of memory, the chunk leaks until reopen */
+		}
+	pthread_mutex_unlock(&p->alloc_mu);
+}
+
+static int commit_group(struct thin_pool *p, struct thin_txn *group)
+{
+	rocksdb_writebatch_t *wb;
+	uint64_t *segs = NULL;
+	size_t nsegs = 0, capsegs = 0;
+	bool sync = false;
+	char *e = NULL;
+	int rc = 0;
+
+	if (p->broken)
+		return -EIO;
+	wb = rocksdb_writebatch_create();
+	for (struct thin_txn *t = group; t; t = t->next) {
+		sync |= t->sync;
+		for (size_t i = 0; i < t->nops; i++) {
+			struct thin_op *op = &t->ops[i];
+
+			if (op->del)
+				rocksdb_writebatch_delete(wb, (char *)op->key, op->klen);
+			else if (op->blob)
+				rocksdb_writebatch_put(wb, (char *)op->key, op->klen, op->blob,
+						       op->bloblen);
+			else
+				rocksdb_writebatch_put(wb, (char *)op->key, op->klen,
+						       (char *)&op->val, 8);
+		}
+		for (size_t i = 0; i < t->nallocs && rc == 0; i++) {
+			bit_set(p->committed, t->allocs[i]);
+			rc = mark_seg(&segs, &nsegs, &capsegs, t->allocs[i] / THIN_SEG_CHUNKS);
+		}
+		for (size_t i = 0; i < t->nfrees && rc == 0; i++) {
+			bit_clear(p->committed, t->frees[i]);
+			rc = mark_seg(&segs, &nsegs, &capsegs, t->frees[i] / THIN_SEG_CHUNKS);
+		}
+	}
+	for (size_t i = 0; i < nsegs && rc == 0; i++) {
+		uint8_t key[9];
+
+		key[0] = 'A';
+		for (int j = 8; j >= 1; j--)
+			key[j] = segs[i] >> (8 * (8 - j)) & 0xff;
+		rocksdb_writebatch_put(wb, (char *)key, 9,
+				       (char *)p->committed + segs[i] * THIN_SEG_BYTES,
+				       THIN_SEG_BYTES);
+	}
+	free(segs);
+	/* Data before metadata: a mapping must never become durable before
+	 * the chunk contents it points at. */
+	if (rc == 0 && sync && fdatasync(p->data_fd) < 0)
+		rc = -errno;
+	if (rc == 0 && rocksdb_writebatch_count(wb) > 0) {
+		rocksdb_writeoptions_set_sync(p->wo, sync);
+		rocksdb_write(p->db, p->wo, wb, &e);
+	} else if (rc == 0 && sync) {
+		rocksdb_flush_wal(p->db, 1, &e);
+	}
+	rocksdb_writebatch_destroy(wb);
+	if (e) {
+		free(e);
+		rc = -EIO;
+	}
+	if (rc < 0) {
+		/* The in-memory bitmap no longer matches the database. */
+		p->broken = 1;
+		return rc;
+	}
+	release(p, group, sync);
+	return 0;
+}
+
+int thin_commit(struct thin_pool *p, struct thin_txn *t)
+{
+	pthread_mutex_lock(&p->commit_mu);
+	t->done = false;
+	t->result = 0;
+	t->next = NULL;
+	*p->queue_tail = t;
+	p->queue_tail = &t->next;
+	while (!t->done) {
+		if (!p->leader) {
+			struct thin_txn *group = p->queue;
+			int rc;
+
+			p->leader = true;
+			p->queue = NULL;
+			p->queue_tail = &p->queue;
+			pthread_mutex_unlock(&p->commit_mu);
+			rc = commit_group(p, group);
+			pthread_mutex_lock(&p->commit_mu);
+			for (struct thin_txn *g = group, *n; g; g = n) {
+				n = g->next;
+				g->result = rc;
+				g->done = true;
+			}
+			p->leader = false;
+			pthread_cond_broadcast(&p->commit_cv);
+		} else {
+			pthread_cond_wait(&p->commit_cv, &p->commit_mu);
+		}
+	}
+	pthread_mutex_unlock(&p->commit_mu);
+	return t->result;
+}

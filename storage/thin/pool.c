@@ -1,0 +1,567 @@
+/* Thin pools: creation, the process-wide registry of open pools, the device
+ * table. See pool.h for the design. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "storage/thin/pool.h"
+
+/* Several exports of one server may serve volumes of one pool, and RocksDB
+ * lets a database be opened once per process, so open pools are shared. */
+static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct thin_pool *registry;
+
+int thin_errmsg(char **err, int rc, const char *fmt, ...)
+{
+	va_list ap;
+	char *s = NULL;
+
+	if (err && !*err) {
+		va_start(ap, fmt);
+		if (vasprintf(&s, fmt, ap) < 0)
+			s = NULL;
+		va_end(ap);
+		*err = s;
+	}
+	return rc;
+}
+
+bool thin_name_ok(const char *name)
+{
+	size_t n = strlen(name);
+
+	if (n == 0 || n > THIN_NAME_MAX || name[0] == '.' || name[0] == '-')
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = name[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '_' || c == '-' || c == '.'))
+			return false;
+	}
+	return true;
+}
+
+static void put_be64(uint8_t *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--) {
+		p[i] = v & 0xff;
+		v >>= 8;
+	}
+}
+
+void thin_key_dev(uint8_t *key, uint64_t id)
+{
+	key[0] = 'D';
+	put_be64(key + 1, id);
+}
+
+void thin_key_map(uint8_t *key, uint64_t dev, uint64_t lchunk)
+{
+	key[0] = 'B';
+	put_be64(key + 1, dev);
+	put_be64(key + 9, lchunk);
+}
+
+struct thin_dev *thin_dev_find(struct thin_pool *p, const char *name)
+{
+	for (size_t i = 0; i < p->ndevs; i++)
+		if (p->devs[i].r.kind != THIN_HIDDEN && strcmp(p->devs[i].r.name, name) == 0)
+			return &p->devs[i];
+	return NULL;
+}
+
+struct thin_dev *thin_dev_get(struct thin_pool *p, uint64_t id)
+{
+	for (size_t i = 0; i < p->ndevs; i++)
+		if (p->devs[i].id == id)
+			return &p->devs[i];
+	return NULL;
+}
+
+int thin_map_each(struct thin_pool *p, uint64_t dev, uint64_t from, uint64_t to, thin_map_cb cb,
+		  void *ctx)
+{
+	uint8_t lo[17], hi[17];
+	rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+	rocksdb_iterator_t *it;
+	char *e = NULL;
+	int rc = 0;
+
+	thin_key_map(lo, dev, from);
+	if (to == UINT64_MAX)
+		thin_key_map(hi, dev + 1, 0);
+	else
+		thin_key_map(hi, dev, to);
+	rocksdb_readoptions_set_iterate_upper_bound(ro, (char *)hi, 17);
+	it = rocksdb_create_iterator(p->db, ro);
+	for (rocksdb_iter_seek(it, (char *)lo, 17); rocksdb_iter_valid(it) && rc == 0;
+	     rocksdb_iter_next(it)) {
+		size_t klen, vlen;
+		const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &klen);
+		const char *v = rocksdb_iter_value(it, &vlen);
+		uint64_t lc = 0, pc;
+
+		if (klen != 17 || vlen != 8)
+			continue;
+		for (int i = 9; i < 17; i++)
+			lc = lc << 8 | k[i];
+		memcpy(&pc, v, 8);
+		rc = cb(ctx, lc, pc);
+	}
+	rocksdb_iter_get_error(it, &e);
+	rocksdb_iter_destroy(it);
+	rocksdb_readoptions_destroy(ro);
+	if (e) {
+		free(e);
+		return -EIO;
+	}
+	return rc;
+}
+
+static int rdb_options(struct thin_pool *p)
+{
+	p->opts = rocksdb_options_create();
+	p->topts = rocksdb_block_based_options_create();
+	p->cache = rocksdb_cache_create_lru(64 << 20);
+	p->wo = rocksdb_writeoptions_create();
+	p->ro = rocksdb_readoptions_create();
+	if (!p->opts || !p->topts || !p->cache || !p->wo || !p->ro)
+		return -ENOMEM;
+	rocksdb_block_based_options_set_block_cache(p->topts, p->cache);
+	/* Most lookups of a snapshot's child miss in the child's own map and
+	 * fall through to the base: a bloom filter keeps those misses cheap. */
+	rocksdb_block_based_options_set_filter_policy(p->topts,
+						      rocksdb_filterpolicy_create_bloom(10));
+	rocksdb_options_set_block_based_table_factory(p->opts, p->topts);
+	rocksdb_options_increase_parallelism(p->opts, 2);
+	rocksdb_options_set_info_log_level(p->opts, 2 /* WARN */);
+	rocksdb_options_set_keep_log_file_num(p->opts, 2);
+	return 0;
+}
+
+static void pool_free(struct thin_pool *p)
+{
+	if (p->db)
+		rocksdb_close(p->db);
+	if (p->opts)
+		rocksdb_options_destroy(p->opts);
+	if (p->topts)
+		rocksdb_block_based_options_destroy(p->topts);
+	if (p->cache)
+		rocksdb_cache_destroy(p->cache);
+	if (p->wo)
+		rocksdb_writeoptions_destroy(p->wo);
+	if (p->ro)
+		rocksdb_readoptions_destroy(p->ro);
+	if (p->data_fd >= 0)
+		close(p->data_fd);
+	free(p->devs);
+	free(p->used);
+	free(p->committed);
+	free(p->pending);
+	free(p);
+}
+
+static struct thin_pool *pool_alloc(void)
+{
+	struct thin_pool *p = calloc(1, sizeof(*p));
+
+	if (!p)
+		return NULL;
+	p->data_fd = -1;
+	p->ctl_fd = -1;
+	p->ctl_wake[0] = p->ctl_wake[1] = -1;
+	p->queue_tail = &p->queue;
+	pthread_rwlock_init(&p->io_lock, NULL);
+	pthread_mutex_init(&p->alloc_mu, NULL);
+	pthread_mutex_init(&p->commit_mu, NULL);
+	pthread_cond_init(&p->commit_cv, NULL);
+	for (int i = 0; i < THIN_STRIPES; i++)
+		pthread_mutex_init(&p->stripes[i], NULL);
+	return p;
+}
+
+static int data_size(int fd, uint64_t *size)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (S_ISBLK(st.st_mode)) {
+		if (ioctl(fd, BLKGETSIZE64, size) < 0)
+			return -errno;
+		return 0;
+	}
+	if (!S_ISREG(st.st_mode))
+		return -EINVAL;
+	*size = st.st_size;
+	return 0;
+}
+
+/* Removes a directory of plain files (a RocksDB directory), for undoing a
+ * failed init. */
+static void rm_flat_dir(const char *path)
+{
+	DIR *d = opendir(path);
+	struct dirent *e;
+	char buf[PATH_MAX + 256];
+
+	if (!d)
+		return;
+	while ((e = readdir(d)) != NULL) {
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		snprintf(buf, sizeof(buf), "%s/%s", path, e->d_name);
+		unlink(buf);
+	}
+	closedir(d);
+	rmdir(path);
+}
+
+static bool dir_empty(const char *path)
+{
+	DIR *d = opendir(path);
+	struct dirent *e;
+	bool empty = true;
+
+	if (!d)
+		return false;
+	while ((e = readdir(d)) != NULL)
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+			empty = false;
+			break;
+		}
+	closedir(d);
+	return empty;
+}
+
+static int create_data(const char *path, uint64_t size, int *fdp, uint64_t *have, bool *created,
+		       char **err)
+{
+	int fd = open(path, O_RDWR);
+	int rc;
+
+	*created = false;
+	if (fd >= 0) {
+		if (size)
+			return close(fd),
+			       thin_errmsg(err, -EINVAL,
+					   "--size applies to a new data file; %s exists", path);
+		rc = data_size(fd, have);
+		if (rc < 0) {
+			close(fd);
+			return thin_errmsg(err, rc, "%s: not a regular file or block device", path);
+		}
+		*fdp = fd;
+		return 0;
+	}
+	if (errno != ENOENT)
+		return thin_errmsg(err, -errno, "%s: %s", path, strerror(errno));
+	fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0600);
+	if (fd < 0)
+		return thin_errmsg(err, -errno, "%s: %s", path, strerror(errno));
+	*created = true;
+	if (!size)
+		size = 1ULL << 30;
+	if (ftruncate(fd, size) < 0) {
+		rc = -errno;
+		close(fd);
+		unlink(path);
+		*created = false;
+		return thin_errmsg(err, rc, "%s: cannot size to %llu bytes: %s", path,
+				   (unsigned long long)size, strerror(-rc));
+	}
+	*have = size;
+	*fdp = fd;
+	return 0;
+}
+
+int thin_pool_create(const char *dir, const char *data, uint32_t chunk_size, uint64_t size,
+		     char **err)
+{
+	char dbpath[PATH_MAX], datapath[PATH_MAX];
+	struct thin_pool *p;
+	uint64_t have = 0;
+	bool made_dir = false, made_data = false;
+	char *e = NULL;
+	int rc;
+
+	if (chunk_size < THIN_MIN_CHUNK || chunk_size > THIN_MAX_CHUNK ||
+	    (chunk_size & (chunk_size - 1)))
+		return thin_errmsg(err, -EINVAL,
+				   "chunk size %u: must be a power of two from 4K to 64M",
+				   chunk_size);
+	if (mkdir(dir, 0700) == 0) {
+		made_dir = true;
+	} else if (errno != EEXIST) {
+		return thin_errmsg(err, -errno, "%s: %s", dir, strerror(errno));
+	} else {
+		snprintf(dbpath, sizeof(dbpath), "%s/db", dir);
+		if (access(dbpath, F_OK) == 0)
+			return thin_errmsg(err, -EEXIST, "%s: already a pool", dir);
+		if (!dir_empty(dir))
+			return thin_errmsg(err, -ENOTEMPTY, "%s: exists and is not empty", dir);
+	}
+	snprintf(dbpath, sizeof(dbpath), "%s/db", dir);
+	if (data)
+		snprintf(datapath, sizeof(datapath), "%s", data);
+	else
+		snprintf(datapath, sizeof(datapath), "%s/data", dir);
+
+	p = pool_alloc();
+	if (!p) {
+		rc = -ENOMEM;
+		goto out_rmdir;
+	}
+	rc = create_data(datapath, size, &p->data_fd, &have, &made_data, err);
+	if (rc < 0)
+		goto out_free;
+	if (have / chunk_size == 0) {
+		rc = thin_errmsg(err, -ENOSPC, "%s: %llu bytes is smaller than one %u-byte chunk",
+				 datapath, (unsigned long long)have, chunk_size);
+		goto out_free;
+	}
+	if (have / chunk_size > (1ULL << 32)) {
+		rc = thin_errmsg(err, -EFBIG,
+				 "%s: more than 2^32 chunks; use a larger --chunk-size", datapath);
+		goto out_free;
+	}
+	if (!realpath(datapath, p->meta.data_path)) {
+		rc = thin_errmsg(err, -errno, "%s: %s", datapath, strerror(errno));
+		goto out_free;
+	}
+	memcpy(p->meta.magic, THIN_MAGIC, 8);
+	p->meta.version = 1;
+	p->meta.chunk_size = chunk_size;
+	p->meta.nchunks = have / chunk_size;
+	p->meta.next_dev = 1;
+
+	rc = rdb_options(p);
+	if (rc < 0)
+		goto out_free;
+	rocksdb_options_set_create_if_missing(p->opts, 1);
+	rocksdb_options_set_error_if_exists(p->opts, 1);
+	p->db = rocksdb_open(p->opts, dbpath, &e);
+	if (e) {
+		rc = thin_errmsg(err, -EIO, "%s: %s", dbpath, e);
+		free(e);
+		goto out_free;
+	}
+	/* An empty bitmap needs no keys: a missing segment is all free. */
+	{
+		rocksdb_writebatch_t *b = rocksdb_writebatch_create();
+
+		rocksdb_writebatch_put(b, "M", 1, (const char *)&p->meta, sizeof(p->meta));
+		rocksdb_writeoptions_set_sync(p->wo, 1);
+		rocksdb_write(p->db, p->wo, b, &e);
+		rocksdb_writebatch_destroy(b);
+		if (e) {
+			rc = thin_errmsg(err, -EIO, "%s: %s", dbpath, e);
+			free(e);
+		}
+	}
+	if (rc == 0 && fsync(p->data_fd) < 0)
+		rc = thin_errmsg(err, -errno, "%s: fsync: %s", datapath, strerror(errno));
+	pool_free(p);
+	if (rc < 0)
+		goto out_undo;
+	return 0;
+
+out_free:
+	pool_free(p);
+out_undo:
+	rm_flat_dir(dbpath);
+	if (made_data)
+		unlink(datapath);
+out_rmdir:
+	if (made_dir)
+		rmdir(dir);
+	return rc;
+}
+
+static int load_devs(struct thin_pool *p, char **err)
+{
+	rocksdb_iterator_t *it = rocksdb_create_iterator(p->db, p->ro);
+	char *e = NULL;
+	int rc = 0;
+
+	for (rocksdb_iter_seek(it, "D", 1); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+		size_t klen, vlen;
+		const char *k = rocksdb_iter_key(it, &klen);
+		const char *v = rocksdb_iter_value(it, &vlen);
+		struct thin_dev *d;
+
+		if (klen != 9 || k[0] != 'D')
+			break;
+		if (vlen != sizeof(struct thin_dev_rec)) {
+			rc = thin_errmsg(err, -EUCLEAN, "%s: corrupt device record", p->dir);
+			break;
+		}
+		if (p->ndevs == p->capdevs) {
+			size_t cap = p->capdevs ? p->capdevs * 2 : 16;
+			void *n = realloc(p->devs, cap * sizeof(*p->devs));
+
+			if (!n) {
+				rc = -ENOMEM;
+				break;
+			}
+			p->devs = n;
+			p->capdevs = cap;
+		}
+		d = &p->devs[p->ndevs++];
+		d->id = 0;
+		for (int i = 1; i < 9; i++)
+			d->id = d->id << 8 | (uint8_t)k[i];
+		memcpy(&d->r, v, sizeof(d->r));
+	}
+	rocksdb_iter_get_error(it, &e);
+	if (e) {
+		rc = thin_errmsg(err, -EIO, "%s: %s", p->dir, e);
+		free(e);
+	}
+	rocksdb_iter_destroy(it);
+	return rc;
+}
+
+static struct thin_pool *registry_find(const char *dir)
+{
+	for (struct thin_pool *p = registry; p; p = p->next)
+		if (strcmp(p->dir, dir) == 0)
+			return p;
+	return NULL;
+}
+
+static int pool_load(struct thin_pool *p, char **err)
+{
+	char dbpath[PATH_MAX + 8];
+	char *e = NULL, *v;
+	size_t vlen;
+	uint64_t have;
+	int rc;
+
+	snprintf(dbpath, sizeof(dbpath), "%s/db", p->dir);
+	if (access(dbpath, F_OK) < 0)
+		return thin_errmsg(err, -ENOENT, "%s: not a thin pool (no db; see volume init)",
+				   p->dir);
+	rc = rdb_options(p);
+	if (rc < 0)
+		return rc;
+	p->db = rocksdb_open(p->opts, dbpath, &e);
+	if (e) {
+		bool locked = strstr(e, "lock") != NULL;
+
+		rc = thin_errmsg(err, locked ? -EBUSY : -EIO, "%s: %s%s", p->dir, e,
+				 locked ? " (another process has the pool open)" : "");
+		free(e);
+		return rc;
+	}
+	v = rocksdb_get(p->db, p->ro, "M", 1, &vlen, &e);
+	if (e) {
+		rc = thin_errmsg(err, -EIO, "%s: %s", p->dir, e);
+		free(e);
+		return rc;
+	}
+	if (!v || vlen != sizeof(p->meta) || memcmp(v, THIN_MAGIC, 8) != 0) {
+		free(v);
+		return thin_errmsg(err, -EINVAL, "%s: not an nbdplex thin pool", p->dir);
+	}
+	memcpy(&p->meta, v, sizeof(p->meta));
+	free(v);
+	p->chunk_shift = __builtin_ctz(p->meta.chunk_size);
+	p->data_fd = open(p->meta.data_path, O_RDWR | O_CLOEXEC);
+	if (p->data_fd < 0)
+		return thin_errmsg(err, -errno, "%s: data %s: %s", p->dir, p->meta.data_path,
+				   strerror(errno));
+	rc = data_size(p->data_fd, &have);
+	if (rc < 0 || have < p->meta.nchunks * p->meta.chunk_size)
+		return thin_errmsg(err, rc < 0 ? rc : -EUCLEAN,
+				   "%s: data %s is smaller than the pool", p->dir,
+				   p->meta.data_path);
+	rc = load_devs(p, err);
+	if (rc < 0)
+		return rc;
+	rc = thin_bitmap_load(p);
+	if (rc < 0)
+		return thin_errmsg(err, rc, "%s: cannot load the allocation bitmap", p->dir);
+	return 0;
+}
+
+int thin_pool_open(const char *dir, bool with_control, struct thin_pool **out, char **err)
+{
+	char real[PATH_MAX];
+	struct thin_pool *p;
+	struct stat st;
+	int rc;
+
+	if (!realpath(dir, real) || stat(real, &st) < 0)
+		return thin_errmsg(err, -errno, "%s: %s", dir, strerror(errno));
+	if (!S_ISDIR(st.st_mode))
+		return thin_errmsg(err, -ENOTDIR, "%s: not a directory", dir);
+	pthread_mutex_lock(&registry_mu);
+	p = registry_find(real);
+	if (p) {
+		p->refs++;
+		pthread_mutex_unlock(&registry_mu);
+		*out = p;
+		return 0;
+	}
+	p = pool_alloc();
+	if (!p) {
+		pthread_mutex_unlock(&registry_mu);
+		return -ENOMEM;
+	}
+	snprintf(p->dir, sizeof(p->dir), "%s", real);
+	rc = pool_load(p, err);
+	if (rc == 0 && with_control)
+		rc = thin_control_start(p, err);
+	if (rc < 0) {
+		pool_free(p);
+		pthread_mutex_unlock(&registry_mu);
+		return rc;
+	}
+	p->refs = 1;
+	p->next = registry;
+	registry = p;
+	pthread_mutex_unlock(&registry_mu);
+	*out = p;
+	return 0;
+}
+
+void thin_pool_close(struct thin_pool *p)
+{
+	struct thin_pool **pp;
+
+	pthread_mutex_lock(&registry_mu);
+	if (--p->refs > 0) {
+		pthread_mutex_unlock(&registry_mu);
+		return;
+	}
+	for (pp = &registry; *pp; pp = &(*pp)->next)
+		if (*pp == p) {
+			*pp = p->next;
+			break;
+		}
+	pthread_mutex_unlock(&registry_mu);
+	thin_control_stop(p);
+	/* Whatever was written without FUA or FLUSH becomes durable on a clean
+	 * close, as a file engine's data would through the page cache. */
+	if (!p->broken) {
+		struct thin_txn t = {.sync = true};
+
+		thin_commit(p, &t);
+		thin_txn_reset(&t);
+	}
+	pool_free(p);
+}

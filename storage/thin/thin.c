@@ -1,0 +1,606 @@
+/* The thin storage engine: a volume of a thin pool, -e NAME=thin:POOLDIR/VOLUME.
+ *
+ * The data path resolves logical chunks through the volume's chain of
+ * devices (pool.h), reads and writes the data file with pread/pwrite, and
+ * queues mapping changes for group commit. A write lands in a chunk the
+ * volume owns (in place) or in a freshly allocated one, and only then is its
+ * mapping committed, so a crash leaves either the old mapping with the old
+ * contents or the new mapping with the new contents. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "net/proto.h"
+#include "storage/storage.h"
+#include "storage/thin/pool.h"
+
+/* Chunks resolved per lookup; bounds the map array on the stack's behalf. */
+#define WINDOW 4096
+
+enum map_state {
+	MAP_UNKNOWN,
+	MAP_HOLE,
+	MAP_OWNED,  /* mapped in the volume's own device: writable in place */
+	MAP_SHARED, /* mapped in a base device: copy on write */
+};
+
+struct map {
+	uint64_t pchunk;
+	enum map_state state;
+};
+
+static void resolve(struct map *m, unsigned level, uint64_t val)
+{
+	if (m->state != MAP_UNKNOWN)
+		return;
+	if (val == THIN_TOMBSTONE) {
+		m->state = MAP_HOLE;
+		return;
+	}
+	m->pchunk = val;
+	m->state = level == 0 ? MAP_OWNED : MAP_SHARED;
+}
+
+struct lookup_ctx {
+	struct map *m;
+	uint64_t first;
+	unsigned level;
+};
+
+static int lookup_cb(void *ctx, uint64_t lc, uint64_t pc)
+{
+	struct lookup_ctx *c = ctx;
+
+	resolve(&c->m[lc - c->first], c->level, pc);
+	return 0;
+}
+
+/* Resolves chunks [first, first + n) of v, walking down the chain; the
+ * caller holds io_lock shared. */
+static int lookup(struct thin_vol *v, uint64_t first, uint64_t n, struct map *m)
+{
+	struct thin_pool *p = v->pool;
+	uint8_t lo[17];
+	char *e = NULL;
+	int rc = 0;
+
+	for (uint64_t i = 0; i < n; i++)
+		m[i].state = MAP_UNKNOWN;
+	for (unsigned l = 0; l < v->nchain; l++) {
+		uint64_t end = first + n;
+
+		if (end > v->chain[l].limit)
+			end = v->chain[l].limit;
+		if (end <= first)
+			break;
+		thin_key_map(lo, v->chain[l].dev, first);
+		if (end - first == 1) {
+			size_t vlen;
+			char *val = rocksdb_get(p->db, p->ro, (char *)lo, 17, &vlen, &e);
+
+			if (val && vlen == 8) {
+				uint64_t pc;
+
+				memcpy(&pc, val, 8);
+				resolve(&m[0], l, pc);
+			}
+			free(val);
+		} else {
+			struct lookup_ctx c = {.m = m, .first = first, .level = l};
+
+			rc = thin_map_each(p, v->chain[l].dev, first, end, lookup_cb, &c);
+		}
+		if (e) {
+			free(e);
+			rc = -EIO;
+		}
+		if (rc < 0)
+			return rc;
+	}
+	for (uint64_t i = 0; i < n; i++)
+		if (m[i].state == MAP_UNKNOWN)
+			m[i].state = MAP_HOLE;
+	return 0;
+}
+
+static int full_pread(int fd, void *buf, size_t len, uint64_t off)
+{
+	while (len > 0) {
+		ssize_t r = pread(fd, buf, len, off);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -errno;
+		if (r == 0)
+			return -EIO;
+		buf = (char *)buf + r;
+		len -= r;
+		off += r;
+	}
+	return 0;
+}
+
+static int full_pwrite(int fd, const void *buf, size_t len, uint64_t off)
+{
+	while (len > 0) {
+		ssize_t r = pwrite(fd, buf, len, off);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -errno;
+		buf = (const char *)buf + r;
+		len -= r;
+		off += r;
+	}
+	return 0;
+}
+
+/* Writers of one chunk are serialised by a stripe lock, so that two partial
+ * writes to a fresh or shared chunk do not both allocate and lose one. */
+struct stripes {
+	uint64_t bits[THIN_STRIPES / 64];
+};
+
+static unsigned stripe_of(uint64_t dev, uint64_t lc)
+{
+	return (lc + dev * 0x9E3779B97F4A7C15ULL) % THIN_STRIPES;
+}
+
+static void stripes_lock(struct thin_pool *p, struct stripes *s, uint64_t dev, uint64_t first,
+			 uint64_t n)
+{
+	memset(s, 0, sizeof(*s));
+	for (uint64_t i = 0; i < n && i < THIN_STRIPES; i++) {
+		unsigned k = stripe_of(dev, first + i);
+
+		s->bits[k / 64] |= 1ULL << (k % 64);
+	}
+	if (n >= THIN_STRIPES)
+		memset(s, 0xff, sizeof(*s));
+	for (unsigned k = 0; k < THIN_STRIPES; k++)
+		if (s->bits[k / 64] >> (k % 64) & 1)
+			pthread_mutex_lock(&p->stripes[k]);
+}
+
+static void stripes_unlock(struct thin_pool *p, struct stripes *s)
+{
+	for (unsigned k = THIN_STRIPES; k-- > 0;)
+		if (s->bits[k / 64] >> (k % 64) & 1)
+			pthread_mutex_unlock(&p->stripes[k]);
+}
+
+static int thin_open(const char *spec, bool readonly, void **handle, char **err)
+{
+	const char *slash = strrchr(spec, '/');
+	struct thin_pool *p;
+	struct thin_dev *d;
+	struct thin_vol *v;
+	char dir[PATH_MAX];
+	int rc;
+
+	if (!slash || slash == spec || !thin_name_ok(slash + 1))
+		return thin_errmsg(err, -EINVAL, "thin:%s: expected POOLDIR/VOLUME", spec);
+	snprintf(dir, sizeof(dir), "%.*s", (int)(slash - spec), spec);
+	v = calloc(1, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	snprintf(v->name, sizeof(v->name), "%s", slash + 1);
+	v->readonly = readonly;
+	rc = thin_pool_open(dir, true, &p, err);
+	if (rc < 0) {
+		free(v);
+		return rc;
+	}
+	v->pool = p;
+	pthread_rwlock_wrlock(&p->io_lock);
+	d = thin_dev_find(p, v->name);
+	if (!d)
+		rc = thin_errmsg(err, -ENOENT, "%s: no volume %s", dir, v->name);
+	else if (d->r.kind == THIN_SNAPSHOT && !readonly)
+		rc = thin_errmsg(err, -EROFS,
+				 "%s: %s is a snapshot; export it read-only or clone it", dir,
+				 v->name);
+	for (struct thin_vol *o = p->vols; o && rc == 0; o = o->next)
+		if (strcmp(o->name, v->name) == 0)
+			rc = thin_errmsg(err, -EBUSY, "%s: %s is already exported", dir, v->name);
+	if (rc == 0)
+		rc = thin_vol_refresh(p, v);
+	if (rc == 0) {
+		v->next = p->vols;
+		p->vols = v;
+	}
+	pthread_rwlock_unlock(&p->io_lock);
+	if (rc < 0) {
+		free(v->chain);
+		free(v);
+		thin_pool_close(p);
+		return rc;
+	}
+	*handle = v;
+	return 0;
+}
+
+static void thin_close(void *h)
+{
+	struct thin_vol *v = h;
+	struct thin_pool *p = v->pool;
+
+	pthread_rwlock_wrlock(&p->io_lock);
+	for (struct thin_vol **vp = &p->vols; *vp; vp = &(*vp)->next)
+		if (*vp == v) {
+			*vp = v->next;
+			break;
+		}
+	pthread_rwlock_unlock(&p->io_lock);
+	free(v->chain);
+	free(v);
+	thin_pool_close(p);
+}
+
+static uint64_t thin_get_size(void *h)
+{
+	return ((struct thin_vol *)h)->size;
+}
+
+static uint32_t thin_caps(void *h)
+{
+	struct thin_vol *v = h;
+	uint32_t caps = NP_CAP_MULTI_CONN | NP_CAP_EXTENTS;
+
+	if (!v->readonly)
+		caps |= NP_CAP_WRITE | NP_CAP_FLUSH | NP_CAP_FUA | NP_CAP_TRIM | NP_CAP_ZERO;
+	return caps;
+}
+
+static int thin_pread(void *h, void *buf, uint64_t len, uint64_t off)
+{
+	struct thin_vol *v = h;
+	struct thin_pool *p = v->pool;
+	uint32_t cs = p->meta.chunk_size;
+	struct map *m = malloc(WINDOW * sizeof(*m));
+	int rc = 0;
+
+	if (!m)
+		return -ENOMEM;
+	pthread_rwlock_rdlock(&p->io_lock);
+	while (len > 0 && rc == 0) {
+		uint64_t first = off >> p->chunk_shift;
+		uint64_t last = (off + len - 1) >> p->chunk_shift;
+		uint64_t n = last - first + 1 > WINDOW ? WINDOW : last - first + 1;
+
+		rc = lookup(v, first, n, m);
+		for (uint64_t i = 0; i < n && len > 0 && rc == 0;) {
+			uint64_t inoff = off & (cs - 1);
+			uint64_t piece = cs - inoff < len ? cs - inoff : len;
+			uint64_t j = i + 1, run = piece;
+
+			if (m[i].state == MAP_HOLE) {
+				memset(buf, 0, piece);
+			} else {
+				/* Physically consecutive chunks are read in one call. */
+				while (j < n && run < len && m[j].state != MAP_HOLE &&
+				       m[j].pchunk == m[i].pchunk + (j - i)) {
+					run += len - run < cs ? len - run : cs;
+					j++;
+				}
+				piece = run;
+				rc = full_pread(p->data_fd, buf, piece,
+						(m[i].pchunk << p->chunk_shift) + inoff);
+			}
+			buf = (char *)buf + piece;
+			off += piece;
+			len -= piece;
+			i = m[i].state == MAP_HOLE ? i + 1 : j;
+		}
+	}
+	pthread_rwlock_unlock(&p->io_lock);
+	free(m);
+	return rc;
+}
+
+/* Writes [inoff, inoff + n) of chunk lc from src (NULL: zeroes). A chunk
+ * the volume does not own goes to newp, filled from the shared chunk or
+ * zeroes around the piece; its mapping is queued in t. */
+static int chunk_write(struct thin_vol *v, uint64_t lc, const struct map *m, const void *src,
+		       uint64_t inoff, uint64_t n, uint64_t newp, struct thin_txn *t, char *tmp)
+{
+	struct thin_pool *p = v->pool;
+	uint32_t cs = p->meta.chunk_size;
+	uint8_t key[17];
+	int rc;
+
+	if (m->state == MAP_OWNED) {
+		if (src)
+			return full_pwrite(p->data_fd, src, n,
+					   (m->pchunk << p->chunk_shift) + inoff);
+		memset(tmp, 0, n);
+		return full_pwrite(p->data_fd, tmp, n, (m->pchunk << p->chunk_shift) + inoff);
+	}
+	if (n == cs && src) {
+		rc = full_pwrite(p->data_fd, src, n, newp << p->chunk_shift);
+	} else {
+		if (m->state == MAP_SHARED)
+			rc = full_pread(p->data_fd, tmp, cs, m->pchunk << p->chunk_shift);
+		else
+			rc = (memset(tmp, 0, cs), 0);
+		if (rc < 0)
+			return rc;
+		if (src)
+			memcpy(tmp + inoff, src, n);
+		else
+			memset(tmp + inoff, 0, n);
+		rc = full_pwrite(p->data_fd, tmp, cs, newp << p->chunk_shift);
+	}
+	if (rc < 0)
+		return rc;
+	thin_key_map(key, v->chain[0].dev, lc);
+	rc = thin_txn_put(t, key, 17, newp);
+	return rc ? rc : thin_txn_alloc(t, newp);
+}
+
+/* The caller holds io_lock shared. Writes one window of chunks, all of whose
+ * stripes it locks. */
+static int write_window(struct thin_vol *v, const void *buf, uint64_t len, uint64_t off, bool fua,
+			bool skip_holes)
+{
+	struct thin_pool *p = v->pool;
+	uint32_t cs = p->meta.chunk_size;
+	uint64_t first = off >> p->chunk_shift;
+	uint64_t n = ((off + len - 1) >> p->chunk_shift) - first + 1;
+	struct thin_txn t = {.sync = fua};
+	struct stripes s;
+	struct map *m = malloc(n * sizeof(*m));
+	uint64_t *fresh = malloc(n * sizeof(*fresh));
+	char *tmp = malloc(cs);
+	uint64_t need = 0, used = 0;
+	int rc;
+
+	if (!m || !fresh || !tmp) {
+		rc = -ENOMEM;
+		goto out_free;
+	}
+	stripes_lock(p, &s, v->chain[0].dev, first, n);
+	rc = lookup(v, first, n, m);
+	/* Zeroing the edges of a trim leaves holes alone: they read as zeroes. */
+	for (uint64_t i = 0; i < n && rc == 0; i++)
+		if (skip_holes && m[i].state == MAP_HOLE)
+			m[i].state = MAP_UNKNOWN;
+		else
+			need += m[i].state != MAP_OWNED;
+	if (rc == 0 && need)
+		rc = thin_alloc(p, need, fresh);
+	if (rc < 0) {
+		need = 0;
+		goto out_unlock;
+	}
+	for (uint64_t i = 0; i < n && rc == 0; i++) {
+		uint64_t inoff = off & (cs - 1);
+		uint64_t piece = cs - inoff < len ? cs - inoff : len;
+		uint64_t newp;
+
+		if (m[i].state != MAP_UNKNOWN) {
+			newp = m[i].state == MAP_OWNED ? 0 : fresh[used++];
+			rc = chunk_write(v, first + i, &m[i], buf, inoff, piece, newp, &t, tmp);
+		}
+		if (buf)
+			buf = (const char *)buf + piece;
+		off += piece;
+		len -= piece;
+	}
+	if (rc == 0 && (t.nops || fua))
+		rc = thin_commit(p, &t);
+	if (rc < 0 && !p->broken)
+		thin_unalloc(p, fresh, need);
+out_unlock:
+	stripes_unlock(p, &s);
+out_free:
+	thin_txn_reset(&t);
+	free(m);
+	free(fresh);
+	free(tmp);
+	return rc;
+}
+
+static uint64_t window_bytes(struct thin_pool *p, uint64_t len, uint64_t off)
+{
+	uint64_t end = ((off >> p->chunk_shift) + WINDOW) << p->chunk_shift;
+
+	return end - off < len ? end - off : len;
+}
+
+int thin_write_locked(struct thin_vol *v, const void *buf, uint64_t len, uint64_t off,
+		      uint32_t flags, bool skip_holes)
+{
+	struct thin_pool *p = v->pool;
+	int rc = 0;
+
+	while (len > 0 && rc == 0) {
+		uint64_t piece = window_bytes(p, len, off);
+
+		rc = p->broken
+			 ? -EIO
+			 : write_window(v, buf, piece, off, flags & NBD_CMD_FLAG_FUA, skip_holes);
+		if (buf)
+			buf = (const char *)buf + piece;
+		off += piece;
+		len -= piece;
+	}
+	return rc;
+}
+
+static int do_write(struct thin_vol *v, const void *buf, uint64_t len, uint64_t off, uint32_t flags,
+		    bool skip_holes)
+{
+	int rc;
+
+	if (v->readonly)
+		return -EROFS;
+	pthread_rwlock_rdlock(&v->pool->io_lock);
+	rc = thin_write_locked(v, buf, len, off, flags, skip_holes);
+	pthread_rwlock_unlock(&v->pool->io_lock);
+	return rc;
+}
+
+static int thin_pwrite(void *h, const void *buf, uint64_t len, uint64_t off, uint32_t flags)
+{
+	return do_write(h, buf, len, off, flags, false);
+}
+
+static int thin_flush(void *h)
+{
+	struct thin_vol *v = h;
+	struct thin_txn t = {.sync = true};
+
+	return thin_commit(v->pool, &t);
+}
+
+/* Unmaps the whole chunks of one window; partial chunks at either end get
+ * zeroes written by the caller. */
+static int unmap_window(struct thin_vol *v, uint64_t first, uint64_t n, bool fua)
+{
+	struct thin_pool *p = v->pool;
+	struct thin_txn t = {.sync = fua};
+	struct stripes s;
+	struct map *m = malloc(n * sizeof(*m));
+	uint8_t key[17];
+	int rc;
+
+	if (!m)
+		return -ENOMEM;
+	stripes_lock(p, &s, v->chain[0].dev, first, n);
+	rc = lookup(v, first, n, m);
+	for (uint64_t i = 0; i < n && rc == 0; i++) {
+		uint64_t lc = first + i;
+		/* A base that could still show through needs a tombstone. */
+		bool base = v->nchain > 1 && lc < v->chain[1].limit;
+
+		if (m[i].state == MAP_HOLE)
+			continue;
+		thin_key_map(key, v->chain[0].dev, lc);
+		if (m[i].state == MAP_OWNED)
+			rc = thin_txn_free(&t, m[i].pchunk);
+		if (rc == 0)
+			rc = base || m[i].state == MAP_SHARED
+				 ? thin_txn_put(&t, key, 17, THIN_TOMBSTONE)
+				 : thin_txn_del(&t, key, 17);
+	}
+	if (rc == 0 && (t.nops || fua))
+		rc = thin_commit(p, &t);
+	stripes_unlock(p, &s);
+	thin_txn_reset(&t);
+	free(m);
+	return rc;
+}
+
+static int thin_unmap(void *h, uint64_t len, uint64_t off, uint32_t flags)
+{
+	struct thin_vol *v = h;
+	struct thin_pool *p = v->pool;
+	uint32_t cs = p->meta.chunk_size;
+	bool fua = flags & NBD_CMD_FLAG_FUA;
+	uint64_t head, tail, first, n;
+	int rc = 0;
+
+	if (v->readonly)
+		return -EROFS;
+	if (len == 0)
+		return 0;
+	/* Zero [off, off+head) and [end-tail, end) by writing; unmap between. */
+	head = off & (cs - 1) ? cs - (off & (cs - 1)) : 0;
+	if (head > len)
+		head = len;
+	tail = (off + len) & (cs - 1);
+	if (head + tail > len)
+		tail = len - head;
+	if (head)
+		rc = do_write(v, NULL, head, off, flags, true);
+	if (rc == 0 && tail)
+		rc = do_write(v, NULL, tail, off + len - tail, flags, true);
+	first = (off + head) >> p->chunk_shift;
+	n = (len - head - tail) >> p->chunk_shift;
+	pthread_rwlock_rdlock(&p->io_lock);
+	while (rc == 0 && n > 0) {
+		uint64_t k = n > WINDOW ? WINDOW : n;
+
+		rc = p->broken ? -EIO : unmap_window(v, first, k, fua);
+		first += k;
+		n -= k;
+	}
+	pthread_rwlock_unlock(&p->io_lock);
+	return rc;
+}
+
+static int thin_zero(void *h, uint64_t len, uint64_t off, uint32_t flags)
+{
+	/* NO_HOLE asks for allocated zeroes. */
+	if (flags & NBD_CMD_FLAG_NO_HOLE)
+		return do_write(h, NULL, len, off, flags, false);
+	return thin_unmap(h, len, off, flags);
+}
+
+static int thin_cache(void *h, uint64_t len, uint64_t off)
+{
+	(void)h;
+	(void)len;
+	(void)off;
+	return 0;
+}
+
+static int thin_extents(void *h, struct np_io *io)
+{
+	struct thin_vol *v = h;
+	struct thin_pool *p = v->pool;
+	uint32_t cs = p->meta.chunk_size;
+	uint64_t off = io->offset, len = io->len;
+	struct map *m = malloc(WINDOW * sizeof(*m));
+	bool more = true;
+	int rc = 0;
+
+	if (!m)
+		return -ENOMEM;
+	if (off + len > v->size)
+		len = off < v->size ? v->size - off : 0;
+	pthread_rwlock_rdlock(&p->io_lock);
+	while (len > 0 && more && rc == 0) {
+		uint64_t first = off >> p->chunk_shift;
+		uint64_t last = (off + len - 1) >> p->chunk_shift;
+		uint64_t n = last - first + 1 > WINDOW ? WINDOW : last - first + 1;
+
+		rc = lookup(v, first, n, m);
+		for (uint64_t i = 0; i < n && len > 0 && more && rc == 0; i++) {
+			uint64_t inoff = off & (cs - 1);
+			uint64_t piece = cs - inoff < len ? cs - inoff : len;
+			uint32_t fl = m[i].state == MAP_HOLE ? NBD_STATE_HOLE | NBD_STATE_ZERO : 0;
+
+			more = np_io_add_extent(io, piece, fl);
+			off += piece;
+			len -= piece;
+		}
+	}
+	pthread_rwlock_unlock(&p->io_lock);
+	free(m);
+	return rc;
+}
+
+const struct np_storage_ops np_storage_thin = {
+    .size = sizeof(struct np_storage_ops),
+    .api_version = NP_STORAGE_API_VERSION,
+    .name = "thin",
+    .open = thin_open,
+    .close = thin_close,
+    .get_size = thin_get_size,
+    .caps = thin_caps,
+    .pread = thin_pread,
+    .pwrite = thin_pwrite,
+    .flush = thin_flush,
+    .trim = thin_unmap,
+    .zero = thin_zero,
+    .cache = thin_cache,
+    .extents = thin_extents,
+};

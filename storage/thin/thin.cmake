@@ -1,0 +1,25 @@
+# The thin engine (RocksDB) and `nbdplex volume`. Included by the top-level
+# CMakeLists.txt after npcore exists; adds to npcore and registers the tests.
+find_library(NP_ROCKSDB_LIB rocksdb)
+find_path(NP_ROCKSDB_INC rocksdb/c.h)
+if(NOT NP_ROCKSDB_LIB OR NOT NP_ROCKSDB_INC)
+  message(STATUS "thin engine: librocksdb-dev not found, skipped")
+  return()
+endif()
+
+list(APPEND NP_EXTRA_SOURCES
+  ${CMAKE_SOURCE_DIR}/storage/thin/thin.c
+  ${CMAKE_SOURCE_DIR}/storage/thin/pool.c
+  ${CMAKE_SOURCE_DIR}/storage/thin/alloc.c
+  ${CMAKE_SOURCE_DIR}/storage/thin/admin.c
+  ${CMAKE_SOURCE_DIR}/storage/thin/control.c
+  ${CMAKE_SOURCE_DIR}/tools/volume.c
+)
+list(APPEND NP_EXTRA_LIBS ${NP_ROCKSDB_LIB})
+list(APPEND NP_EXTRA_DEFS NP_HAVE_THIN)
+
+add_executable(test_thin ${CMAKE_SOURCE_DIR}/tests/thin/test_thin.c)
+target_link_libraries(test_thin PRIVATE npcore)
+add_test(NAME thin_unit COMMAND test_thin)
+set_tests_properties(thin_unit PROPERTIES LABELS "thin" TIMEOUT 300)
+

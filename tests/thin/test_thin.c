@@ -1,0 +1,486 @@
+/* Unit test of the thin engine through np_storage_thin and of
+ * `nbdplex volume` through np_cmd_volume: contents, holes, snapshots and
+ * clones, space accounting, ENOSPC and reuse, and the tool's errors. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "net/proto.h"
+#include "storage/storage.h"
+#include "storage/thin/pool.h"
+#include "tools/volume.h"
+
+#define K  1024ULL
+#define M  (1024 * K)
+#define CS (64 * K)
+#define HZ (NBD_STATE_HOLE | NBD_STATE_ZERO)
+
+static int failures;
+static char pool[PATH_MAX];
+static const struct np_storage_ops *ops = &np_storage_thin;
+
+#define CHECK(cond)                                                                                \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
+			failures++;                                                                \
+		}                                                                                  \
+	} while (0)
+
+#define CHECK_EQ(a, b)                                                                             \
+	do {                                                                                       \
+		long long a_ = (long long)(a), b_ = (long long)(b);                                \
+		if (a_ != b_) {                                                                    \
+			fprintf(stderr, "%s:%d: %s == %lld, expected %s == %lld\n", __FILE__,      \
+				__LINE__, #a, a_, #b, b_);                                         \
+			failures++;                                                                \
+		}                                                                                  \
+	} while (0)
+
+/* Runs `nbdplex volume ARGS...` in-process; returns its exit status. */
+static int vol(const char *first, ...)
+{
+	char *argv[16] = {"volume"};
+	int argc = 1;
+	va_list ap;
+
+	va_start(ap, first);
+	for (const char *a = first; a && argc < 15; a = va_arg(ap, const char *))
+		argv[argc++] = (char *)a;
+	va_end(ap);
+	argv[argc] = NULL;
+	return np_cmd_volume(argc, argv);
+}
+
+static void *open_vol(const char *name, bool ro)
+{
+	char spec[PATH_MAX + 200];
+	char *err = NULL;
+	void *h = NULL;
+	int rc;
+
+	snprintf(spec, sizeof(spec), "%s/%s", pool, name);
+	rc = ops->open(spec, ro, &h, &err);
+	if (rc < 0)
+		fprintf(stderr, "open %s: %s\n", spec, err ? err : strerror(-rc));
+	free(err);
+	return rc < 0 ? NULL : h;
+}
+
+static void fill(uint8_t *buf, uint64_t len, uint64_t off, unsigned seed)
+{
+	for (uint64_t i = 0; i < len; i++)
+		buf[i] = (uint8_t)((off + i) * 31 + seed * 7 + ((off + i) >> 12));
+}
+
+static bool verify(void *h, uint64_t len, uint64_t off, int seed)
+{
+	uint8_t *got = malloc(len), *want = malloc(len);
+	bool ok;
+
+	if (seed < 0)
+		memset(want, 0, len);
+	else
+		fill(want, len, off, seed);
+	ok = ops->pread(h, got, len, off) == 0 && memcmp(got, want, len) == 0;
+	if (!ok)
+		fprintf(stderr, "verify %llu+%llu seed %d failed\n", (unsigned long long)off,
+			(unsigned long long)len, seed);
+	free(got);
+	free(want);
+	return ok;
+}
+
+static int write_pat(void *h, uint64_t len, uint64_t off, unsigned seed, uint32_t flags)
+{
+	uint8_t *buf = malloc(len);
+	int rc;
+
+	fill(buf, len, off, seed);
+	rc = ops->pwrite(h, buf, len, off, flags);
+	free(buf);
+	return rc;
+}
+
+/* Returns the extents of [off, off+len) in ext (up to 64). */
+static unsigned extents(void *h, uint64_t len, uint64_t off, struct np_extent *ext)
+{
+	struct np_io io = {.cmd = NBD_CMD_BLOCK_STATUS, .offset = off, .len = len};
+
+	io.extents = ext;
+	io.max_extents = 64;
+	CHECK_EQ(ops->extents(h, &io), 0);
+	return io.n_extents;
+}
+
+static uint64_t pool_used(void)
+{
+	struct thin_pool *p;
+	uint64_t n = 0;
+	char *err = NULL;
+
+	/* Shares the registry entry with open volumes, else opens the DB. */
+	if (thin_pool_open(pool, false, &p, &err) == 0) {
+		n = thin_pool_used(p);
+		thin_pool_close(p);
+	}
+	free(err);
+	return n;
+}
+
+static void check_pool(void)
+{
+	struct thin_pool *p;
+	char *err = NULL;
+
+	CHECK_EQ(thin_pool_open(pool, false, &p, &err), 0);
+	free(err);
+	pthread_rwlock_wrlock(&p->io_lock);
+	CHECK_EQ(thin_check(p, stderr), 0);
+	pthread_rwlock_unlock(&p->io_lock);
+	thin_pool_close(p);
+}
+
+static void test_rw_holes(void)
+{
+	struct np_extent ext[64];
+	unsigned n;
+	void *h;
+
+	CHECK_EQ(vol("create", pool, "v1", "64M", NULL), 0);
+	h = open_vol("v1", false);
+	CHECK(h != NULL);
+	if (!h)
+		return;
+	CHECK_EQ(ops->get_size(h), 64 * M);
+	CHECK(ops->caps(h) & NP_CAP_EXTENTS);
+	CHECK(ops->caps(h) & NP_CAP_TRIM);
+	CHECK(verify(h, 1 * M, 0, -1));
+	n = extents(h, 64 * M, 0, ext);
+	CHECK_EQ(n, 1);
+	CHECK_EQ(ext[0].flags, HZ);
+	CHECK_EQ(ext[0].length, 64 * M);
+
+	/* A 4K write inside chunk 1 maps that chunk only; the rest of it
+	 * reads as zeroes. */
+	CHECK_EQ(write_pat(h, 4 * K, CS + 8 * K, 1, 0), 0);
+	CHECK(verify(h, 4 * K, CS + 8 * K, 1));
+	CHECK(verify(h, 8 * K, CS, -1));
+	CHECK(verify(h, CS - 12 * K, CS + 12 * K, -1));
+	n = extents(h, 4 * CS, 0, ext);
+	CHECK_EQ(n, 3);
+	CHECK_EQ(ext[0].flags, HZ);
+	CHECK_EQ(ext[0].length, CS);
+	CHECK_EQ(ext[1].flags, 0);
+	CHECK_EQ(ext[1].length, CS);
+	CHECK_EQ(ext[2].flags, HZ);
+
+	/* An unaligned write over several chunks, FUA. */
+	CHECK_EQ(write_pat(h, 5 * CS + 123, 10 * CS + 77, 2, NBD_CMD_FLAG_FUA), 0);
+	CHECK(verify(h, 5 * CS + 123, 10 * CS + 77, 2));
+	CHECK(verify(h, 77, 10 * CS, -1));
+	CHECK_EQ(ops->flush(h), 0);
+
+	/* Overwrite in place. */
+	CHECK_EQ(write_pat(h, 4 * K, CS + 8 * K, 3, 0), 0);
+	CHECK(verify(h, 4 * K, CS + 8 * K, 3));
+
+	/* Zero of a partial chunk writes zeroes; of whole chunks unmaps. */
+	CHECK_EQ(ops->zero(h, 2 * CS, 11 * CS, 0), 0);
+	CHECK(verify(h, 2 * CS, 11 * CS, -1));
+	CHECK(verify(h, CS, 13 * CS, 2));
+	n = extents(h, 6 * CS, 10 * CS, ext);
+	CHECK_EQ(n, 3);
+	CHECK_EQ(ext[0].flags, 0);
+	CHECK_EQ(ext[1].flags, HZ);
+	CHECK_EQ(ext[1].length, 2 * CS);
+	CHECK_EQ(ops->trim(h, CS - 100, 10 * CS + 100, 0), 0);
+	CHECK(verify(h, 77, 10 * CS, -1));
+	CHECK(verify(h, 23, 10 * CS + 77, 2));
+	CHECK(verify(h, CS - 100, 10 * CS + 100, -1));
+	ops->close(h);
+}
+
+static void test_snapshot_clone(void)
+{
+	void *v, *s, *c;
+	uint64_t before;
+
+	v = open_vol("v1", false);
+	CHECK(v != NULL);
+	if (!v)
+		return;
+	CHECK_EQ(write_pat(v, 8 * CS, 20 * CS, 4, 0), 0);
+	/* Through the control socket served by this very process. */
+	CHECK_EQ(vol("snapshot", pool, "v1", "s1", NULL), 0);
+	before = pool_used();
+	CHECK_EQ(write_pat(v, 4 * K, 20 * CS + 4 * K, 5, 0), 0); /* copy on write */
+	CHECK_EQ(write_pat(v, CS, 21 * CS, 6, 0), 0);            /* whole chunk: no copy */
+	CHECK_EQ(pool_used(), before + 2);
+	CHECK(verify(v, 4 * K, 20 * CS, 4));
+	CHECK(verify(v, 4 * K, 20 * CS + 4 * K, 5));
+	CHECK(verify(v, CS - 8 * K, 20 * CS + 8 * K, 4));
+	CHECK(verify(v, CS, 21 * CS, 6));
+
+	s = open_vol("s1", true);
+	CHECK(s != NULL);
+	CHECK(open_vol("s1", false) == NULL); /* a snapshot is read-only */
+	if (s) {
+		CHECK(verify(s, 8 * CS, 20 * CS, 4));
+		CHECK(!(ops->caps(s) & NP_CAP_WRITE));
+		ops->close(s);
+	}
+
+	CHECK_EQ(vol("clone", pool, "s1", "c1", NULL), 0);
+	c = open_vol("c1", false);
+	CHECK(c != NULL);
+	if (c) {
+		CHECK(verify(c, 8 * CS, 20 * CS, 4));
+		CHECK_EQ(write_pat(c, 3 * CS, 22 * CS + 5, 7, 0), 0);
+		CHECK_EQ(ops->trim(c, CS, 20 * CS, 0), 0);
+		CHECK(verify(c, CS, 20 * CS, -1));
+		CHECK(verify(c, 3 * CS, 22 * CS + 5, 7));
+		ops->close(c);
+	}
+	/* Neither the snapshot nor the origin saw the clone's writes. */
+	CHECK(verify(v, 2 * CS, 22 * CS, 4));
+	CHECK(verify(v, CS - 8 * K, 20 * CS + 8 * K, 4));
+	s = open_vol("s1", true);
+	if (s) {
+		CHECK(verify(s, 8 * CS, 20 * CS, 4));
+		ops->close(s);
+	}
+	/* Trimming a shared chunk in the origin leaves the snapshot alone. */
+	CHECK_EQ(ops->trim(v, CS, 23 * CS, 0), 0);
+	CHECK(verify(v, CS, 23 * CS, -1));
+	ops->close(v);
+	s = open_vol("s1", true);
+	if (s) {
+		CHECK(verify(s, CS, 23 * CS, 4));
+		ops->close(s);
+	}
+
+	/* s1 has two dependents (v1 and c1): refuse, change nothing. */
+	CHECK(vol("delete", pool, "s1", NULL) != 0);
+	s = open_vol("s1", true);
+	CHECK(s != NULL);
+	if (s)
+		ops->close(s);
+	/* Without the clone, deleting s1 folds it into v1, whose contents
+	 * stay. */
+	CHECK_EQ(vol("delete", pool, "c1", NULL), 0);
+	CHECK_EQ(vol("delete", pool, "s1", NULL), 0);
+	v = open_vol("v1", false);
+	if (v) {
+		CHECK(verify(v, 4 * K, 20 * CS, 4));
+		CHECK(verify(v, 4 * K, 20 * CS + 4 * K, 5));
+		CHECK(verify(v, CS, 21 * CS, 6));
+		CHECK(verify(v, CS, 22 * CS, 4));
+		CHECK(verify(v, CS, 23 * CS, -1));
+		CHECK(verify(v, 4 * CS, 24 * CS, 4));
+		ops->close(v);
+	}
+	check_pool();
+}
+
+struct worker {
+	void *h;
+	unsigned id;
+	int rc;
+};
+
+/* Each thread writes its own 4K blocks, interleaved with the others' in
+ * the same chunks: the stripe locks and group commit keep every one. */
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+
+	for (unsigned i = 0; i < 64 && w->rc == 0; i++) {
+		uint64_t off = 40 * CS + ((uint64_t)i * 4 + w->id) * 4 * K;
+
+		w->rc = write_pat(w->h, 4 * K, off, 10 + w->id, i % 8 == 0 ? NBD_CMD_FLAG_FUA : 0);
+	}
+	return NULL;
+}
+
+static void test_concurrent(void)
+{
+	struct worker w[4];
+	pthread_t t[4];
+	void *h = open_vol("v1", false);
+
+	CHECK(h != NULL);
+	if (!h)
+		return;
+	for (unsigned i = 0; i < 4; i++) {
+		w[i] = (struct worker){.h = h, .id = i};
+		pthread_create(&t[i], NULL, worker_main, &w[i]);
+	}
+	for (unsigned i = 0; i < 4; i++) {
+		pthread_join(t[i], NULL);
+		CHECK_EQ(w[i].rc, 0);
+	}
+	for (unsigned i = 0; i < 64; i++)
+		for (unsigned id = 0; id < 4; id++)
+			CHECK(verify(h, 4 * K, 40 * CS + ((uint64_t)i * 4 + id) * 4 * K, 10 + id));
+	ops->close(h);
+	check_pool();
+}
+
+static void test_space(void)
+{
+	uint64_t before, chunks;
+	void *h;
+	int rc = 0;
+	uint64_t off = 0;
+
+	/* The pool has 256 chunks; a 1G volume overcommits it. */
+	CHECK_EQ(vol("create", pool, "big", "1G", NULL), 0);
+	h = open_vol("big", false);
+	CHECK(h != NULL);
+	if (!h)
+		return;
+	before = pool_used();
+	CHECK_EQ(write_pat(h, 4 * CS, 0, 20, 0), 0);
+	CHECK_EQ(pool_used(), before + 4);
+	CHECK_EQ(ops->trim(h, 4 * CS, 0, 0), 0);
+	/* Trimmed chunks count as used until the release is durable... */
+	CHECK_EQ(ops->flush(h), 0);
+	CHECK_EQ(pool_used(), before);
+
+	for (chunks = 0; chunks < 1000 && rc == 0; chunks++, off += CS)
+		rc = write_pat(h, CS, off, 21, 0);
+	CHECK_EQ(rc, -ENOSPC);
+	CHECK(chunks < 1000);
+	CHECK_EQ(pool_used(), 256);
+	/* Nothing written before ENOSPC is damaged. */
+	CHECK(verify(h, CS, 0, 21));
+	CHECK(verify(h, CS, off - 2 * CS, 21));
+	/* A failed write maps nothing. */
+	CHECK(verify(h, CS, off - CS, -1));
+	/* ...but a write that needs space finds it once trim freed some. */
+	CHECK_EQ(ops->trim(h, 2 * CS, 0, 0), 0);
+	CHECK_EQ(write_pat(h, CS, off + 10 * CS, 22, 0), 0);
+	CHECK_EQ(write_pat(h, CS, off + 11 * CS, 22, 0), 0);
+	CHECK_EQ(write_pat(h, CS, off + 12 * CS, 22, 0), -ENOSPC);
+	CHECK(verify(h, CS, off + 10 * CS, 22));
+	ops->close(h);
+	check_pool();
+
+	/* Deleting the volume frees its chunks for others. */
+	CHECK_EQ(vol("delete", pool, "big", NULL), 0);
+	h = open_vol("v1", false);
+	if (h) {
+		CHECK_EQ(write_pat(h, 16 * CS, 48 * CS, 23, 0), 0);
+		CHECK(verify(h, 16 * CS, 48 * CS, 23));
+		ops->close(h);
+	}
+	check_pool();
+}
+
+static void test_resize(void)
+{
+	void *h;
+
+	CHECK_EQ(vol("create", pool, "r", "1M", NULL), 0);
+	h = open_vol("r", false);
+	CHECK(h != NULL);
+	if (!h)
+		return;
+	CHECK_EQ(write_pat(h, 1 * M, 0, 30, 0), 0);
+	CHECK(vol("resize", pool, "r", "2M", NULL) != 0); /* exported */
+	ops->close(h);
+	CHECK_EQ(vol("resize", pool, "r", "100000", NULL), 0);
+	CHECK_EQ(vol("resize", pool, "r", "2M", NULL), 0);
+	h = open_vol("r", false);
+	if (h) {
+		CHECK_EQ(ops->get_size(h), 2 * M);
+		CHECK(verify(h, 100000, 0, 30));
+		CHECK(verify(h, 2 * M - 100000, 100000, -1));
+		ops->close(h);
+	}
+	check_pool();
+}
+
+static void test_tool_errors(const char *tmp)
+{
+	char path[PATH_MAX + 32];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/nope", tmp);
+	CHECK(vol("list", path, NULL) != 0);
+	CHECK(vol("create", path, "x", "1M", NULL) != 0);
+	CHECK(access(path, F_OK) != 0);
+	/* A directory that is not a pool. */
+	snprintf(path, sizeof(path), "%s/foreign", tmp);
+	mkdir(path, 0700);
+	CHECK(vol("list", path, NULL) != 0);
+	CHECK(vol("create", path, "x", "1M", NULL) != 0);
+	snprintf(path, sizeof(path), "%s/foreign/file", tmp);
+	f = fopen(path, "w");
+	if (f)
+		fclose(f);
+	snprintf(path, sizeof(path), "%s/foreign", tmp);
+	CHECK(vol("init", path, NULL) != 0); /* not empty */
+	CHECK(vol("init", pool, NULL) != 0); /* already a pool */
+	snprintf(path, sizeof(path), "%s/tiny", tmp);
+	CHECK(vol("init", path, "--size", "16K", NULL) != 0);
+	CHECK(access(path, F_OK) != 0); /* nothing left behind */
+	CHECK(vol("init", path, "--chunk-size", "3000", NULL) != 0);
+	CHECK(vol("init", path, "--bogus", NULL) != 0);
+
+	CHECK(vol("create", pool, "v1", "1M", NULL) != 0); /* duplicate */
+	CHECK(vol("create", pool, "new", "12Q", NULL) != 0);
+	CHECK(vol("create", pool, "new", "0", NULL) != 0);
+	CHECK(vol("create", pool, "bad/name", "1M", NULL) != 0);
+	CHECK(vol("create", pool, "new", NULL) != 0);
+	CHECK(vol("snapshot", pool, "missing", "s", NULL) != 0);
+	CHECK(vol("clone", pool, "v1", "c", NULL) != 0); /* not a snapshot */
+	CHECK(vol("delete", pool, "missing", NULL) != 0);
+	CHECK(vol("frobnicate", pool, NULL) != 0);
+	CHECK_EQ(vol("create", "--help", NULL), 0);
+	CHECK_EQ(vol("--help", NULL), 0);
+	/* None of that created anything. */
+	CHECK(open_vol("new", false) == NULL);
+	CHECK(open_vol("c", false) == NULL);
+	CHECK(open_vol("s", true) == NULL);
+	CHECK_EQ(vol("list", pool, NULL), 0);
+	CHECK_EQ(vol("check", pool, NULL), 0);
+}
+
+int main(void)
+{
+	char tmp[] = "/tmp/test_thin.XXXXXX";
+	char cmd[PATH_MAX];
+
+	if (!mkdtemp(tmp)) {
+		perror("mkdtemp");
+		return 1;
+	}
+	snprintf(pool, sizeof(pool), "%s/pool", tmp);
+	/* 16 MiB of 64 KiB chunks: 256 chunks, small enough to fill. */
+	CHECK_EQ(vol("init", pool, "--size", "16M", NULL), 0);
+	test_rw_holes();
+	test_snapshot_clone();
+	test_concurrent();
+	test_space();
+	test_resize();
+	test_tool_errors(tmp);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp);
+	if (system(cmd) != 0)
+		fprintf(stderr, "could not remove %s\n", tmp);
+	if (failures) {
+		fprintf(stderr, "%d checks failed\n", failures);
+		return 1;
+	}
+	printf("test_thin: all checks passed\n");
+	return 0;
+}

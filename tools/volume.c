@@ -1,0 +1,219 @@
+/* `nbdplex volume`: thin pool administration.
+ *
+ * Commands go to a running server's control socket when one answers (the
+ * server holds the database lock), else the tool opens the pool itself. Both
+ * paths run the same code (storage/thin/admin.c), so messages and results do
+ * not depend on whether a server is running. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "storage/storage.h"
+#include "storage/thin/pool.h"
+#include "tools/volume.h"
+
+static const char usage_all[] =
+    "usage: nbdplex volume COMMAND POOLDIR [ARGS]\n"
+    "  init POOLDIR [--data FILE_OR_DEVICE] [--chunk-size SIZE] [--size SIZE]\n"
+    "  create POOLDIR VOLUME SIZE\n"
+    "  resize POOLDIR VOLUME SIZE\n"
+    "  snapshot POOLDIR VOLUME SNAPSHOT\n"
+    "  clone POOLDIR SNAPSHOT NEWVOLUME\n"
+    "  list POOLDIR\n"
+    "  delete POOLDIR NAME\n"
+    "  check POOLDIR\n"
+    "Sizes accept K, M, G, T suffixes. Works while a server serves the pool,\n"
+    "through POOLDIR/control.sock. `nbdplex volume COMMAND --help` for more.\n";
+
+static const struct {
+	const char *name;
+	int nargs; /* after POOLDIR */
+	const char *help;
+} cmds[] = {
+    {"init", 0,
+     "usage: nbdplex volume init POOLDIR [--data FILE_OR_DEVICE] [--chunk-size SIZE] "
+     "[--size SIZE]\n"
+     "Creates a thin pool in POOLDIR (created if missing, else it must be empty).\n"
+     "  --data        data file or block device (default POOLDIR/data)\n"
+     "  --chunk-size  allocation unit, a power of two from 4K to 64M (default 64K)\n"
+     "  --size        size of a new data file (default 1G; an existing file or\n"
+     "                device is used at its own size)\n"},
+    {"create", 2,
+     "usage: nbdplex volume create POOLDIR VOLUME SIZE\n"
+     "Creates an empty thin volume; SIZE may exceed the pool's free space.\n"},
+    {"resize", 2,
+     "usage: nbdplex volume resize POOLDIR VOLUME SIZE\n"
+     "Grows or shrinks a volume that is not being exported; shrinking frees the\n"
+     "chunks past the new end.\n"},
+    {"snapshot", 2,
+     "usage: nbdplex volume snapshot POOLDIR VOLUME SNAPSHOT\n"
+     "Makes a read-only snapshot of VOLUME in constant time; VOLUME stays writable\n"
+     "and shares its chunks with the snapshot until it overwrites them.\n"},
+    {"clone", 2,
+     "usage: nbdplex volume clone POOLDIR SNAPSHOT NEWVOLUME\n"
+     "Makes a writable volume from a snapshot in constant time.\n"},
+    {"list", 0,
+     "usage: nbdplex volume list POOLDIR\n"
+     "Lists volumes and snapshots: size and allocated bytes (both in bytes) and\n"
+     "origin, then a pool summary line starting with #.\n"},
+    {"delete", 1,
+     "usage: nbdplex volume delete POOLDIR NAME\n"
+     "Deletes a volume or snapshot and frees its chunks. A snapshot that two or\n"
+     "more volumes depend on cannot be deleted; delete them first.\n"},
+    {"check", 0,
+     "usage: nbdplex volume check POOLDIR\n"
+     "Verifies that every mapped chunk is allocated exactly once.\n"},
+};
+
+static int fail(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static int fail(int status, const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("nbdplex volume: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return status;
+}
+
+static int parse_size_arg(const char *what, const char *s, uint64_t *out)
+{
+	if (np_parse_size(s, out) < 0 || *out == 0)
+		return fail(2, "%s %s: expected a positive size with K/M/G/T", what, s);
+	return 0;
+}
+
+static int cmd_init(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"data", required_argument, NULL, 'd'},
+	    {"chunk-size", required_argument, NULL, 'c'},
+	    {"size", required_argument, NULL, 's'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	const char *data = NULL;
+	uint64_t chunk = THIN_DEFAULT_CHUNK, size = 0;
+	char *err = NULL;
+	int c, rc;
+
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'd':
+			data = optarg;
+			break;
+		case 'c':
+			if (parse_size_arg("--chunk-size", optarg, &chunk))
+				return 2;
+			if (chunk > THIN_MAX_CHUNK)
+				return fail(2, "--chunk-size %s: at most 64M", optarg);
+			break;
+		case 's':
+			if (parse_size_arg("--size", optarg, &size))
+				return 2;
+			break;
+		case 'h':
+			fputs(cmds[0].help, stdout);
+			return 0;
+		default:
+			return fail(2, "init: unknown or incomplete option %s (see --help)",
+				    argv[optind - 1]);
+		}
+	}
+	if (argc - optind != 1)
+		return fail(2, "init: expected one POOLDIR (see --help)");
+	rc = thin_pool_create(argv[optind], data, chunk, size, &err);
+	if (rc < 0) {
+		fail(1, "%s", err ? err : strerror(-rc));
+		free(err);
+		return 1;
+	}
+	return 0;
+}
+
+static int check_args(const char *cmd, char **args)
+{
+	uint64_t size;
+
+	if (strcmp(cmd, "create") == 0 || strcmp(cmd, "resize") == 0) {
+		if (!thin_name_ok(args[0]))
+			return fail(2, "%s: bad volume name %s", cmd, args[0]);
+		return parse_size_arg("size", args[1], &size);
+	}
+	for (int i = 0; strcmp(cmd, "list") && strcmp(cmd, "check") && i < 2 && args[i]; i++)
+		if (!thin_name_ok(args[i]))
+			return fail(2, "%s: bad name %s (use A-Z a-z 0-9 . _ -)", cmd, args[i]);
+	return 0;
+}
+
+static int run(const char *dir, int argc, char **argv)
+{
+	char *err = NULL;
+	struct thin_pool *p;
+	struct stat st;
+	int rc;
+
+	if (stat(dir, &st) < 0)
+		return fail(1, "%s: %s", dir, strerror(errno));
+	if (!S_ISDIR(st.st_mode))
+		return fail(1, "%s: not a directory", dir);
+	rc = thin_control_call(dir, argc, argv, stdout, &err);
+	if (rc == -ENOENT || rc == -ECONNREFUSED) {
+		/* No server has the pool: open it here. */
+		rc = thin_pool_open(dir, false, &p, &err);
+		if (rc == 0) {
+			rc = thin_admin(p, argc, argv, stdout, &err);
+			thin_pool_close(p);
+		}
+	}
+	fflush(stdout);
+	if (rc < 0) {
+		fail(1, "%s", err ? err : strerror(-rc));
+		free(err);
+		return 1;
+	}
+	return 0;
+}
+
+int np_cmd_volume(int argc, char **argv)
+{
+	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+		fputs(usage_all, argc < 2 ? stderr : stdout);
+		return argc < 2 ? 2 : 0;
+	}
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+		if (strcmp(argv[1], cmds[i].name) != 0)
+			continue;
+		for (int j = 2; j < argc; j++)
+			if (strcmp(argv[j], "--help") == 0 || strcmp(argv[j], "-h") == 0) {
+				fputs(cmds[i].help, stdout);
+				return 0;
+			}
+		if (i == 0)
+			return cmd_init(argc - 1, argv + 1);
+		if (argc != 3 + cmds[i].nargs)
+			return fail(2, "%s: wrong number of arguments\n%s", cmds[i].name,
+				    cmds[i].help);
+		if (check_args(cmds[i].name, argv + 3))
+			return 2;
+		/* The server's command line is the words without POOLDIR. */
+		char *words[4] = {argv[1]};
+
+		for (int j = 0; j < cmds[i].nargs; j++)
+			words[1 + j] = argv[3 + j];
+		return run(argv[2], 1 + cmds[i].nargs, words);
+	}
+	return fail(2, "unknown command %s (see --help)", argv[1]);
+}

@@ -1,0 +1,9 @@
+/* `nbdplex volume`: thin pool administration. */
+#ifndef NP_TOOLS_VOLUME_H
+#define NP_TOOLS_VOLUME_H
+
+/* argv[0] is "volume". Returns the process exit status: 0 on success,
+ * 1 when the command failed, 2 on a usage error. */
+int np_cmd_volume(int argc, char **argv);
+
+#endif
