@@ -306,7 +306,7 @@ int thin_pool_create(const char *dir, const char *data, uint32_t chunk_size, uin
 	if (mkdir(dir, 0700) == 0) {
 		made_dir = true;
 	} else if (errno != EEXIST) {
-		return thin_errmsg(err, -errno, "%s: %s", dir, strerror(errno));
+		return thin_errmsg(err, -errno, "cannot create %s: %s", dir, strerror(errno));
 	} else {
 		snprintf(dbpath, sizeof(dbpath), "%s/db", dir);
 		if (access(dbpath, F_OK) == 0)

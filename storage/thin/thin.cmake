@@ -23,3 +23,8 @@ target_link_libraries(test_thin PRIVATE npcore)
 add_test(NAME thin_unit COMMAND test_thin)
 set_tests_properties(thin_unit PROPERTIES LABELS "thin" TIMEOUT 300)
 
+
+add_executable(thin_crash ${CMAKE_SOURCE_DIR}/tests/thin/crash.c)
+target_link_libraries(thin_crash PRIVATE npcore)
+add_test(NAME thin_crash COMMAND thin_crash 12)
+set_tests_properties(thin_crash PROPERTIES LABELS "thin" TIMEOUT 300)
