@@ -418,6 +418,8 @@ static void on_close(uv_handle_t *h)
 	}
 	if (c->payload_req)
 		req_free(c->payload_req);
+	if (c->skip_req)
+		req_free(c->skip_req);
 	if (c->dirty) {
 		struct np_conn **pp = &l->dirty;
 
@@ -482,6 +484,10 @@ void np_conn_drain(struct np_conn *c)
 		req_free(c->payload_req);
 		c->payload_req = NULL;
 	}
+	if (c->skip_req) {
+		req_free(c->skip_req);
+		c->skip_req = NULL;
+	}
 	try_finish(c);
 }
 
@@ -535,6 +541,16 @@ static void reply_now(struct np_conn *c, struct np_req *r, uint32_t error)
 	r->error = error;
 	build_reply(r);
 	out_append(c, r);
+}
+
+/* A refused request's payload is read and dropped; the error is answered
+ * once it has all arrived, because clients match a reply only to a request
+ * they have finished sending. */
+static void skip_payload(struct np_conn *c, struct np_req *r, uint32_t err, uint64_t len)
+{
+	r->error = err;
+	c->skip = len;
+	c->skip_req = r;
 }
 
 /* Checks a request against the export and the negotiated features; returns
@@ -619,11 +635,13 @@ static bool handle_request(struct np_conn *c, const struct nbd_request *h, struc
 	r->io.offset = h->offset;
 	r->io.len = h->count;
 	if (err) {
-		if (payload)
-			c->skip = h->count;
 		np_debug("conn %llu: refused %s offset %llu length %llu flags 0x%x",
 			 (unsigned long long)c->id, nbd_cmd_name(h->type),
 			 (unsigned long long)h->offset, (unsigned long long)h->count, h->flags);
+		if (payload) {
+			skip_payload(c, r, err, h->count);
+			return true;
+		}
 		reply_now(c, r, err);
 		return true;
 	}
@@ -631,9 +649,9 @@ static bool handle_request(struct np_conn *c, const struct nbd_request *h, struc
 		r->io.buf = malloc(h->count);
 		if (!r->io.buf) {
 			if (payload)
-				c->skip = h->count;
-			r->io.len = 0;
-			reply_now(c, r, NBD_ENOMEM);
+				skip_payload(c, r, NBD_ENOMEM, h->count);
+			else
+				reply_now(c, r, NBD_ENOMEM);
 			return true;
 		}
 		r->charge += h->count;
@@ -687,6 +705,8 @@ static void parse_requests(struct np_conn *c)
 			c->skip -= k;
 			if (c->skip)
 				break;
+			reply_now(c, c->skip_req, c->skip_req->error);
+			c->skip_req = NULL;
 			continue;
 		}
 		if (c->payload_req) {

@@ -175,6 +175,7 @@ struct np_conn {
 	struct np_req *payload_req; /* WRITE whose payload is still arriving */
 	uint64_t payload_got;
 	uint64_t skip;              /* payload bytes to discard (refused WRITE) */
+	struct np_req *skip_req;    /* its reply, sent once the payload is gone */
 
 	uint64_t inflight_bytes;
 	unsigned engine_busy; /* requests an engine or the pool still holds */

@@ -1,0 +1,85 @@
+# Shared by the integration tests: a scratch folder, servers started on free
+# ports and stopped by PID, and checks that fail loudly.
+#   . "$NP_SRC/tests/functions.sh"
+set -euo pipefail
+
+NBDPLEX=${NBDPLEX:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/build/nbdplex}
+NP_SRC=${NP_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
+export PATH=/usr/bin:/bin:/usr/sbin:/sbin:$PATH  # python3 with the nbd module
+TMP=$(mktemp -d /tmp/nbdplex-test.XXXXXX)
+NP_PIDS=()
+
+np_cleanup() {
+	local pid
+	for pid in "${NP_PIDS[@]}"; do
+		kill "$pid" 2>/dev/null || true
+	done
+	for pid in "${NP_PIDS[@]}"; do
+		wait "$pid" 2>/dev/null || true
+	done
+	rm -rf "$TMP"
+}
+trap np_cleanup EXIT
+
+fail() {
+	echo "FAIL: $*" >&2
+	if [ -f "$TMP/server.log" ]; then
+		echo "--- server log (last 30 lines)" >&2
+		tail -n 30 "$TMP/server.log" >&2
+	fi
+	exit 1
+}
+
+# Every tool a test drives must be there: the suite installs them, so a
+# missing one is a failure, not a skip.
+requires() {
+	local t
+	for t in "$@"; do
+		command -v "$t" >/dev/null || fail "required tool '$t' is not installed"
+	done
+}
+
+free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# start_server ARGS...: starts nbdplex serve on a free loopback port with
+# the given exports and options; sets PORT and SERVER_PID. The log goes to
+# $TMP/server.log (or $LOG).
+start_server() {
+	PORT=$(free_port)
+	local log=${LOG:-$TMP/server.log} pidfile=$TMP/server.pid.$PORT
+	"$NBDPLEX" serve -l "127.0.0.1:$PORT" --pidfile "$pidfile" "$@" >>"$log" 2>&1 &
+	SERVER_PID=$!
+	NP_PIDS+=("$SERVER_PID")
+	local i
+	for i in $(seq 1 100); do
+		[ -s "$pidfile" ] && return 0
+		kill -0 "$SERVER_PID" 2>/dev/null || fail "server exited at start: $(tail -n 5 "$log")"
+		sleep 0.05
+	done
+	fail "server did not write its pidfile within 5 s"
+}
+
+# stop_server: SIGTERM and wait; fails unless the server exits 0.
+stop_server() {
+	local pid=${1:-$SERVER_PID} rc=0
+	kill -TERM "$pid"
+	wait "$pid" || rc=$?
+	[ "$rc" = 0 ] || fail "server exited $rc after SIGTERM"
+}
+
+# Asserts the server is alive and still serves export NAME.
+assert_serving() {
+	local name=${1:-}
+	kill -0 "$SERVER_PID" 2>/dev/null || fail "server died"
+	nbdinfo --size "nbd://127.0.0.1:$PORT/$name" >/dev/null || fail "server stopped serving"
+}
+
+uri() {
+	echo "nbd://127.0.0.1:$PORT/${1:-}"
+}
+
+pass() {
+	echo "PASS: $(basename "$0")"
+}
