@@ -23,8 +23,12 @@ target_link_libraries(test_thin PRIVATE npcore)
 add_test(NAME thin_unit COMMAND test_thin)
 set_tests_properties(thin_unit PROPERTIES LABELS "thin" TIMEOUT 300)
 
-
 add_executable(thin_crash ${CMAKE_SOURCE_DIR}/tests/thin/crash.c)
 target_link_libraries(thin_crash PRIVATE npcore)
 add_test(NAME thin_crash COMMAND thin_crash 12)
 set_tests_properties(thin_crash PROPERTIES LABELS "thin" TIMEOUT 300)
+
+# Real clients against `nbdplex serve` with thin exports.
+add_test(NAME thin_serve COMMAND bash ${CMAKE_SOURCE_DIR}/tests/thin/serve.sh)
+set_tests_properties(thin_serve PROPERTIES LABELS "thin" TIMEOUT 300
+  ENVIRONMENT "NBDPLEX=$<TARGET_FILE:nbdplex>;NP_SRC=${CMAKE_SOURCE_DIR};PATH=/usr/bin:/bin:/usr/sbin:/sbin:$ENV{PATH}")
