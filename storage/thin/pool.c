@@ -177,6 +177,7 @@ static void pool_free(struct thin_pool *p)
 static struct thin_pool *pool_alloc(void)
 {
 	struct thin_pool *p = calloc(1, sizeof(*p));
+	pthread_rwlockattr_t attr;
 
 	if (!p)
 		return NULL;
@@ -184,7 +185,11 @@ static struct thin_pool *pool_alloc(void)
 	p->ctl_fd = -1;
 	p->ctl_wake[0] = p->ctl_wake[1] = -1;
 	p->queue_tail = &p->queue;
-	pthread_rwlock_init(&p->io_lock, NULL);
+	/* Catalog changes must not starve behind a steady stream of I/O. */
+	pthread_rwlockattr_init(&attr);
+	pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&p->io_lock, &attr);
+	pthread_rwlockattr_destroy(&attr);
 	pthread_mutex_init(&p->alloc_mu, NULL);
 	pthread_mutex_init(&p->commit_mu, NULL);
 	pthread_cond_init(&p->commit_cv, NULL);
