@@ -9,7 +9,8 @@
  * never contain spaces); the server answers with the command's output, then
  * a last line "OK" or "ERR <errno> <message>", and closes.
  *
- * Paths go through /proc/self/fd/DIRFD so that a long POOLDIR does not
+ * The socket is mode 0600: whoever may change the catalog may also open
+ * the pool directly. Paths go through /proc/self/fd/DIRFD so that a long POOLDIR does not
  * overflow sun_path. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -20,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -170,7 +172,8 @@ int thin_control_start(struct thin_pool *p, char **err)
 	unlinkat(dirfd, "control.sock", 0);
 	p->ctl_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (p->ctl_fd < 0 || bind(p->ctl_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-	    listen(p->ctl_fd, 8) < 0 || pipe2(p->ctl_wake, O_CLOEXEC) < 0) {
+	    fchmodat(dirfd, "control.sock", 0600, 0) < 0 || listen(p->ctl_fd, 8) < 0 ||
+	    pipe2(p->ctl_wake, O_CLOEXEC) < 0) {
 		rc = -errno;
 		goto out_close;
 	}

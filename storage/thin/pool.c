@@ -145,6 +145,9 @@ static int rdb_options(struct thin_pool *p)
 	rocksdb_block_based_options_set_filter_policy(p->topts,
 						      rocksdb_filterpolicy_create_bloom(10));
 	rocksdb_options_set_block_based_table_factory(p->opts, p->topts);
+	/* The same holds for the memtable, where fresh mappings live. */
+	rocksdb_options_set_memtable_prefix_bloom_size_ratio(p->opts, 0.05);
+	rocksdb_options_set_memtable_whole_key_filtering(p->opts, 1);
 	rocksdb_options_increase_parallelism(p->opts, 2);
 	rocksdb_options_set_info_log_level(p->opts, 2 /* WARN */);
 	rocksdb_options_set_keep_log_file_num(p->opts, 2);

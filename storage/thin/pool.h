@@ -151,6 +151,7 @@ struct thin_pool {
 	int data_fd;
 	struct thin_meta meta;
 	uint32_t chunk_shift;
+	bool no_punch; /* the data file cannot punch holes: write zeroes */
 
 	pthread_rwlock_t io_lock;
 	struct thin_dev *devs;

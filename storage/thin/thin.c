@@ -10,6 +10,7 @@
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -20,6 +21,8 @@
 
 /* Chunks resolved per lookup; bounds the map array on the stack's behalf. */
 #define WINDOW 4096
+/* Chunks of a write whose state lives on the stack. */
+#define SMALL 16
 
 enum map_state {
 	MAP_UNKNOWN,
@@ -163,16 +166,16 @@ static void stripes_lock(struct thin_pool *p, struct stripes *s, uint64_t dev, u
 	}
 	if (n >= THIN_STRIPES)
 		memset(s, 0xff, sizeof(*s));
-	for (unsigned k = 0; k < THIN_STRIPES; k++)
-		if (s->bits[k / 64] >> (k % 64) & 1)
-			pthread_mutex_lock(&p->stripes[k]);
+	for (unsigned w = 0; w < THIN_STRIPES / 64; w++)
+		for (uint64_t b = s->bits[w]; b; b &= b - 1)
+			pthread_mutex_lock(&p->stripes[w * 64 + __builtin_ctzll(b)]);
 }
 
 static void stripes_unlock(struct thin_pool *p, struct stripes *s)
 {
-	for (unsigned k = THIN_STRIPES; k-- > 0;)
-		if (s->bits[k / 64] >> (k % 64) & 1)
-			pthread_mutex_unlock(&p->stripes[k]);
+	for (unsigned w = 0; w < THIN_STRIPES / 64; w++)
+		for (uint64_t b = s->bits[w]; b; b &= b - 1)
+			pthread_mutex_unlock(&p->stripes[w * 64 + __builtin_ctzll(b)]);
 }
 
 static int thin_open(const char *spec, bool readonly, void **handle, char **err)
@@ -304,27 +307,49 @@ static int thin_pread(void *h, void *buf, uint64_t len, uint64_t off)
 	return rc;
 }
 
+/* A chunk-sized scratch buffer, allocated on first use: most writes need
+ * none. */
+static char *scratch(char **tmp, uint32_t cs)
+{
+	if (!*tmp)
+		*tmp = malloc(cs);
+	return *tmp;
+}
+
 /* Writes [inoff, inoff + n) of chunk lc from src (NULL: zeroes). A chunk
  * the volume does not own goes to newp, filled from the shared chunk or
  * zeroes around the piece; its mapping is queued in t. */
 static int chunk_write(struct thin_vol *v, uint64_t lc, const struct map *m, const void *src,
-		       uint64_t inoff, uint64_t n, uint64_t newp, struct thin_txn *t, char *tmp)
+		       uint64_t inoff, uint64_t n, uint64_t newp, struct thin_txn *t, char **tmpp)
 {
 	struct thin_pool *p = v->pool;
 	uint32_t cs = p->meta.chunk_size;
+	uint64_t at = (m->state == MAP_OWNED ? m->pchunk : newp) << p->chunk_shift;
 	uint8_t key[17];
+	char *tmp;
 	int rc;
 
-	if (m->state == MAP_OWNED) {
-		if (src)
-			return full_pwrite(p->data_fd, src, n,
-					   (m->pchunk << p->chunk_shift) + inoff);
-		memset(tmp, 0, n);
-		return full_pwrite(p->data_fd, tmp, n, (m->pchunk << p->chunk_shift) + inoff);
-	}
-	if (n == cs && src) {
-		rc = full_pwrite(p->data_fd, src, n, newp << p->chunk_shift);
+	if (m->state == MAP_OWNED || (n == cs && src)) {
+		if (!src) {
+			if (!(tmp = scratch(tmpp, cs)))
+				return -ENOMEM;
+			memset(tmp, 0, n);
+			src = tmp;
+		}
+		rc = full_pwrite(p->data_fd, src, n, at + inoff);
+		if (rc < 0 || m->state == MAP_OWNED)
+			return rc;
+	} else if (m->state == MAP_HOLE && !p->no_punch &&
+		   fallocate(p->data_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, at, cs) == 0) {
+		/* Punching the fresh chunk zeroes it without writing the
+		 * whole chunk (a 4K write would otherwise write 64K) and keeps
+		 * a data file sparse. */
+		rc = src ? full_pwrite(p->data_fd, src, n, at + inoff) : 0;
 	} else {
+		if (m->state == MAP_HOLE)
+			p->no_punch = true; /* e.g. a device without discard */
+		if (!(tmp = scratch(tmpp, cs)))
+			return -ENOMEM;
 		if (m->state == MAP_SHARED)
 			rc = full_pread(p->data_fd, tmp, cs, m->pchunk << p->chunk_shift);
 		else
@@ -335,7 +360,7 @@ static int chunk_write(struct thin_vol *v, uint64_t lc, const struct map *m, con
 			memcpy(tmp + inoff, src, n);
 		else
 			memset(tmp + inoff, 0, n);
-		rc = full_pwrite(p->data_fd, tmp, cs, newp << p->chunk_shift);
+		rc = full_pwrite(p->data_fd, tmp, cs, at);
 	}
 	if (rc < 0)
 		return rc;
@@ -355,13 +380,16 @@ static int write_window(struct thin_vol *v, const void *buf, uint64_t len, uint6
 	uint64_t n = ((off + len - 1) >> p->chunk_shift) - first + 1;
 	struct thin_txn t = {.sync = fua};
 	struct stripes s;
-	struct map *m = malloc(n * sizeof(*m));
-	uint64_t *fresh = malloc(n * sizeof(*fresh));
-	char *tmp = malloc(cs);
+	/* Most writes span a few chunks: keep their state off the heap. */
+	struct map mbuf[SMALL];
+	uint64_t fbuf[SMALL];
+	struct map *m = n <= SMALL ? mbuf : malloc(n * sizeof(*m));
+	uint64_t *fresh = n <= SMALL ? fbuf : malloc(n * sizeof(*fresh));
+	char *tmp = NULL;
 	uint64_t need = 0, used = 0;
 	int rc;
 
-	if (!m || !fresh || !tmp) {
+	if (!m || !fresh) {
 		rc = -ENOMEM;
 		goto out_free;
 	}
@@ -386,7 +414,7 @@ static int write_window(struct thin_vol *v, const void *buf, uint64_t len, uint6
 
 		if (m[i].state != MAP_UNKNOWN) {
 			newp = m[i].state == MAP_OWNED ? 0 : fresh[used++];
-			rc = chunk_write(v, first + i, &m[i], buf, inoff, piece, newp, &t, tmp);
+			rc = chunk_write(v, first + i, &m[i], buf, inoff, piece, newp, &t, &tmp);
 		}
 		if (buf)
 			buf = (const char *)buf + piece;
@@ -401,8 +429,10 @@ out_unlock:
 	stripes_unlock(p, &s);
 out_free:
 	thin_txn_reset(&t);
-	free(m);
-	free(fresh);
+	if (m != mbuf)
+		free(m);
+	if (fresh != fbuf)
+		free(fresh);
 	free(tmp);
 	return rc;
 }

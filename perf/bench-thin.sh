@@ -1,0 +1,200 @@
+#!/bin/bash
+# perf/bench-thin.sh - the thin engine against the file engine, both served
+# by build/nbdplex, with fio's nbd engine: 4k random writes to fresh space,
+# to written space, and (thin) to chunks shared with a snapshot; then the
+# time `nbdplex volume snapshot` takes on a fully mapped 1 GiB and 64 GiB
+# volume, through the running server's control socket.
+#
+# It builds nothing. Results go to perf/RESULTS-thin.md (or --out); raw fio
+# output and server logs to perf/tmp/thin-<time>/.
+set -u
+
+usage() {
+	cat <<'EOF'
+usage: perf/bench-thin.sh [--runtime S] [--rounds N] [--dir DIR] [--out FILE] [--no-64g]
+  --runtime S   seconds per fio run (default 8)
+  --rounds N    alternating rounds of each write job (default 2)
+  --dir DIR     where pools and files live (default /dev/shm)
+  --out FILE    report (default perf/RESULTS-thin.md)
+  --no-64g      skip populating a 64 GiB volume (1M writes, about a minute)
+EOF
+}
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+NBDPLEX=${NBDPLEX:-$ROOT/build/nbdplex}
+RUNTIME=8
+ROUNDS=2
+DIR=/dev/shm
+OUT=$ROOT/perf/RESULTS-thin.md
+BIG=1
+ARGS_GIVEN="$*"
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--runtime) RUNTIME=${2:?}; shift ;;
+	--rounds) ROUNDS=${2:?}; shift ;;
+	--dir) DIR=${2:?}; shift ;;
+	--out) OUT=${2:?}; shift ;;
+	--no-64g) BIG=0 ;;
+	-h | --help) usage; exit 0 ;;
+	*) echo "bench-thin.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+	esac
+	shift
+done
+[ -x "$NBDPLEX" ] || { echo "bench-thin.sh: no $NBDPLEX; build first" >&2; exit 1; }
+command -v fio >/dev/null || { echo "bench-thin.sh: fio is required" >&2; exit 1; }
+
+RAW=$ROOT/perf/tmp/thin-$(date -u +%Y%m%dT%H%M%S)
+WORK=$(mktemp -d "$DIR/nbdplex-bench-thin.XXXXXX")
+mkdir -p "$RAW"
+PIDS=()
+cleanup() {
+	local p
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
+die() { echo "bench-thin.sh: $*" >&2; exit 1; }
+
+PORT=$((22000 + RANDOM % 1000))
+SERVER_PID=
+
+# start NAME=ENGINE:SPEC...: one server on a fresh port.
+start() {
+	PORT=$((PORT + 1))
+	rm -f "$WORK/pid"
+	"$NBDPLEX" serve -l "127.0.0.1:$PORT" --pidfile "$WORK/pid" "$@" >>"$RAW/server.log" 2>&1 &
+	SERVER_PID=$!
+	PIDS+=("$SERVER_PID")
+	for _ in $(seq 100); do
+		[ -s "$WORK/pid" ] && return 0
+		kill -0 "$SERVER_PID" 2>/dev/null || die "server exited: $(tail -3 "$RAW/server.log")"
+		sleep 0.05
+	done
+	die "server did not start"
+}
+
+stop() {
+	kill "$SERVER_PID" && wait "$SERVER_PID" 2>/dev/null
+}
+
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$SERVER_PID/stat"; }
+
+# fio_run TAG EXPORT SIZE EXTRA...: prints "iops cpu_us_per_op".
+fio_run() {
+	local tag=$1 export=$2 size=$3
+	shift 3
+	local t0 t1 iops ios hz
+	hz=$(getconf CLK_TCK)
+	t0=$(cpu_ticks)
+	fio --name="$tag" --ioengine=nbd --uri="nbd://127.0.0.1:$PORT/$export" --bs=4k \
+		--iodepth=16 --size="$size" --norandommap --randrepeat=0 --output-format=json \
+		"$@" >"$RAW/$tag.json" 2>"$RAW/$tag.err" || die "fio $tag failed: $(cat "$RAW/$tag.err")"
+	t1=$(cpu_ticks)
+	python3 - "$RAW/$tag.json" "$((t1 - t0))" "$hz" <<'PY'
+import json, sys
+text = open(sys.argv[1]).read()
+j = json.loads(text[text.index("{"):])["jobs"][0]["write"]  # fio's nbd engine prints first
+ios = j["total_ios"] or 1
+print("%.0f %.1f" % (j["iops"], int(sys.argv[2]) / int(sys.argv[3]) * 1e6 / ios))
+PY
+}
+
+declare -A SUM CPU N
+add() { # KEY "iops cpu"
+	set -- "$1" $2
+	SUM[$1]=$(python3 -c "print(${SUM[$1]:-0} + $2)")
+	CPU[$1]=$(python3 -c "print(${CPU[$1]:-0} + $3)")
+	N[$1]=$((${N[$1]:-0} + 1))
+}
+
+for round in $(seq "$ROUNDS"); do
+	# file engine: fresh sparse file, then a written 1 GiB region.
+	rm -f "$WORK/file.img"
+	start -e f=file:"$WORK/file.img",size=64G
+	log "round $round: file"
+	add file_fresh "$(fio_run file-fresh-$round f 64G --rw=randwrite --runtime="$RUNTIME" --time_based)"
+	fio_run file-fill-$round f 1G --rw=write --bs=1M >/dev/null
+	add file_written "$(fio_run file-written-$round f 1G --rw=randwrite --runtime="$RUNTIME" --time_based)"
+	stop
+	rm -f "$WORK/file.img"
+
+	# thin engine: a fresh 64 GiB volume, a written 1 GiB one, and the
+	# same after a snapshot (first writes copy chunks).
+	rm -rf "$WORK/pool"
+	"$NBDPLEX" volume init "$WORK/pool" --size 16G >/dev/null || die "volume init"
+	"$NBDPLEX" volume create "$WORK/pool" fresh 64G || die "create"
+	"$NBDPLEX" volume create "$WORK/pool" w 1G || die "create"
+	start -e fresh=thin:"$WORK/pool/fresh" -e w=thin:"$WORK/pool/w"
+	log "round $round: thin"
+	add thin_fresh "$(fio_run thin-fresh-$round fresh 64G --rw=randwrite --runtime="$RUNTIME" --time_based)"
+	fio_run thin-fill-$round w 1G --rw=write --bs=1M >/dev/null
+	add thin_written "$(fio_run thin-written-$round w 1G --rw=randwrite --runtime="$RUNTIME" --time_based)"
+	"$NBDPLEX" volume snapshot "$WORK/pool" w snap >/dev/null || die "snapshot"
+	add thin_cow "$(fio_run thin-cow-$round w 1G --rw=randwrite --runtime="$RUNTIME" --time_based)"
+	stop
+	rm -rf "$WORK/pool"
+done
+
+# Snapshot time on fully mapped volumes: one 4k write per 64k chunk maps
+# every chunk without writing 64 GiB of data.
+snap_ms() { # VOLUME TAG: median of 3 snapshots, in ms
+	local i t0 t1 all=()
+	for i in 1 2 3; do
+		t0=$(date +%s%N)
+		"$NBDPLEX" volume snapshot "$WORK/pool" "$1" "$1-s$i" >/dev/null || die "snapshot $1"
+		t1=$(date +%s%N)
+		all+=($(((t1 - t0) / 1000)))
+	done
+	printf '%s\n' "${all[@]}" | sort -n | sed -n 2p | awk '{ printf "%.2f", $1 / 1000 }'
+}
+rm -rf "$WORK/pool"
+"$NBDPLEX" volume init "$WORK/pool" --size 80G >/dev/null || die "volume init"
+"$NBDPLEX" volume create "$WORK/pool" v1g 1G
+"$NBDPLEX" volume create "$WORK/pool" v64g 64G
+start -e v1g=thin:"$WORK/pool/v1g" -e v64g=thin:"$WORK/pool/v64g"
+log "mapping every chunk of v1g"
+fio_run map-1g v1g 1G --rw=write:60k --iodepth=32 >/dev/null
+SNAP1=$(snap_ms v1g)
+SNAP64=skipped
+if [ "$BIG" = 1 ]; then
+	log "mapping every chunk of v64g (1M writes)"
+	fio_run map-64g v64g 64G --rw=write:60k --iodepth=32 >/dev/null
+	SNAP64=$(snap_ms v64g)
+fi
+"$NBDPLEX" volume list "$WORK/pool" >"$RAW/list.txt"
+stop
+
+avg() { python3 -c "print('%.0f' % (${SUM[$1]} / ${N[$1]}))"; }
+cpu() { python3 -c "print('%.1f' % (${CPU[$1]} / ${N[$1]}))"; }
+{
+	echo "# Thin engine vs file engine"
+	echo
+	echo "Command: \`perf/bench-thin.sh $ARGS_GIVEN\` on $(date -u +%Y-%m-%d), $(nproc) CPUs,"
+	echo "pool and files in $DIR, 64 KiB chunks. fio $(fio --version) --ioengine=nbd, 4k"
+	echo "random writes, iodepth 16, ${RUNTIME}s per run, mean of $ROUNDS alternating rounds."
+	echo "Server CPU per op = (utime + stime of nbdplex over the run) / writes."
+	echo
+	echo "| job | file IOPS | thin IOPS | thin/file | file CPU us/op | thin CPU us/op |"
+	echo "|---|---:|---:|---:|---:|---:|"
+	echo "| randwrite 4k, fresh space (64 GiB) | $(avg file_fresh) | $(avg thin_fresh) |" \
+		"$(python3 -c "print('%.2f' % (${SUM[thin_fresh]} / ${SUM[file_fresh]}))") |" \
+		"$(cpu file_fresh) | $(cpu thin_fresh) |"
+	echo "| randwrite 4k, written 1 GiB | $(avg file_written) | $(avg thin_written) |" \
+		"$(python3 -c "print('%.2f' % (${SUM[thin_written]} / ${SUM[file_written]}))") |" \
+		"$(cpu file_written) | $(cpu thin_written) |"
+	echo "| randwrite 4k, 1 GiB just snapshotted (copy on write) | - | $(avg thin_cow) | - | - | $(cpu thin_cow) |"
+	echo
+	echo "Snapshot of a volume whose every chunk is mapped, through the control socket"
+	echo "of the running server (median of 3 successive snapshots, wall time of"
+	echo "\`nbdplex volume snapshot\` including process start):"
+	echo
+	echo "| volume | chunks mapped | snapshot ms |"
+	echo "|---|---:|---:|"
+	echo "| 1 GiB | 16384 | $SNAP1 |"
+	echo "| 64 GiB | $([ "$BIG" = 1 ] && echo 1048576 || echo -) | $SNAP64 |"
+	echo
+	echo "Raw output: \`${RAW#"$ROOT"/}\`."
+} >"$OUT"
+cat "$OUT"
