@@ -62,7 +62,8 @@ static const struct {
     {"list", 0,
      "usage: nbdplex volume list POOLDIR\n"
      "Lists volumes and snapshots: size and allocated bytes (both in bytes) and\n"
-     "origin, then a pool summary line starting with #.\n"},
+     "origin, then a pool summary line starting with #: chunks used and free, and\n"
+     "metadata commits since the pool was opened and the writes they carried.\n"},
     {"delete", 1,
      "usage: nbdplex volume delete POOLDIR NAME\n"
      "Deletes a volume or snapshot and frees its chunks. A snapshot that two or\n"

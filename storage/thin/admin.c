@@ -426,9 +426,14 @@ static int cmd_list(struct thin_pool *p, FILE *out)
 			(unsigned long long)d->r.size, (unsigned long long)n * p->meta.chunk_size,
 			origin);
 	}
-	fprintf(out, "# pool %s chunk_size %u chunks %llu used %llu free %llu\n", p->dir,
-		p->meta.chunk_size, (unsigned long long)p->meta.nchunks, (unsigned long long)used,
-		(unsigned long long)(p->meta.nchunks - used));
+	pthread_mutex_lock(&p->commit_mu);
+	fprintf(
+	    out,
+	    "# pool %s chunk_size %u chunks %llu used %llu free %llu commits %llu writes %llu\n",
+	    p->dir, p->meta.chunk_size, (unsigned long long)p->meta.nchunks,
+	    (unsigned long long)used, (unsigned long long)(p->meta.nchunks - used),
+	    (unsigned long long)p->ngroups, (unsigned long long)p->ntxns);
+	pthread_mutex_unlock(&p->commit_mu);
 	return rc;
 }
 

@@ -353,10 +353,12 @@ int thin_commit(struct thin_pool *p, struct thin_txn *t)
 			pthread_mutex_unlock(&p->commit_mu);
 			rc = commit_group(p, group);
 			pthread_mutex_lock(&p->commit_mu);
+			p->ngroups++;
 			for (struct thin_txn *g = group, *n; g; g = n) {
 				n = g->next;
 				g->result = rc;
 				g->done = true;
+				p->ntxns++;
 			}
 			p->leader = false;
 			pthread_cond_broadcast(&p->commit_cv);

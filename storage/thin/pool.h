@@ -170,7 +170,8 @@ struct thin_pool {
 	pthread_cond_t commit_cv;
 	struct thin_txn *queue, **queue_tail;
 	bool leader;
-	int broken; /* a failed metadata write: refuse further I/O */
+	uint64_t ngroups, ntxns; /* group commits and the transactions in them */
+	int broken;              /* a failed metadata write: refuse further I/O */
 
 	pthread_mutex_t stripes[THIN_STRIPES];
 

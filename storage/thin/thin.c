@@ -266,7 +266,10 @@ static int thin_pread(void *h, void *buf, uint64_t len, uint64_t off)
 	struct thin_vol *v = h;
 	struct thin_pool *p = v->pool;
 	uint32_t cs = p->meta.chunk_size;
-	struct map *m = malloc(WINDOW * sizeof(*m));
+	uint64_t chunks =
+	    len ? ((off + len - 1) >> p->chunk_shift) - (off >> p->chunk_shift) + 1 : 0;
+	struct map mbuf[SMALL];
+	struct map *m = chunks <= SMALL ? mbuf : malloc(WINDOW * sizeof(*m));
 	int rc = 0;
 
 	if (!m)
@@ -303,7 +306,8 @@ static int thin_pread(void *h, void *buf, uint64_t len, uint64_t off)
 		}
 	}
 	pthread_rwlock_unlock(&p->io_lock);
-	free(m);
+	if (m != mbuf)
+		free(m);
 	return rc;
 }
 
