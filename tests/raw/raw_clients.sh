@@ -13,6 +13,9 @@ set -eu
 
 nbdplex=${1:-${NBDPLEX:-build/nbdplex}}
 SIZE=$((64 * 1024 * 1024))
+# Every client gets this long, so that a server that stops answering fails
+# the test instead of hanging it.
+T=(timeout 120)
 
 skip()
 {
@@ -102,7 +105,7 @@ qio()
 	for c in "$@"; do
 		args+=(-c "$c")
 	done
-	out=$(qemu-io "${args[@]}" "$target" 2>&1) || { echo "$out" >&2; die "qemu-io $*"; }
+	out=$("${T[@]}" qemu-io "${args[@]}" "$target" 2>&1) || { echo "$out" >&2; die "qemu-io $*"; }
 	if grep -Eiq "fail|error|mismatch" <<<"$out"; then
 		echo "$out" >&2
 		die "qemu-io $*"
@@ -110,8 +113,8 @@ qio()
 }
 
 # ---- what the server tells clients ----
-nbdinfo --json "$uri" >"$tmp/info.json" || die "nbdinfo"
-"$py" - "$SIZE" "$tmp/info.json" <<'EOF' || { cat "$tmp/info.json" >&2; die "nbdinfo says otherwise"; }
+"${T[@]}" nbdinfo --json "$uri" >"$tmp/info.json" || die "nbdinfo"
+"${T[@]}" "$py" - "$SIZE" "$tmp/info.json" <<'EOF' || { cat "$tmp/info.json" >&2; die "nbdinfo says otherwise"; }
 import json, sys
 e = json.load(open(sys.argv[2]))["exports"][0]
 assert e["export-size"] == int(sys.argv[1]), e["export-size"]
@@ -139,7 +142,7 @@ qio "$img" -r \
 	"read -P 0 2M 1M" "read -P 0x77 3M 11" "read -P 0 3145739 1000" "read -P 0 4M 1M"
 
 # ---- libnbd: requests smaller than a block, many in flight at once ----
-"$py" - "$uri" <<'EOF' || die "unaligned requests through libnbd"
+"${T[@]}" "$py" - "$uri" <<'EOF' || die "unaligned requests through libnbd"
 import random, sys, nbd
 
 h = nbd.NBD()
@@ -185,17 +188,17 @@ alive "after libnbd"
 
 # ---- nbdcopy: a whole-device round trip over several connections ----
 head -c "$SIZE" /dev/urandom >"$tmp/src.bin"
-nbdcopy --connections=4 "$tmp/src.bin" "$uri" || die "nbdcopy to the server"
-nbdcopy --connections=4 "$uri" "$tmp/out.bin" || die "nbdcopy from the server"
+"${T[@]}" nbdcopy --connections=4 "$tmp/src.bin" "$uri" || die "nbdcopy to the server"
+"${T[@]}" nbdcopy --connections=4 "$uri" "$tmp/out.bin" || die "nbdcopy from the server"
 cmp "$tmp/src.bin" "$tmp/out.bin" || die "nbdcopy round trip differs"
 cmp "$tmp/src.bin" "$img" || die "the backing file differs from what nbdcopy wrote"
 alive "after nbdcopy"
 
 # ---- fio: random writes verified with crc32c, then a 4 KiB-unaligned mix ----
-fio --name=raw-verify --ioengine=nbd --uri="$uri" --rw=randwrite --bs=4k --iodepth=32 \
+"${T[@]}" fio --name=raw-verify --ioengine=nbd --uri="$uri" --rw=randwrite --bs=4k --iodepth=32 \
 	--size=16M --verify=crc32c --do_verify=1 --verify_fatal=1 >"$tmp/fio1.log" 2>&1 ||
 	{ cat "$tmp/fio1.log" >&2; die "fio crc32c verify (4k)"; }
-fio --name=raw-verify-odd --ioengine=nbd --uri="$uri" --rw=randwrite --bsrange=512-33k \
+"${T[@]}" fio --name=raw-verify-odd --ioengine=nbd --uri="$uri" --rw=randwrite --bsrange=512-33k \
 	--blockalign=512 --offset=20M --iodepth=16 --size=16M --verify=crc32c --do_verify=1 \
 	--verify_fatal=1 >"$tmp/fio2.log" 2>&1 ||
 	{ cat "$tmp/fio2.log" >&2; die "fio crc32c verify (512-33k)"; }
