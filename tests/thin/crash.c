@@ -8,6 +8,8 @@
  * operation and a "durable" record once FUA or a FLUSH covered it. Each 4K
  * block belongs to one thread, so its records are in program order.
  *
+ * Meanwhile the child snapshots the volume and deletes old snapshots.
+ *
  * Usage: thin_crash [ITERATIONS]        (the test; default 12)
  *        thin_crash child POOL LOG SEQBASE SECONDS
  *        thin_crash verify POOL LOG
@@ -143,10 +145,56 @@ static void *child_thread(void *arg)
 	return NULL;
 }
 
+/* Snapshots of the volume under load, and deletes that fold old snapshots
+ * into newer ones, so that kills also land in the middle of those. */
+static void *admin_thread(void *arg)
+{
+	struct thin_pool *p = ((struct thin_vol *)h)->pool;
+	char name[THIN_NAME_MAX + 1], old[THIN_NAME_MAX + 1];
+
+	(void)arg;
+	/* Snapshots left by the previous child would fill the pool. */
+	for (unsigned left = 1, n = 0; left && n < 1000; n++) {
+		char *del[] = {"delete", name}, *err = NULL;
+
+		left = 0;
+		pthread_rwlock_rdlock(&p->io_lock);
+		for (size_t i = 0; i < p->ndevs; i++)
+			if (p->devs[i].r.kind == THIN_SNAPSHOT) {
+				snprintf(name, sizeof(name), "%s", p->devs[i].r.name);
+				left = 1;
+			}
+		pthread_rwlock_unlock(&p->io_lock);
+		if (left && thin_admin(p, 2, del, stderr, &err) < 0) {
+			fprintf(stderr, "child: delete %s: %s\n", name, err ? err : "?");
+			_exit(6);
+		}
+	}
+	for (unsigned k = 0; k < 10000 && now() < deadline; k++) {
+		char *snap[] = {"snapshot", "c", name}, *del[] = {"delete", old}, *err = NULL;
+		struct timespec ts = {0, 20 * 1000 * 1000};
+
+		snprintf(name, sizeof(name), "s%u-%u", getpid(), k);
+		if (thin_admin(p, 3, snap, stderr, &err) < 0) {
+			fprintf(stderr, "child: snapshot: %s\n", err ? err : "?");
+			_exit(6);
+		}
+		if (k >= 2) {
+			snprintf(old, sizeof(old), "s%u-%u", getpid(), k - 2);
+			if (thin_admin(p, 2, del, stderr, &err) < 0) {
+				fprintf(stderr, "child: delete: %s\n", err ? err : "?");
+				_exit(6);
+			}
+		}
+		nanosleep(&ts, NULL);
+	}
+	return NULL;
+}
+
 static int child(const char *pool, const char *log, uint64_t seqbase, double seconds)
 {
 	char spec[PATH_MAX + 8], *err = NULL;
-	pthread_t th[THREADS];
+	pthread_t th[THREADS], adm;
 
 	deadline = now() + seconds;
 	atomic_store(&seqno, seqbase);
@@ -158,8 +206,10 @@ static int child(const char *pool, const char *log, uint64_t seqbase, double sec
 	}
 	for (uintptr_t t = 0; t < THREADS; t++)
 		pthread_create(&th[t], NULL, child_thread, (void *)t);
+	pthread_create(&adm, NULL, admin_thread, NULL);
 	for (unsigned t = 0; t < THREADS; t++)
 		pthread_join(th[t], NULL);
+	pthread_join(adm, NULL);
 	ops->close(h);
 	return 0;
 }
