@@ -122,8 +122,9 @@ for round in $(seq "$ROUNDS"); do
 
 	# thin engine: a fresh 64 GiB volume, a written 1 GiB one, and the
 	# same after a snapshot (first writes copy chunks).
-	rm -rf "$WORK/pool"
-	"$NBDPLEX" volume init "$WORK/pool" --size 16G >/dev/null || die "volume init"
+	rm -rf "$WORK/pool" "$WORK/data16"
+	truncate -s 16G "$WORK/data16" || die "truncate"
+	"$NBDPLEX" volume init "$WORK/pool" --data "$WORK/data16" >/dev/null || die "volume init"
 	"$NBDPLEX" volume create "$WORK/pool" fresh 64G || die "create"
 	"$NBDPLEX" volume create "$WORK/pool" w 1G || die "create"
 	start -e fresh=thin:"$WORK/pool/fresh" -e w=thin:"$WORK/pool/w"
@@ -134,7 +135,7 @@ for round in $(seq "$ROUNDS"); do
 	"$NBDPLEX" volume snapshot "$WORK/pool" w snap >/dev/null || die "snapshot"
 	add thin_cow "$(fio_run thin-cow-$round w 1G --rw=randwrite --runtime="$RUNTIME" --time_based)"
 	stop
-	rm -rf "$WORK/pool"
+	rm -rf "$WORK/pool" "$WORK/data16"
 done
 
 # Snapshot time on fully mapped volumes: one 4k write per 64k chunk maps
@@ -150,7 +151,10 @@ snap_ms() { # VOLUME TAG: median of 3 snapshots, in ms
 	printf '%s\n' "${all[@]}" | sort -n | sed -n 2p | awk '{ printf "%.2f", $1 / 1000 }'
 }
 rm -rf "$WORK/pool"
-"$NBDPLEX" volume init "$WORK/pool" --size 80G >/dev/null || die "volume init"
+# 64 GiB of chunks, sparse: init refuses a --size larger than the free
+# space, but takes an existing file at its size.
+truncate -s 80G "$WORK/data80" || die "truncate"
+"$NBDPLEX" volume init "$WORK/pool" --data "$WORK/data80" >/dev/null || die "volume init"
 "$NBDPLEX" volume create "$WORK/pool" v1g 1G
 "$NBDPLEX" volume create "$WORK/pool" v64g 64G
 start -e v1g=thin:"$WORK/pool/v1g" -e v64g=thin:"$WORK/pool/v64g"

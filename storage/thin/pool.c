@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "storage/thin/pool.h"
@@ -258,6 +259,7 @@ static bool dir_empty(const char *path)
 static int create_data(const char *path, uint64_t size, int *fdp, uint64_t *have, bool *created,
 		       char **err)
 {
+	struct statvfs vfs;
 	int fd = open(path, O_RDWR);
 	int rc;
 
@@ -283,6 +285,16 @@ static int create_data(const char *path, uint64_t size, int *fdp, uint64_t *have
 	*created = true;
 	if (!size)
 		size = 1ULL << 30;
+	/* The file is sparse; a pool larger than the free space would turn
+	 * writes into ENOSPC from the filesystem that `list` cannot foresee. */
+	if (fstatvfs(fd, &vfs) == 0 && size > (uint64_t)vfs.f_bavail * vfs.f_frsize) {
+		close(fd);
+		unlink(path);
+		*created = false;
+		return thin_errmsg(
+		    err, -ENOSPC, "%s: --size %llu does not fit in the %llu bytes free", path,
+		    (unsigned long long)size, (unsigned long long)vfs.f_bavail * vfs.f_frsize);
+	}
 	if (ftruncate(fd, size) < 0) {
 		rc = -errno;
 		close(fd);

@@ -433,7 +433,9 @@ static void test_tool_errors(const char *tmp)
 	CHECK(vol("init", pool, NULL) != 0); /* already a pool */
 	snprintf(path, sizeof(path), "%s/tiny", tmp);
 	CHECK(vol("init", path, "--size", "16K", NULL) != 0);
-	CHECK(access(path, F_OK) != 0); /* nothing left behind */
+	CHECK(access(path, F_OK) != 0);                         /* nothing left behind */
+	CHECK(vol("init", path, "--size", "1000T", NULL) != 0); /* more than the disk */
+	CHECK(access(path, F_OK) != 0);
 	CHECK(vol("init", path, "--chunk-size", "3000", NULL) != 0);
 	CHECK(vol("init", path, "--bogus", NULL) != 0);
 
