@@ -1,0 +1,298 @@
+#!/usr/bin/python3
+"""Turn a perf/bench.sh run directory into perf/RESULTS.md.
+
+  report.py RUNDIR OUTFILE
+"""
+import json
+import os
+import re
+import statistics
+import sys
+
+JOB_DESC = {
+    "randread-4k-qd32-c1": "4 KiB random read, QD32, 1 connection",
+    "randread-4k-qd32-c4": "4 KiB random read, QD32, 4 connections",
+    "randwrite-4k-qd32-c1": "4 KiB random write, QD32, 1 connection",
+    "randwrite-4k-qd32-c4": "4 KiB random write, QD32, 4 connections",
+    "read-1m-qd8-c1": "1 MiB sequential read, QD8, 1 connection",
+    "read-1m-qd8-c4": "1 MiB sequential read, QD8, 4 connections",
+    "write-1m-qd8-c1": "1 MiB sequential write, QD8, 1 connection",
+    "write-1m-qd8-c4": "1 MiB sequential write, QD8, 4 connections",
+}
+
+
+def read_tsv(path):
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        lines = [l.rstrip("\n").split("\t") for l in f if l.strip()]
+    if not lines:
+        return []
+    head = lines[0]
+    return [dict(zip(head, l)) for l in lines[1:]]
+
+
+def load_fio(path):
+    """-> dict(ops, iops, mibs, error) summed over the job entries, or None."""
+    try:
+        with open(path) as f:
+            text = f.read()
+        data = json.loads(text[text.index("{"):])
+    except (OSError, ValueError):
+        return None
+    ops = iops = bw = 0.0
+    err = 0
+    for job in data.get("jobs", []):
+        err = err or job.get("error", 0)
+        for d in ("read", "write"):
+            part = job.get(d, {})
+            ops += part.get("total_ios", 0)
+            iops += part.get("iops", 0.0)
+            bw += part.get("bw_bytes", 0)
+    return {"ops": ops, "iops": iops, "mibs": bw / 1048576.0, "error": err}
+
+
+def parse_strace(path):
+    """-> (total_calls, [(name, calls), ...] sorted by calls) or None."""
+    try:
+        with open(path) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    total = None
+    rows = []
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 5 or not re.match(r"^[0-9.]+$", fields[0]):
+            continue
+        try:
+            calls = int(fields[3])
+        except ValueError:
+            continue
+        if fields[-1] == "total":
+            total = calls
+        else:
+            rows.append((fields[-1], calls))
+    if total is None:
+        return None
+    rows.sort(key=lambda r: -r[1])
+    return total, rows
+
+
+def fmt(v, digits=None):
+    if v is None:
+        return "-"
+    if digits is None:
+        if abs(v) >= 100:
+            return f"{v:,.0f}"
+        if abs(v) >= 10:
+            return f"{v:.1f}"
+        return f"{v:.2f}"
+    return f"{v:.{digits}f}"
+
+
+def ratio(a, b):
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def med(vals):
+    vals = [v for v in vals if v is not None]
+    return statistics.median(vals) if vals else None
+
+
+def main(rundir, out):
+    meta = {}
+    with open(os.path.join(rundir, "meta.txt")) as f:
+        for line in f:
+            if "=" in line:
+                k, v = line.rstrip("\n").split("=", 1)
+                meta[k] = v
+    servers = meta["servers"].split(",")
+    base = servers[0]
+    peers = servers[1:]
+    runs = read_tsv(os.path.join(rundir, "runs.tsv"))
+
+    # results[job][server] = list of per-round dicts
+    results = {}
+    job_order = []
+    failures = []
+    for r in runs:
+        job = r["job"]
+        if job not in job_order:
+            job_order.append(job)
+        res = load_fio(r["json"])
+        if r["rc"] != "0" or res is None or res["ops"] == 0 or res["error"]:
+            failures.append(f"round {r['round']} {r['server']} {job}: fio rc={r['rc']}"
+                            + ("" if res is None else f", error={res['error']}, ops={res['ops']:.0f}"))
+            continue
+        ticks = int(r["cpu_ticks"])
+        clk = int(r["clk_tck"])
+        res["cpu_us_op"] = ticks / clk * 1e6 / res["ops"]
+        res["round"] = int(r["round"])
+        results.setdefault(job, {}).setdefault(r["server"], []).append(res)
+
+    def summary(job, srv):
+        rs = results.get(job, {}).get(srv, [])
+        if not rs:
+            return None
+        return {
+            "iops": med([x["iops"] for x in rs]),
+            "mibs": med([x["mibs"] for x in rs]),
+            "cpu": med([x["cpu_us_op"] for x in rs]),
+            "n": len(rs),
+            "iops_all": [x["iops"] for x in sorted(rs, key=lambda x: x["round"])],
+        }
+
+    o = []
+    w = o.append
+    w(f"# {base} against its peers: side-by-side benchmark\n")
+    w(f"- Date: {meta.get('date')}")
+    w(f"- Machine: {meta.get('nproc')} CPUs ({meta.get('cpu')}), {meta.get('mem')} RAM, "
+      f"kernel {meta.get('kernel')}; load average at the end {meta.get('load')}. "
+      "A shared machine where others compile: figures are noisy, read the ratios.")
+    w(f"- Command: `{meta.get('command')}` (from the repository root)")
+    w(f"- Versions: {meta.get('fio')}, {meta.get('nbdkit')}, nbd-server {meta.get('nbd-server')}, "
+      f"{meta.get('qemu-nbd')}, nbdplex at commit {meta.get('nbdplex')}")
+    w(f"- Method: {meta.get('rounds')} rounds; in each round every server in turn "
+      f"({', '.join(servers)}; the order rotates each round) is started on a fresh port, serves "
+      "the same 1 GiB file on /dev/shm (filled with zeroes first, so no holes), takes every fio "
+      f"job for {meta.get('runtime')} s, and is stopped. fio `--ioengine=nbd` (libnbd), "
+      "`uri=nbd://127.0.0.1:PORT/bench`; 4 connections = `numjobs=4` + `group_reporting` (one "
+      "connection per job; sequential jobs on 4 connections each take their own quarter of the "
+      "disk). Figures are medians over the rounds. CPU/op is the server's utime+stime "
+      "(+ reaped children, for nbd-server's per-client processes) from /proc/PID/stat across "
+      "the fio run, divided by the requests fio completed. fio runs on the same 2 CPUs as the "
+      "server.")
+    w("")
+
+    if peers:
+        w(f"## Summary: ratios {base} / peer\n")
+        w(f"IOPS ratio above 1: {base} is faster (for 1 MiB jobs the MiB/s ratio is the same). "
+          f"CPU/op ratio below 1: {base} spends less CPU per request.\n")
+        head = "| job | " + " | ".join(f"IOPS vs {p} | CPU/op vs {p}" for p in peers) + " |"
+        w(head)
+        w("|---|" + "---:|---:|" * len(peers))
+        for job in job_order:
+            b = summary(job, base)
+            cells = []
+            for p in peers:
+                s = summary(job, p)
+                cells.append(fmt(ratio(b and b["iops"], s and s["iops"]), 2))
+                cells.append(fmt(ratio(b and b["cpu"], s and s["cpu"]), 2))
+            w(f"| {job} | " + " | ".join(cells) + " |")
+        cells = []
+        for p in peers:
+            for key in ("iops", "cpu"):
+                rs = [ratio(summary(j, base) and summary(j, base)[key],
+                            summary(j, p) and summary(j, p)[key]) for j in job_order]
+                rs = [r for r in rs if r]
+                cells.append(fmt(statistics.geometric_mean(rs), 2) if rs else "-")
+        w("| **geometric mean** | " + " | ".join(cells) + " |")
+        w("")
+
+    w("## Per job\n")
+    for job in job_order:
+        w(f"### {job}: {JOB_DESC.get(job, '')}\n")
+        cols = "| server | IOPS | MiB/s | CPU µs/op | IOPS per round |"
+        if peers:
+            cols += f" {base}/this IOPS | {base}/this MiB/s | {base}/this CPU/op |"
+        w(cols)
+        w("|---|---:|---:|---:|---|" + ("---:|---:|---:|" if peers else ""))
+        b = summary(job, base)
+        for srv in servers:
+            s = summary(job, srv)
+            if s is None:
+                w(f"| {srv} | - | - | - | (no successful run) |" + (" - | - | - |" if peers else ""))
+                continue
+            line = (f"| {srv} | {fmt(s['iops'], 0)} | {fmt(s['mibs'], 1)} | {fmt(s['cpu'], 2)} | "
+                    + ", ".join(f"{v:.0f}" for v in s["iops_all"]) + " |")
+            if peers:
+                line += (f" {fmt(ratio(b and b['iops'], s['iops']), 2)} |"
+                         f" {fmt(ratio(b and b['mibs'], s['mibs']), 2)} |"
+                         f" {fmt(ratio(b and b['cpu'], s['cpu']), 2)} |")
+            w(line)
+        w("")
+
+    sysc = read_tsv(os.path.join(rundir, "syscalls.tsv"))
+    if sysc:
+        w("## Syscalls per request\n")
+        w(f"One connection, a fixed count of requests ({meta.get('syscall_ios')} for 4 KiB at "
+          f"QD32, {meta.get('syscall_ios_1m')} for 1 MiB at QD8), fio "
+          "`--number_ios`; the server traced with `strace -c -f -p PID` (all its threads and "
+          "forked children) from before fio connects until it has disconnected, so the handshake "
+          "and connection setup/teardown are included (a few dozen calls). strace slows every "
+          "server down a lot; only the counts are meaningful.\n")
+        w("| server | job | requests | syscalls | syscalls/request | top calls per request |")
+        w("|---|---|---:|---:|---:|---|")
+        for r in sysc:
+            res = load_fio(r["requests"])
+            st = parse_strace(r["strace_file"])
+            if res is None or st is None or res["ops"] == 0:
+                w(f"| {r['server']} | {r['job']} | - | - | - | (failed: fio rc={r['fio_rc']}) |")
+                continue
+            total, rows = st
+            top = ", ".join(f"{n} {c / res['ops']:.2f}" for n, c in rows[:5])
+            w(f"| {r['server']} | {r['job']} | {res['ops']:.0f} | {total} | "
+              f"{total / res['ops']:.2f} | {top} |")
+        w("")
+
+    rss = read_tsv(os.path.join(rundir, "rss.tsv"))
+    if rss:
+        w("## Memory (RSS)\n")
+        w("VmRSS from /proc/PID/status (for nbd-server summed over its per-client processes). "
+          "`idle`: N connections opened by perf/lib/idle_conns.py, each through a minimal "
+          "handshake (NBD_OPT_GO) and then left idle; RSS read once all are open. "
+          f"`write-1m-qd32-c64`: fio with 64 connections (numjobs=64), iodepth 32, 1 MiB writes "
+          f"for {meta.get('rss_runtime')} s; peak of RSS sampled every 0.2 s.\n")
+        w("| server | test | connections | RSS before (MiB) | RSS with load (MiB) | note |")
+        w("|---|---|---:|---:|---:|---|")
+        for r in rss:
+            def mib(v):
+                try:
+                    return f"{int(v) / 1024:.1f}"
+                except ValueError:
+                    return "-"
+            w(f"| {r['server']} | {r['test']} | {r['connections']} | {mib(r['idle_rss_kib'])} | "
+              f"{mib(r['peak_rss_kib'])} | {r['note']} |")
+        w("")
+
+    w("## How each server was started\n")
+    seen = set()
+    cmdfile = os.path.join(rundir, "commands.txt")
+    if os.path.exists(cmdfile):
+        with open(cmdfile) as f:
+            for line in f:
+                srv, cmd = line.rstrip("\n").split(": ", 1)
+                if srv in seen:
+                    continue
+                seen.add(srv)
+                cmd = re.sub(r"\S*/perf/tmp/run-[^/\s]*/", "RUNDIR/", cmd)
+                cmd = re.sub(r"\S*/build/nbdplex", "build/nbdplex", cmd)
+                cmd = re.sub(r"/dev/shm/\S+\.img", "/dev/shm/FILE.img", cmd)
+                cmd = re.sub(r"\b2\d{4}\b", "PORT", cmd)
+                w(f"- {srv}: `{cmd}`")
+    if "nbd-server" in servers:
+        w("- nbd-server's config file: `[generic]` with `listenaddr = 127.0.0.1`, "
+          "`port = PORT`, `allowlist = false`; `[bench]` with `exportname = /dev/shm/FILE.img` "
+          "and nothing else (defaults: no splice, no flush/fua). It daemonises and forks a "
+          "process per client; its PID comes from its pidfile.")
+    w("- Every server runs with its defaults otherwise: no cache-mode or sync flags; "
+      "qemu-nbd's `--shared=128` only lifts its connection limit (the 64-connection test needs it).")
+    w("")
+    if failures:
+        w("## Failed runs\n")
+        for f_ in failures:
+            w(f"- {f_}")
+        w("")
+    w(f"Raw data (fio JSON, strace summaries, server logs) was in `{os.path.relpath(rundir, meta.get('root', '.'))}` "
+      "on the machine that ran it (gitignored).")
+
+    with open(out, "w") as f:
+        f.write("\n".join(o) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1], sys.argv[2]))
