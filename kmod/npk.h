@@ -1,0 +1,114 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * nbdplex: internal declarations of the client driver.
+ *
+ * Locking: npk_ctl_mutex serialises control operations (create, add,
+ * remove). dev->lock (a spinlock) protects dev->chans[], nr_chans,
+ * dead_since and dying. chan->tx_lock serialises sends on one socket and
+ * is also the barrier that keeps a failing channel's in-flight list stable
+ * while it is handed over (see npk_chan_failover()).
+ */
+#ifndef NPK_H
+#define NPK_H
+
+#include <linux/blk-mq.h>
+#include <linux/kref.h>
+#include <linux/mutex.h>
+#include <linux/net.h>
+#include <linux/workqueue.h>
+
+#include "nbdplex_uapi.h"
+
+/* Wire constants, from the NBD protocol. */
+#define NPK_REQUEST_MAGIC	0x25609513
+#define NPK_REPLY_MAGIC		0x67446698
+#define NPK_CMD_READ		0
+#define NPK_CMD_WRITE		1
+#define NPK_CMD_FLUSH		3
+#define NPK_CMD_TRIM		4
+#define NPK_CMD_WRITE_ZEROES	6
+#define NPK_CMD_FLAG_FUA	(1 << 0)
+#define NPK_CMD_FLAG_NO_HOLE	(1 << 1)
+#define NPK_FLAG_READ_ONLY	(1 << 1)
+#define NPK_FLAG_SEND_FLUSH	(1 << 2)
+#define NPK_FLAG_SEND_FUA	(1 << 3)
+#define NPK_FLAG_ROTATIONAL	(1 << 4)
+#define NPK_FLAG_SEND_TRIM	(1 << 5)
+#define NPK_FLAG_SEND_WRITE_ZEROES (1 << 6)
+
+struct npk_wire_request {
+	__be32 magic;
+	__be16 flags;
+	__be16 type;
+	__be64 handle;
+	__be64 offset;
+	__be32 length;
+} __packed;
+
+struct npk_wire_reply {
+	__be32 magic;
+	__be32 error;
+	__be64 handle;
+} __packed;
+
+#define NPK_CHAN_DEAD	0
+
+struct npk_dev;
+
+struct npk_chan {
+	struct npk_dev *dev;
+	struct socket *sock;
+	struct kref ref;
+	struct mutex tx_lock;
+	struct work_struct rx_work;
+	unsigned long flags;
+	u32 path;
+	int slot;
+	bool tcp;
+	atomic_t reqs_inflight;
+	atomic64_t bytes_inflight;
+	atomic64_t reqs_total;
+	atomic64_t bytes_total;
+};
+
+struct npk_dev {
+	struct blk_mq_tag_set tag_set;
+	struct gendisk *disk;
+	struct workqueue_struct *rx_wq;
+	int index;
+	u32 flags;
+	pid_t owner;
+	unsigned int dead_timeout;	/* seconds */
+	spinlock_t lock;
+	struct npk_chan *chans[NPK_MAX_CHANNELS];
+	unsigned int nr_chans;
+	unsigned long dead_since;	/* jiffies; 0 while a channel is up */
+	bool dying;
+};
+
+/* Per-request state, behind each struct request. */
+struct npk_cmd {
+	struct npk_chan *chan;	/* channel it is in flight on, or NULL */
+	u32 gen;		/* bumped on each send; high half of the handle */
+	u32 acct;		/* bytes counted in chan->bytes_inflight */
+};
+
+/* Per-hardware-queue state. */
+struct npk_hctx {
+	unsigned long corked;	/* channel slots holding MSG_MORE data */
+};
+
+extern unsigned int npk_io_timeout;
+extern const struct blk_mq_ops npk_mq_ops;
+extern const struct attribute_group *npk_disk_groups[];
+
+/* npk_io.c */
+void npk_chan_release(struct kref *ref);
+void npk_chan_fail(struct npk_chan *chan);
+void npk_rx_work(struct work_struct *work);
+
+/* npk_main.c */
+struct npk_chan *npk_chan_get_slot(struct npk_dev *dev, int slot);
+void npk_dev_chan_gone(struct npk_dev *dev, struct npk_chan *chan);
+
+#endif

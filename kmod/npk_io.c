@@ -1,0 +1,459 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * nbdplex: the data path. queue_rq sends each request on the healthy
+ * channel with the fewest bytes in flight; one receive worker per channel
+ * reads replies and completes requests; a channel that fails hands its
+ * in-flight requests back to blk-mq, which sends them again elsewhere.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/bio.h>
+#include <linux/blkdev.h>
+#include <linux/module.h>
+#include <linux/sched/mm.h>
+#include <linux/uio.h>
+#include <net/sock.h>
+#include <net/tcp.h>
+
+#include "npk.h"
+
+/* How often requests parked while no channel is up look again. */
+#define NPK_WAIT_MS	100
+/* Weight of a request beyond its payload, so that flushes spread too. */
+#define NPK_REQ_COST	512
+
+void npk_chan_release(struct kref *ref)
+{
+	struct npk_chan *chan = container_of(ref, struct npk_chan, ref);
+
+	sockfd_put(chan->sock);
+	kfree(chan);
+}
+
+/* Marks the channel dead once and wakes its receiver by shutting the socket. */
+void npk_chan_fail(struct npk_chan *chan)
+{
+	if (test_and_set_bit(NPK_CHAN_DEAD, &chan->flags))
+		return;
+	pr_warn_ratelimited("nbdplex%d: dropping channel %d (path %u)\n",
+			    chan->dev->index, chan->slot, chan->path);
+	kernel_sock_shutdown(chan->sock, SHUT_RDWR);
+}
+
+/* The healthy channel with the fewest bytes in flight, with a reference. */
+static struct npk_chan *npk_pick(struct npk_dev *dev)
+{
+	struct npk_chan *best = NULL;
+	s64 best_bytes = S64_MAX;
+	int i;
+
+	spin_lock(&dev->lock);
+	for (i = 0; i < NPK_MAX_CHANNELS; i++) {
+		struct npk_chan *c = dev->chans[i];
+		s64 b;
+
+		if (!c || test_bit(NPK_CHAN_DEAD, &c->flags))
+			continue;
+		b = atomic64_read(&c->bytes_inflight);
+		if (b < best_bytes) {
+			best = c;
+			best_bytes = b;
+		}
+	}
+	if (best)
+		kref_get(&best->ref);
+	spin_unlock(&dev->lock);
+	return best;
+}
+
+static void npk_acct_done(struct npk_cmd *cmd, struct npk_chan *chan)
+{
+	atomic_dec(&chan->reqs_inflight);
+	atomic64_sub(cmd->acct, &chan->bytes_inflight);
+	WRITE_ONCE(cmd->chan, NULL);
+}
+
+/* Moves all of it over the channel's socket: sends, or receives when rx. */
+static int npk_sock_io(struct npk_chan *chan, struct iov_iter *it, int flags, bool rx)
+{
+	struct msghdr msg = { .msg_flags = MSG_NOSIGNAL | flags };
+	unsigned int noreclaim = memalloc_noreclaim_save();
+	int ret = 0;
+
+	while (iov_iter_count(it)) {
+		msg.msg_iter = *it;
+		ret = rx ? sock_recvmsg(chan->sock, &msg, msg.msg_flags) :
+			   sock_sendmsg(chan->sock, &msg);
+		if (ret <= 0) {
+			if (ret == 0)
+				ret = -ECONNRESET;
+			break;
+		}
+		iov_iter_advance(it, ret);
+		ret = 0;
+	}
+	memalloc_noreclaim_restore(noreclaim);
+	return ret;
+}
+
+static int npk_xmit(struct npk_chan *chan, struct iov_iter *it, bool more)
+{
+	return npk_sock_io(chan, it, more && chan->tcp ? MSG_MORE : 0, false);
+}
+
+static int npk_recv(struct npk_chan *chan, struct iov_iter *it)
+{
+	return npk_sock_io(chan, it, MSG_WAITALL, true);
+}
+
+/* Points it at the data of one bio of a request. */
+static void npk_bio_iter(struct iov_iter *it, unsigned int dir, struct bio *bio)
+{
+	struct bvec_iter bi;
+	struct bio_vec bv;
+	unsigned int nr = 0;
+
+	bio_for_each_bvec(bv, bio, bi)
+		nr++;
+	iov_iter_bvec(it, dir, __bvec_iter_bvec(bio->bi_io_vec, bio->bi_iter),
+		      nr, bio->bi_iter.bi_size);
+	it->iov_offset = bio->bi_iter.bi_bvec_done;
+}
+
+static int npk_cmd_type(struct request *rq, u16 *type, u16 *flags)
+{
+	*flags = (rq->cmd_flags & REQ_FUA) ? NPK_CMD_FLAG_FUA : 0;
+	switch (req_op(rq)) {
+	case REQ_OP_READ:
+		*type = NPK_CMD_READ;
+		return 0;
+	case REQ_OP_WRITE:
+		*type = NPK_CMD_WRITE;
+		return 0;
+	case REQ_OP_FLUSH:
+		*type = NPK_CMD_FLUSH;
+		return 0;
+	case REQ_OP_DISCARD:
+		*type = NPK_CMD_TRIM;
+		return 0;
+	case REQ_OP_WRITE_ZEROES:
+		*type = NPK_CMD_WRITE_ZEROES;
+		if (rq->cmd_flags & REQ_NOUNMAP)
+			*flags |= NPK_CMD_FLAG_NO_HOLE;
+		return 0;
+	default:
+		return -EOPNOTSUPP;
+	}
+}
+
+/* Pushes out data that earlier sends of this batch left corked. */
+static void npk_uncork(struct npk_dev *dev, struct npk_hctx *h, int except)
+{
+	while (h->corked) {
+		int slot = __ffs(h->corked);
+		struct npk_chan *chan;
+
+		h->corked &= ~BIT(slot);
+		if (slot == except)
+			continue;
+		chan = npk_chan_get_slot(dev, slot);
+		if (!chan)
+			continue;
+		tcp_sock_set_cork(chan->sock->sk, false);
+		kref_put(&chan->ref, npk_chan_release);
+	}
+}
+
+/*
+ * Sends rq on chan. Returns 0 when the request is in flight on chan (even
+ * if the send failed: the channel is then failed and its failover sends the
+ * request again), or -EAGAIN when chan died before we could use it.
+ */
+static int npk_send(struct npk_chan *chan, struct request *rq, bool more)
+{
+	struct npk_cmd *cmd = blk_mq_rq_to_pdu(rq);
+	struct npk_wire_request hdr;
+	struct kvec kv = { .iov_base = &hdr, .iov_len = sizeof(hdr) };
+	bool write = req_op(rq) == REQ_OP_WRITE;
+	struct iov_iter it;
+	struct bio *bio;
+	u16 type, flags;
+	int ret;
+
+	npk_cmd_type(rq, &type, &flags);
+	mutex_lock(&chan->tx_lock);
+	if (test_bit(NPK_CHAN_DEAD, &chan->flags)) {
+		mutex_unlock(&chan->tx_lock);
+		return -EAGAIN;
+	}
+	cmd->gen++;
+	cmd->acct = blk_rq_bytes(rq) + NPK_REQ_COST;
+	atomic_inc(&chan->reqs_inflight);
+	atomic64_add(cmd->acct, &chan->bytes_inflight);
+	WRITE_ONCE(cmd->chan, chan);
+
+	hdr.magic = cpu_to_be32(NPK_REQUEST_MAGIC);
+	hdr.flags = cpu_to_be16(flags);
+	hdr.type = cpu_to_be16(type);
+	hdr.handle = cpu_to_be64((u64)cmd->gen << 32 | blk_mq_unique_tag(rq));
+	if (type == NPK_CMD_FLUSH) {
+		hdr.offset = 0;
+		hdr.length = 0;
+	} else {
+		hdr.offset = cpu_to_be64((u64)blk_rq_pos(rq) << SECTOR_SHIFT);
+		hdr.length = cpu_to_be32(blk_rq_bytes(rq));
+	}
+	iov_iter_kvec(&it, ITER_SOURCE, &kv, 1, sizeof(hdr));
+	ret = npk_xmit(chan, &it, more || write);
+	if (!ret && write) {
+		__rq_for_each_bio(bio, rq) {
+			npk_bio_iter(&it, ITER_SOURCE, bio);
+			ret = npk_xmit(chan, &it, more || bio->bi_next);
+			if (ret)
+				break;
+		}
+	}
+	if (ret) {
+		dev_err_ratelimited(disk_to_dev(chan->dev->disk),
+				    "send on channel %d failed: %d\n", chan->slot, ret);
+		npk_chan_fail(chan);
+	}
+	mutex_unlock(&chan->tx_lock);
+	return 0;
+}
+
+static blk_status_t npk_queue_rq(struct blk_mq_hw_ctx *hctx,
+				 const struct blk_mq_queue_data *bd)
+{
+	struct npk_dev *dev = hctx->queue->queuedata;
+	struct npk_hctx *h = hctx->driver_data;
+	struct request *rq = bd->rq;
+	struct npk_chan *chan;
+	unsigned long since;
+	u16 type, flags;
+	bool more;
+	int tries, ret = -EAGAIN;
+
+	if (npk_cmd_type(rq, &type, &flags))
+		return BLK_STS_NOTSUPP;
+	blk_mq_start_request(rq);
+	for (tries = 0; tries < NPK_MAX_CHANNELS && ret == -EAGAIN; tries++) {
+		chan = npk_pick(dev);
+		if (!chan)
+			break;
+		more = !bd->last && chan->tcp;
+		ret = npk_send(chan, rq, more);
+		if (!ret) {
+			if (more)
+				h->corked |= BIT(chan->slot);
+			else
+				npk_uncork(dev, h, chan->slot);
+		}
+		kref_put(&chan->ref, npk_chan_release);
+	}
+	if (!ret)
+		return BLK_STS_OK;
+	if (bd->last)
+		npk_uncork(dev, h, -1);
+
+	spin_lock(&dev->lock);
+	since = dev->dead_since;
+	ret = dev->dying || (since && time_after(jiffies, since + dev->dead_timeout * HZ));
+	spin_unlock(&dev->lock);
+	if (ret) {
+		dev_err_ratelimited(disk_to_dev(dev->disk),
+				    "no channel, failing I/O\n");
+		return BLK_STS_IOERR;
+	}
+	/* Park it until a channel comes or the dead timeout passes. */
+	blk_mq_requeue_request(rq, false);
+	blk_mq_delay_kick_requeue_list(hctx->queue, NPK_WAIT_MS);
+	return BLK_STS_OK;
+}
+
+static void npk_commit_rqs(struct blk_mq_hw_ctx *hctx)
+{
+	npk_uncork(hctx->queue->queuedata, hctx->driver_data, -1);
+}
+
+static int npk_init_hctx(struct blk_mq_hw_ctx *hctx, void *data, unsigned int i)
+{
+	struct npk_hctx *h = kzalloc(sizeof(*h), GFP_KERNEL);
+
+	if (!h)
+		return -ENOMEM;
+	hctx->driver_data = h;
+	return 0;
+}
+
+static void npk_exit_hctx(struct blk_mq_hw_ctx *hctx, unsigned int i)
+{
+	kfree(hctx->driver_data);
+	hctx->driver_data = NULL;
+}
+
+static int npk_init_request(struct blk_mq_tag_set *set, struct request *rq,
+			    unsigned int hctx_idx, unsigned int numa_node)
+{
+	struct npk_cmd *cmd = blk_mq_rq_to_pdu(rq);
+
+	cmd->chan = NULL;
+	cmd->gen = 0;
+	return 0;
+}
+
+/*
+ * A request that outlived the I/O timeout: its channel is presumed stuck.
+ * Failing the channel hands the request to another one.
+ */
+static enum blk_eh_timer_return npk_timeout(struct request *rq)
+{
+	struct npk_dev *dev = rq->q->queuedata;
+	struct npk_cmd *cmd = blk_mq_rq_to_pdu(rq);
+	struct npk_chan *chan;
+	int i;
+
+	spin_lock(&dev->lock);
+	chan = READ_ONCE(cmd->chan);
+	for (i = 0; chan && i < NPK_MAX_CHANNELS; i++)
+		if (dev->chans[i] == chan)
+			break;
+	if (i == NPK_MAX_CHANNELS)
+		chan = NULL;
+	if (chan)
+		kref_get(&chan->ref);
+	spin_unlock(&dev->lock);
+	if (chan) {
+		dev_warn_ratelimited(disk_to_dev(dev->disk),
+				     "request timed out on channel %d\n", chan->slot);
+		npk_chan_fail(chan);
+		kref_put(&chan->ref, npk_chan_release);
+	}
+	return BLK_EH_RESET_TIMER;
+}
+
+const struct blk_mq_ops npk_mq_ops = {
+	.queue_rq	= npk_queue_rq,
+	.commit_rqs	= npk_commit_rqs,
+	.init_hctx	= npk_init_hctx,
+	.exit_hctx	= npk_exit_hctx,
+	.init_request	= npk_init_request,
+	.timeout	= npk_timeout,
+};
+
+static blk_status_t npk_errno_status(u32 err)
+{
+	switch (err) {
+	case 0:
+		return BLK_STS_OK;
+	case ENOSPC:
+		return BLK_STS_NOSPC;
+	case EINVAL:
+	case EOPNOTSUPP:
+		return BLK_STS_NOTSUPP;
+	default:
+		return BLK_STS_IOERR;
+	}
+}
+
+/* Reads one reply; returns 0, or a negative errno that ends the channel. */
+static int npk_rx_one(struct npk_chan *chan)
+{
+	struct npk_dev *dev = chan->dev;
+	struct npk_wire_reply rep;
+	struct kvec kv = { .iov_base = &rep, .iov_len = sizeof(rep) };
+	struct iov_iter it;
+	struct request *rq = NULL;
+	struct npk_cmd *cmd;
+	struct bio *bio;
+	u32 tag, hwq, err;
+	u64 handle;
+	int ret;
+
+	iov_iter_kvec(&it, ITER_DEST, &kv, 1, sizeof(rep));
+	ret = npk_recv(chan, &it);
+	if (ret)
+		return ret;
+	if (be32_to_cpu(rep.magic) != NPK_REPLY_MAGIC) {
+		dev_err_ratelimited(disk_to_dev(dev->disk), "bad reply magic %#x\n",
+				    be32_to_cpu(rep.magic));
+		return -EPROTO;
+	}
+	handle = be64_to_cpu(rep.handle);
+	tag = (u32)handle;
+	hwq = blk_mq_unique_tag_to_hwq(tag);
+	if (hwq < dev->tag_set.nr_hw_queues)
+		rq = blk_mq_tag_to_rq(dev->tag_set.tags[hwq],
+				      blk_mq_unique_tag_to_tag(tag));
+	cmd = rq ? blk_mq_rq_to_pdu(rq) : NULL;
+	/* A late reply for a tag that was reused or resent cannot be trusted. */
+	if (!cmd || READ_ONCE(cmd->chan) != chan || cmd->gen != (u32)(handle >> 32)) {
+		dev_err_ratelimited(disk_to_dev(dev->disk),
+				    "dropping reply with stale handle %#llx\n", handle);
+		return -EPROTO;
+	}
+	err = be32_to_cpu(rep.error);
+	if (!err && req_op(rq) == REQ_OP_READ) {
+		__rq_for_each_bio(bio, rq) {
+			npk_bio_iter(&it, ITER_DEST, bio);
+			ret = npk_recv(chan, &it);
+			if (ret)
+				return ret;
+		}
+	}
+	if (err)
+		dev_err_ratelimited(disk_to_dev(dev->disk),
+				    "server error %u for sector %llu\n", err,
+				    (unsigned long long)blk_rq_pos(rq));
+	atomic64_inc(&chan->reqs_total);
+	atomic64_add(blk_rq_bytes(rq), &chan->bytes_total);
+	npk_acct_done(cmd, chan);
+	blk_mq_end_request(rq, npk_errno_status(err));
+	return 0;
+}
+
+static bool npk_requeue_one(struct request *rq, void *data)
+{
+	struct npk_chan *chan = data;
+	struct npk_cmd *cmd = blk_mq_rq_to_pdu(rq);
+
+	if (READ_ONCE(cmd->chan) != chan)
+		return true;
+	npk_acct_done(cmd, chan);
+	blk_mq_requeue_request(rq, false);
+	return true;
+}
+
+/*
+ * Hands every request in flight on a dead channel back to blk-mq. Runs in
+ * the channel's receive worker after it stopped reading, so no reply can
+ * complete one of them concurrently; taking tx_lock once waits out any
+ * sender that picked the channel before it was marked dead.
+ */
+static void npk_chan_failover(struct npk_chan *chan)
+{
+	struct npk_dev *dev = chan->dev;
+
+	npk_chan_fail(chan);
+	npk_dev_chan_gone(dev, chan);
+	mutex_lock(&chan->tx_lock);
+	mutex_unlock(&chan->tx_lock);
+	blk_mq_tagset_busy_iter(&dev->tag_set, npk_requeue_one, chan);
+	blk_mq_kick_requeue_list(dev->disk->queue);
+}
+
+void npk_rx_work(struct work_struct *work)
+{
+	struct npk_chan *chan = container_of(work, struct npk_chan, rx_work);
+	int ret;
+
+	do {
+		ret = npk_rx_one(chan);
+	} while (!ret);
+	if (!test_bit(NPK_CHAN_DEAD, &chan->flags))
+		dev_warn_ratelimited(disk_to_dev(chan->dev->disk),
+				     "channel %d (path %u) lost: %d\n", chan->slot,
+				     chan->path, ret);
+	npk_chan_failover(chan);
+	kref_put(&chan->ref, npk_chan_release);
+}

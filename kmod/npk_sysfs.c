@@ -1,0 +1,88 @@
+// SPDX-License-Identifier: GPL-2.0
+/* nbdplex: per-disk attributes under /sys/block/nbdplexN/nbdplex/. */
+#include <linux/blkdev.h>
+#include <linux/device.h>
+#include <linux/sysfs.h>
+
+#include "npk.h"
+
+static struct npk_dev *npk_from_dev(struct device *d)
+{
+	return dev_to_disk(d)->private_data;
+}
+
+/* One line per channel: slot, path, state, requests and bytes in flight, totals. */
+static ssize_t channels_show(struct device *d, struct device_attribute *attr,
+			     char *buf)
+{
+	struct npk_dev *dev = npk_from_dev(d);
+	int i, len = 0;
+
+	len += sysfs_emit_at(buf, len, "slot path state reqs_inflight bytes_inflight reqs_total bytes_total\n");
+	spin_lock(&dev->lock);
+	for (i = 0; i < NPK_MAX_CHANNELS; i++) {
+		struct npk_chan *c = dev->chans[i];
+
+		if (!c)
+			continue;
+		len += sysfs_emit_at(buf, len, "%d %u %s %d %lld %lld %lld\n", i,
+				     c->path,
+				     test_bit(NPK_CHAN_DEAD, &c->flags) ? "dead" : "up",
+				     atomic_read(&c->reqs_inflight),
+				     (long long)atomic64_read(&c->bytes_inflight),
+				     (long long)atomic64_read(&c->reqs_total),
+				     (long long)atomic64_read(&c->bytes_total));
+	}
+	spin_unlock(&dev->lock);
+	return len;
+}
+static DEVICE_ATTR_RO(channels);
+
+static ssize_t dead_timeout_show(struct device *d, struct device_attribute *attr,
+				 char *buf)
+{
+	return sysfs_emit(buf, "%u\n", READ_ONCE(npk_from_dev(d)->dead_timeout));
+}
+
+static ssize_t dead_timeout_store(struct device *d, struct device_attribute *attr,
+				  const char *buf, size_t count)
+{
+	unsigned int v;
+	int ret = kstrtouint(buf, 10, &v);
+
+	if (ret)
+		return ret;
+	WRITE_ONCE(npk_from_dev(d)->dead_timeout, v);
+	return count;
+}
+static DEVICE_ATTR_RW(dead_timeout);
+
+static ssize_t flags_show(struct device *d, struct device_attribute *attr, char *buf)
+{
+	return sysfs_emit(buf, "%#x\n", npk_from_dev(d)->flags);
+}
+static DEVICE_ATTR_RO(flags);
+
+static ssize_t owner_show(struct device *d, struct device_attribute *attr, char *buf)
+{
+	return sysfs_emit(buf, "%d\n", npk_from_dev(d)->owner);
+}
+static DEVICE_ATTR_RO(owner);
+
+static struct attribute *npk_disk_attrs[] = {
+	&dev_attr_channels.attr,
+	&dev_attr_dead_timeout.attr,
+	&dev_attr_flags.attr,
+	&dev_attr_owner.attr,
+	NULL,
+};
+
+static const struct attribute_group npk_disk_group = {
+	.name = "nbdplex",
+	.attrs = npk_disk_attrs,
+};
+
+const struct attribute_group *npk_disk_groups[] = {
+	&npk_disk_group,
+	NULL,
+};

@@ -1,0 +1,19 @@
+# VM tests of the kernel client and of the server through the stock nbd.ko.
+# Each boots Debian's kernel under qemu TCG with the host root shared over
+# 9p (tests/vm/run.sh) and fails on a guest BUG, Oops, WARNING or hung task.
+# Needs: linux-image-amd64, linux-headers-amd64, qemu-system-x86,
+# busybox-static, cpio, nbdkit, nbd-server, nbd-client, e2fsprogs, mdadm.
+# Label "vm"; they run one at a time (each VM wants both cores).
+set(NP_VM_RUN ${CMAKE_SOURCE_DIR}/tests/vm/run.sh)
+
+function(np_vm_test name timeout)
+	math(EXPR vm_timeout "${timeout} - 60")
+	add_test(NAME ${name} COMMAND ${NP_VM_RUN} ${ARGN})
+	set_tests_properties(${name} PROPERTIES
+		LABELS vm
+		RUN_SERIAL TRUE
+		TIMEOUT ${timeout}
+		ENVIRONMENT "NPVM_BUILD=${CMAKE_BINARY_DIR};NPVM_TIMEOUT=${vm_timeout}")
+endfunction()
+
+np_vm_test(vm_attach_fs 900 attach-fs.sh nbdkit)

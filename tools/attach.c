@@ -1,0 +1,413 @@
+/* nbdplex attach / detach: negotiate in userspace, hand the sockets to
+ * nbdplex.ko, and keep the channels up from a small background process. */
+#include "tools/attach.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kmod/nbdplex_uapi.h"
+#include "net/proto.h"
+#include "tools/attach_nbd.h"
+
+#define CTL_DEV "/dev/" NPK_CTL_NAME
+#define POLL_MS 200
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+
+struct attach {
+	const char *paths[NPK_MAX_PATHS];
+	int npaths;
+	int channels;
+	const char *name;
+	unsigned dead_timeout;
+	int foreground;
+	const char *log;
+	int ctl;
+	struct np_export_info info;
+	uint32_t index;
+	int want[NPK_MAX_PATHS];
+	long long next_try[NPK_MAX_PATHS];
+	int backoff[NPK_MAX_PATHS];
+};
+
+static FILE *log_file;
+static volatile sig_atomic_t stop;
+
+static void logmsg(const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!log_file)
+		return;
+	va_start(ap, fmt);
+	fprintf(log_file, "nbdplex attach[%d]: ", (int)getpid());
+	vfprintf(log_file, fmt, ap);
+	va_end(ap);
+	fputc('\n', log_file);
+	fflush(log_file);
+}
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void usage_attach(FILE *f)
+{
+	fprintf(f,
+		"usage: nbdplex attach [--path HOST[:PORT]]... [--channels N] [--export NAME]\n"
+		"                      [--dead-timeout SECONDS] [--foreground] [--log FILE]\n"
+		"Connects to an NBD server, creates /dev/nbdplexN through nbdplex.ko with N\n"
+		"channels spread over the paths, prints the device and returns. A background\n"
+		"process replaces lost channels until 'nbdplex detach DEVICE'.\n"
+		"  -p, --path          server address, once per network path (default\n"
+		"                      127.0.0.1:10809)\n"
+		"  -n, --channels      TCP channels in all (default: one per path); more than\n"
+		"                      one needs a server that advertises CAN_MULTI_CONN\n"
+		"  -e, --export        export name (default: the server's default export)\n"
+		"  -t, --dead-timeout  seconds I/O waits with no channel before failing\n"
+		"                      (default: the module's dead_timeout)\n"
+		"  -f, --foreground    stay in the foreground and keep the channels up\n"
+		"  -l, --log FILE      where the background process reports reconnections\n");
+}
+
+/* Opens one channel on path p and hands it to the driver. */
+static int add_channel(struct attach *a, int p, char *err, size_t errlen)
+{
+	struct np_export_info info;
+	struct npk_channel ch = {.index = a->index, .path = (uint32_t)p};
+	int fd = np_nbd_connect(a->paths[p], a->name, &info, err, errlen);
+
+	if (fd < 0)
+		return -1;
+	if (info.size != a->info.size || info.flags != a->info.flags) {
+		snprintf(err, errlen, "%s: export changed (size %llu flags %#x, was %llu %#x)",
+			 a->paths[p], (unsigned long long)info.size, info.flags,
+			 (unsigned long long)a->info.size, a->info.flags);
+		close(fd);
+		return -1;
+	}
+	ch.fd = fd;
+	if (ioctl(a->ctl, NPK_IOC_ADD_CHANNEL, &ch) < 0) {
+		snprintf(err, errlen, "adding a channel to nbdplex%u: %s", a->index, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	/* The driver holds its own reference to the socket. */
+	close(fd);
+	return 0;
+}
+
+static int setup(struct attach *a, char *err, size_t errlen)
+{
+	struct npk_create cr = {0};
+	int fd, p;
+
+	a->ctl = open(CTL_DEV, O_RDWR | O_CLOEXEC);
+	if (a->ctl < 0) {
+		snprintf(err, errlen, "cannot open %s: %s (is nbdplex.ko loaded?)", CTL_DEV,
+			 strerror(errno));
+		return -1;
+	}
+	fd = np_nbd_connect(a->paths[0], a->name, &a->info, err, errlen);
+	if (fd < 0)
+		return -1;
+	if (a->channels > 1 && !(a->info.flags & NBD_FLAG_CAN_MULTI_CONN)) {
+		snprintf(err, errlen,
+			 "the server does not advertise CAN_MULTI_CONN for this export, so %d "
+			 "channels could lose writes; use --channels 1",
+			 a->channels);
+		close(fd);
+		return -1;
+	}
+	cr.size = a->info.size;
+	cr.block_size = 512;
+	if (a->info.min_block > 512 && a->info.min_block <= 4096)
+		cr.block_size = a->info.min_block;
+	cr.size -= cr.size % cr.block_size;
+	cr.flags = a->info.flags;
+	cr.dead_timeout = a->dead_timeout;
+	cr.fd = fd;
+	cr.path = 0;
+	if (ioctl(a->ctl, NPK_IOC_CREATE, &cr) < 0) {
+		snprintf(err, errlen, "creating the disk (%llu bytes): %s", (unsigned long long)cr.size,
+			 strerror(errno));
+		close(fd);
+		return -1;
+	}
+	close(fd);
+	a->index = cr.index;
+	for (int i = 0; i < a->channels; i++)
+		a->want[i % a->npaths]++;
+	for (int i = 1; i < a->channels; i++) {
+		p = i % a->npaths;
+		if (add_channel(a, p, err, errlen))
+			goto out_remove;
+	}
+	return 0;
+
+out_remove:
+	ioctl(a->ctl, NPK_IOC_REMOVE, (unsigned long)a->index);
+	return -1;
+}
+
+/* Keeps every path at its number of channels until the disk is removed. */
+static void keep_up(struct attach *a)
+{
+	char err[512];
+
+	while (!stop) {
+		struct npk_info info = {.index = a->index};
+		long long t = now_ms();
+
+		if (ioctl(a->ctl, NPK_IOC_INFO, &info) < 0) {
+			logmsg("nbdplex%u is gone (%s), exiting", a->index, strerror(errno));
+			return;
+		}
+		for (int p = 0; p < a->npaths; p++) {
+			if ((int)info.per_path[p] >= a->want[p] || t < a->next_try[p])
+				continue;
+			if (add_channel(a, p, err, sizeof(err)) == 0) {
+				logmsg("nbdplex%u: channel on %s restored", a->index, a->paths[p]);
+				a->backoff[p] = 0;
+				continue;
+			}
+			a->backoff[p] = a->backoff[p] ? a->backoff[p] * 2 : BACKOFF_MIN_MS;
+			if (a->backoff[p] > BACKOFF_MAX_MS)
+				a->backoff[p] = BACKOFF_MAX_MS;
+			a->next_try[p] = t + a->backoff[p];
+			logmsg("nbdplex%u: %s; retrying in %d ms", a->index, err, a->backoff[p]);
+		}
+		usleep(POLL_MS * 1000);
+	}
+}
+
+static void on_term(int sig)
+{
+	(void)sig;
+	stop = 1;
+}
+
+static int parse_attach(struct attach *a, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"path", required_argument, 0, 'p'},	 {"channels", required_argument, 0, 'n'},
+		{"export", required_argument, 0, 'e'},	 {"dead-timeout", required_argument, 0, 't'},
+		{"foreground", no_argument, 0, 'f'},	 {"log", required_argument, 0, 'l'},
+		{"help", no_argument, 0, 'h'},		 {0, 0, 0, 0},
+	};
+	char *end;
+	int c;
+
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "p:n:e:t:fl:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'p':
+			if (a->npaths == NPK_MAX_PATHS) {
+				fprintf(stderr, "nbdplex attach: at most %d paths\n", NPK_MAX_PATHS);
+				return 2;
+			}
+			a->paths[a->npaths++] = optarg;
+			break;
+		case 'n':
+			a->channels = (int)strtol(optarg, &end, 10);
+			if (*end || a->channels < 1 || a->channels > NPK_MAX_CHANNELS) {
+				fprintf(stderr, "nbdplex attach: --channels must be 1..%d, not '%s'\n",
+					NPK_MAX_CHANNELS, optarg);
+				return 2;
+			}
+			break;
+		case 'e':
+			a->name = optarg;
+			break;
+		case 't':
+			a->dead_timeout = (unsigned)strtoul(optarg, &end, 10);
+			if (*end || !*optarg) {
+				fprintf(stderr, "nbdplex attach: bad --dead-timeout '%s'\n", optarg);
+				return 2;
+			}
+			break;
+		case 'f':
+			a->foreground = 1;
+			break;
+		case 'l':
+			a->log = optarg;
+			break;
+		case 'h':
+			usage_attach(stdout);
+			return -1;
+		default:
+			usage_attach(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "nbdplex attach: unexpected argument '%s'\n", argv[optind]);
+		return 2;
+	}
+	if (!a->npaths)
+		a->paths[a->npaths++] = "127.0.0.1:10809";
+	if (!a->channels)
+		a->channels = a->npaths;
+	return 0;
+}
+
+int np_cmd_attach(int argc, char **argv)
+{
+	struct attach a = {.name = "", .ctl = -1};
+	char err[512] = "";
+	int pipefd[2], r;
+	pid_t pid;
+
+	r = parse_attach(&a, argc, argv);
+	if (r)
+		return r < 0 ? 0 : r;
+	if (a.log) {
+		log_file = fopen(a.log, "a");
+		if (!log_file) {
+			fprintf(stderr, "nbdplex attach: cannot open log %s: %s\n", a.log, strerror(errno));
+			return 1;
+		}
+	}
+	signal(SIGPIPE, SIG_IGN);
+	if (a.foreground) {
+		if (setup(&a, err, sizeof(err))) {
+			fprintf(stderr, "nbdplex attach: %s\n", err);
+			return 1;
+		}
+		printf("/dev/" NPK_DISK_PREFIX "%u\n", a.index);
+		fflush(stdout);
+		signal(SIGTERM, on_term);
+		signal(SIGINT, on_term);
+		keep_up(&a);
+		return 0;
+	}
+
+	/* The child does the work, so that the disk's owner is the process
+	 * that stays; it reports back through a pipe. */
+	if (pipe(pipefd)) {
+		perror("nbdplex attach: pipe");
+		return 1;
+	}
+	pid = fork();
+	if (pid < 0) {
+		perror("nbdplex attach: fork");
+		return 1;
+	}
+	if (pid > 0) {
+		char msg[600];
+		ssize_t n;
+
+		close(pipefd[1]);
+		n = read(pipefd[0], msg, sizeof(msg) - 1);
+		msg[n > 0 ? n : 0] = 0;
+		if (n > 0 && msg[0] == '/') {
+			printf("%s\n", msg);
+			return 0;
+		}
+		fprintf(stderr, "nbdplex attach: %s\n", n > 0 ? msg : "background process died");
+		return 1;
+	}
+	close(pipefd[0]);
+	setsid();
+	if (setup(&a, err, sizeof(err))) {
+		if (write(pipefd[1], err, strlen(err)) < 0)
+			_exit(1);
+		_exit(1);
+	}
+	logmsg("attached %s as nbdplex%u", a.paths[0], a.index);
+	r = open("/dev/null", O_RDWR);
+	if (r >= 0) {
+		dup2(r, 0);
+		dup2(r, 1);
+		dup2(r, 2);
+		if (r > 2)
+			close(r);
+	}
+	snprintf(err, sizeof(err), "/dev/" NPK_DISK_PREFIX "%u", a.index);
+	if (write(pipefd[1], err, strlen(err)) < 0)
+		_exit(1);
+	close(pipefd[1]);
+	signal(SIGTERM, on_term);
+	keep_up(&a);
+	_exit(0);
+}
+
+/* 1 while pid runs (a zombie counts as ended). */
+static int alive(pid_t pid)
+{
+	char path[64], buf[256], *p;
+	FILE *f;
+	int r = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	if (fgets(buf, sizeof(buf), f) && (p = strrchr(buf, ')')) && p[1] == ' ')
+		r = p[2] != 'Z' && p[2] != 'X';
+	fclose(f);
+	return r;
+}
+
+int np_cmd_detach(int argc, char **argv)
+{
+	const char *dev;
+	unsigned index;
+	char extra;
+	struct npk_info info = {0};
+	int ctl;
+
+	if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+		printf("usage: nbdplex detach DEVICE\n"
+		       "Removes a device made by 'nbdplex attach' (e.g. /dev/nbdplex0): I/O still\n"
+		       "in flight fails, and the attach's background process ends.\n");
+		return 0;
+	}
+	if (argc != 2) {
+		fprintf(stderr, "usage: nbdplex detach DEVICE\n");
+		return 2;
+	}
+	dev = argv[1];
+	if (!strncmp(dev, "/dev/", 5))
+		dev += 5;
+	if (sscanf(dev, NPK_DISK_PREFIX "%u%c", &index, &extra) != 1) {
+		fprintf(stderr, "nbdplex detach: '%s' is not an nbdplex device\n", argv[1]);
+		return 2;
+	}
+	ctl = open(CTL_DEV, O_RDWR | O_CLOEXEC);
+	if (ctl < 0) {
+		fprintf(stderr, "nbdplex detach: cannot open %s: %s\n", CTL_DEV, strerror(errno));
+		return 1;
+	}
+	info.index = index;
+	if (ioctl(ctl, NPK_IOC_INFO, &info) < 0 || ioctl(ctl, NPK_IOC_REMOVE, (unsigned long)index) < 0) {
+		fprintf(stderr, "nbdplex detach: %s: %s\n", argv[1],
+			errno == ENODEV ? "no such device" : strerror(errno));
+		close(ctl);
+		return 1;
+	}
+	close(ctl);
+	/* The owner polls every POLL_MS; give it ample time to notice. */
+	for (int i = 0; i < 100 && info.owner > 0 && info.owner != getpid() && alive(info.owner); i++)
+		usleep(100 * 1000);
+	if (info.owner > 0 && info.owner != getpid() && alive(info.owner)) {
+		fprintf(stderr, "nbdplex detach: %s removed, but process %d is still running\n", argv[1],
+			(int)info.owner);
+		return 1;
+	}
+	return 0;
+}

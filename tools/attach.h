@@ -1,0 +1,16 @@
+/* `nbdplex attach` and `nbdplex detach`: the userspace half of the kernel
+ * client (kmod/). */
+#ifndef NP_TOOLS_ATTACH_H
+#define NP_TOOLS_ATTACH_H
+
+/* argv[0] is "attach": negotiates with the server, creates /dev/nbdplexN,
+ * hands it the channels, prints the device and leaves a background process
+ * that replaces lost channels. Returns the exit status: 0 on success, 1 on
+ * failure, 2 on a usage error. */
+int np_cmd_attach(int argc, char **argv);
+
+/* argv[0] is "detach": removes a device made by attach and waits for its
+ * background process to end. Same exit statuses. */
+int np_cmd_detach(int argc, char **argv);
+
+#endif
