@@ -518,9 +518,13 @@ static void dispatch(struct np_conn *c, struct np_req *r, struct batch *b)
 			submit_batch(c, b);
 		return;
 	}
-	if (r->io.cmd == NBD_CMD_READ && ex->ops->pread_nowait) {
-		int rc = ex->ops->pread_nowait(ex->h, r->io.buf, r->io.len, r->io.offset);
+	if (r->io.cmd == NBD_CMD_READ || r->io.cmd == NBD_CMD_WRITE) {
+		int rc = -EAGAIN;
 
+		if (r->io.cmd == NBD_CMD_READ && ex->ops->pread_nowait)
+			rc = ex->ops->pread_nowait(ex->h, r->io.buf, r->io.len, r->io.offset);
+		else if (!(r->io.flags & NBD_CMD_FLAG_FUA) && ex->ops->pwrite_nowait)
+			rc = ex->ops->pwrite_nowait(ex->h, r->io.buf, r->io.len, r->io.offset);
 		if (rc != -EAGAIN) {
 			r->io.result = rc;
 			np_req_done(&r->io);

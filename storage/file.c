@@ -9,7 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -21,6 +23,10 @@ struct file_h {
 	uint64_t size;
 	bool readonly;
 	bool is_blockdev;
+	/* On tmpfs and ramfs the page cache is the storage: reads and writes
+	 * never wait for a device, so they run on the loop without a thread
+	 * hop (these file systems also refuse RWF_NOWAIT). */
+	bool in_memory;
 	atomic_bool nowait_ok; /* preadv2(RWF_NOWAIT) is supported here */
 	atomic_bool punch_ok;  /* fallocate(PUNCH_HOLE) is supported here */
 };
@@ -108,6 +114,12 @@ static int file_open(const char *spec, bool readonly, void **handle, char **err)
 		r = errf(err, -EINVAL, "%s: not a regular file or block device%s", path, "");
 		goto out_free_f;
 	}
+	{
+		struct statfs sf;
+
+		f->in_memory = fstatfs(fd, &sf) == 0 && !f->is_blockdev &&
+			       (sf.f_type == TMPFS_MAGIC || sf.f_type == RAMFS_MAGIC);
+	}
 	atomic_store(&f->nowait_ok, true);
 	atomic_store(&f->punch_ok, true);
 	free(path);
@@ -184,6 +196,8 @@ static int file_pread_nowait(void *h, void *buf, uint64_t len, uint64_t off)
 	struct file_h *f = h;
 	int r;
 
+	if (f->in_memory)
+		return read_full(f, buf, len, off, 0);
 	if (!atomic_load_explicit(&f->nowait_ok, memory_order_relaxed))
 		return -EAGAIN;
 	r = read_full(f, buf, len, off, RWF_NOWAIT);
@@ -214,6 +228,15 @@ static int file_pwrite(void *h, const void *buf, uint64_t len, uint64_t off, uin
 		len -= (uint64_t)n;
 	}
 	return 0;
+}
+
+static int file_pwrite_nowait(void *h, const void *buf, uint64_t len, uint64_t off)
+{
+	struct file_h *f = h;
+
+	if (!f->in_memory)
+		return -EAGAIN;
+	return file_pwrite(h, buf, len, off, 0);
 }
 
 static int file_flush(void *h)
@@ -346,4 +369,5 @@ const struct np_storage_ops np_storage_file = {
 	.cache = file_cache,
 	.extents = file_extents,
 	.pread_nowait = file_pread_nowait,
+	.pwrite_nowait = file_pwrite_nowait,
 };

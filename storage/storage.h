@@ -102,6 +102,10 @@ struct np_storage_ops {
 	 * -EAGAIN so that the core queues the read to the worker pool. */
 	int (*pread_nowait)(void *h, void *buf, uint64_t len, uint64_t off);
 
+	/* Optional, called on a loop thread for a WRITE without FUA: write
+	 * without blocking, or return -EAGAIN to go to the worker pool. */
+	int (*pwrite_nowait)(void *h, const void *buf, uint64_t len, uint64_t off);
+
 	/* Optional asynchronous path. loop_open is called once per event loop
 	 * (loop is a uv_loop_t *) and returns a per-loop handle; submit gets
 	 * every request parsed in one loop iteration at once. Requests an

@@ -8,6 +8,7 @@ NP_SRC=${NP_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 export PATH=/usr/bin:/bin:/usr/sbin:/sbin:$PATH  # python3 with the nbd module
 TMP=$(mktemp -d /tmp/nbdplex-test.XXXXXX)
 NP_PIDS=()
+cd "$TMP"  # tools that drop state files (fio verify) drop them here
 
 np_cleanup() {
 	local pid
