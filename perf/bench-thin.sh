@@ -139,7 +139,8 @@ for round in $(seq "$ROUNDS"); do
 done
 
 # Snapshot time on fully mapped volumes: one 4k write per 64k chunk maps
-# every chunk without writing 64 GiB of data.
+# every chunk without writing 64 GiB of data (--io_size stops fio after one
+# pass; it would otherwise wrap around until it had written --size).
 snap_ms() { # VOLUME TAG: median of 3 snapshots, in ms
 	local i t0 t1 all=()
 	for i in 1 2 3; do
@@ -159,12 +160,12 @@ truncate -s 80G "$WORK/data80" || die "truncate"
 "$NBDPLEX" volume create "$WORK/pool" v64g 64G
 start -e v1g=thin:"$WORK/pool/v1g" -e v64g=thin:"$WORK/pool/v64g"
 log "mapping every chunk of v1g"
-fio_run map-1g v1g 1G --rw=write:60k --iodepth=32 >/dev/null
+fio_run map-1g v1g 1G --rw=write:60k --io_size=64M --iodepth=32 >/dev/null
 SNAP1=$(snap_ms v1g)
 SNAP64=skipped
 if [ "$BIG" = 1 ]; then
 	log "mapping every chunk of v64g (1M writes)"
-	fio_run map-64g v64g 64G --rw=write:60k --iodepth=32 >/dev/null
+	fio_run map-64g v64g 64G --rw=write:60k --io_size=4G --iodepth=32 >/dev/null
 	SNAP64=$(snap_ms v64g)
 fi
 "$NBDPLEX" volume list "$WORK/pool" >"$RAW/list.txt"
