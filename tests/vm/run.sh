@@ -9,6 +9,7 @@
 #        NPVM_TIMEOUT seconds before the VM is killed (default 600)
 #        NPVM_MEM     guest memory (default 2G)
 #        NPVM_SMP     guest CPUs (default 2)
+#        NPVM_MONITOR a unix socket for the qemu monitor, to debug a stuck guest
 #        NPVM_LOG     where to keep the console log (default a temp file)
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
@@ -56,14 +57,16 @@ chmod +x $root/init
 (cd $root && find . | cpio -o -H newc --quiet) | gzip -1 >$work/initrd.gz
 
 log=${NPVM_LOG:-$work/console.log}
+monitor=(-monitor none)
+[ -n "${NPVM_MONITOR:-}" ] && monitor=(-monitor "unix:$NPVM_MONITOR,server,nowait")
 # Scenario arguments travel on the kernel command line as one word.
 args=$(printf '%s' "$*" | tr ' ' ',')
 echo "run.sh: kernel $kver, scenario $(basename "$scenario") ${*:-}, log $log"
 timeout --foreground -k 10 "$timeout_s" qemu-system-x86_64 -accel tcg -m "${NPVM_MEM:-2G}" -smp "${NPVM_SMP:-2}" \
 	-kernel /boot/vmlinuz-$kver -initrd $work/initrd.gz \
-	-append "console=ttyS0 panic=-1 loglevel=4 npvm_script=$scenario npvm_args=$args npvm_build=$build" \
+	-append "console=ttyS0 nokaslr panic=-1 loglevel=4 npvm_script=$scenario npvm_args=$args npvm_build=$build" \
 	-virtfs local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap \
-	-nic none -nographic -monitor none -serial file:"$log" -no-reboot </dev/null >$work/qemu.out 2>&1
+	-nic none -nographic "${monitor[@]}" -serial file:"$log" -no-reboot </dev/null >$work/qemu.out 2>&1
 qrc=$?
 cat "$log"
 fail=0

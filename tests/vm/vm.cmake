@@ -17,3 +17,4 @@ function(np_vm_test name timeout)
 endfunction()
 
 np_vm_test(vm_attach_fs 900 attach-fs.sh nbdkit)
+np_vm_test(vm_detach 600 detach.sh)

@@ -1,0 +1,44 @@
+# Scenario 5: detach an idle device, detach during writes and reads, detach
+# with the background process killed; then rmmod.
+. "$(dirname "$0")/lib.sh"
+load_nbdplex
+truncate -s 1G /tmp/disk.img
+start_server nbdkit /tmp/disk.img
+
+step "detach idle"
+attach --path 127.0.0.1:$PORT --channels 2
+owner=$(cat /sys/block/${DEV#/dev/}/nbdplex/owner)
+kill -0 $owner || die "background process $owner not running"
+timeout 30 $NP detach $DEV || die "detach failed"
+[ ! -e /sys/block/${DEV#/dev/} ] || die "$DEV still in sysfs"
+! kill -0 $owner 2>/dev/null || grep -q '^State:.Z' /proc/$owner/status || die "background process survived detach"
+$NP detach $DEV 2>/tmp/err && die "second detach succeeded"
+grep -q "no such device" /tmp/err || die "unclear error: $(cat /tmp/err)"
+
+step "detach during I/O"
+attach --path 127.0.0.1:$PORT --channels 3
+dd if=/dev/urandom of=$DEV bs=1M count=400 oflag=direct status=none 2>/tmp/dd-w.err &
+w=$!
+dd if=$DEV of=/dev/null bs=64k count=16000 iflag=direct status=none 2>/tmp/dd-r.err &
+r=$!
+sleep 3
+timeout 60 $NP detach $DEV || die "detach under I/O failed or hung"
+timeout 60 sh -c "while kill -0 $w 2>/dev/null || kill -0 $r 2>/dev/null; do sleep 0.2; done" ||
+	die "I/O did not end after detach"
+wait $w && die "writer finished without error although detached"
+wait $r || true
+cat /tmp/dd-w.err
+
+step "detach with the background process gone"
+attach --path 127.0.0.1:$PORT --channels 1
+owner=$(cat /sys/block/${DEV#/dev/}/nbdplex/owner)
+kill $owner
+dd if=/dev/zero of=$DEV bs=1M count=8 oflag=direct status=none || die "I/O failed without the background process"
+timeout 30 $NP detach $DEV || die "detach failed"
+
+step "rmmod"
+rmmod nbdplex || die "rmmod failed"
+[ ! -e /dev/nbdplex-ctl ] || die "control device still there"
+stop_server
+check_dmesg
+echo "detach: ok"
