@@ -6,7 +6,10 @@
  * read-only = yes|no       read-only = yes|no
  * pidfile = FILE
  * handshake-timeout = SECONDS
- * max-inflight = SIZE
+ * max-inflight = SIZE     hidden = yes|no          (left out of the export list)
+ * allow = ADDR[/BITS] ...  allow = ADDR[/BITS] ...  (who may connect / use it)
+ * max-connections = N
+ * max-connections-per-client = N
  *
  * Exports given with -e come first, then those of config files in order; the
  * first export is also the default (empty) name. */
@@ -23,7 +26,9 @@
 static const char serve_usage[] =
 	"usage: nbdplex serve [-l HOST:PORT]... [-e NAME=ENGINE:SPEC]... [-c FILE] [-r]\n"
 	"                     [--pidfile FILE] [--threads N] [--loops N]\n"
-	"                     [--handshake-timeout SECONDS] [--max-inflight SIZE] [-v]\n"
+	"                     [--handshake-timeout SECONDS] [--max-inflight SIZE]\n"
+	"                     [--allow ADDR[/BITS]]... [--max-connections N]\n"
+	"                     [--max-connections-per-client N] [-v]\n"
 	"\n"
 	"Serves block devices over the NBD protocol, in the foreground.\n"
 	"\n"
@@ -42,6 +47,10 @@ static const char serve_usage[] =
 	"      --loops N            event loops (default one per core)\n"
 	"      --handshake-timeout S   close clients that do not finish the handshake (30)\n"
 	"      --max-inflight SIZE  bytes of requests in flight per connection (64M)\n"
+	"      --allow ADDR[/BITS]  accept clients only from these addresses and ranges;\n"
+	"                           repeatable (per export: allow = in its [export] section)\n"
+	"      --max-connections N  in total\n"
+	"      --max-connections-per-client N   from one address\n"
 	"  -v, --verbose            log every connection's requests at debug level\n"
 	"\n"
 	"Sizes accept K, M, G, T suffixes. SIGINT or SIGTERM finish the requests in\n"
@@ -160,6 +169,12 @@ static int server_setting(struct np_config *cfg, const char *key, const char *v)
 
 		return r < 0 || cfg->max_inflight < NP_MAX_REQUEST ? -EINVAL : 0;
 	}
+	if (!strcmp(key, "allow"))
+		return np_acl_add(&cfg->allow, v);
+	if (!strcmp(key, "max-connections"))
+		return parse_uint(v, 1, 1000000, &cfg->max_connections);
+	if (!strcmp(key, "max-connections-per-client"))
+		return parse_uint(v, 1, 1000000, &cfg->max_connections_per_client);
 	if (!strcmp(key, "pidfile")) {
 		free(cfg->pidfile);
 		cfg->pidfile = strdup(v);
@@ -197,6 +212,10 @@ static int on_ini_line(void *user, const char *section, const char *key, const c
 			r = (e->description = strdup(value)) ? 0 : -ENOMEM;
 		} else if (!strcmp(key, "read-only")) {
 			r = parse_bool(value, &e->readonly);
+		} else if (!strcmp(key, "hidden")) {
+			r = parse_bool(value, &e->hidden);
+		} else if (!strcmp(key, "allow")) {
+			r = np_acl_add(&e->allow, value);
 		}
 	} else {
 		snprintf(ctx->err, sizeof(ctx->err), "unknown section [%s]", section);
@@ -239,7 +258,16 @@ int np_config_load_ini(struct np_config *cfg, const char *path)
 
 int np_config_from_args(struct np_config *cfg, int argc, char **argv)
 {
-	enum { OPT_PIDFILE = 256, OPT_THREADS, OPT_LOOPS, OPT_HS_TIMEOUT, OPT_MAX_INFLIGHT };
+	enum {
+		OPT_PIDFILE = 256,
+		OPT_THREADS,
+		OPT_LOOPS,
+		OPT_HS_TIMEOUT,
+		OPT_MAX_INFLIGHT,
+		OPT_ALLOW,
+		OPT_MAX_CONNS,
+		OPT_MAX_CONNS_CLIENT,
+	};
 	static const struct option opts[] = {
 		{"listen", required_argument, NULL, 'l'},
 		{"export", required_argument, NULL, 'e'},
@@ -252,6 +280,9 @@ int np_config_from_args(struct np_config *cfg, int argc, char **argv)
 		{"loops", required_argument, NULL, OPT_LOOPS},
 		{"handshake-timeout", required_argument, NULL, OPT_HS_TIMEOUT},
 		{"max-inflight", required_argument, NULL, OPT_MAX_INFLIGHT},
+		{"allow", required_argument, NULL, OPT_ALLOW},
+		{"max-connections", required_argument, NULL, OPT_MAX_CONNS},
+		{"max-connections-per-client", required_argument, NULL, OPT_MAX_CONNS_CLIENT},
 		{NULL, 0, NULL, 0},
 	};
 	static const char *const keys[] = {
@@ -260,6 +291,9 @@ int np_config_from_args(struct np_config *cfg, int argc, char **argv)
 		[OPT_LOOPS - 256] = "loops",
 		[OPT_HS_TIMEOUT - 256] = "handshake-timeout",
 		[OPT_MAX_INFLIGHT - 256] = "max-inflight",
+		[OPT_ALLOW - 256] = "allow",
+		[OPT_MAX_CONNS - 256] = "max-connections",
+		[OPT_MAX_CONNS_CLIENT - 256] = "max-connections-per-client",
 	};
 	char **configs = NULL;
 	size_t n_configs = 0;
@@ -296,6 +330,9 @@ int np_config_from_args(struct np_config *cfg, int argc, char **argv)
 		case OPT_LOOPS:
 		case OPT_HS_TIMEOUT:
 		case OPT_MAX_INFLIGHT:
+		case OPT_ALLOW:
+		case OPT_MAX_CONNS:
+		case OPT_MAX_CONNS_CLIENT:
 			if (server_setting(cfg, keys[c - 256], optarg) < 0) {
 				fprintf(stderr, "nbdplex serve: bad value '%s' for --%s\n", optarg,
 					keys[c - 256]);
@@ -336,7 +373,9 @@ void np_config_free(struct np_config *cfg)
 		free(cfg->exports[i].name);
 		free(cfg->exports[i].spec);
 		free(cfg->exports[i].description);
+		np_acl_free(&cfg->exports[i].allow);
 	}
+	np_acl_free(&cfg->allow);
 	free(cfg->exports);
 	free(cfg->pidfile);
 	memset(cfg, 0, sizeof(*cfg));

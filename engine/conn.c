@@ -434,6 +434,7 @@ static void on_close(uv_handle_t *h)
 	if (c->next)
 		c->next->prev = c->prev;
 	l->n_conns--;
+	np_limits_release(&l->srv->limits, (struct sockaddr *)&c->peer_sa);
 	np_hs_free(&c->hs);
 	free(c->in);
 	free(c);
@@ -861,45 +862,43 @@ static void on_handshake_timeout(uv_timer_t *t)
 	np_conn_close(c, "handshake timed out");
 }
 
-void np_conn_accept(struct np_loop *l, int fd)
+static void free_unopened(uv_handle_t *h)
+{
+	struct np_conn *c = container_of((uv_tcp_t *)h, struct np_conn, tcp);
+
+	free(c->in);
+	free(c);
+}
+
+void np_conn_accept(struct np_loop *l, const struct np_accepted *a)
 {
 	struct np_server *srv = l->srv;
 	struct np_conn *c = calloc(1, sizeof(*c));
-	struct sockaddr_storage ss;
-	int len = sizeof(ss);
 
 	if (!c || !(c->in = malloc(NP_INBUF_SIZE))) {
 		np_err("out of memory accepting a connection");
 		free(c);
-		close(fd);
+		np_server_drop_fd(srv, a);
 		return;
 	}
-	if (uv_tcp_init(&l->uv, &c->tcp) < 0 || uv_tcp_open(&c->tcp, fd) < 0) {
+	if (uv_tcp_init(&l->uv, &c->tcp) < 0) {
 		np_err("cannot set up an accepted socket");
-		close(fd);
+		np_server_drop_fd(srv, a);
 		free(c->in);
 		free(c);
+		return;
+	}
+	if (uv_tcp_open(&c->tcp, a->fd) < 0) {
+		np_err("cannot set up an accepted socket");
+		np_server_drop_fd(srv, a);
+		uv_close((uv_handle_t *)&c->tcp, free_unopened);
 		return;
 	}
 	c->loop = l;
 	c->id = atomic_fetch_add(&srv->next_conn_id, 1) + 1;
 	uv_tcp_nodelay(&c->tcp, 1);
-	strcpy(c->peer, "?");
-	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
-		char ip[INET6_ADDRSTRLEN] = "?";
-
-		if (ss.ss_family == AF_INET6) {
-			struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-
-			uv_ip6_name(a, ip, sizeof(ip));
-			snprintf(c->peer, sizeof(c->peer), "[%s]:%u", ip, ntohs(a->sin6_port));
-		} else if (ss.ss_family == AF_INET) {
-			struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-
-			uv_ip4_name(a, ip, sizeof(ip));
-			snprintf(c->peer, sizeof(c->peer), "%s:%u", ip, ntohs(a->sin_port));
-		}
-	}
+	c->peer_sa = a->peer;
+	np_format_peer((struct sockaddr *)&c->peer_sa, c->peer, sizeof(c->peer));
 	c->next = l->conns;
 	if (l->conns)
 		l->conns->prev = c;
@@ -908,7 +907,7 @@ void np_conn_accept(struct np_loop *l, int fd)
 	uv_timer_init(&l->uv, &c->timer);
 	uv_timer_start(&c->timer, on_handshake_timeout, (uint64_t)srv->cfg->handshake_timeout * 1000,
 		       0);
-	np_hs_init(&c->hs, &np_export_hs_ops, srv);
+	np_hs_init(&c->hs, &np_export_hs_ops, c);
 	if (c->hs.why || queue_bytes(c, c->hs.out.data, c->hs.out.len) < 0) {
 		np_conn_close(c, "out of memory");
 		return;

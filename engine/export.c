@@ -58,6 +58,8 @@ static int open_one(struct np_export *ex, const struct np_export_cfg *ec, bool a
 		ex->readonly = true;
 	ex->hs.name = ec->name;
 	ex->hs.description = ec->description;
+	ex->hs.hidden = ec->hidden;
+	ex->allow = &ec->allow;
 	ex->hs.size = ex->ops->get_size(ex->h);
 	ex->hs.tflags = tflags_from_caps(ex->caps, ex->readonly);
 	ex->hs.min_block = 1;
@@ -104,23 +106,36 @@ void np_exports_close(struct np_export *ex, size_t n)
 	free(ex);
 }
 
+/* An export denied to a client does not exist for it: it is neither
+ * listed nor found, so its name is not disclosed. */
+static bool allowed(const struct np_conn *c, const struct np_export *ex)
+{
+	return np_acl_allows(ex->allow, (const struct sockaddr *)&c->peer_sa);
+}
+
 static const struct np_hs_export *hs_lookup(void *ctx, const char *name)
 {
-	struct np_server *srv = ctx;
+	struct np_conn *c = ctx;
+	struct np_server *srv = c->loop->srv;
 
-	if (!*name)
-		return srv->n_exports ? &srv->exports[0].hs : NULL;
-	for (size_t i = 0; i < srv->n_exports; i++)
-		if (strcmp(srv->exports[i].hs.name, name) == 0)
-			return &srv->exports[i].hs;
+	for (size_t i = 0; i < srv->n_exports; i++) {
+		struct np_export *ex = &srv->exports[i];
+
+		if ((!*name && i == 0) || strcmp(ex->hs.name, name) == 0)
+			return allowed(c, ex) ? &ex->hs : NULL;
+	}
 	return NULL;
 }
 
 static const struct np_hs_export *hs_nth(void *ctx, size_t i)
 {
-	struct np_server *srv = ctx;
+	struct np_conn *c = ctx;
+	struct np_server *srv = c->loop->srv;
 
-	return i < srv->n_exports ? &srv->exports[i].hs : NULL;
+	for (size_t k = 0; k < srv->n_exports; k++)
+		if (allowed(c, &srv->exports[k]) && i-- == 0)
+			return &srv->exports[k].hs;
+	return NULL;
 }
 
 const struct np_hs_ops np_export_hs_ops = {.lookup = hs_lookup, .nth = hs_nth};

@@ -28,12 +28,44 @@ void np_log(enum np_log_level level, const char *fmt, ...) __attribute__((format
 			np_log(NP_LOG_DEBUG, __VA_ARGS__);                                         \
 	} while (0)
 
+/* ---- access.c: allow lists and connection limits ---- */
+struct np_cidr {
+	uint8_t addr[16]; /* IPv6, or IPv4-mapped IPv6 */
+	unsigned prefix;  /* bits of addr that must match */
+};
+
+struct np_acl {
+	struct np_cidr *v;
+	size_t n; /* 0: everyone */
+};
+
+int np_cidr_parse(const char *s, struct np_cidr *out);
+/* Adds a list of addresses and ranges separated by spaces or commas. */
+int np_acl_add(struct np_acl *acl, const char *list);
+bool np_acl_allows(const struct np_acl *acl, const struct sockaddr *sa);
+void np_acl_free(struct np_acl *acl);
+
+struct client_count;
+struct np_limits {
+	pthread_mutex_t lock;
+	unsigned max_total, max_per_client, total;
+	struct client_count **buckets;
+};
+
+int np_limits_init(struct np_limits *lim, unsigned max_total, unsigned max_per_client);
+/* Counts a new connection; returns NULL, or why it is refused. */
+const char *np_limits_take(struct np_limits *lim, const struct sockaddr *sa);
+void np_limits_release(struct np_limits *lim, const struct sockaddr *sa);
+void np_limits_free(struct np_limits *lim);
+
 /* ---- config.c ---- */
 struct np_export_cfg {
 	char *name;
 	char *spec; /* ENGINE:SPEC */
 	char *description;
 	bool readonly;
+	bool hidden;        /* left out of NBD_OPT_LIST */
+	struct np_acl allow; /* who may use it (empty: everyone allowed in) */
 };
 
 struct np_config {
@@ -48,6 +80,9 @@ struct np_config {
 	unsigned handshake_timeout;  /* seconds */
 	uint64_t max_inflight;       /* bytes per connection */
 	unsigned shutdown_timeout;   /* seconds to drain on SIGTERM */
+	struct np_acl allow;         /* who may connect at all */
+	unsigned max_connections;    /* 0: no limit */
+	unsigned max_connections_per_client;
 };
 
 /* Fills cfg from argv (serve's options) and any -c files. Returns 0, or
@@ -60,6 +95,7 @@ void np_config_free(struct np_config *cfg);
 /* ---- export.c ---- */
 struct np_export {
 	struct np_hs_export hs; /* name, description, size, flags, block sizes */
+	const struct np_acl *allow;
 	const struct np_storage_ops *ops;
 	void *h;
 	uint32_t caps;
@@ -68,7 +104,7 @@ struct np_export {
 
 int np_exports_open(struct np_export **out, const struct np_config *cfg);
 void np_exports_close(struct np_export *ex, size_t n);
-extern const struct np_hs_ops np_export_hs_ops; /* ctx: struct np_server * */
+extern const struct np_hs_ops np_export_hs_ops; /* ctx: struct np_conn * */
 
 /* ---- pool.c: the worker pool for operations that may block ---- */
 struct np_req;
@@ -87,6 +123,12 @@ void np_pool_submit(struct np_pool *pool, struct np_req *first, struct np_req *l
 void np_pool_stop(struct np_pool *pool);
 
 /* ---- server.c: loops, listeners, lifetime ---- */
+/* A socket accepted by the listener, on its way to a loop. */
+struct np_accepted {
+	int fd;
+	struct sockaddr_storage peer;
+};
+
 struct np_loop {
 	uv_loop_t uv;
 	uv_thread_t thread;
@@ -94,7 +136,7 @@ struct np_loop {
 	unsigned index;
 	uv_async_t wake; /* new sockets, completions and shutdown come in here */
 	pthread_mutex_t lock;
-	int *new_fds; /* guarded by lock */
+	struct np_accepted *new_fds; /* guarded by lock */
 	size_t n_new_fds, cap_new_fds;
 	struct np_req *done_head; /* completions from the pool; guarded by lock */
 	bool shutdown;            /* guarded by lock */
@@ -124,6 +166,7 @@ struct np_server {
 	size_t n_listeners;
 	uv_signal_t sigint, sigterm;
 	atomic_uint_fast64_t next_conn_id;
+	struct np_limits limits;
 	bool stopping;
 	bool signals_ready;
 };
@@ -163,6 +206,7 @@ struct np_conn {
 	bool dirty;
 	uint64_t id;
 	char peer[64];
+	struct sockaddr_storage peer_sa;
 
 	enum { NP_CONN_HANDSHAKE, NP_CONN_TRANSMISSION } phase;
 	struct np_hs hs;
@@ -187,7 +231,11 @@ struct np_conn {
 	bool write_busy;
 };
 
-void np_conn_accept(struct np_loop *l, int fd);
+void np_conn_accept(struct np_loop *l, const struct np_accepted *a);
+/* "ADDR:PORT" or "[V6ADDR]:PORT", for log lines. */
+void np_format_peer(const struct sockaddr *sa, char *out, size_t len);
+/* Closes an accepted socket that never became a connection. */
+void np_server_drop_fd(struct np_server *srv, const struct np_accepted *a);
 /* Stops reading; closes once in-flight requests are answered. */
 void np_conn_drain(struct np_conn *c);
 void np_conn_close(struct np_conn *c, const char *why);

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -34,14 +35,14 @@ void np_loop_complete(struct np_loop *l, struct np_req *req)
 	uv_async_send(&l->wake);
 }
 
-static void loop_push_fd(struct np_loop *l, int fd)
+static void loop_push_fd(struct np_loop *l, const struct np_accepted *a)
 {
 	bool ok = true;
 
 	pthread_mutex_lock(&l->lock);
 	if (l->n_new_fds == l->cap_new_fds) {
 		size_t cap = l->cap_new_fds ? 2 * l->cap_new_fds : 16;
-		int *p = realloc(l->new_fds, cap * sizeof(*p));
+		struct np_accepted *p = realloc(l->new_fds, cap * sizeof(*p));
 
 		if (p) {
 			l->new_fds = p;
@@ -51,11 +52,11 @@ static void loop_push_fd(struct np_loop *l, int fd)
 		}
 	}
 	if (ok)
-		l->new_fds[l->n_new_fds++] = fd;
+		l->new_fds[l->n_new_fds++] = *a;
 	pthread_mutex_unlock(&l->lock);
 	if (!ok) {
 		np_err("out of memory handing a connection to a loop");
-		close(fd);
+		np_server_drop_fd(l->srv, a);
 		return;
 	}
 	uv_async_send(&l->wake);
@@ -71,7 +72,7 @@ static void on_wake(uv_async_t *h)
 {
 	struct np_loop *l = container_of(h, struct np_loop, wake);
 	struct np_req *done, *prev = NULL;
-	int fds[ACCEPT_BATCH];
+	struct np_accepted fds[ACCEPT_BATCH];
 	size_t n_fds = 0;
 	bool shutdown;
 
@@ -99,9 +100,9 @@ static void on_wake(uv_async_t *h)
 	}
 	for (size_t i = 0; i < n_fds; i++) {
 		if (l->draining || shutdown)
-			close(fds[i]);
+			np_server_drop_fd(l->srv, &fds[i]);
 		else
-			np_conn_accept(l, fds[i]);
+			np_conn_accept(l, &fds[i]);
 	}
 	np_loop_flush(l);
 	if (shutdown && !l->draining) {
@@ -191,6 +192,31 @@ static void on_signal(uv_signal_t *s, int signum)
 
 /* ---- listeners ---- */
 
+void np_format_peer(const struct sockaddr *sa, char *out, size_t len)
+{
+	char ip[INET6_ADDRSTRLEN] = "?";
+
+	if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
+
+		uv_ip6_name(a, ip, sizeof(ip));
+		snprintf(out, len, "[%s]:%u", ip, ntohs(a->sin6_port));
+	} else if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
+
+		uv_ip4_name(a, ip, sizeof(ip));
+		snprintf(out, len, "%s:%u", ip, ntohs(a->sin_port));
+	} else {
+		snprintf(out, len, "?");
+	}
+}
+
+void np_server_drop_fd(struct np_server *srv, const struct np_accepted *a)
+{
+	np_limits_release(&srv->limits, (const struct sockaddr *)&a->peer);
+	close(a->fd);
+}
+
 static void on_listen_ready(uv_poll_t *p, int status, int events)
 {
 	struct np_listener *lis = container_of(p, struct np_listener, poll);
@@ -200,15 +226,31 @@ static void on_listen_ready(uv_poll_t *p, int status, int events)
 	if (status < 0 || srv->stopping)
 		return;
 	for (int i = 0; i < ACCEPT_BATCH; i++) {
-		int fd = accept4(lis->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		struct np_accepted a;
+		socklen_t len = sizeof(a.peer);
+		struct sockaddr *ss = (struct sockaddr *)&a.peer;
+		const char *refused = NULL;
 
-		if (fd < 0) {
+		a.fd = accept4(lis->fd, ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (a.fd < 0) {
 			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
 			    errno != ECONNABORTED)
 				np_warn("accept on %s: %s", lis->addr, strerror(errno));
 			break;
 		}
-		loop_push_fd(&srv->loops[srv->next_loop], fd);
+		if (!np_acl_allows(&srv->cfg->allow, ss))
+			refused = "not in the allow list";
+		else
+			refused = np_limits_take(&srv->limits, ss);
+		if (refused) {
+			char peer[64];
+
+			np_format_peer(ss, peer, sizeof(peer));
+			np_warn("refused connection from %s on %s: %s", peer, lis->addr, refused);
+			close(a.fd);
+			continue;
+		}
+		loop_push_fd(&srv->loops[srv->next_loop], &a);
 		srv->next_loop = (srv->next_loop + 1) % srv->n_loops;
 	}
 }
@@ -342,8 +384,12 @@ int np_serve(struct np_config *cfg)
 	srv.n_loops = cfg->loops ? cfg->loops : (unsigned)ncpu;
 	threads = cfg->threads ? cfg->threads : (unsigned)(2 * ncpu < 4 ? 4 : 2 * ncpu);
 
-	if (np_exports_open(&srv.exports, cfg) < 0)
+	if (np_limits_init(&srv.limits, cfg->max_connections, cfg->max_connections_per_client) < 0)
 		return 1;
+	if (np_exports_open(&srv.exports, cfg) < 0) {
+		np_limits_free(&srv.limits);
+		return 1;
+	}
 	srv.n_exports = cfg->n_exports;
 	srv.loops = calloc(srv.n_loops, sizeof(*srv.loops));
 	srv.listeners = calloc(cfg->n_listen, sizeof(*srv.listeners));
@@ -407,5 +453,6 @@ out_close_exports:
 	free(srv.loops);
 	free(srv.listeners);
 	np_exports_close(srv.exports, srv.n_exports);
+	np_limits_free(&srv.limits);
 	return ret;
 }

@@ -1,6 +1,6 @@
 # Unit tests (C) and integration tests that drive real NBD clients.
 
-foreach(t codec handshake)
+foreach(t codec handshake access)
   add_executable(test_${t} tests/unit/test_${t}.c)
   target_link_libraries(test_${t} PRIVATE npcore)
   add_test(NAME unit_${t} COMMAND test_${t})
@@ -9,7 +9,7 @@ endforeach()
 
 # Each integration script gets the binary's path and runs alone: they
 # start servers on ports of their own and measure nothing.
-file(GLOB NP_INTEGRATION_TESTS ${CMAKE_SOURCE_DIR}/tests/integration/*.sh)
+file(GLOB NP_INTEGRATION_TESTS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/integration/*.sh)
 foreach(script ${NP_INTEGRATION_TESTS})
   get_filename_component(name ${script} NAME_WE)
   add_test(NAME ${name} COMMAND bash ${script})

@@ -31,8 +31,9 @@ class Closed(Exception):
 
 
 class Client:
-    def __init__(self, port, timeout=10):
-        self.s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    def __init__(self, port, timeout=10, source="127.0.0.1", host="127.0.0.1"):
+        self.s = socket.create_connection((host, port), timeout=timeout,
+                                          source_address=(source, 0))
         self.extended = False
         self.cookie = 0
 

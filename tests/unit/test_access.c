@@ -1,0 +1,87 @@
+/* Allow lists: address and range parsing and matching, v4 and v6. */
+#include <arpa/inet.h>
+#include <string.h>
+
+#include "engine/internal.h"
+#include "tests/unit/check.h"
+
+static struct sockaddr_storage addr(const char *ip)
+{
+	struct sockaddr_storage ss;
+
+	memset(&ss, 0, sizeof(ss));
+	if (strchr(ip, ':')) {
+		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+
+		a->sin6_family = AF_INET6;
+		inet_pton(AF_INET6, ip, &a->sin6_addr);
+	} else {
+		struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+
+		a->sin_family = AF_INET;
+		inet_pton(AF_INET, ip, &a->sin_addr);
+	}
+	return ss;
+}
+
+static bool allows(const struct np_acl *acl, const char *ip)
+{
+	struct sockaddr_storage ss = addr(ip);
+
+	return np_acl_allows(acl, (struct sockaddr *)&ss);
+}
+
+int main(void)
+{
+	struct np_acl acl = {0};
+	struct np_cidr c;
+	struct np_limits lim;
+	struct sockaddr_storage a1 = addr("10.0.0.1"), a2 = addr("10.0.0.2");
+
+	CHECK(allows(&acl, "1.2.3.4")); /* empty list: everyone */
+	CHECK(np_acl_add(&acl, "10.1.0.0/16, 192.168.5.7 fd00::/8") == 0);
+	CHECK(acl.n == 3);
+	CHECK(allows(&acl, "10.1.200.3"));
+	CHECK(!allows(&acl, "10.2.0.1"));
+	CHECK(allows(&acl, "192.168.5.7"));
+	CHECK(!allows(&acl, "192.168.5.8"));
+	CHECK(allows(&acl, "fd12:3456::1"));
+	CHECK(!allows(&acl, "fe80::1"));
+	/* A v4 client seen through a dual-stack socket matches v4 rules. */
+	CHECK(allows(&acl, "::ffff:10.1.2.3"));
+	CHECK(!allows(&acl, "::ffff:10.9.2.3"));
+	np_acl_free(&acl);
+
+	CHECK(np_acl_add(&acl, "10.0.0.0/7") == 0); /* a prefix not on a byte */
+	CHECK(allows(&acl, "11.255.255.255"));
+	CHECK(!allows(&acl, "12.0.0.0"));
+	np_acl_free(&acl);
+	CHECK(np_acl_add(&acl, "0.0.0.0/0") == 0);
+	CHECK(allows(&acl, "8.8.8.8"));
+	CHECK(!allows(&acl, "::1")); /* a v4 range does not match v6 */
+	np_acl_free(&acl);
+
+	CHECK(np_cidr_parse("1.2.3.4/33", &c) < 0);
+	CHECK(np_cidr_parse("::1/129", &c) < 0);
+	CHECK(np_cidr_parse("1.2.3", &c) < 0);
+	CHECK(np_cidr_parse("1.2.3.4/x", &c) < 0);
+	CHECK(np_cidr_parse("host.example", &c) < 0);
+	CHECK(np_acl_add(&acl, "1.2.3.4 bogus") < 0);
+	np_acl_free(&acl);
+
+	/* Limits: 3 in total, 2 per address, released on close. */
+	CHECK(np_limits_init(&lim, 3, 2) == 0);
+	CHECK(np_limits_take(&lim, (struct sockaddr *)&a1) == NULL);
+	CHECK(np_limits_take(&lim, (struct sockaddr *)&a1) == NULL);
+	CHECK(np_limits_take(&lim, (struct sockaddr *)&a1) != NULL);
+	CHECK(np_limits_take(&lim, (struct sockaddr *)&a2) == NULL);
+	CHECK(np_limits_take(&lim, (struct sockaddr *)&a2) != NULL); /* total */
+	np_limits_release(&lim, (struct sockaddr *)&a1);
+	CHECK(np_limits_take(&lim, (struct sockaddr *)&a2) == NULL);
+	np_limits_release(&lim, (struct sockaddr *)&a1);
+	np_limits_release(&lim, (struct sockaddr *)&a2);
+	np_limits_release(&lim, (struct sockaddr *)&a2);
+	CHECK(lim.total == 0);
+	np_limits_free(&lim);
+	return check_done();
+}
