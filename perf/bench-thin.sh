@@ -13,7 +13,7 @@ usage() {
 	cat <<'EOF'
 usage: perf/bench-thin.sh [--runtime S] [--rounds N] [--dir DIR] [--out FILE] [--no-64g]
   --runtime S   seconds per fio run (default 8)
-  --rounds N    alternating rounds of each write job (default 2)
+  --rounds N    alternating rounds of each write job (default 2; 0: snapshots only)
   --dir DIR     where pools and files live (default /dev/shm)
   --out FILE    report (default perf/RESULTS-thin.md)
   --no-64g      skip populating a 64 GiB volume (1M writes, about a minute)
@@ -141,16 +141,20 @@ done
 # Snapshot time on fully mapped volumes: one 4k write per 64k chunk maps
 # every chunk without writing 64 GiB of data (--io_size stops fio after one
 # pass; it would otherwise wrap around until it had written --size).
-snap_ms() { # VOLUME TAG: median of 3 snapshots, in ms
+# cmd_ms CMD...: min and median wall time of 5 runs, "min / median" in ms.
+# The min is the figure least disturbed by other load on the machine.
+cmd_ms() {
 	local i t0 t1 all=()
-	for i in 1 2 3; do
+	for i in 1 2 3 4 5; do
 		t0=$(date +%s%N)
-		"$NBDPLEX" volume snapshot "$WORK/pool" "$1" "$1-s$i" >/dev/null || die "snapshot $1"
+		"$@" "$i" >/dev/null || die "$* failed"
 		t1=$(date +%s%N)
 		all+=($(((t1 - t0) / 1000)))
 	done
-	printf '%s\n' "${all[@]}" | sort -n | sed -n 2p | awk '{ printf "%.2f", $1 / 1000 }'
+	printf '%s\n' "${all[@]}" | sort -n | awk '{ v[NR] = $1 } END { printf "%.1f / %.1f", v[1] / 1000, v[3] / 1000 }'
 }
+snap() { "$NBDPLEX" volume snapshot "$WORK/pool" "$1" "$1-$2-s$3"; }
+startup() { "$NBDPLEX" volume --help; }
 rm -rf "$WORK/pool"
 # 64 GiB of chunks, sparse: init refuses a --size larger than the free
 # space, but takes an existing file at its size.
@@ -161,18 +165,25 @@ truncate -s 80G "$WORK/data80" || die "truncate"
 start -e v1g=thin:"$WORK/pool/v1g" -e v64g=thin:"$WORK/pool/v64g"
 log "mapping every chunk of v1g"
 fio_run map-1g v1g 1G --rw=write:60k --io_size=64M --iodepth=32 >/dev/null
-SNAP1=$(snap_ms v1g)
+BASE=$(cmd_ms startup)
+SNAP1=$(cmd_ms snap v1g live)
 SNAP64=skipped
 if [ "$BIG" = 1 ]; then
 	log "mapping every chunk of v64g (1M writes)"
 	fio_run map-64g v64g 64G --rw=write:60k --io_size=4G --iodepth=32 >/dev/null
-	SNAP64=$(snap_ms v64g)
+	SNAP64=$(cmd_ms snap v64g live)
 fi
 "$NBDPLEX" volume list "$WORK/pool" >"$RAW/list.txt"
 stop
+# Without a server the tool opens the pool itself: the figure includes
+# opening RocksDB and loading the allocation bitmap.
+DSNAP1=$(cmd_ms snap v1g direct)
+DSNAP64=skipped
+[ "$BIG" = 1 ] && DSNAP64=$(cmd_ms snap v64g direct)
 
-avg() { python3 -c "print('%.0f' % (${SUM[$1]} / ${N[$1]}))"; }
-cpu() { python3 -c "print('%.1f' % (${CPU[$1]} / ${N[$1]}))"; }
+avg() { [ -n "${N[$1]:-}" ] && python3 -c "print('%.0f' % (${SUM[$1]} / ${N[$1]}))" || echo -; }
+cpu() { [ -n "${N[$1]:-}" ] && python3 -c "print('%.1f' % (${CPU[$1]} / ${N[$1]}))" || echo -; }
+ratio() { [ -n "${N[$1]:-}" ] && python3 -c "print('%.2f' % (${SUM[$1]} / ${SUM[$2]}))" || echo -; }
 {
 	echo "# Thin engine vs file engine"
 	echo
@@ -184,21 +195,26 @@ cpu() { python3 -c "print('%.1f' % (${CPU[$1]} / ${N[$1]}))"; }
 	echo "| job | file IOPS | thin IOPS | thin/file | file CPU us/op | thin CPU us/op |"
 	echo "|---|---:|---:|---:|---:|---:|"
 	echo "| randwrite 4k, fresh space (64 GiB) | $(avg file_fresh) | $(avg thin_fresh) |" \
-		"$(python3 -c "print('%.2f' % (${SUM[thin_fresh]} / ${SUM[file_fresh]}))") |" \
+		"$(ratio thin_fresh file_fresh) |" \
 		"$(cpu file_fresh) | $(cpu thin_fresh) |"
 	echo "| randwrite 4k, written 1 GiB | $(avg file_written) | $(avg thin_written) |" \
-		"$(python3 -c "print('%.2f' % (${SUM[thin_written]} / ${SUM[file_written]}))") |" \
+		"$(ratio thin_written file_written) |" \
 		"$(cpu file_written) | $(cpu thin_written) |"
 	echo "| randwrite 4k, 1 GiB just snapshotted (copy on write) | - | $(avg thin_cow) | - | - | $(cpu thin_cow) |"
 	echo
-	echo "Snapshot of a volume whose every chunk is mapped, through the control socket"
-	echo "of the running server (median of 3 successive snapshots, wall time of"
-	echo "\`nbdplex volume snapshot\` including process start):"
+	echo "Snapshot of a volume whose every chunk is mapped (\`nbdplex volume snapshot\`"
+	echo "wall time, min / median of 5 successive snapshots, in ms; each adds a level"
+	echo "to the volume's chain). Live: through the running server's control socket."
+	echo "Direct: no server, the tool opens the pool. Process start alone"
+	echo "(\`nbdplex volume --help\`): $BASE ms."
 	echo
-	echo "| volume | chunks mapped | snapshot ms |"
-	echo "|---|---:|---:|"
-	echo "| 1 GiB | 16384 | $SNAP1 |"
-	echo "| 64 GiB | $([ "$BIG" = 1 ] && echo 1048576 || echo -) | $SNAP64 |"
+	echo "| volume | chunks mapped | live | direct |"
+	echo "|---|---:|---:|---:|"
+	echo "| 1 GiB | 16384 | $SNAP1 | $DSNAP1 |"
+	echo "| 64 GiB | $([ "$BIG" = 1 ] && echo 1048576 || echo -) | $SNAP64 | $DSNAP64 |"
+	echo
+	echo "Group commit: $(grep '^#' "$RAW/list.txt" | sed 's/.*commits/commits/') while mapping"
+	echo "(metadata batches written / writes that allocated, since the server started)."
 	echo
 	echo "Raw output: \`${RAW#"$ROOT"/}\`."
 } >"$OUT"
