@@ -33,6 +33,10 @@ extern const struct np_storage_ops np_storage_raw;
 #define MAX_IOS      1024
 
 static int failures;
+/* The loop's thread, and whether submit() is running: done must come on
+ * that thread and never from inside submit(). */
+static pthread_t loop_thread;
+static bool in_submit;
 
 static void check(int ok, const char *fmt, ...)
 {
@@ -92,6 +96,8 @@ static void tio_done(struct np_io *io)
 
 	check(!x->finished, "done called twice for cmd %u at %llu", io->cmd,
 	      (unsigned long long)io->offset);
+	check(pthread_equal(pthread_self(), loop_thread), "done called off the loop thread");
+	check(!in_submit, "done called from inside submit()");
 	x->finished++;
 	x->t->outstanding--;
 }
@@ -141,7 +147,9 @@ static void submit(struct t *t, struct tio *xs, unsigned n)
 	for (i = 0; i < n; i++)
 		ptrs[i] = &xs[i].io;
 	t->outstanding += n;
+	in_submit = true;
 	t->ops->submit(t->lh, ptrs, n);
+	in_submit = false;
 	wait_all(t);
 }
 
@@ -498,6 +506,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	alarm(10 * WAIT_SECONDS); /* a hang fails the test rather than CI */
+	loop_thread = pthread_self();
 	t.ops = &np_storage_raw;
 	t.backing = argv[2];
 	t.rng = getenv("RAW_SEED") ? strtoull(getenv("RAW_SEED"), NULL, 0) : (uint64_t)time(NULL);
