@@ -146,15 +146,20 @@ static int npk_cmd_type(struct request *rq, u16 *type, u16 *flags)
 	}
 }
 
-/* Pushes out data that earlier sends of this batch left corked. */
+/*
+ * Pushes out data that earlier sends of this batch left corked. Dispatch
+ * can run on one hctx from several tasks at once, hence the atomic bit ops:
+ * whoever sets a bit pushes it at the end of its own batch at the latest.
+ */
 static void npk_uncork(struct npk_dev *dev, struct npk_hctx *h, int except)
 {
-	while (h->corked) {
-		int slot = __ffs(h->corked);
+	int slot;
+
+	for (slot = 0; slot < NPK_MAX_CHANNELS; slot++) {
 		struct npk_chan *chan;
 
-		h->corked &= ~BIT(slot);
-		if (slot == except)
+		if (!test_bit(slot, &h->corked) || !test_and_clear_bit(slot, &h->corked) ||
+		    slot == except)
 			continue;
 		chan = npk_chan_get_slot(dev, slot);
 		if (!chan)
@@ -245,7 +250,7 @@ static blk_status_t npk_queue_rq(struct blk_mq_hw_ctx *hctx,
 		ret = npk_send(chan, rq, more);
 		if (!ret) {
 			if (more)
-				h->corked |= BIT(chan->slot);
+				set_bit(chan->slot, &h->corked);
 			else
 				npk_uncork(dev, h, chan->slot);
 		}

@@ -83,6 +83,8 @@ static void npk_set_limits(struct npk_dev *dev, u32 bs)
 	blk_queue_logical_block_size(q, bs);
 	blk_queue_physical_block_size(q, bs);
 	blk_queue_max_hw_sectors(q, clamp(max_request_kb, 64U, 32768U) * 2);
+	/* The block layer caps the soft limit lower; the server takes it all. */
+	q->limits.max_sectors = queue_max_hw_sectors(q);
 	blk_queue_max_segments(q, USHRT_MAX);
 	blk_queue_max_segment_size(q, UINT_MAX);
 	blk_queue_rq_timeout(q, npk_io_timeout * HZ);

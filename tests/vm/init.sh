@@ -23,6 +23,10 @@ mount -t tmpfs -o size=1200M tmp /host/tmp
 mount -t tmpfs tmp /host/run
 mount -t tmpfs tmp /host/var/tmp
 mount -t tmpfs tmp /host/mnt
+# No name server is reachable from the guest: make lookups fail at once
+# rather than time out (nbd-server resolves its clients' names).
+: >/host/run/resolv.conf
+mount --bind /host/run/resolv.conf /host/etc/resolv.conf
 # The kernel runs its module loader in this root: hand requests to the host's.
 mkdir -p /sbin
 printf '#!/bin/sh\nexec /bin/chroot /host /sbin/modprobe "$@"\n' >/sbin/modprobe
@@ -35,6 +39,7 @@ for a in $(cat /proc/cmdline); do
 	esac
 done
 echo 30 >/proc/sys/kernel/hung_task_timeout_secs
+echo 1 >/proc/sys/kernel/sysrq
 echo "NPVM: running $script $args"
 chroot /host /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/tmp \
 	NPVM_BUILD="$NPVM_BUILD" /bin/bash "$script" $args </dev/null 2>&1

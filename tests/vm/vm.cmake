@@ -18,3 +18,8 @@ endfunction()
 
 np_vm_test(vm_attach_fs 900 attach-fs.sh nbdkit)
 np_vm_test(vm_detach 600 detach.sh)
+np_vm_test(vm_stock_nbdkit 900 stock-nbd.sh nbdkit)
+np_vm_test(vm_stock_nbdplex 900 stock-nbd.sh nbdplex)
+np_vm_test(vm_attach_raw_nbdkit 600 attach-raw.sh nbdkit)
+np_vm_test(vm_attach_raw_nbd_server 600 attach-raw.sh nbd-server)
+np_vm_test(vm_attach_raw_nbdplex 600 attach-raw.sh nbdplex)
