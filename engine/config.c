@@ -9,7 +9,11 @@
  * max-inflight = SIZE     hidden = yes|no          (left out of the export list)
  * allow = ADDR[/BITS] ...  allow = ADDR[/BITS] ...  (who may connect / use it)
  * max-connections = N
- * max-connections-per-client = N
+ * max-connections-per-client = N                     tls-only = yes|no
+ * tls = off|on|require
+ * tls-certificates = DIR
+ * tls-psk = FILE
+ * tls-verify-peer = yes|no
  *
  * Exports given with -e come first, then those of config files in order; the
  * first export is also the default (empty) name. */
@@ -28,7 +32,8 @@ static const char serve_usage[] =
 	"                     [--pidfile FILE] [--threads N] [--loops N]\n"
 	"                     [--handshake-timeout SECONDS] [--max-inflight SIZE]\n"
 	"                     [--allow ADDR[/BITS]]... [--max-connections N]\n"
-	"                     [--max-connections-per-client N] [-v]\n"
+	"                     [--max-connections-per-client N] [--tls off|on|require]\n"
+	"                     [--tls-certificates DIR] [--tls-psk FILE] [--tls-verify-peer] [-v]\n"
 	"\n"
 	"Serves block devices over the NBD protocol, in the foreground.\n"
 	"\n"
@@ -51,6 +56,11 @@ static const char serve_usage[] =
 	"                           repeatable (per export: allow = in its [export] section)\n"
 	"      --max-connections N  in total\n"
 	"      --max-connections-per-client N   from one address\n"
+	"      --tls off|on|require TLS through STARTTLS: refused, offered, or required\n"
+	"                           (on when credentials are given; per export: tls-only = yes)\n"
+	"      --tls-certificates DIR   ca-cert.pem, server-cert.pem, server-key.pem\n"
+	"      --tls-psk FILE       pre-shared keys in psktool's format (USER:HEXKEY)\n"
+	"      --tls-verify-peer    require client certificates signed by ca-cert.pem\n"
 	"  -v, --verbose            log every connection's requests at debug level\n"
 	"\n"
 	"Sizes accept K, M, G, T suffixes. SIGINT or SIGTERM finish the requests in\n"
@@ -175,6 +185,27 @@ static int server_setting(struct np_config *cfg, const char *key, const char *v)
 		return parse_uint(v, 1, 1000000, &cfg->max_connections);
 	if (!strcmp(key, "max-connections-per-client"))
 		return parse_uint(v, 1, 1000000, &cfg->max_connections_per_client);
+	if (!strcmp(key, "tls")) {
+		cfg->tls_mode_set = true;
+		if (!strcmp(v, "off"))
+			cfg->tls_mode = NP_TLS_OFF;
+		else if (!strcmp(v, "on"))
+			cfg->tls_mode = NP_TLS_ON;
+		else if (!strcmp(v, "require"))
+			cfg->tls_mode = NP_TLS_REQUIRE;
+		else
+			return -EINVAL;
+		return 0;
+	}
+	if (!strcmp(key, "tls-verify-peer"))
+		return parse_bool(v, &cfg->tls_verify_peer);
+	if (!strcmp(key, "tls-certificates") || !strcmp(key, "tls-psk")) {
+		char **dst = key[4] == 'c' ? &cfg->tls_certificates : &cfg->tls_psk;
+
+		free(*dst);
+		*dst = strdup(v);
+		return *dst ? 0 : -ENOMEM;
+	}
 	if (!strcmp(key, "pidfile")) {
 		free(cfg->pidfile);
 		cfg->pidfile = strdup(v);
@@ -212,6 +243,8 @@ static int on_ini_line(void *user, const char *section, const char *key, const c
 			r = (e->description = strdup(value)) ? 0 : -ENOMEM;
 		} else if (!strcmp(key, "read-only")) {
 			r = parse_bool(value, &e->readonly);
+		} else if (!strcmp(key, "tls-only")) {
+			r = parse_bool(value, &e->tls_only);
 		} else if (!strcmp(key, "hidden")) {
 			r = parse_bool(value, &e->hidden);
 		} else if (!strcmp(key, "allow")) {
@@ -267,6 +300,10 @@ int np_config_from_args(struct np_config *cfg, int argc, char **argv)
 		OPT_ALLOW,
 		OPT_MAX_CONNS,
 		OPT_MAX_CONNS_CLIENT,
+		OPT_TLS,
+		OPT_TLS_CERTS,
+		OPT_TLS_PSK,
+		OPT_TLS_VERIFY,
 	};
 	static const struct option opts[] = {
 		{"listen", required_argument, NULL, 'l'},
@@ -283,6 +320,10 @@ int np_config_from_args(struct np_config *cfg, int argc, char **argv)
 		{"allow", required_argument, NULL, OPT_ALLOW},
 		{"max-connections", required_argument, NULL, OPT_MAX_CONNS},
 		{"max-connections-per-client", required_argument, NULL, OPT_MAX_CONNS_CLIENT},
+		{"tls", required_argument, NULL, OPT_TLS},
+		{"tls-certificates", required_argument, NULL, OPT_TLS_CERTS},
+		{"tls-psk", required_argument, NULL, OPT_TLS_PSK},
+		{"tls-verify-peer", no_argument, NULL, OPT_TLS_VERIFY},
 		{NULL, 0, NULL, 0},
 	};
 	static const char *const keys[] = {
@@ -294,6 +335,10 @@ int np_config_from_args(struct np_config *cfg, int argc, char **argv)
 		[OPT_ALLOW - 256] = "allow",
 		[OPT_MAX_CONNS - 256] = "max-connections",
 		[OPT_MAX_CONNS_CLIENT - 256] = "max-connections-per-client",
+		[OPT_TLS - 256] = "tls",
+		[OPT_TLS_CERTS - 256] = "tls-certificates",
+		[OPT_TLS_PSK - 256] = "tls-psk",
+		[OPT_TLS_VERIFY - 256] = "tls-verify-peer",
 	};
 	char **configs = NULL;
 	size_t n_configs = 0;
@@ -333,9 +378,13 @@ int np_config_from_args(struct np_config *cfg, int argc, char **argv)
 		case OPT_ALLOW:
 		case OPT_MAX_CONNS:
 		case OPT_MAX_CONNS_CLIENT:
-			if (server_setting(cfg, keys[c - 256], optarg) < 0) {
-				fprintf(stderr, "nbdplex serve: bad value '%s' for --%s\n", optarg,
-					keys[c - 256]);
+		case OPT_TLS:
+		case OPT_TLS_CERTS:
+		case OPT_TLS_PSK:
+		case OPT_TLS_VERIFY:
+			if (server_setting(cfg, keys[c - 256], optarg ? optarg : "yes") < 0) {
+				fprintf(stderr, "nbdplex serve: bad value '%s' for --%s\n",
+					optarg ? optarg : "", keys[c - 256]);
 				r = 2;
 			}
 			break;
@@ -359,6 +408,9 @@ int np_config_from_args(struct np_config *cfg, int argc, char **argv)
 		fprintf(stderr, "nbdplex serve: no export given (use -e NAME=ENGINE:SPEC)\n");
 		r = 2;
 	}
+	/* Credentials alone turn TLS on (optional for clients). */
+	if (r == 0 && !cfg->tls_mode_set && (cfg->tls_certificates || cfg->tls_psk))
+		cfg->tls_mode = NP_TLS_ON;
 	if (r == 0 && cfg->n_listen == 0)
 		r = add_str(&cfg->listen, &cfg->n_listen, "0.0.0.0:10809") ? 1 : 0;
 	return r;
@@ -378,5 +430,7 @@ void np_config_free(struct np_config *cfg)
 	np_acl_free(&cfg->allow);
 	free(cfg->exports);
 	free(cfg->pidfile);
+	free(cfg->tls_certificates);
+	free(cfg->tls_psk);
 	memset(cfg, 0, sizeof(*cfg));
 }

@@ -32,7 +32,7 @@ struct batch {
 	unsigned n_async;
 };
 
-static void conn_process(struct np_conn *c);
+static void conn_input(struct np_conn *c);
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void conn_flush(struct np_conn *c);
@@ -70,11 +70,11 @@ static void resume_if_drained(struct np_conn *c)
 			uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 			c->reading = true;
 		}
-		conn_process(c);
+		conn_input(c);
 	}
 }
 
-static void req_free(struct np_req *r)
+void np_req_free(struct np_req *r)
 {
 	struct np_conn *c = r->conn;
 
@@ -95,22 +95,35 @@ static void out_append(struct np_conn *c, struct np_req *r)
 	mark_dirty(c);
 }
 
-/* Queues raw bytes (handshake replies) for sending. */
-static int queue_bytes(struct np_conn *c, const void *data, size_t len)
+static int queue_copy(struct np_conn *c, const void *data, size_t len, bool wire)
 {
 	struct np_req *r = req_new(c);
 
 	if (!r || !(r->io.buf = malloc(len))) {
 		if (r)
-			req_free(r);
+			np_req_free(r);
 		return -1;
 	}
 	memcpy(r->io.buf, data, len);
+	r->wire = wire;
+	r->charge += len;
+	c->inflight_bytes += len;
 	r->iov[0].iov_base = r->io.buf;
 	r->iov[0].iov_len = len;
 	r->n_iov = 1;
 	out_append(c, r);
 	return 0;
+}
+
+/* Queues handshake replies: in clear before TLS, encrypted after. */
+static int queue_bytes(struct np_conn *c, const void *data, size_t len)
+{
+	return queue_copy(c, data, len, !c->tls_up);
+}
+
+int np_conn_queue_wire(struct np_conn *c, const void *data, size_t len)
+{
+	return queue_copy(c, data, len, true);
 }
 
 /* ---- replies ---- */
@@ -281,7 +294,7 @@ void np_req_done(struct np_io *io)
 
 	c->engine_busy--;
 	if (c->closing && !c->graceful) {
-		req_free(r);
+		np_req_free(r);
 		try_finish(c);
 		return;
 	}
@@ -320,7 +333,7 @@ static void advance(struct np_conn *c, size_t written)
 			c->out_head = r->next;
 			if (!c->out_head)
 				c->out_tail = NULL;
-			req_free(r);
+			np_req_free(r);
 		}
 	}
 }
@@ -332,7 +345,7 @@ static void on_write(uv_write_t *w, int status)
 	while (c->writing) {
 		struct np_req *next = c->writing->next;
 
-		req_free(c->writing);
+		np_req_free(c->writing);
 		c->writing = next;
 	}
 	c->write_busy = false;
@@ -352,7 +365,13 @@ static void conn_flush(struct np_conn *c)
 	unsigned n;
 	int w;
 
-	if (c->write_busy || c->closed || (c->closing && !c->graceful))
+	if (c->closed || (c->closing && !c->graceful))
+		goto out;
+	if (c->tls_up && c->out_tail && !c->out_tail->wire && np_tls_encrypt(c) < 0) {
+		np_conn_close(c, "TLS: cannot encrypt");
+		return;
+	}
+	if (c->write_busy)
 		goto out;
 	while (c->out_head) {
 		n = gather(c->out_head, bufs, &stop);
@@ -413,13 +432,13 @@ static void on_close(uv_handle_t *h)
 	while (c->out_head) {
 		struct np_req *next = c->out_head->next;
 
-		req_free(c->out_head);
+		np_req_free(c->out_head);
 		c->out_head = next;
 	}
 	if (c->payload_req)
-		req_free(c->payload_req);
+		np_req_free(c->payload_req);
 	if (c->skip_req)
-		req_free(c->skip_req);
+		np_req_free(c->skip_req);
 	if (c->dirty) {
 		struct np_conn **pp = &l->dirty;
 
@@ -436,6 +455,7 @@ static void on_close(uv_handle_t *h)
 	l->n_conns--;
 	np_limits_release(&l->srv->limits, (struct sockaddr *)&c->peer_sa);
 	np_hs_free(&c->hs);
+	np_tls_conn_free(c);
 	free(c->in);
 	free(c);
 	np_loop_conn_gone(l);
@@ -482,11 +502,11 @@ void np_conn_drain(struct np_conn *c)
 	stop_reading(c);
 	/* A refused WRITE's payload still arriving is simply not read. */
 	if (c->payload_req) {
-		req_free(c->payload_req);
+		np_req_free(c->payload_req);
 		c->payload_req = NULL;
 	}
 	if (c->skip_req) {
-		req_free(c->skip_req);
+		np_req_free(c->skip_req);
 		c->skip_req = NULL;
 	}
 	try_finish(c);
@@ -770,9 +790,17 @@ static void start_transmission(struct np_conn *c)
 		c->meta_base_allocation ? ", base:allocation" : "");
 }
 
-static void conn_process(struct np_conn *c)
+static void conn_input(struct np_conn *c)
 {
-	if (c->closing)
+	if (c->tls_up)
+		np_tls_pump(c);
+	else
+		np_conn_process(c);
+}
+
+void np_conn_process(struct np_conn *c)
+{
+	if (c->closing || (c->tls && !c->tls_up))
 		return;
 	if (c->phase == NP_CONN_HANDSHAKE) {
 		size_t used = 0;
@@ -785,6 +813,12 @@ static void conn_process(struct np_conn *c)
 				return;
 			}
 			c->hs.out.len = 0;
+		}
+		if (st == NP_HS_STARTTLS) {
+			np_loop_flush(c->loop); /* the ACK goes out in clear first */
+			if (np_tls_start(c) < 0)
+				np_conn_close(c, "TLS: cannot start a session");
+			return;
 		}
 		if (st == NP_HS_CLOSE) {
 			np_info("conn %llu from %s: handshake ended: %s", (unsigned long long)c->id,
@@ -810,6 +844,14 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 	struct np_conn *c = container_of((uv_tcp_t *)h, struct np_conn, tcp);
 
 	(void)suggested;
+	if (c->tls) {
+		uint8_t *p;
+		size_t len;
+
+		np_tls_recv_space(c, &p, &len);
+		*buf = uv_buf_init((char *)p, (unsigned)len);
+		return;
+	}
 	if (c->payload_req && c->in_len == 0) {
 		/* The rest of a WRITE payload goes straight to its buffer. */
 		struct np_req *r = c->payload_req;
@@ -837,6 +879,11 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		np_loop_flush(c->loop);
 		return;
 	}
+	if (c->tls) {
+		np_tls_input(c, (size_t)nread);
+		np_loop_flush(c->loop);
+		return;
+	}
 	if ((uint8_t *)buf->base >= c->in && (uint8_t *)buf->base < c->in + NP_INBUF_SIZE) {
 		c->in_len += (size_t)nread;
 	} else {
@@ -851,7 +898,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 			submit_batch(c, &b);
 		}
 	}
-	conn_process(c);
+	np_conn_process(c);
 	np_loop_flush(c->loop);
 }
 
@@ -908,6 +955,7 @@ void np_conn_accept(struct np_loop *l, const struct np_accepted *a)
 	uv_timer_start(&c->timer, on_handshake_timeout, (uint64_t)srv->cfg->handshake_timeout * 1000,
 		       0);
 	np_hs_init(&c->hs, &np_export_hs_ops, c);
+	c->hs.tls_mode = srv->cfg->tls_mode;
 	if (c->hs.why || queue_bytes(c, c->hs.out.data, c->hs.out.len) < 0) {
 		np_conn_close(c, "out of memory");
 		return;

@@ -59,6 +59,7 @@ static int open_one(struct np_export *ex, const struct np_export_cfg *ec, bool a
 	ex->hs.name = ec->name;
 	ex->hs.description = ec->description;
 	ex->hs.hidden = ec->hidden;
+	ex->hs.tls_only = ec->tls_only;
 	ex->allow = &ec->allow;
 	ex->hs.size = ex->ops->get_size(ex->h);
 	ex->hs.tflags = tflags_from_caps(ex->caps, ex->readonly);

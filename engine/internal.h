@@ -65,6 +65,7 @@ struct np_export_cfg {
 	char *description;
 	bool readonly;
 	bool hidden;        /* left out of NBD_OPT_LIST */
+	bool tls_only;      /* refused to clients without TLS */
 	struct np_acl allow; /* who may use it (empty: everyone allowed in) */
 };
 
@@ -83,6 +84,11 @@ struct np_config {
 	struct np_acl allow;         /* who may connect at all */
 	unsigned max_connections;    /* 0: no limit */
 	unsigned max_connections_per_client;
+	enum np_tls_mode tls_mode;
+	char *tls_certificates; /* DIR with ca-cert.pem, server-cert.pem, server-key.pem */
+	char *tls_psk;          /* psktool's format */
+	bool tls_verify_peer;   /* require a client certificate signed by the CA */
+	bool tls_mode_set;
 };
 
 /* Fills cfg from argv (serve's options) and any -c files. Returns 0, or
@@ -167,6 +173,7 @@ struct np_server {
 	uv_signal_t sigint, sigterm;
 	atomic_uint_fast64_t next_conn_id;
 	struct np_limits limits;
+	struct np_tls *tls;
 	bool stopping;
 	bool signals_ready;
 };
@@ -190,6 +197,7 @@ struct np_req {
 	uint64_t cookie;
 	uint32_t error;     /* NBD error decided before any engine ran */
 	uint64_t charge;    /* bytes counted against the in-flight cap */
+	bool wire;          /* bytes to send as they are (not to encrypt) */
 	struct iovec iov[2 * NP_MAX_CHUNKS + 1];
 	unsigned n_iov, iov_done;
 	void *extra; /* heap payload to free with the reply (extents, text) */
@@ -225,6 +233,12 @@ struct np_conn {
 	unsigned engine_busy; /* requests an engine or the pool still holds */
 	bool reading, paused, closing, graceful, closed;
 
+	void *tls;          /* gnutls_session_t once STARTTLS was accepted */
+	bool tls_up;        /* its handshake is done */
+	uint8_t *tls_in;    /* ciphertext received, not yet decrypted */
+	size_t tls_in_len, tls_in_pos;
+	struct np_buf tls_out; /* ciphertext produced, not yet queued */
+
 	struct np_req *out_head, *out_tail; /* replies not yet written */
 	struct np_req *writing;             /* replies handed to uv_write */
 	uv_write_t write_req;
@@ -232,6 +246,11 @@ struct np_conn {
 };
 
 void np_conn_accept(struct np_loop *l, const struct np_accepted *a);
+/* Handles whatever complete messages the input buffer holds. */
+void np_conn_process(struct np_conn *c);
+/* Queues bytes to send unencrypted (TLS records, pre-TLS handshake). */
+int np_conn_queue_wire(struct np_conn *c, const void *data, size_t len);
+void np_req_free(struct np_req *r);
 /* "ADDR:PORT" or "[V6ADDR]:PORT", for log lines. */
 void np_format_peer(const struct sockaddr *sa, char *out, size_t len);
 /* Closes an accepted socket that never became a connection. */
@@ -245,6 +264,21 @@ void np_req_done(struct np_io *io);
  * callback that produced replies, so replies go out in as few writes as
  * possible. */
 void np_loop_flush(struct np_loop *l);
+
+/* ---- tls.c ---- */
+struct np_tls;
+int np_tls_server_init(struct np_server *srv);
+void np_tls_server_free(struct np_server *srv);
+/* Starts TLS on a connection whose STARTTLS was just accepted. */
+int np_tls_start(struct np_conn *c);
+/* Where libuv may put received ciphertext. */
+void np_tls_recv_space(struct np_conn *c, uint8_t **p, size_t *len);
+/* n bytes of ciphertext arrived there. */
+void np_tls_input(struct np_conn *c, size_t n);
+void np_tls_pump(struct np_conn *c);
+/* Encrypts every queued plaintext reply into one TLS write. */
+int np_tls_encrypt(struct np_conn *c);
+void np_tls_conn_free(struct np_conn *c);
 
 /* ---- tools ---- */
 int np_cmd_serve(int argc, char **argv);

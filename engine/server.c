@@ -391,6 +391,8 @@ int np_serve(struct np_config *cfg)
 		return 1;
 	}
 	srv.n_exports = cfg->n_exports;
+	if (np_tls_server_init(&srv) < 0)
+		goto out_close_exports;
 	srv.loops = calloc(srv.n_loops, sizeof(*srv.loops));
 	srv.listeners = calloc(cfg->n_listen, sizeof(*srv.listeners));
 	if (!srv.loops || !srv.listeners)
@@ -454,5 +456,6 @@ out_close_exports:
 	free(srv.listeners);
 	np_exports_close(srv.exports, srv.n_exports);
 	np_limits_free(&srv.limits);
+	np_tls_server_free(&srv);
 	return ret;
 }

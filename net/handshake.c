@@ -2,7 +2,11 @@
  * EXPORT_NAME or GO. Every malformed option gets NBD_REP_ERR_INVALID and the
  * negotiation goes on; only what the protocol cannot recover from (a bad
  * magic, unknown client flags, an oversized option, an unknown export with
- * EXPORT_NAME) closes the connection. */
+ * EXPORT_NAME) closes the connection.
+ *
+ * STARTTLS stops the machine right after its ACK: what follows on the wire
+ * is a TLS handshake, which the caller runs before feeding the decrypted
+ * options back in with hs->tls_active set. */
 #include <string.h>
 
 #include "net/handshake.h"
@@ -137,6 +141,10 @@ static bool opt_info_go(struct np_hs *hs, uint32_t opt, const uint8_t *d, size_t
 		reply_err(hs, opt, NBD_REP_ERR_UNKNOWN, "no such export");
 		return false;
 	}
+	if (e->tls_only && !hs->tls_active) {
+		reply_err(hs, opt, NBD_REP_ERR_TLS_REQD, "this export requires TLS");
+		return false;
+	}
 	send_info_export(hs, opt, e);
 	for (uint16_t i = 0; i < nreq; i++) {
 		uint16_t type = np_get16(d + n + 2 + 2 * i);
@@ -170,7 +178,7 @@ static void opt_list(struct np_hs *hs, size_t len)
 		size_t n = strnlen(e->name, NBD_MAX_STRING);
 		size_t dn = e->description ? strnlen(e->description, NBD_MAX_STRING) : 0;
 
-		if (e->hidden)
+		if (e->hidden || (e->tls_only && !hs->tls_active))
 			continue;
 		np_put32(b, (uint32_t)n);
 		memcpy(b + 4, e->name, n);
@@ -258,6 +266,10 @@ static enum np_hs_status opt_export_name(struct np_hs *hs, const uint8_t *d, siz
 		hs->why = "unknown export requested with EXPORT_NAME";
 		return NP_HS_CLOSE;
 	}
+	if (e->tls_only && !hs->tls_active) {
+		hs->why = "TLS-only export requested with EXPORT_NAME without TLS";
+		return NP_HS_CLOSE;
+	}
 	hs->export = e;
 	hs->tflags = client_tflags(hs, e);
 	p = np_buf_reserve(&hs->out, hs->no_zeroes ? 10 : 134);
@@ -272,8 +284,34 @@ static enum np_hs_status opt_export_name(struct np_hs *hs, const uint8_t *d, siz
 	return NP_HS_GO;
 }
 
+static enum np_hs_status opt_starttls(struct np_hs *hs, size_t len)
+{
+	if (len) {
+		reply_err(hs, NBD_OPT_STARTTLS, NBD_REP_ERR_INVALID, "STARTTLS takes no data");
+	} else if (hs->tls_mode == NP_TLS_OFF) {
+		reply_err(hs, NBD_OPT_STARTTLS, NBD_REP_ERR_POLICY,
+			  "TLS is not configured on this server");
+	} else if (hs->tls_active) {
+		reply_err(hs, NBD_OPT_STARTTLS, NBD_REP_ERR_INVALID, "TLS is already active");
+	} else {
+		reply(hs, NBD_OPT_STARTTLS, NBD_REP_ACK, NULL, 0);
+		return NP_HS_STARTTLS;
+	}
+	return NP_HS_MORE;
+}
+
 static enum np_hs_status option(struct np_hs *hs, uint32_t opt, const uint8_t *d, size_t len)
 {
+	/* FORCEDTLS: before TLS, only STARTTLS and ABORT are answered. */
+	if (hs->tls_mode == NP_TLS_REQUIRE && !hs->tls_active && opt != NBD_OPT_STARTTLS &&
+	    opt != NBD_OPT_ABORT) {
+		if (opt == NBD_OPT_EXPORT_NAME) {
+			hs->why = "EXPORT_NAME without TLS on a server that requires it";
+			return NP_HS_CLOSE;
+		}
+		reply_err(hs, opt, NBD_REP_ERR_TLS_REQD, "this server requires TLS");
+		return NP_HS_MORE;
+	}
 	switch (opt) {
 	case NBD_OPT_EXPORT_NAME:
 		return opt_export_name(hs, d, len);
@@ -288,9 +326,7 @@ static enum np_hs_status option(struct np_hs *hs, uint32_t opt, const uint8_t *d
 		hs->why = "client aborted the handshake";
 		return NP_HS_CLOSE;
 	case NBD_OPT_STARTTLS:
-		reply_err(hs, opt, len ? NBD_REP_ERR_INVALID : NBD_REP_ERR_POLICY,
-			  "TLS is not configured on this server");
-		return NP_HS_MORE;
+		return opt_starttls(hs, len);
 	case NBD_OPT_STRUCTURED_REPLY:
 	case NBD_OPT_EXTENDED_HEADERS:
 		if (len) {
@@ -363,6 +399,8 @@ enum np_hs_status np_hs_input(struct np_hs *hs, const uint8_t *in, size_t len, s
 		st = NP_HS_CLOSE;
 	if (st == NP_HS_GO)
 		hs->state = NP_HS_DONE;
+	if (st == NP_HS_STARTTLS)
+		hs->structured = hs->extended = hs->meta_base_allocation = false;
 	*used = pos;
 	return st;
 }

@@ -24,7 +24,8 @@ struct np_hs_export {
 	uint64_t size;
 	uint16_t tflags; /* transmission flags, before per-client adjustment */
 	uint32_t min_block, pref_block, max_block;
-	bool hidden; /* left out of NBD_OPT_LIST */
+	bool hidden;   /* left out of NBD_OPT_LIST */
+	bool tls_only; /* refused until TLS is up */
 };
 
 struct np_hs_ops {
@@ -39,7 +40,16 @@ enum np_hs_state { NP_HS_CLIENT_FLAGS, NP_HS_OPTIONS, NP_HS_DONE };
 enum np_hs_status {
 	NP_HS_MORE = 0,     /* need more input */
 	NP_HS_GO = 1,       /* transmission starts after hs->out is sent */
+	NP_HS_STARTTLS = 2, /* send hs->out in clear, then the TLS handshake;
+			     * the bytes after *used are TLS records */
 	NP_HS_CLOSE = -1,   /* send hs->out, then close; hs->why says why */
+};
+
+/* TLS modes, as the spec names them. */
+enum np_tls_mode {
+	NP_TLS_OFF,      /* NOTLS: STARTTLS is refused */
+	NP_TLS_ON,       /* SELECTIVETLS: optional, except for TLS-only exports */
+	NP_TLS_REQUIRE,  /* FORCEDTLS: nothing but STARTTLS and ABORT before TLS */
 };
 
 #define NP_META_BASE_ALLOCATION_ID 1
@@ -48,6 +58,8 @@ struct np_hs {
 	const struct np_hs_ops *ops;
 	void *ctx;
 	enum np_hs_state state;
+	enum np_tls_mode tls_mode; /* set after np_hs_init */
+	bool tls_active;           /* set by the caller once TLS is up */
 	bool no_zeroes;
 	bool structured;
 	bool extended;
