@@ -84,6 +84,10 @@ done
 [ -n "$spid" ] || { cat "$tmp/server.log" >&2; die "the server did not start"; }
 uri="nbd://127.0.0.1:$port/disk"
 echo "serving $dev at $uri (server pid $spid)"
+# The server holds the device open from now on: detach it already, and the
+# kernel removes it when the server exits, even if this script is killed
+# (CTest kills a test that times out with SIGKILL, and no trap runs then).
+losetup -d "$dev" && dev=
 
 alive()
 {
