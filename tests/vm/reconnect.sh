@@ -1,0 +1,37 @@
+# Scenario 4: the server is killed and restarted in the middle of a write;
+# attach's background process reconnects, the writer sees no error, and
+# the data is all there.
+. "$(dirname "$0")/lib.sh"
+kind=${1:-nbdkit}
+load_nbdplex
+truncate -s 512M /tmp/disk.img
+start_server $kind /tmp/disk.img
+head -c 96M /dev/urandom >/tmp/data
+attach --path 127.0.0.1:$PORT --channels 2 --dead-timeout 60
+wait_channels 2 10
+
+step "kill the server mid-write"
+dd if=/tmp/data of=$DEV bs=256k oflag=direct status=none 2>/tmp/dd.err &
+w=$!
+sleep 3
+kill -0 $w || die "writer finished before the server was killed; nothing tested"
+kill -9 $SRV_PID
+SRV_PID=
+sleep 2
+channels_up | grep -qx 0 || die "channels still up with the server gone"
+start_server $kind /tmp/disk.img
+wait_channels 2 30
+timeout 240 sh -c "while kill -0 $w 2>/dev/null; do sleep 0.5; done" || die "writer stuck"
+wait $w || { cat /tmp/dd.err; die "writer saw an error"; }
+grep -a "restored" /tmp/attach.log || die "attach log shows no reconnection"
+
+step "verify"
+drop_caches
+dd if=$DEV of=/tmp/back bs=1M count=96 iflag=direct status=none
+same /tmp/data /tmp/back
+$NP detach $DEV
+cmp -n 100663296 /tmp/data /tmp/disk.img || die "served file differs"
+stop_server
+rmmod nbdplex
+check_dmesg
+echo "reconnect against $kind: ok"
