@@ -21,7 +21,10 @@
  * one". Trimming a chunk that a base still maps writes a tombstone that stops
  * the fall-through. Deleting a snapshot folds its map into its only child
  * (O(snapshot's own chunks)); a snapshot with two or more children (clones)
- * cannot be deleted. Hidden devices (name "") only exist between those steps.
+ * cannot be deleted. The price of O(1) snapshots is paid on lookups: a chunk
+ * that no level maps costs one (bloom-filtered) RocksDB lookup per snapshot
+ * in the volume's lineage, so long-lived volumes should not keep hundreds
+ * of snapshots; deleting old ones folds them and shortens the chain.
  *
  * Keys (big-endian numbers so that a device's map is one ordered range):
  *   "M"                        pool record (struct thin_meta)
@@ -61,7 +64,7 @@
 #define THIN_MAGIC         "NPTHIN01"
 
 enum thin_kind {
-	THIN_HIDDEN = 0,
+	THIN_HIDDEN = 0, /* not written today; never matched by name */
 	THIN_VOLUME = 1,
 	THIN_SNAPSHOT = 2,
 };
