@@ -19,6 +19,19 @@
 
 #include "engine/internal.h"
 
+#ifdef NP_HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#else
+/* Without libsystemd, telling a service manager is a no-op. */
+static int sd_notifyf(int unset, const char *fmt, ...)
+{
+	(void)unset;
+	(void)fmt;
+	return 0;
+}
+#define sd_notify(unset, text) sd_notifyf(unset, "%s", text)
+#endif
+
 #define ACCEPT_BATCH 64
 
 static void loop_close_handles(struct np_loop *l);
@@ -181,6 +194,7 @@ static void on_signal(uv_signal_t *s, int signum)
 		_exit(1);
 	}
 	np_info("signal %d: finishing requests in flight, then exiting", signum);
+	sd_notify(0, "STOPPING=1");
 	srv->stopping = true;
 	for (size_t i = 0; i < srv->n_listeners; i++) {
 		uv_poll_stop(&srv->listeners[i].poll);
@@ -424,6 +438,10 @@ int np_serve(struct np_config *cfg)
 		ret = 0;
 		np_info("ready: %zu export(s), %u loop(s), %u worker thread(s)", srv.n_exports,
 			srv.n_loops, threads);
+		/* Type=notify units start their dependents only now, with every
+		 * listener accepting. */
+		sd_notifyf(0, "READY=1\nMAINPID=%d\nSTATUS=serving %zu export(s)", (int)getpid(),
+			   srv.n_exports);
 	}
 	uv_run(&srv.loops[0].uv, UV_RUN_DEFAULT);
 	for (unsigned i = 1; i < srv.n_loops; i++)
