@@ -85,7 +85,9 @@ for v in s1 c1; do
 	qemu-io -r -f raw "$(uri $v)" -c 'read -P 0x11 1M 64k' -c 'read -P 0x22 40M 1M' \
 		-c 'read -P 0x33 100M 4k' >/dev/null || fail "$v keeps the data of the snapshot"
 done
+vol list "$pool" | grep -q '^c1 ' || fail "list through a read-only server"
 stop_server
+[ ! -e "$pool/control.sock" ] || fail "control socket left after a clean stop"
 
 # Deleting the clone, then the snapshot, folds it into v1; space comes back.
 vol delete "$pool" c1 || fail "delete c1"
