@@ -40,7 +40,10 @@
  * at reused data.
  *
  * Lock order: pool->io_lock (shared for I/O, exclusive for catalog changes),
- * then stripe locks in ascending order, then alloc_mu or commit_mu. The
+ * then stripe locks in ascending order, then alloc_mu or commit_mu. Readers
+ * hold their chunks' stripes shared from lookup to pread, so that a chunk a
+ * concurrent trim releases cannot be reused by another volume's write while
+ * the read still has its number. The
  * registry lock is taken only around open and close. */
 #ifndef NP_THIN_POOL_H
 #define NP_THIN_POOL_H
@@ -176,7 +179,7 @@ struct thin_pool {
 	uint64_t ngroups, ntxns; /* group commits and the transactions in them */
 	int broken;              /* a failed metadata write: refuse further I/O */
 
-	pthread_mutex_t stripes[THIN_STRIPES];
+	pthread_rwlock_t stripes[THIN_STRIPES]; /* writers exclusive, readers shared */
 
 	bool ctl_running;
 	int ctl_fd;

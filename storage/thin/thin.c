@@ -156,7 +156,7 @@ static unsigned stripe_of(uint64_t dev, uint64_t lc)
 }
 
 static void stripes_lock(struct thin_pool *p, struct stripes *s, uint64_t dev, uint64_t first,
-			 uint64_t n)
+			 uint64_t n, bool shared)
 {
 	memset(s, 0, sizeof(*s));
 	for (uint64_t i = 0; i < n && i < THIN_STRIPES; i++) {
@@ -167,15 +167,21 @@ static void stripes_lock(struct thin_pool *p, struct stripes *s, uint64_t dev, u
 	if (n >= THIN_STRIPES)
 		memset(s, 0xff, sizeof(*s));
 	for (unsigned w = 0; w < THIN_STRIPES / 64; w++)
-		for (uint64_t b = s->bits[w]; b; b &= b - 1)
-			pthread_mutex_lock(&p->stripes[w * 64 + __builtin_ctzll(b)]);
+		for (uint64_t b = s->bits[w]; b; b &= b - 1) {
+			pthread_rwlock_t *l = &p->stripes[w * 64 + __builtin_ctzll(b)];
+
+			if (shared)
+				pthread_rwlock_rdlock(l);
+			else
+				pthread_rwlock_wrlock(l);
+		}
 }
 
 static void stripes_unlock(struct thin_pool *p, struct stripes *s)
 {
 	for (unsigned w = 0; w < THIN_STRIPES / 64; w++)
 		for (uint64_t b = s->bits[w]; b; b &= b - 1)
-			pthread_mutex_unlock(&p->stripes[w * 64 + __builtin_ctzll(b)]);
+			pthread_rwlock_unlock(&p->stripes[w * 64 + __builtin_ctzll(b)]);
 }
 
 static int thin_open(const char *spec, bool readonly, void **handle, char **err)
@@ -270,6 +276,7 @@ static int thin_pread(void *h, void *buf, uint64_t len, uint64_t off)
 	    len ? ((off + len - 1) >> p->chunk_shift) - (off >> p->chunk_shift) + 1 : 0;
 	struct map mbuf[SMALL];
 	struct map *m = chunks <= SMALL ? mbuf : malloc(WINDOW * sizeof(*m));
+	struct stripes s;
 	int rc = 0;
 
 	if (!m)
@@ -280,6 +287,7 @@ static int thin_pread(void *h, void *buf, uint64_t len, uint64_t off)
 		uint64_t last = (off + len - 1) >> p->chunk_shift;
 		uint64_t n = last - first + 1 > WINDOW ? WINDOW : last - first + 1;
 
+		stripes_lock(p, &s, v->chain[0].dev, first, n, true);
 		rc = lookup(v, first, n, m);
 		for (uint64_t i = 0; i < n && len > 0 && rc == 0;) {
 			uint64_t inoff = off & (cs - 1);
@@ -304,6 +312,7 @@ static int thin_pread(void *h, void *buf, uint64_t len, uint64_t off)
 			len -= piece;
 			i = m[i].state == MAP_HOLE ? i + 1 : j;
 		}
+		stripes_unlock(p, &s);
 	}
 	pthread_rwlock_unlock(&p->io_lock);
 	if (m != mbuf)
@@ -397,7 +406,7 @@ static int write_window(struct thin_vol *v, const void *buf, uint64_t len, uint6
 		rc = -ENOMEM;
 		goto out_free;
 	}
-	stripes_lock(p, &s, v->chain[0].dev, first, n);
+	stripes_lock(p, &s, v->chain[0].dev, first, n, false);
 	rc = lookup(v, first, n, m);
 	/* Zeroing the edges of a trim leaves holes alone: they read as zeroes. */
 	for (uint64_t i = 0; i < n && rc == 0; i++)
@@ -507,7 +516,7 @@ static int unmap_window(struct thin_vol *v, uint64_t first, uint64_t n, bool fua
 
 	if (!m)
 		return -ENOMEM;
-	stripes_lock(p, &s, v->chain[0].dev, first, n);
+	stripes_lock(p, &s, v->chain[0].dev, first, n, false);
 	rc = lookup(v, first, n, m);
 	for (uint64_t i = 0; i < n && rc == 0; i++) {
 		uint64_t lc = first + i;
