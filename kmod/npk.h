@@ -82,6 +82,7 @@ struct npk_dev {
 	spinlock_t lock;
 	struct npk_chan *chans[NPK_MAX_CHANNELS];
 	unsigned int nr_chans;
+	unsigned int rr;		/* where the next channel search starts */
 	unsigned long dead_since;	/* jiffies; 0 while a channel is up */
 	bool dying;
 };

@@ -45,11 +45,14 @@ static struct npk_chan *npk_pick(struct npk_dev *dev)
 {
 	struct npk_chan *best = NULL;
 	s64 best_bytes = S64_MAX;
-	int i;
+	int i, start;
 
 	spin_lock(&dev->lock);
+	/* Ties go round the table, so that even one request at a time uses
+	 * every channel. */
+	start = dev->rr++ % NPK_MAX_CHANNELS;
 	for (i = 0; i < NPK_MAX_CHANNELS; i++) {
-		struct npk_chan *c = dev->chans[i];
+		struct npk_chan *c = dev->chans[(start + i) % NPK_MAX_CHANNELS];
 		s64 b;
 
 		if (!c || test_bit(NPK_CHAN_DEAD, &c->flags))
