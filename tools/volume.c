@@ -63,7 +63,9 @@ static const struct {
      "usage: nbdplex volume list POOLDIR\n"
      "Lists volumes and snapshots: size and allocated bytes (both in bytes) and\n"
      "origin, then a pool summary line starting with #: chunks used and free, and\n"
-     "metadata commits since the pool was opened and the writes they carried.\n"},
+     "metadata commits since the pool was opened and the writes they carried.\n"
+     "Allocated counts the chunks each one holds itself: a chunk a volume shares\n"
+     "with its snapshot counts for the snapshot until the volume overwrites it.\n"},
     {"delete", 1,
      "usage: nbdplex volume delete POOLDIR NAME\n"
      "Deletes a volume or snapshot and frees its chunks. A snapshot that two or\n"
