@@ -394,6 +394,15 @@ int thin_pool_create(const char *dir, const char *data, uint32_t chunk_size, uin
 	}
 	if (rc == 0 && fsync(p->data_fd) < 0)
 		rc = thin_errmsg(err, -errno, "%s: fsync: %s", datapath, strerror(errno));
+	if (rc == 0) {
+		/* The new names (db/, data) must survive a power loss too. */
+		int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+		if (dfd < 0 || fsync(dfd) < 0)
+			rc = thin_errmsg(err, -errno, "%s: fsync: %s", dir, strerror(errno));
+		if (dfd >= 0)
+			close(dfd);
+	}
 	pool_free(p);
 	if (rc < 0)
 		goto out_undo;
