@@ -263,7 +263,8 @@ static uint32_t thin_caps(void *h)
 	uint32_t caps = NP_CAP_MULTI_CONN | NP_CAP_EXTENTS;
 
 	if (!v->readonly)
-		caps |= NP_CAP_WRITE | NP_CAP_FLUSH | NP_CAP_FUA | NP_CAP_TRIM | NP_CAP_ZERO;
+		caps |= NP_CAP_WRITE | NP_CAP_FLUSH | NP_CAP_FUA | NP_CAP_TRIM | NP_CAP_ZERO |
+			NP_CAP_FAST_ZERO;
 	return caps;
 }
 
@@ -554,6 +555,10 @@ static int thin_unmap(void *h, uint64_t len, uint64_t off, uint32_t flags)
 		return -EROFS;
 	if (len == 0)
 		return 0;
+	/* The rest of the last chunk past the end is never read (a grow zeroes
+	 * it first), so a range that reaches the end unmaps that chunk whole. */
+	if (off + len == v->size)
+		len = ((off + len + cs - 1) & ~(uint64_t)(cs - 1)) - off;
 	/* Zero [off, off+head) and [end-tail, end) by writing; unmap between. */
 	head = off & (cs - 1) ? cs - (off & (cs - 1)) : 0;
 	if (head > len)
@@ -581,9 +586,18 @@ static int thin_unmap(void *h, uint64_t len, uint64_t off, uint32_t flags)
 
 static int thin_zero(void *h, uint64_t len, uint64_t off, uint32_t flags)
 {
+	struct thin_vol *v = h;
+	uint64_t mask = v->pool->meta.chunk_size - 1;
+
 	/* NO_HOLE asks for allocated zeroes. */
 	if (flags & NBD_CMD_FLAG_NO_HOLE)
-		return do_write(h, NULL, len, off, flags, false);
+		return flags & NBD_CMD_FLAG_FAST_ZERO ? -ENOTSUP
+						      : do_write(h, NULL, len, off, flags, false);
+	/* Whole chunks are unmapped in metadata; partial ones cost writes,
+	 * which a FAST_ZERO client would rather do itself. */
+	if ((flags & NBD_CMD_FLAG_FAST_ZERO) &&
+	    ((off & mask) || (((off + len) & mask) && off + len != v->size)))
+		return -ENOTSUP;
 	return thin_unmap(h, len, off, flags);
 }
 

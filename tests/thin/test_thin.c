@@ -410,6 +410,46 @@ static void test_resize(void)
 	check_pool();
 }
 
+static void test_fast_zero(void)
+{
+	struct np_extent ext[64];
+	uint64_t size = CS + 34464; /* ends inside its second chunk */
+	char sz[32];
+	void *h;
+
+	snprintf(sz, sizeof(sz), "%llu", (unsigned long long)size);
+	CHECK_EQ(vol("create", pool, "fz", sz, NULL), 0);
+	h = open_vol("fz", false);
+	CHECK(h != NULL);
+	if (!h)
+		return;
+	CHECK(ops->caps(h) & NP_CAP_FAST_ZERO);
+	CHECK_EQ(write_pat(h, size, 0, 40, 0), 0);
+	/* Zeroing part of a chunk would cost a write: FAST_ZERO declines. */
+	CHECK_EQ(ops->zero(h, 4 * K, 0, NBD_CMD_FLAG_FAST_ZERO), -ENOTSUP);
+	CHECK_EQ(ops->zero(h, CS, 0, NBD_CMD_FLAG_FAST_ZERO | NBD_CMD_FLAG_NO_HOLE), -ENOTSUP);
+	CHECK(verify(h, size, 0, 40));
+	/* A range that reaches the end unmaps the last, partial chunk. */
+	CHECK_EQ(ops->zero(h, size - CS, CS, NBD_CMD_FLAG_FAST_ZERO), 0);
+	CHECK(verify(h, CS, 0, 40));
+	CHECK(verify(h, size - CS, CS, -1));
+	CHECK_EQ(extents(h, size, 0, ext), 2);
+	CHECK_EQ(ext[1].flags, HZ);
+	CHECK_EQ(ext[1].length, size - CS);
+	CHECK_EQ(ops->zero(h, CS, 0, NBD_CMD_FLAG_FAST_ZERO), 0);
+	CHECK_EQ(extents(h, size, 0, ext), 1);
+	ops->close(h);
+	/* Growing must not bring back what was past the old end. */
+	CHECK_EQ(vol("resize", pool, "fz", "1M", NULL), 0);
+	h = open_vol("fz", false);
+	if (h) {
+		CHECK(verify(h, 1 * M, 0, -1));
+		ops->close(h);
+	}
+	CHECK_EQ(vol("delete", pool, "fz", NULL), 0);
+	check_pool();
+}
+
 static void test_tool_errors(const char *tmp)
 {
 	char path[PATH_MAX + 32];
@@ -475,6 +515,7 @@ int main(void)
 	test_concurrent();
 	test_space();
 	test_resize();
+	test_fast_zero();
 	test_tool_errors(tmp);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp);
 	if (system(cmd) != 0)
