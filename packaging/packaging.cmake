@@ -1,0 +1,150 @@
+# Installation and the Debian package.
+#
+# Included at the end of the top-level CMakeLists.txt. `cmake --install`
+# puts, under the prefix:
+#   bin/nbdplex
+#   lib/systemd/system/nbdplex.service      (ExecStart names PREFIX/bin/nbdplex)
+#   share/man/man1/nbdplex.1.gz, share/man/man5/nbdplex.conf.5.gz
+#   share/doc/nbdplex/nbdplex.conf.example
+#   src/nbdplex-VERSION/                    kmod/'s sources and dkms.conf
+#   SYSCONFDIR/nbdplex/nbdplex.conf         (/etc when the prefix is /usr;
+#                                            an existing one is kept)
+# `cpack -G DEB` in the build directory makes nbdplex_VERSION-1_ARCH.deb for
+# the prefix /usr, with /etc/nbdplex/nbdplex.conf as a conffile.
+# packaging/test_package.sh (CTest label "package") checks that package.
+
+include(GNUInstallDirs)
+set(NP_PKG_SRC ${CMAKE_SOURCE_DIR}/packaging)
+set(NP_PKG_BIN ${CMAKE_BINARY_DIR}/packaging)
+file(MAKE_DIRECTORY ${NP_PKG_BIN})
+
+set(NP_UNITDIR "lib/systemd/system" CACHE STRING
+    "where the systemd unit goes, relative to the install prefix")
+
+# ---- the server binary
+install(TARGETS nbdplex RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+
+# ---- man pages, gzipped as Debian wants them
+set(NP_MAN_PAGES nbdplex.1 nbdplex.conf.5)
+find_program(NP_GZIP gzip)
+set(NP_MAN_OUT)
+foreach(page ${NP_MAN_PAGES})
+  string(REGEX MATCH "[0-9]$" sec ${page})
+  if(NP_GZIP)
+    add_custom_command(
+      OUTPUT ${NP_PKG_BIN}/${page}.gz
+      COMMAND ${NP_GZIP} -9 -n -c ${NP_PKG_SRC}/${page} > ${NP_PKG_BIN}/${page}.gz
+      DEPENDS ${NP_PKG_SRC}/${page}
+      COMMENT "Compressing ${page}")
+    list(APPEND NP_MAN_OUT ${NP_PKG_BIN}/${page}.gz)
+    install(FILES ${NP_PKG_BIN}/${page}.gz DESTINATION ${CMAKE_INSTALL_MANDIR}/man${sec})
+  else()
+    install(FILES ${NP_PKG_SRC}/${page} DESTINATION ${CMAKE_INSTALL_MANDIR}/man${sec})
+  endif()
+endforeach()
+if(NP_MAN_OUT)
+  add_custom_target(np_man ALL DEPENDS ${NP_MAN_OUT})
+endif()
+
+# ---- example configuration
+install(FILES ${NP_PKG_SRC}/nbdplex.conf.example DESTINATION ${CMAKE_INSTALL_DOCDIR})
+
+# ---- DKMS: the module's sources and dkms.conf with this version
+set(NP_DKMS_FILES Makefile nbdplex_uapi.h npk.h npk_main.c npk_io.c npk_sysfs.c)
+foreach(f ${NP_DKMS_FILES})
+  install(FILES ${CMAKE_SOURCE_DIR}/kmod/${f} DESTINATION src/${PROJECT_NAME}-${PROJECT_VERSION})
+endforeach()
+file(READ ${CMAKE_SOURCE_DIR}/kmod/dkms.conf NP_DKMS_CONF)
+string(REGEX REPLACE "PACKAGE_VERSION=\"[^\"]*\"" "PACKAGE_VERSION=\"${PROJECT_VERSION}\""
+       NP_DKMS_CONF "${NP_DKMS_CONF}")
+file(GENERATE OUTPUT ${NP_PKG_BIN}/dkms.conf CONTENT "${NP_DKMS_CONF}")
+set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/kmod/dkms.conf)
+install(FILES ${NP_PKG_BIN}/dkms.conf DESTINATION src/${PROJECT_NAME}-${PROJECT_VERSION})
+
+# ---- the systemd unit and the configuration file. Both depend on the prefix
+# in force at install time (CPack installs with the prefix /usr), so they are
+# written by install code rather than configured here.
+install(CODE "
+  set(_prefix \"\${CMAKE_INSTALL_PREFIX}\")
+  set(_unit_src \"${NP_PKG_SRC}/nbdplex.service\")
+  file(READ \"\${_unit_src}\" _unit)
+  string(REPLACE \"/usr/bin/nbdplex\" \"\${_prefix}/${CMAKE_INSTALL_BINDIR}/nbdplex\" _unit \"\${_unit}\")
+  if(_prefix STREQUAL \"/usr\")
+    set(_etc \"/etc\")
+  else()
+    set(_etc \"\${_prefix}/etc\")
+  endif()
+  string(REPLACE \"/etc/nbdplex/\" \"\${_etc}/nbdplex/\" _unit \"\${_unit}\")
+  set(_unitdir \"\$ENV{DESTDIR}\${_prefix}/${NP_UNITDIR}\")
+  file(MAKE_DIRECTORY \"\${_unitdir}\")
+  message(STATUS \"Installing: \${_unitdir}/nbdplex.service\")
+  file(WRITE \"\${_unitdir}/nbdplex.service\" \"\${_unit}\")
+  set(_conf \"\$ENV{DESTDIR}\${_etc}/nbdplex/nbdplex.conf\")
+  if(EXISTS \"\${_conf}\")
+    message(STATUS \"Keeping: \${_conf}\")
+  else()
+    message(STATUS \"Installing: \${_conf}\")
+    file(MAKE_DIRECTORY \"\$ENV{DESTDIR}\${_etc}/nbdplex\")
+    file(COPY_FILE \"${NP_PKG_SRC}/nbdplex.conf.example\" \"\${_conf}\")
+  endif()
+")
+
+# ---- CPack: the Debian package
+set(CPACK_PACKAGE_NAME ${PROJECT_NAME})
+set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
+set(CPACK_PACKAGE_VENDOR "nbdplex")
+set(CPACK_PACKAGE_CONTACT "nbdplex maintainers <maintainers@users.noreply.r-seed-67f5f848.example>")
+set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "NBD server on libuv with multi-path kernel client")
+set(CPACK_SET_DESTDIR ON)
+set(CPACK_INSTALL_PREFIX /usr)
+set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
+set(CPACK_GENERATOR DEB)
+set(CPACK_DEBIAN_PACKAGE_NAME ${PROJECT_NAME})
+set(CPACK_DEBIAN_PACKAGE_RELEASE 1)
+set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
+set(CPACK_DEBIAN_PACKAGE_SECTION net)
+set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
+# CPack puts the summary on the Description line and indents this text
+# under it; an empty line becomes the paragraph separator " .".
+set(CPACK_PACKAGE_DESCRIPTION "nbdplex serves block devices over the standard NBD protocol, so every NBD
+client works with it (nbd-client, qemu-img, libnbd's nbdinfo and nbdcopy,
+fio). Storage engines: sparse files, raw block devices through libaio with
+O_DIRECT, and RocksDB-backed thin volumes with snapshots and clones.
+
+The package also ships the sources of nbdplex.ko for DKMS: a blk-mq client
+driver that spreads one disk's requests over several TCP channels, one per
+NIC path, and fails over without I/O errors (nbdplex attach).")
+find_program(NP_DPKG_SHLIBDEPS dpkg-shlibdeps)
+if(NP_DPKG_SHLIBDEPS)
+  set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
+else()
+  message(STATUS "packaging: dpkg-shlibdeps not found (install dpkg-dev); Depends listed by hand")
+  # Debian 12's names for what this build links.
+  set(NP_DEPENDS "libc6" "libuv1" "libinih1")
+  if(JEMALLOC_FOUND)
+    list(APPEND NP_DEPENDS "libjemalloc2")
+  endif()
+  if(NP_AIO_LIBRARY)
+    list(APPEND NP_DEPENDS "libaio1")
+  endif()
+  if(NP_ROCKSDB_LIB)
+    list(APPEND NP_DEPENDS "librocksdb7.8")
+  endif()
+  string(REPLACE ";" ", " CPACK_DEBIAN_PACKAGE_DEPENDS "${NP_DEPENDS}")
+endif()
+set(CPACK_DEBIAN_PACKAGE_SUGGESTS "dkms, linux-headers-amd64, libnbd-bin")
+foreach(script postinst prerm)
+  configure_file(${NP_PKG_SRC}/debian/${script}.in ${NP_PKG_BIN}/debian/${script} @ONLY)
+endforeach()
+set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA
+    ${NP_PKG_SRC}/debian/conffiles
+    ${NP_PKG_BIN}/debian/postinst
+    ${NP_PKG_BIN}/debian/prerm
+    ${NP_PKG_SRC}/debian/postrm)
+set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION ON)
+include(CPack)
+
+# ---- the test: builds the package in a scratch folder and checks it
+add_test(NAME package COMMAND bash ${NP_PKG_SRC}/test_package.sh)
+set_tests_properties(package PROPERTIES LABELS package TIMEOUT 900
+  ENVIRONMENT "NBDPLEX=$<TARGET_FILE:nbdplex>;NP_SRC=${CMAKE_SOURCE_DIR};NP_BUILD=${CMAKE_BINARY_DIR};PATH=/usr/bin:/bin:/usr/sbin:/sbin:$ENV{PATH}")
