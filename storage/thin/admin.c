@@ -410,12 +410,17 @@ static int cmp_dev(const void *a, const void *b)
 static int cmd_list(struct thin_pool *p, FILE *out)
 {
 	uint64_t used = thin_pool_used(p);
+	struct thin_dev *devs = malloc((p->ndevs + 1) * sizeof(*devs));
 	int rc = 0;
 
-	qsort(p->devs, p->ndevs, sizeof(*p->devs), cmp_dev);
+	/* Sorted in a copy: other readers of the table may run meanwhile. */
+	if (!devs)
+		return -ENOMEM;
+	memcpy(devs, p->devs, p->ndevs * sizeof(*devs));
+	qsort(devs, p->ndevs, sizeof(*devs), cmp_dev);
 	fprintf(out, "%-20s %-8s %14s %14s %s\n", "NAME", "TYPE", "SIZE", "ALLOCATED", "ORIGIN");
 	for (size_t i = 0; i < p->ndevs && rc == 0; i++) {
-		struct thin_dev *d = &p->devs[i];
+		struct thin_dev *d = &devs[i];
 		const char *origin =
 		    d->r.origin[0] && thin_dev_find(p, d->r.origin) ? d->r.origin : "-";
 		uint64_t n = 0;
@@ -434,6 +439,7 @@ static int cmd_list(struct thin_pool *p, FILE *out)
 	    (unsigned long long)used, (unsigned long long)(p->meta.nchunks - used),
 	    (unsigned long long)p->ngroups, (unsigned long long)p->ntxns);
 	pthread_mutex_unlock(&p->commit_mu);
+	free(devs);
 	return rc;
 }
 
@@ -511,12 +517,20 @@ int thin_admin(struct thin_pool *p, int argc, char **argv, FILE *out, char **err
 
 	if (argc < 1)
 		return thin_errmsg(err, -EINVAL, "no command");
+	if (strcmp(argv[0], "list") == 0 && argc == 1) {
+		/* Listing counts every chunk of every map, which takes a while
+		 * on a big pool: let I/O go on, since I/O never reads the
+		 * device table and changes to it hold the lock exclusively. */
+		pthread_rwlock_rdlock(&p->io_lock);
+		rc = cmd_list(p, out);
+		pthread_rwlock_unlock(&p->io_lock);
+		if (rc < 0)
+			thin_errmsg(err, rc, "%s: list failed: %s", p->dir, strerror(-rc));
+		return rc;
+	}
 	pthread_rwlock_wrlock(&p->io_lock);
 	if (p->broken) {
 		rc = thin_errmsg(err, -EIO, "%s: a metadata write failed; reopen the pool", p->dir);
-	} else if (strcmp(argv[0], "list") == 0 && argc == 1) {
-		found = true;
-		rc = cmd_list(p, out);
 	} else if (strcmp(argv[0], "check") == 0 && argc == 1) {
 		found = true;
 		rc = thin_check(p, out);
