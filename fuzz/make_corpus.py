@@ -1,0 +1,105 @@
+#!/usr/bin/env python3
+"""Writes the seed corpora in fuzz/corpus/NAME/: a few small valid (and a few
+nearly valid) messages per target. Run it again after changing it; the files
+are checked in so that the fuzzers start from them without Python."""
+import os
+import struct
+import sys
+
+sys.dont_write_bytecode = True
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
+import nbdraw as n  # noqa: E402  (the protocol's numbers, defined once)
+
+
+def opt(code, data=b""):
+    return struct.pack(">QII", n.IHAVEOPT, code, len(data)) + data
+
+
+def name(s):
+    return struct.pack(">I", len(s)) + s.encode()
+
+
+def go(export, infos=()):
+    return name(export) + struct.pack(">H", len(infos)) + b"".join(
+        struct.pack(">H", i) for i in infos)
+
+
+def meta(export, *queries):
+    return name(export) + struct.pack(">I", len(queries)) + b"".join(name(q) for q in queries)
+
+
+FLAGS = struct.pack(">I", 3)
+handshake = {
+    "go_structured": FLAGS + opt(n.OPT_STRUCTURED_REPLY)
+    + opt(n.OPT_SET_META, meta("", "base:allocation")) + opt(n.OPT_GO, go("")),
+    "list_info_export_name": FLAGS + opt(n.OPT_LIST) + opt(n.OPT_INFO, go("disk", (1, 2, 3)))
+    + opt(n.OPT_EXPORT_NAME, b"disk"),
+    "extended_list_meta": struct.pack(">I", 1) + opt(n.OPT_EXTENDED_HEADERS)
+    + opt(n.OPT_LIST_META, meta("disk", "base:")) + opt(n.OPT_GO, go("ro", (0,))),
+    "abort": FLAGS + opt(n.OPT_ABORT),
+    "errors": FLAGS + opt(n.OPT_STARTTLS) + opt(99, b"xyz") + opt(n.OPT_GO, go("nope"))
+    + opt(n.OPT_SET_META, meta("disk", "base:allocation")) + opt(n.OPT_EXPORT_NAME),
+    "bad_flags": struct.pack(">I", 4),
+    "hidden_go": FLAGS + opt(n.OPT_INFO, go("hidden", (2,))) + opt(n.OPT_GO, go("hidden")),
+}
+
+
+def req(cmd, off, ln, flags=0, cookie=1):
+    return struct.pack(">IHHQQI", n.REQ_MAGIC, flags, cmd, cookie, off, ln)
+
+
+def ext_req(cmd, off, ln, flags=0, cookie=1):
+    return struct.pack(">IHHQQQ", n.EXT_REQ_MAGIC, flags, cmd, cookie, off, ln)
+
+
+codec = {
+    "read": req(n.CMD_READ, 4096, 512),
+    "ext_write": ext_req(n.CMD_WRITE, 1 << 40, 1 << 33, n.FLAG_FUA, 7),
+    "simple_reply": struct.pack(">IIQ", n.SIMPLE_MAGIC, 22, 5),
+    "chunk": struct.pack(">IHHQI", n.STRUCT_MAGIC, 1, n.TYPE_OFFSET_DATA, 9, 520),
+    "ext_chunk": struct.pack(">IHHQQQ", n.EXT_REPLY_MAGIC, 1, n.TYPE_BLOCK_STATUS_EXT, 3,
+                             4096, 24),
+    "stream": b"\0" + req(n.CMD_WRITE, 0, 4) + req(n.CMD_FLUSH, 0, 0) + req(n.CMD_DISC, 0, 0),
+    "ext_stream": b"\1" + ext_req(n.CMD_BLOCK_STATUS, 0, 1 << 20, n.FLAG_REQ_ONE)
+    + ext_req(n.CMD_TRIM, 512, 512),
+}
+
+config = {
+    "full.ini": b"""[server]
+listen = 127.0.0.1:10809
+listen = [::1]:10810
+threads = 8
+loops = 2
+read-only = no
+pidfile = /run/nbdplex.pid
+handshake-timeout = 10
+max-inflight = 128M
+
+[export disk]
+spec = file:/var/lib/disk.img,size=1G
+description = the main disk
+read-only = yes
+
+[export scratch]
+spec = mem:64M
+""",
+    "bad_key.ini": b"[server]\nthreads = 4\nbogus = 1\n",
+    "no_spec.ini": b"[export a]\ndescription = no spec\n",
+    "redefine_cli.ini": b"; comment\n[export cli]\nspec = mem:2M\n# another\n[export b]\n"
+    b"spec=thin:/pool/vol\nread-only=true\n",
+    "bad_values.ini": b"[server]\nmax-inflight = 1K\nthreads = -1\n",
+}
+
+
+def write(target, files):
+    d = os.path.join(HERE, "corpus", target)
+    os.makedirs(d, exist_ok=True)
+    for fname, data in files.items():
+        with open(os.path.join(d, fname), "wb") as f:
+            f.write(data)
+
+
+write("handshake", handshake)
+write("codec", codec)
+write("config", config)
