@@ -5,7 +5,7 @@
 requires python3 nbdinfo
 
 start_server -e m=mem:64M
-timeout 240 python3 "$NP_SRC/tests/stress/churn.py" "$PORT" "$SERVER_PID" ||
+timeout 240 python3 -B "$NP_SRC/tests/stress/churn.py" "$PORT" "$SERVER_PID" ||
 	fail "connect/disconnect churn (see the checks above)"
 assert_serving m
 stop_server

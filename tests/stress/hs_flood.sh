@@ -6,7 +6,7 @@
 requires python3 nbdinfo
 
 start_server -e m=mem:64M --max-inflight 32M
-timeout 120 python3 "$NP_SRC/tests/stress/hs_flood.py" "$PORT" "$SERVER_PID" ||
+timeout 120 python3 -B "$NP_SRC/tests/stress/hs_flood.py" "$PORT" "$SERVER_PID" ||
 	fail "handshake flood (see the checks above)"
 assert_serving m
 stop_server

@@ -7,7 +7,7 @@ requires python3 nbdinfo
 ulimit -n 4096 || fail "cannot raise the descriptor limit to 4096"
 
 start_server -e m=mem:64M
-timeout 240 python3 "$NP_SRC/tests/stress/idle.py" "$PORT" "$SERVER_PID" ||
+timeout 240 python3 -B "$NP_SRC/tests/stress/idle.py" "$PORT" "$SERVER_PID" ||
 	fail "1,000 idle connections (see the checks above)"
 assert_serving m
 stop_server

@@ -25,7 +25,7 @@ for _ in $(seq 1 900); do
 done
 [ -s "$TMP/vg.pid" ] || fail "server under valgrind not ready within 90 s"
 
-timeout 300 python3 "$NP_SRC/tests/integration/protocol.py" "$PORT" || fail "protocol checks"
+timeout 300 python3 -B "$NP_SRC/tests/integration/protocol.py" "$PORT" || fail "protocol checks"
 out=$(qemu-io -f raw "$(uri m)" -c 'write -P 0xab 0 1M' -c 'write -P 0xcd 1000 3333' \
 	-c 'read -P 0xab 0 1000' -c 'read -P 0xcd 1000 3333' -c 'discard 2M 1M' \
 	-c 'read -P 0 2M 1M' -c 'write -z 4M 64k' -c 'flush' 2>&1) || fail "qemu-io: $out"
@@ -34,7 +34,7 @@ head -c 3M /dev/urandom >"$TMP/in.bin"
 nbdcopy "$TMP/in.bin" "$(uri f)" || fail "nbdcopy in"
 nbdcopy "$(uri f)" "$TMP/out.bin" || fail "nbdcopy out"
 cmp -n 3M "$TMP/in.bin" "$TMP/out.bin" || fail "nbdcopy round trip differs"
-timeout 300 python3 "$NP_SRC/tests/stress/garbage.py" "$PORT" "$SERVER_PID" 1 40 1 ||
+timeout 300 python3 -B "$NP_SRC/tests/stress/garbage.py" "$PORT" "$SERVER_PID" 1 40 1 ||
 	fail "hostile clients under valgrind"
 
 rc=0
