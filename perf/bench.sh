@@ -120,6 +120,13 @@ done
 RUN=$ROOT/perf/tmp/run-$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$RUN/fio" "$RUN/logs" "$RUN/strace" || die "cannot create $RUN"
 IMG=/dev/shm/nbdplex-bench-$$.img
+# pin the binary: others may rebuild build/nbdplex while the rounds run
+if [[ ",$SERVERS," == *",nbdplex,"* ]]; then
+    NBDPLEX_BUILT=$(date -u -r "$NBDPLEX" '+%Y-%m-%d %H:%M UTC')
+    cp "$NBDPLEX" "$RUN/nbdplex" || die "cannot copy $NBDPLEX to $RUN"
+    NBDPLEX=$RUN/nbdplex
+    timeout 10 "$NBDPLEX" serve --help >/dev/null 2>&1 || die "the copy of build/nbdplex does not run (rebuilt just now?); try again"
+fi
 CLK=$("$PY" "$LIB/proc.py" clk)
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 [ "$(ulimit -n)" = unlimited ] || [ "$(ulimit -n)" -ge $((IDLE_CONNS + 100)) ] \
@@ -258,6 +265,8 @@ run_job() {
     [ $rc = 0 ] || log "fio failed (rc=$rc) for $srv $name round $round: see $RUN/logs/fio.log"
 }
 
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+
 # ---- the file ----
 log "writing the 1 GiB file $IMG"
 dd if=/dev/zero of="$IMG" bs=1M count=1024 status=none || die "cannot write $IMG"
@@ -379,7 +388,7 @@ fi
     echo "cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
     echo "kernel=$(uname -r)"
     echo "mem=$(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
-    echo "load=$(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "load=$LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end"
     echo "command=perf/bench.sh${ARGS_GIVEN:+ $ARGS_GIVEN}"
     echo "rounds=$ROUNDS"
     echo "runtime=$RUNTIME"
@@ -391,7 +400,7 @@ fi
     echo "nbdkit=$(nbdkit --version 2>/dev/null | head -1)"
     echo "nbd-server=$(nbd-server -V 2>&1 | grep -o 'version [0-9.]*' | head -1)"
     echo "qemu-nbd=$(qemu-nbd --version 2>/dev/null | head -1)"
-    echo "nbdplex=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    echo "nbdplex=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)${NBDPLEX_BUILT:+ (build/nbdplex built $NBDPLEX_BUILT, copied to the run directory)}"
 } >"$RUN/meta.txt"
 "$PY" "$LIB/report.py" "$RUN" "$OUT" || die "report failed; raw data in $RUN"
 log "wrote $OUT (raw data in $RUN)"

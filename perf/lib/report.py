@@ -150,7 +150,7 @@ def main(rundir, out):
     w(f"# {base} against its peers: side-by-side benchmark\n")
     w(f"- Date: {meta.get('date')}")
     w(f"- Machine: {meta.get('nproc')} CPUs ({meta.get('cpu')}), {meta.get('mem')} RAM, "
-      f"kernel {meta.get('kernel')}; load average at the end {meta.get('load')}. "
+      f"kernel {meta.get('kernel')}; load average (1, 5, 15 min) {meta.get('load')}. "
       "A shared machine where others compile: figures are noisy, read the ratios.")
     w(f"- Command: `{meta.get('command')}` (from the repository root)")
     w(f"- Versions: {meta.get('fio')}, {meta.get('nbdkit')}, nbd-server {meta.get('nbd-server')}, "
@@ -269,7 +269,7 @@ def main(rundir, out):
                     continue
                 seen.add(srv)
                 cmd = re.sub(r"\S*/perf/tmp/run-[^/\s]*/", "RUNDIR/", cmd)
-                cmd = re.sub(r"\S*/build/nbdplex", "build/nbdplex", cmd)
+                cmd = re.sub(r"RUNDIR/nbdplex\b|\S*/build/nbdplex", "build/nbdplex", cmd)
                 cmd = re.sub(r"/dev/shm/\S+\.img", "/dev/shm/FILE.img", cmd)
                 cmd = re.sub(r"\b2\d{4}\b", "PORT", cmd)
                 w(f"- {srv}: `{cmd}`")
