@@ -64,10 +64,21 @@ install(FILES ${NP_PKG_BIN}/dkms.conf DESTINATION src/${PROJECT_NAME}-${PROJECT_
 # ---- the systemd unit and the configuration file. Both depend on the prefix
 # in force at install time (CPack installs with the prefix /usr), so they are
 # written by install code rather than configured here.
+# The unit is Type=notify: the server sends READY=1 through libsystemd. A
+# build without libsystemd cannot, so its unit is Type=exec instead.
+if(SYSTEMD_FOUND)
+  set(NP_UNIT_TYPE_FIX "")
+else()
+  message(WARNING "packaging: no libsystemd (install libsystemd-dev): the server cannot "
+          "notify systemd, so nbdplex.service is installed with Type=exec")
+  set(NP_UNIT_TYPE_FIX "
+  string(REPLACE \"Type=notify\\n\" \"Type=exec\\n\" _unit \"\${_unit}\")
+  string(REPLACE \"NotifyAccess=main\\n\" \"\" _unit \"\${_unit}\")")
+endif()
 install(CODE "
   set(_prefix \"\${CMAKE_INSTALL_PREFIX}\")
   set(_unit_src \"${NP_PKG_SRC}/nbdplex.service\")
-  file(READ \"\${_unit_src}\" _unit)
+  file(READ \"\${_unit_src}\" _unit)${NP_UNIT_TYPE_FIX}
   string(REPLACE \"/usr/bin/nbdplex\" \"\${_prefix}/${CMAKE_INSTALL_BINDIR}/nbdplex\" _unit \"\${_unit}\")
   if(_prefix STREQUAL \"/usr\")
     set(_etc \"/etc\")

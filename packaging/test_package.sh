@@ -174,7 +174,17 @@ fi
 step "systemd unit"
 U=$R/usr/lib/systemd/system/nbdplex.service
 key() { grep -qx "$1" "$U" || fail "the unit lacks '$1'"; }
-key 'Type=notify'
+UNIT_TYPE=$(sed -n 's/^Type=//p' "$U")
+case "$UNIT_TYPE" in
+notify) ;;
+exec)
+	# packaging.cmake's fallback for a build without libsystemd.
+	readelf -d "$R/usr/bin/nbdplex" | grep -q 'libsystemd' &&
+		fail "the unit is Type=exec although the binary links libsystemd"
+	echo "note: built without libsystemd, so the unit is Type=exec, not notify"
+	;;
+*) fail "the unit's Type is '$UNIT_TYPE', not notify" ;;
+esac
 key 'ExecStart=/usr/bin/nbdplex serve -c /etc/nbdplex/nbdplex.conf'
 key 'Restart=on-failure'
 key 'ProtectSystem=strict'
@@ -250,7 +260,9 @@ for k in $(sed -n 's/^#\{0,1\}\([a-z-]*\) = .*/\1/p' "$R/usr/share/doc/nbdplex/n
 done
 
 # ------------------------------------------- the example, served for real
-step "the example configuration, served"
+step "the example configuration, served by the packaged binary"
+# The servers below run the binary from the package, as the unit would.
+NBDPLEX=$R/usr/bin/nbdplex
 STATE=$TMP/state
 mkdir -p "$STATE"
 PORT2=$(free_port)
@@ -265,7 +277,27 @@ sed -e "s|/var/lib/nbdplex|$STATE|g" \
 for k in threads loops read-only handshake-timeout max-inflight allow max-connections max-connections-per-client; do
 	grep -q "^$k = " "$TMP/example.conf" || fail "the example shows no '$k' setting"
 done
-start_server -c "$TMP/example.conf"
+# Play systemd's side of NOTIFY_SOCKET: the Type=notify unit starts only
+# once the server says READY=1.
+python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+open(sys.argv[1] + ".bound", "w").close()
+s.settimeout(60)
+while True:
+    msg = s.recv(4096).decode()
+    print(msg.replace("\n", " "), flush=True)
+    if "READY=1" in msg.split("\n"):
+        break
+' "$TMP/notify.sock" >"$TMP/notify.log" 2>&1 &
+NP_PIDS+=($!)
+for i in $(seq 1 100); do
+	[ -e "$TMP/notify.sock.bound" ] && break
+	sleep 0.05
+done
+[ -e "$TMP/notify.sock.bound" ] || fail "the NOTIFY_SOCKET listener did not start"
+NOTIFY_SOCKET=$TMP/notify.sock start_server -c "$TMP/example.conf"
 size=$(nbdinfo --size "nbd://127.0.0.1:$PORT2/default") || fail "nbdinfo on the config's listen address failed"
 [ "$size" = 1073741824 ] || fail "export default is $size bytes, the example says 1G"
 size=$(nbdinfo --size "$(uri)") || fail "nbdinfo on the default (empty) export name failed"
@@ -276,6 +308,15 @@ grep -q '"description": "sparse file on the server"' <<<"$json" ||
 nbdinfo --can write "$(uri default)" || fail "the example's export is read-only"
 [ "$(stat -c %s "$STATE/default.img")" = 1073741824 ] || fail "the server did not create default.img of 1G"
 [ "$(stat -c %b "$STATE/default.img")" -lt 1024 ] || fail "default.img is not sparse"
+if [ "$UNIT_TYPE" = notify ]; then
+	for i in $(seq 1 100); do
+		grep -q 'READY=1' "$TMP/notify.log" && break
+		sleep 0.1
+	done
+	grep -q 'READY=1' "$TMP/notify.log" || fail "the server never sent READY=1 to NOTIFY_SOCKET"
+	grep -q "MAINPID=$SERVER_PID\b" "$TMP/notify.log" ||
+		echo "note: READY=1 came without MAINPID=$SERVER_PID: $(cat "$TMP/notify.log")"
+fi
 stop_server
 
 # The commented thin sections work too, once the pool exists.
