@@ -14,6 +14,8 @@
  * tls-certificates = DIR
  * tls-psk = FILE
  * tls-verify-peer = yes|no
+ * metrics = HOST:PORT
+ * control = SOCKET
  *
  * Exports given with -e come first, then those of config files in order; the
  * first export is also the default (empty) name. */
@@ -33,7 +35,8 @@ static const char serve_usage[] =
 	"                     [--handshake-timeout SECONDS] [--max-inflight SIZE]\n"
 	"                     [--allow ADDR[/BITS]]... [--max-connections N]\n"
 	"                     [--max-connections-per-client N] [--tls off|on|require]\n"
-	"                     [--tls-certificates DIR] [--tls-psk FILE] [--tls-verify-peer] [-v]\n"
+	"                     [--tls-certificates DIR] [--tls-psk FILE] [--tls-verify-peer]\n"
+	"                     [--metrics HOST:PORT] [--control SOCKET] [-v]\n"
 	"\n"
 	"Serves block devices over the NBD protocol, in the foreground.\n"
 	"\n"
@@ -61,6 +64,8 @@ static const char serve_usage[] =
 	"      --tls-certificates DIR   ca-cert.pem, server-cert.pem, server-key.pem\n"
 	"      --tls-psk FILE       pre-shared keys in psktool's format (USER:HEXKEY)\n"
 	"      --tls-verify-peer    require client certificates signed by ca-cert.pem\n"
+	"      --metrics HOST:PORT  serve Prometheus text at http://HOST:PORT/metrics\n"
+	"      --control SOCKET     unix socket for 'nbdplex stats --control SOCKET'\n"
 	"  -v, --verbose            log every connection's requests at debug level\n"
 	"\n"
 	"Sizes accept K, M, G, T suffixes. SIGINT or SIGTERM finish the requests in\n"
@@ -206,6 +211,13 @@ static int server_setting(struct np_config *cfg, const char *key, const char *v)
 		*dst = strdup(v);
 		return *dst ? 0 : -ENOMEM;
 	}
+	if (!strcmp(key, "metrics") || !strcmp(key, "control")) {
+		char **dst = key[0] == 'm' ? &cfg->metrics : &cfg->control;
+
+		free(*dst);
+		*dst = strdup(v);
+		return *dst ? 0 : -ENOMEM;
+	}
 	if (!strcmp(key, "pidfile")) {
 		free(cfg->pidfile);
 		cfg->pidfile = strdup(v);
@@ -304,6 +316,8 @@ int np_config_from_args(struct np_config *cfg, int argc, char **argv)
 		OPT_TLS_CERTS,
 		OPT_TLS_PSK,
 		OPT_TLS_VERIFY,
+		OPT_METRICS,
+		OPT_CONTROL,
 	};
 	static const struct option opts[] = {
 		{"listen", required_argument, NULL, 'l'},
@@ -324,6 +338,8 @@ int np_config_from_args(struct np_config *cfg, int argc, char **argv)
 		{"tls-certificates", required_argument, NULL, OPT_TLS_CERTS},
 		{"tls-psk", required_argument, NULL, OPT_TLS_PSK},
 		{"tls-verify-peer", no_argument, NULL, OPT_TLS_VERIFY},
+		{"metrics", required_argument, NULL, OPT_METRICS},
+		{"control", required_argument, NULL, OPT_CONTROL},
 		{NULL, 0, NULL, 0},
 	};
 	static const char *const keys[] = {
@@ -339,6 +355,8 @@ int np_config_from_args(struct np_config *cfg, int argc, char **argv)
 		[OPT_TLS_CERTS - 256] = "tls-certificates",
 		[OPT_TLS_PSK - 256] = "tls-psk",
 		[OPT_TLS_VERIFY - 256] = "tls-verify-peer",
+		[OPT_METRICS - 256] = "metrics",
+		[OPT_CONTROL - 256] = "control",
 	};
 	char **configs = NULL;
 	size_t n_configs = 0;
@@ -382,6 +400,8 @@ int np_config_from_args(struct np_config *cfg, int argc, char **argv)
 		case OPT_TLS_CERTS:
 		case OPT_TLS_PSK:
 		case OPT_TLS_VERIFY:
+		case OPT_METRICS:
+		case OPT_CONTROL:
 			if (server_setting(cfg, keys[c - 256], optarg ? optarg : "yes") < 0) {
 				fprintf(stderr, "nbdplex serve: bad value '%s' for --%s\n",
 					optarg ? optarg : "", keys[c - 256]);
@@ -432,5 +452,7 @@ void np_config_free(struct np_config *cfg)
 	free(cfg->pidfile);
 	free(cfg->tls_certificates);
 	free(cfg->tls_psk);
+	free(cfg->metrics);
+	free(cfg->control);
 	memset(cfg, 0, sizeof(*cfg));
 }

@@ -55,6 +55,7 @@ static struct np_req *req_new(struct np_conn *c)
 		return NULL;
 	memset(r, 0, offsetof(struct np_req, hdr));
 	r->conn = c;
+	r->t0 = uv_hrtime();
 	r->io.owner = r;
 	r->io.done = np_req_done;
 	r->charge = sizeof(*r);
@@ -280,6 +281,14 @@ static void build_reply(struct np_req *r)
 			r->iov[1].iov_len = r->io.len;
 			r->n_iov = 2;
 		}
+	}
+	{
+		uint64_t bytes = !r->error && cmd <= NBD_CMD_WRITE ? r->io.len : 0;
+
+		np_stats_record(c->loop, c->export_index, cmd, bytes, r->error != 0, r->t0);
+		c->n_requests++;
+		c->n_bytes += bytes;
+		c->n_errors += r->error != 0;
 	}
 	if (r->error)
 		np_debug("conn %llu: %s offset %llu length %llu: error %u", (unsigned long long)c->id,

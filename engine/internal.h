@@ -89,6 +89,8 @@ struct np_config {
 	char *tls_psk;          /* psktool's format */
 	bool tls_verify_peer;   /* require a client certificate signed by the CA */
 	bool tls_mode_set;
+	char *metrics;          /* HOST:PORT for Prometheus' /metrics */
+	char *control;          /* unix socket for nbdplex stats */
 };
 
 /* Fills cfg from argv (serve's options) and any -c files. Returns 0, or
@@ -128,6 +130,33 @@ int np_pool_start(struct np_pool *pool, unsigned n_threads);
 void np_pool_submit(struct np_pool *pool, struct np_req *first, struct np_req *last);
 void np_pool_stop(struct np_pool *pool);
 
+/* ---- stats.c ---- */
+#define NP_STAT_CMDS 9   /* NBD_CMD_READ .. NBD_CMD_BLOCK_STATUS, then the rest */
+#define NP_LAT_BUCKETS 14
+
+struct np_cmd_stats {
+	uint64_t requests, bytes, errors;
+	uint64_t lat[NP_LAT_BUCKETS];
+	uint64_t lat_sum_ns;
+};
+
+struct np_export_stats {
+	struct np_cmd_stats cmd[NP_STAT_CMDS];
+};
+
+struct np_loop;
+struct np_server;
+struct np_stats_ask;
+void np_stats_record(struct np_loop *l, unsigned export_index, uint16_t cmd, uint64_t bytes,
+		     bool error, uint64_t t0);
+void np_stats_answer(struct np_loop *l, struct np_stats_ask *ask);
+/* From any thread but a loop's: every loop's numbers as Prometheus text. */
+int np_stats_collect(struct np_server *srv, struct np_buf *out);
+
+/* ---- metrics.c: the HTTP endpoint and the control socket ---- */
+int np_metrics_start(struct np_server *srv);
+void np_metrics_stop(struct np_server *srv);
+
 /* ---- server.c: loops, listeners, lifetime ---- */
 /* A socket accepted by the listener, on its way to a loop. */
 struct np_accepted {
@@ -152,6 +181,9 @@ struct np_loop {
 	struct np_conn *dirty;    /* connections with replies to send */
 	void **engine_loop;       /* per export: async engines' loop handles */
 	uv_timer_t drain_timer;
+	uv_prepare_t before_sleep; /* writes pending replies before the loop waits */
+	struct np_export_stats *stats; /* per export; this loop's thread only */
+	struct np_stats_ask *stats_asks; /* guarded by lock */
 };
 
 struct np_listener {
@@ -174,6 +206,7 @@ struct np_server {
 	atomic_uint_fast64_t next_conn_id;
 	struct np_limits limits;
 	struct np_tls *tls;
+	struct np_metrics *metrics;
 	bool stopping;
 	bool signals_ready;
 };
@@ -195,6 +228,7 @@ struct np_req {
 	struct np_conn *conn;
 	struct np_req *next;
 	uint64_t cookie;
+	uint64_t t0;        /* when it was parsed, for latency */
 	uint32_t error;     /* NBD error decided before any engine ran */
 	uint64_t charge;    /* bytes counted against the in-flight cap */
 	bool wire;          /* bytes to send as they are (not to encrypt) */
@@ -229,6 +263,7 @@ struct np_conn {
 	uint64_t skip;              /* payload bytes to discard (refused WRITE) */
 	struct np_req *skip_req;    /* its reply, sent once the payload is gone */
 
+	uint64_t n_requests, n_bytes, n_errors;
 	uint64_t inflight_bytes;
 	unsigned engine_busy; /* requests an engine or the pool still holds */
 	bool reading, paused, closing, graceful, closed;
@@ -282,5 +317,6 @@ void np_tls_conn_free(struct np_conn *c);
 
 /* ---- tools ---- */
 int np_cmd_serve(int argc, char **argv);
+int np_cmd_stats(int argc, char **argv);
 
 #endif

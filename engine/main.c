@@ -35,6 +35,7 @@ struct command {
 
 static const struct command commands[] = {
 	{"serve", np_cmd_serve, "serve exports over NBD"},
+	{"stats", np_cmd_stats, "print a running server's statistics"},
 #ifdef NP_HAVE_THIN
 	{"volume", np_cmd_volume, "manage thin pools: init, create, snapshot, clone, list, ..."},
 #endif

@@ -86,12 +86,15 @@ static void on_wake(uv_async_t *h)
 	struct np_loop *l = container_of(h, struct np_loop, wake);
 	struct np_req *done, *prev = NULL;
 	struct np_accepted fds[ACCEPT_BATCH];
+	struct np_stats_ask *asks;
 	size_t n_fds = 0;
 	bool shutdown;
 
 	pthread_mutex_lock(&l->lock);
 	done = l->done_head;
 	l->done_head = NULL;
+	asks = l->stats_asks;
+	l->stats_asks = NULL;
 	shutdown = l->shutdown;
 	while (n_fds < ACCEPT_BATCH && l->n_new_fds)
 		fds[n_fds++] = l->new_fds[--l->n_new_fds];
@@ -118,6 +121,8 @@ static void on_wake(uv_async_t *h)
 			np_conn_accept(l, &fds[i]);
 	}
 	np_loop_flush(l);
+	if (asks)
+		np_stats_answer(l, asks);
 	if (shutdown && !l->draining) {
 		l->draining = true;
 		for (struct np_conn *c = l->conns, *next; c; c = next) {
@@ -163,6 +168,7 @@ static void loop_close_handles(struct np_loop *l)
 	}
 	uv_close((uv_handle_t *)&l->wake, NULL);
 	uv_close((uv_handle_t *)&l->drain_timer, NULL);
+	uv_close((uv_handle_t *)&l->before_sleep, NULL);
 	if (l->index == 0) {
 		for (size_t i = 0; i < srv->n_listeners; i++)
 			uv_close((uv_handle_t *)&srv->listeners[i].poll, NULL);
@@ -338,6 +344,11 @@ static int listen_on(struct np_server *srv, struct np_listener *lis, const char 
 
 /* ---- loops ---- */
 
+static void on_before_sleep(uv_prepare_t *p)
+{
+	np_loop_flush(container_of(p, struct np_loop, before_sleep));
+}
+
 static int loop_init(struct np_server *srv, struct np_loop *l, unsigned index)
 {
 	l->srv = srv;
@@ -348,6 +359,15 @@ static int loop_init(struct np_server *srv, struct np_loop *l, unsigned index)
 	uv_async_init(&l->uv, &l->wake, on_wake);
 	uv_timer_init(&l->uv, &l->drain_timer);
 	uv_unref((uv_handle_t *)&l->drain_timer);
+	/* Completions an async engine signals to the loop directly queue
+	 * replies outside our callbacks; they are written here, once per
+	 * loop iteration, just before the loop waits. */
+	uv_prepare_init(&l->uv, &l->before_sleep);
+	uv_prepare_start(&l->before_sleep, on_before_sleep);
+	uv_unref((uv_handle_t *)&l->before_sleep);
+	l->stats = calloc(srv->n_exports, sizeof(*l->stats));
+	if (!l->stats)
+		return -1;
 	l->engine_loop = calloc(srv->n_exports, sizeof(void *));
 	if (!l->engine_loop)
 		return -1;
@@ -423,6 +443,8 @@ int np_serve(struct np_config *cfg)
 		np_err("cannot start %u worker threads", threads);
 		goto out_stop_pool;
 	}
+	if (np_metrics_start(&srv) < 0)
+		goto out_stop_pool;
 	uv_signal_init(&srv.loops[0].uv, &srv.sigint);
 	uv_signal_init(&srv.loops[0].uv, &srv.sigterm);
 	srv.sigint.data = srv.sigterm.data = &srv;
@@ -451,6 +473,7 @@ int np_serve(struct np_config *cfg)
 	np_info("all connections closed; flushing exports");
 
 out_stop_pool:
+	np_metrics_stop(&srv);
 	if (srv.pool.threads)
 		np_pool_stop(&srv.pool);
 out_close_exports:
@@ -465,6 +488,8 @@ out_close_exports:
 		uv_loop_close(&l->uv);
 		free(l->engine_loop);
 		free(l->new_fds);
+		np_stats_answer(l, l->stats_asks); /* readers still waiting */
+		free(l->stats);
 		pthread_mutex_destroy(&l->lock);
 	}
 	for (size_t i = 0; i < srv.n_listeners; i++)

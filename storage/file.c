@@ -353,6 +353,18 @@ static int file_extents(void *h, struct np_io *io)
 	return 0;
 }
 
+static int file_space(void *h, uint64_t *used, uint64_t *capacity)
+{
+	struct file_h *f = h;
+	struct stat st;
+
+	if (fstat(f->fd, &st) < 0)
+		return -errno;
+	*used = f->is_blockdev ? f->size : (uint64_t)st.st_blocks * 512;
+	*capacity = f->size;
+	return 0;
+}
+
 const struct np_storage_ops np_storage_file = {
 	.size = sizeof(struct np_storage_ops),
 	.api_version = NP_STORAGE_API_VERSION,
@@ -370,4 +382,5 @@ const struct np_storage_ops np_storage_file = {
 	.extents = file_extents,
 	.pread_nowait = file_pread_nowait,
 	.pwrite_nowait = file_pwrite_nowait,
+	.space = file_space,
 };

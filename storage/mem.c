@@ -160,6 +160,20 @@ static int mem_extents(void *h, struct np_io *io)
 	return 0;
 }
 
+static int mem_space(void *h, uint64_t *used, uint64_t *capacity)
+{
+	struct mem_h *m = h;
+	uint64_t n = 0;
+
+	pthread_mutex_lock(&m->lock);
+	for (uint64_t i = 0; i < m->n_pages; i++)
+		n += m->pages[i] != NULL;
+	pthread_mutex_unlock(&m->lock);
+	*used = n * MEM_PAGE;
+	*capacity = m->size;
+	return 0;
+}
+
 const struct np_storage_ops np_storage_mem = {
 	.size = sizeof(struct np_storage_ops),
 	.api_version = NP_STORAGE_API_VERSION,
@@ -174,4 +188,5 @@ const struct np_storage_ops np_storage_mem = {
 	.trim = mem_zero,
 	.zero = mem_zero,
 	.extents = mem_extents,
+	.space = mem_space,
 };

@@ -106,6 +106,10 @@ struct np_storage_ops {
 	 * without blocking, or return -EAGAIN to go to the worker pool. */
 	int (*pwrite_nowait)(void *h, const void *buf, uint64_t len, uint64_t off);
 
+	/* Optional: bytes of storage the export uses and could use, for
+	 * metrics (for a thin volume: its allocated chunks and the pool). */
+	int (*space)(void *h, uint64_t *used, uint64_t *capacity);
+
 	/* Optional asynchronous path. loop_open is called once per event loop
 	 * (loop is a uv_loop_t *) and returns a per-loop handle; submit gets
 	 * every request parsed in one loop iteration at once. Requests an

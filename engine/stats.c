@@ -1,0 +1,367 @@
+/* Statistics: counted by each loop for itself, snapshotted on request.
+ *
+ * The data path only touches its own loop's counters, with no atomics and
+ * no shared cache lines. A reader (the metrics endpoint, the control
+ * socket) posts a request to every loop through its async door; each loop
+ * copies its counters and connection list into the request's slot, and the
+ * reader sums and formats. The request is reference-counted, so a reader
+ * that gives up waiting (a loop busy shutting down) frees nothing a loop
+ * still writes. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "engine/internal.h"
+
+static const uint64_t lat_bounds_ns[NP_LAT_BUCKETS - 1] = {
+	50000,	  100000,    250000,	500000,	   1000000,   2500000,	5000000,
+	10000000, 25000000, 50000000, 100000000, 250000000, 1000000000,
+};
+
+static const char *const cmd_label[NP_STAT_CMDS] = {
+	"read", "write", "disc", "flush", "trim", "cache", "write_zeroes", "block_status", "other",
+};
+
+void np_stats_record(struct np_loop *l, unsigned export_index, uint16_t cmd, uint64_t bytes,
+		     bool error, uint64_t t0)
+{
+	struct np_cmd_stats *s = &l->stats[export_index].cmd[cmd < NP_STAT_CMDS - 1 ? cmd
+										  : NP_STAT_CMDS - 1];
+	uint64_t ns = uv_hrtime() - t0;
+	unsigned b = 0;
+
+	while (b < NP_LAT_BUCKETS - 1 && ns > lat_bounds_ns[b])
+		b++;
+	s->requests++;
+	s->bytes += bytes;
+	s->errors += error;
+	s->lat[b]++;
+	s->lat_sum_ns += ns;
+}
+
+/* ---- snapshots ---- */
+
+struct conn_snap {
+	uint64_t id;
+	char peer[64];
+	unsigned export_index;
+	uint64_t requests, bytes, errors, inflight_bytes;
+	bool tls;
+};
+
+struct slot {
+	bool filled;
+	struct np_export_stats *ex; /* n_exports */
+	struct conn_snap *conns;
+	size_t n_conns;
+};
+
+struct np_collect {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int refs;
+	unsigned n_done;
+	size_t n_exports;
+	unsigned n_slots;
+	struct slot *slots; /* one per loop */
+};
+
+struct np_stats_ask {
+	struct np_collect *col;
+	unsigned slot;
+	struct np_stats_ask *next;
+};
+
+static void collect_put(struct np_collect *col)
+{
+	int refs;
+
+	pthread_mutex_lock(&col->lock);
+	refs = --col->refs;
+	pthread_mutex_unlock(&col->lock);
+	if (refs)
+		return;
+	/* A loop that answered after the reader gave up left its copy here. */
+	for (unsigned i = 0; i < col->n_slots; i++) {
+		if (col->slots[i].filled) {
+			free(col->slots[i].ex);
+			free(col->slots[i].conns);
+		}
+	}
+	pthread_mutex_destroy(&col->lock);
+	pthread_cond_destroy(&col->cond);
+	free(col->slots);
+	free(col);
+}
+
+/* On a loop thread: copies this loop's numbers into every waiting ask. */
+void np_stats_answer(struct np_loop *l, struct np_stats_ask *ask)
+{
+	while (ask) {
+		struct np_stats_ask *next = ask->next;
+		struct slot *s = &ask->col->slots[ask->slot];
+		size_t n = 0;
+
+		s->ex = malloc(l->srv->n_exports * sizeof(*s->ex));
+		s->conns = malloc((l->n_conns + 1) * sizeof(*s->conns));
+		if (s->ex)
+			memcpy(s->ex, l->stats, l->srv->n_exports * sizeof(*s->ex));
+		for (struct np_conn *c = l->conns; c && s->conns; c = c->next) {
+			struct conn_snap *cs = &s->conns[n++];
+
+			cs->id = c->id;
+			memcpy(cs->peer, c->peer, sizeof(cs->peer));
+			cs->export_index = c->phase == NP_CONN_TRANSMISSION ? c->export_index : ~0u;
+			cs->requests = c->n_requests;
+			cs->bytes = c->n_bytes;
+			cs->errors = c->n_errors;
+			cs->inflight_bytes = c->inflight_bytes;
+			cs->tls = c->tls_up;
+		}
+		s->n_conns = n;
+		pthread_mutex_lock(&ask->col->lock);
+		s->filled = s->ex != NULL;
+		ask->col->n_done++;
+		pthread_cond_signal(&ask->col->cond);
+		pthread_mutex_unlock(&ask->col->lock);
+		collect_put(ask->col);
+		free(ask);
+		ask = next;
+	}
+}
+
+/* Appends printf output to b; gives up quietly on memory exhaustion (the
+ * caller answers with what it has). */
+static void outf(struct np_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void outf(struct np_buf *b, const char *fmt, ...)
+{
+	char tmp[1024];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		np_buf_append(b, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
+}
+
+/* A Prometheus label value: backslash, quote and newline escaped. */
+static const char *label(const char *s, char *out, size_t len)
+{
+	size_t o = 0;
+
+	for (; *s && o + 3 < len; s++) {
+		if (*s == '\\' || *s == '"') {
+			out[o++] = '\\';
+			out[o++] = *s;
+		} else if (*s == '\n') {
+			out[o++] = '\\';
+			out[o++] = 'n';
+		} else {
+			out[o++] = *s;
+		}
+	}
+	out[o] = '\0';
+	return out;
+}
+
+static void header(struct np_buf *b, const char *name, const char *type, const char *help)
+{
+	outf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void format(struct np_server *srv, struct np_collect *col, struct np_buf *b)
+{
+	size_t ne = srv->n_exports;
+	struct np_export_stats *sum = calloc(ne, sizeof(*sum));
+	unsigned *conns = calloc(ne, sizeof(*conns));
+	uint64_t *inflight = calloc(ne, sizeof(*inflight));
+	char lbl[2 * NBD_MAX_STRING + 8], lbl2[160];
+
+	if (!sum || !conns || !inflight)
+		goto out;
+	for (unsigned i = 0; i < srv->n_loops; i++) {
+		struct slot *s = &col->slots[i];
+
+		if (!s->filled)
+			continue;
+		for (size_t e = 0; e < ne; e++) {
+			for (unsigned k = 0; k < NP_STAT_CMDS; k++) {
+				struct np_cmd_stats *d = &sum[e].cmd[k], *x = &s->ex[e].cmd[k];
+
+				d->requests += x->requests;
+				d->bytes += x->bytes;
+				d->errors += x->errors;
+				d->lat_sum_ns += x->lat_sum_ns;
+				for (unsigned q = 0; q < NP_LAT_BUCKETS; q++)
+					d->lat[q] += x->lat[q];
+			}
+		}
+		for (size_t k = 0; k < s->n_conns; k++) {
+			if (s->conns[k].export_index < ne) {
+				conns[s->conns[k].export_index]++;
+				inflight[s->conns[k].export_index] += s->conns[k].inflight_bytes;
+			}
+		}
+	}
+
+	header(b, "nbdplex_requests_total", "counter", "Requests answered, by export and command.");
+	for (size_t e = 0; e < ne; e++)
+		for (unsigned k = 0; k < NP_STAT_CMDS; k++)
+			if (sum[e].cmd[k].requests)
+				outf(b, "nbdplex_requests_total{export=\"%s\",command=\"%s\"} %llu\n",
+				     label(srv->exports[e].hs.name, lbl, sizeof(lbl)), cmd_label[k],
+				     (unsigned long long)sum[e].cmd[k].requests);
+	header(b, "nbdplex_bytes_total", "counter", "Bytes read and written, by export.");
+	for (size_t e = 0; e < ne; e++)
+		for (unsigned k = NBD_CMD_READ; k <= NBD_CMD_WRITE; k++)
+			outf(b, "nbdplex_bytes_total{export=\"%s\",command=\"%s\"} %llu\n",
+			     label(srv->exports[e].hs.name, lbl, sizeof(lbl)), cmd_label[k],
+			     (unsigned long long)sum[e].cmd[k].bytes);
+	header(b, "nbdplex_errors_total", "counter", "Requests answered with an error.");
+	for (size_t e = 0; e < ne; e++)
+		for (unsigned k = 0; k < NP_STAT_CMDS; k++)
+			if (sum[e].cmd[k].errors)
+				outf(b, "nbdplex_errors_total{export=\"%s\",command=\"%s\"} %llu\n",
+				     label(srv->exports[e].hs.name, lbl, sizeof(lbl)), cmd_label[k],
+				     (unsigned long long)sum[e].cmd[k].errors);
+	header(b, "nbdplex_request_duration_seconds", "histogram",
+	       "Time from parsing a request to queueing its reply.");
+	for (size_t e = 0; e < ne; e++) {
+		for (unsigned k = 0; k < NP_STAT_CMDS; k++) {
+			struct np_cmd_stats *d = &sum[e].cmd[k];
+			uint64_t cum = 0;
+
+			if (!d->requests)
+				continue;
+			label(srv->exports[e].hs.name, lbl, sizeof(lbl));
+			snprintf(lbl2, sizeof(lbl2), "command=\"%s\"", cmd_label[k]);
+			for (unsigned q = 0; q < NP_LAT_BUCKETS; q++) {
+				cum += d->lat[q];
+				if (q < NP_LAT_BUCKETS - 1)
+					outf(b,
+					     "nbdplex_request_duration_seconds_bucket{export=\"%s\",%s,"
+					     "le=\"%g\"} %llu\n",
+					     lbl, lbl2, lat_bounds_ns[q] / 1e9, (unsigned long long)cum);
+				else
+					outf(b,
+					     "nbdplex_request_duration_seconds_bucket{export=\"%s\",%s,"
+					     "le=\"+Inf\"} %llu\n",
+					     lbl, lbl2, (unsigned long long)cum);
+			}
+			outf(b, "nbdplex_request_duration_seconds_sum{export=\"%s\",%s} %.9f\n", lbl,
+			     lbl2, d->lat_sum_ns / 1e9);
+			outf(b, "nbdplex_request_duration_seconds_count{export=\"%s\",%s} %llu\n", lbl,
+			     lbl2, (unsigned long long)d->requests);
+		}
+	}
+	header(b, "nbdplex_connections", "gauge", "Connections in transmission, by export.");
+	header(b, "nbdplex_bytes_in_flight", "gauge", "Bytes of requests and replies held, by export.");
+	header(b, "nbdplex_export_size_bytes", "gauge", "Size of each export.");
+	header(b, "nbdplex_export_allocated_bytes", "gauge",
+	       "Bytes of storage each export uses, where its engine can tell.");
+	for (size_t e = 0; e < ne; e++) {
+		struct np_export *ex = &srv->exports[e];
+		uint64_t used, cap;
+
+		label(ex->hs.name, lbl, sizeof(lbl));
+		outf(b, "nbdplex_connections{export=\"%s\"} %u\n", lbl, conns[e]);
+		outf(b, "nbdplex_bytes_in_flight{export=\"%s\"} %llu\n", lbl,
+		     (unsigned long long)inflight[e]);
+		outf(b, "nbdplex_export_size_bytes{export=\"%s\"} %llu\n", lbl,
+		     (unsigned long long)ex->hs.size);
+		if (ex->ops->space && ex->ops->space(ex->h, &used, &cap) == 0)
+			outf(b, "nbdplex_export_allocated_bytes{export=\"%s\"} %llu\n", lbl,
+			     (unsigned long long)used);
+	}
+	header(b, "nbdplex_connection_requests_total", "counter",
+	       "Requests answered on each open connection.");
+	for (unsigned i = 0; i < srv->n_loops; i++) {
+		struct slot *s = &col->slots[i];
+
+		for (size_t k = 0; s->filled && k < s->n_conns; k++) {
+			struct conn_snap *cs = &s->conns[k];
+			const char *ename = cs->export_index < ne ? srv->exports[cs->export_index].hs.name
+								  : "";
+
+			outf(b,
+			     "nbdplex_connection_requests_total{conn=\"%llu\",peer=\"%s\",export=\"%s\","
+			     "tls=\"%s\"} %llu\n",
+			     (unsigned long long)cs->id, label(cs->peer, lbl2, sizeof(lbl2)),
+			     label(ename, lbl, sizeof(lbl)), cs->tls ? "yes" : "no",
+			     (unsigned long long)cs->requests);
+			outf(b,
+			     "nbdplex_connection_bytes_total{conn=\"%llu\",peer=\"%s\"} %llu\n"
+			     "nbdplex_connection_errors_total{conn=\"%llu\",peer=\"%s\"} %llu\n"
+			     "nbdplex_connection_bytes_in_flight{conn=\"%llu\",peer=\"%s\"} %llu\n",
+			     (unsigned long long)cs->id, lbl2, (unsigned long long)cs->bytes,
+			     (unsigned long long)cs->id, lbl2, (unsigned long long)cs->errors,
+			     (unsigned long long)cs->id, lbl2, (unsigned long long)cs->inflight_bytes);
+		}
+	}
+	header(b, "nbdplex_connections_accepted_total", "counter", "Connections accepted.");
+	outf(b, "nbdplex_connections_accepted_total %llu\n",
+	     (unsigned long long)atomic_load(&srv->next_conn_id));
+out:
+	free(sum);
+	free(conns);
+	free(inflight);
+}
+
+int np_stats_collect(struct np_server *srv, struct np_buf *out)
+{
+	struct np_collect *col = calloc(1, sizeof(*col));
+	struct timespec deadline;
+
+	if (!col || !(col->slots = calloc(srv->n_loops, sizeof(*col->slots)))) {
+		free(col);
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&col->lock, NULL);
+	pthread_cond_init(&col->cond, NULL);
+	col->refs = 1 + (int)srv->n_loops;
+	col->n_exports = srv->n_exports;
+	col->n_slots = srv->n_loops;
+	for (unsigned i = 0; i < srv->n_loops; i++) {
+		struct np_loop *l = &srv->loops[i];
+		struct np_stats_ask *ask = calloc(1, sizeof(*ask));
+
+		if (!ask) {
+			pthread_mutex_lock(&col->lock);
+			col->n_done++;
+			pthread_mutex_unlock(&col->lock);
+			collect_put(col);
+			continue;
+		}
+		ask->col = col;
+		ask->slot = i;
+		pthread_mutex_lock(&l->lock);
+		ask->next = l->stats_asks;
+		l->stats_asks = ask;
+		pthread_mutex_unlock(&l->lock);
+		uv_async_send(&l->wake);
+	}
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += 2;
+	pthread_mutex_lock(&col->lock);
+	while (col->n_done < srv->n_loops)
+		if (pthread_cond_timedwait(&col->cond, &col->lock, &deadline) == ETIMEDOUT)
+			break;
+	pthread_mutex_unlock(&col->lock);
+	format(srv, col, out);
+	for (unsigned i = 0; i < srv->n_loops; i++) {
+		pthread_mutex_lock(&col->lock);
+		if (col->slots[i].filled) {
+			free(col->slots[i].ex);
+			free(col->slots[i].conns);
+			col->slots[i].filled = false;
+		}
+		pthread_mutex_unlock(&col->lock);
+	}
+	collect_put(col);
+	return 0;
+}
