@@ -90,6 +90,7 @@ struct run {
 	uint8_t *out;    /* everything the machine sent after the greeting */
 	size_t out_len;
 	uint32_t last_opt;
+	bool meta; /* the last SET_META_CONTEXT acknowledged base:allocation */
 };
 
 static bool is_export(const struct np_hs_export *e)
@@ -126,9 +127,11 @@ static void check_info(uint32_t opt, const uint8_t *p, uint32_t len)
 }
 
 /* Checks the replies to one option at out[*pos..len); advances *pos past
- * them and returns the type of the last. */
-static uint32_t check_replies(uint32_t opt, const uint8_t *out, size_t len, size_t *pos)
+ * them and returns the type of the last. *meta says whether a context
+ * was among them. */
+static uint32_t check_replies(uint32_t opt, const uint8_t *out, size_t len, size_t *pos, bool *meta)
 {
+	*meta = false;
 	for (;;) {
 		const uint8_t *p = out + *pos;
 		uint32_t type, rlen;
@@ -163,11 +166,29 @@ static uint32_t check_replies(uint32_t opt, const uint8_t *out, size_t len, size
 			REQUIRE(rlen == 4 + strlen(NBD_META_BASE_ALLOCATION));
 			REQUIRE(np_get32(p) == NP_META_BASE_ALLOCATION_ID);
 			REQUIRE(!memcmp(p + 4, NBD_META_BASE_ALLOCATION, rlen - 4));
+			*meta = true;
 			break;
 		default:
 			REQUIRE(!"unexpected option reply type");
 		}
 	}
+}
+
+/* A context was granted: SET_META_CONTEXT must have asked for
+ * base:allocation by name, LIST_META_CONTEXT for it, for "base:" or for
+ * everything (no query). */
+static void check_meta_query(uint32_t opt, const uint8_t *d, uint32_t len)
+{
+	static const uint8_t exact[] = "\0\0\0\x0f" NBD_META_BASE_ALLOCATION;
+	static const uint8_t prefix[] = "\0\0\0\5"
+					"base:";
+	uint32_t name_len = np_get32(d);
+
+	REQUIRE(len >= 8 && name_len <= len - 8);
+	if (opt == NBD_OPT_LIST_META_CONTEXT &&
+	    (np_get32(d + 4 + name_len) == 0 || memmem(d, len, prefix, sizeof(prefix) - 1)))
+		return;
+	REQUIRE(memmem(d, len, exact, sizeof(exact) - 1));
 }
 
 /* Checks what one call consumed, in[from..to), against what it sent. */
@@ -180,6 +201,7 @@ static void check_call(struct run *r, const uint8_t *in, size_t from, size_t to)
 		at = 4; /* the client flags get no reply */
 	while (at < to) {
 		uint32_t opt, olen, last;
+		bool meta;
 
 		REQUIRE(to - at >= NBD_OPT_HDR_SIZE);
 		REQUIRE(np_get64(in + at) == NBD_IHAVEOPT);
@@ -203,7 +225,11 @@ static void check_call(struct run *r, const uint8_t *in, size_t from, size_t to)
 			}
 			break;
 		}
-		last = check_replies(opt, out, len, &pos);
+		last = check_replies(opt, out, len, &pos, &meta);
+		if (meta)
+			check_meta_query(opt, in + at - olen, olen);
+		if (opt == NBD_OPT_SET_META_CONTEXT && last == NBD_REP_ACK)
+			r->meta = meta;
 		if (opt == NBD_OPT_ABORT) {
 			REQUIRE(last == NBD_REP_ACK && at == to && r->st == NP_HS_CLOSE);
 		} else if (at == to && r->st == NP_HS_GO) {
@@ -297,6 +323,9 @@ static void feed(struct run *r, const uint8_t *in, size_t len, uint64_t seed)
 			REQUIRE(!(r->hs.tflags & NBD_FLAG_SEND_DF));
 		if (!r->hs.extended)
 			REQUIRE(!(r->hs.tflags & NBD_FLAG_BLOCK_STATUS_PAYLOAD));
+		/* base:allocation is on exactly when the last accepted
+		 * SET_META_CONTEXT said so. */
+		REQUIRE(r->hs.meta_base_allocation == r->meta);
 		if (r->hs.meta_base_allocation)
 			REQUIRE(r->hs.structured);
 	} else if (r->st == NP_HS_CLOSE) {
