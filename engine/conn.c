@@ -25,6 +25,7 @@
 #define WRITE_BATCH 1024 /* iovecs per write; IOV_MAX on Linux */
 #define ASYNC_BATCH 256
 #define HOLE_BLOCK 4096
+#define NP_INLINE_MAX (128 * 1024)
 
 struct batch {
 	struct np_req *pool_head, *pool_tail;
@@ -146,39 +147,61 @@ static uint8_t *add_chunk(struct np_req *r, uint8_t *h, uint16_t flags, uint16_t
 	return h + n;
 }
 
-/* READ over structured replies: zero blocks go as OFFSET_HOLE chunks (no
- * payload), the rest as OFFSET_DATA, in at most NP_MAX_CHUNKS chunks. */
+/* Granule k of a read covers [base + k * g, base + (k + 1) * g) clipped to
+ * the read, where base is the read's offset rounded down to HOLE_BLOCK and g
+ * the smallest multiple of HOLE_BLOCK that needs at most 64 granules. */
+static uint64_t granule(const struct np_req *r, uint64_t *base)
+{
+	uint64_t end = r->io.offset + r->io.len, g = HOLE_BLOCK;
+
+	*base = r->io.offset / HOLE_BLOCK * HOLE_BLOCK;
+	while ((end - *base + g - 1) / g > 64)
+		g += HOLE_BLOCK;
+	return g;
+}
+
+void np_req_scan_zeroes(struct np_req *r)
+{
+	const struct np_conn *c = r->conn;
+	uint64_t base, g, off = r->io.offset, end = off + r->io.len;
+
+	r->zero_scanned = true;
+	r->zero_mask = 0;
+	if (r->io.cmd != NBD_CMD_READ || r->io.result || !c->structured ||
+	    (r->io.flags & NBD_CMD_FLAG_DF))
+		return;
+	g = granule(r, &base);
+	for (unsigned k = 0; base + k * g < end; k++) {
+		uint64_t a = base + k * g < off ? off : base + k * g;
+		uint64_t b = base + (k + 1) * g > end ? end : base + (k + 1) * g;
+
+		if (all_zero((const uint8_t *)r->io.buf + (a - off), b - a))
+			r->zero_mask |= 1ULL << k;
+	}
+}
+
+/* READ over structured replies: zero granules go as OFFSET_HOLE chunks (no
+ * payload), the rest as OFFSET_DATA, in at most NP_MAX_CHUNKS chunks. The
+ * zero map was made by whoever did the read (np_req_scan_zeroes). */
 static void reply_read_chunks(struct np_req *r)
 {
-	const uint8_t *buf = r->io.buf;
-	uint64_t off = r->io.offset, end = r->io.offset + r->io.len, pos = off;
+	uint64_t off = r->io.offset, end = r->io.offset + r->io.len, pos = off, base, g;
 	uint8_t *h = r->hdr;
-	unsigned chunks = 0;
-	bool df = r->io.flags & NBD_CMD_FLAG_DF;
+	unsigned chunks = 0, k = 0;
 
+	g = granule(r, &base);
 	while (pos < end) {
-		uint64_t run_end = pos;
-		bool zero = false;
+		bool zero = r->zero_mask >> k & 1;
+		uint64_t run_end;
 
-		if (df || chunks == NP_MAX_CHUNKS - 1) {
-			run_end = end;
-		} else {
-			/* Extend a run of blocks that are all zero or all not. */
-			for (bool first = true; run_end < end; first = false) {
-				uint64_t next = (run_end / HOLE_BLOCK + 1) * HOLE_BLOCK;
-				bool z;
-
-				if (next > end)
-					next = end;
-				z = all_zero(buf + (run_end - off), next - run_end);
-				if (first)
-					zero = z;
-				else if (z != zero)
-					break;
-				run_end = next;
-			}
-		}
-		chunks++;
+		/* Extend over granules of the same kind; the last chunk
+		 * allowed takes the rest as data. */
+		if (++chunks == NP_MAX_CHUNKS && zero)
+			zero = false;
+		do {
+			k++;
+			run_end = base + k * g > end ? end : base + k * g;
+		} while (run_end < end && (chunks == NP_MAX_CHUNKS || (r->zero_mask >> k & 1) == zero));
 		if (zero) {
 			uint8_t *p = add_chunk(r, h, run_end == end ? NBD_REPLY_FLAG_DONE : 0,
 					       NBD_REPLY_TYPE_OFFSET_HOLE, 12);
@@ -262,6 +285,8 @@ static void build_reply(struct np_req *r)
 	if (!r->error && c->structured && cmd == NBD_CMD_BLOCK_STATUS)
 		reply_block_status(r); /* may fail with ENOMEM */
 	if (!r->error && c->structured && cmd == NBD_CMD_READ) {
+		if (!r->zero_scanned)
+			np_req_scan_zeroes(r);
 		reply_read_chunks(r);
 	} else if (r->error && (c->extended || (c->structured && content))) {
 		uint8_t *p = add_chunk(r, r->hdr, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_ERROR, 6);
@@ -548,7 +573,11 @@ static void dispatch(struct np_conn *c, struct np_req *r, struct batch *b)
 			submit_batch(c, b);
 		return;
 	}
-	if (r->io.cmd == NBD_CMD_READ || r->io.cmd == NBD_CMD_WRITE) {
+	/* Small transfers run on the loop when the engine can do them without
+	 * blocking; large copies go to the pool, where several run at once
+	 * on every core while the loop goes on parsing. */
+	if ((r->io.cmd == NBD_CMD_READ || r->io.cmd == NBD_CMD_WRITE) &&
+	    r->io.len <= NP_INLINE_MAX) {
 		int rc = -EAGAIN;
 
 		if (r->io.cmd == NBD_CMD_READ && ex->ops->pread_nowait)

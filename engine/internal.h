@@ -232,6 +232,8 @@ struct np_req {
 	uint32_t error;     /* NBD error decided before any engine ran */
 	uint64_t charge;    /* bytes counted against the in-flight cap */
 	bool wire;          /* bytes to send as they are (not to encrypt) */
+	bool zero_scanned;  /* zero_mask is known */
+	uint64_t zero_mask; /* READ: which granules are all zero (conn.c) */
 	struct iovec iov[2 * NP_MAX_CHUNKS + 1];
 	unsigned n_iov, iov_done;
 	void *extra; /* heap payload to free with the reply (extents, text) */
@@ -286,6 +288,9 @@ void np_conn_process(struct np_conn *c);
 /* Queues bytes to send unencrypted (TLS records, pre-TLS handshake). */
 int np_conn_queue_wire(struct np_conn *c, const void *data, size_t len);
 void np_req_free(struct np_req *r);
+/* Notes which parts of a finished READ are zeroes, for hole chunks; done by
+ * whichever thread did the read, so a large scan is off the loop. */
+void np_req_scan_zeroes(struct np_req *r);
 /* "ADDR:PORT" or "[V6ADDR]:PORT", for log lines. */
 void np_format_peer(const struct sockaddr *sa, char *out, size_t len);
 /* Closes an accepted socket that never became a connection. */

@@ -30,6 +30,8 @@ static void *worker(void *arg)
 
 		ex = req->conn->export;
 		np_io_run_sync(ex->ops, ex->h, ex->caps, &req->io);
+		if (req->io.cmd == NBD_CMD_READ)
+			np_req_scan_zeroes(req);
 		np_loop_complete(req->conn->loop, req);
 	}
 }

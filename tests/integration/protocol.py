@@ -91,6 +91,22 @@ def structured_reads():
           f"data chunk: {datas}")
     check(sum(c[1] for c in chunks) == 256 * 1024, "chunks cover the read")
 
+    # Alternating data and zero blocks: at most 8 chunks, contiguous, and
+    # the same bytes as a plain read.
+    alt = 4 << 20
+    for i in range(0, 40, 2):
+        h.pwrite(bytes([i + 1]) * 4096, alt + i * 4096)
+    chunks.clear()
+    got = h.pread_structured(40 * 4096, alt, cb)
+    want = b"".join(bytes([i + 1]) * 4096 if i % 2 == 0 else bytes(4096) for i in range(40))
+    check(got == want, "alternating blocks read back")
+    check(len(chunks) <= 8, f"chunk count capped: {len(chunks)}")
+    pos = alt
+    for off, ln, st in sorted(chunks):
+        check(off == pos, f"chunks contiguous at {off}")
+        pos = off + ln
+    check(pos == alt + 40 * 4096, "chunks cover the read")
+
     chunks.clear()
     h.pread_structured(256 * 1024, base, cb, nbd.CMD_FLAG_DF)
     check(len(chunks) == 1 and chunks[0][2] == nbd.READ_DATA, f"DF gives one chunk: {chunks}")
