@@ -65,6 +65,7 @@ struct npk_chan {
 	u32 path;
 	int slot;
 	bool tcp;
+	u64 last_pick;		/* dev->picks when last chosen; under dev->lock */
 	atomic_t reqs_inflight;
 	atomic64_t bytes_inflight;
 	atomic64_t reqs_total;
@@ -82,7 +83,7 @@ struct npk_dev {
 	spinlock_t lock;
 	struct npk_chan *chans[NPK_MAX_CHANNELS];
 	unsigned int nr_chans;
-	unsigned int rr;		/* where the next channel search starts */
+	u64 picks;		/* channel choices made, for npk_chan.last_pick */
 	unsigned long dead_since;	/* jiffies; 0 while a channel is up */
 	bool dying;
 };

@@ -40,31 +40,34 @@ void npk_chan_fail(struct npk_chan *chan)
 	kernel_sock_shutdown(chan->sock, SHUT_RDWR);
 }
 
-/* The healthy channel with the fewest bytes in flight, with a reference. */
+/*
+ * The healthy channel with the fewest bytes in flight, with a reference.
+ * Ties go to the channel picked least recently, so that even one request
+ * at a time uses every channel.
+ */
 static struct npk_chan *npk_pick(struct npk_dev *dev)
 {
 	struct npk_chan *best = NULL;
 	s64 best_bytes = S64_MAX;
-	int i, start;
+	int i;
 
 	spin_lock(&dev->lock);
-	/* Ties go round the table, so that even one request at a time uses
-	 * every channel. */
-	start = dev->rr++ % NPK_MAX_CHANNELS;
 	for (i = 0; i < NPK_MAX_CHANNELS; i++) {
-		struct npk_chan *c = dev->chans[(start + i) % NPK_MAX_CHANNELS];
+		struct npk_chan *c = dev->chans[i];
 		s64 b;
 
 		if (!c || test_bit(NPK_CHAN_DEAD, &c->flags))
 			continue;
 		b = atomic64_read(&c->bytes_inflight);
-		if (b < best_bytes) {
+		if (b < best_bytes || (b == best_bytes && c->last_pick < best->last_pick)) {
 			best = c;
 			best_bytes = b;
 		}
 	}
-	if (best)
+	if (best) {
+		best->last_pick = ++dev->picks;
 		kref_get(&best->ref);
+	}
 	spin_unlock(&dev->lock);
 	return best;
 }
