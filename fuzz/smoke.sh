@@ -10,6 +10,8 @@ build=${1:?usage: smoke.sh BUILD_DIR}
 secs=${FUZZ_TIME:-20}
 targets=(handshake codec config)
 requires clang cmake
+[ -f "$(clang -print-file-name=libclang_rt.fuzzer-x86_64.a)" ] ||
+	fail "clang has no libFuzzer runtime (Debian: libclang-rt-14-dev, only recommended by clang)"
 
 cmake -S "$NP_SRC" -B "$build" -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Sanitize \
 	-DNP_WITH_RAW=OFF -DNP_WITH_THIN=OFF -DNP_WITH_KMOD=OFF >"$TMP/configure.log" 2>&1 ||
