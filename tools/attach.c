@@ -127,8 +127,9 @@ static int setup(struct attach *a, char *err, size_t errlen)
 		return -1;
 	if (a->channels > 1 && !(a->info.flags & NBD_FLAG_CAN_MULTI_CONN)) {
 		snprintf(err, errlen,
-			 "the server does not advertise CAN_MULTI_CONN for this export, so %d "
-			 "channels could lose writes; use --channels 1",
+			 "the server does not advertise CAN_MULTI_CONN for this export, so a "
+			 "flush on one of %d channels would not cover writes on the others; "
+			 "use --channels 1",
 			 a->channels);
 		close(fd);
 		return -1;

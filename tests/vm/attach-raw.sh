@@ -54,6 +54,20 @@ $NP detach $DEV
 fsum=$(md5sum </tmp/disk.img)
 [ "$dsum" = "$fsum" ] || die "device $dsum, file $fsum"
 stop_server
+
+step "a server without CAN_MULTI_CONN gets one channel only"
+rm -f /tmp/mc.pid
+nbdkit -f -P /tmp/mc.pid -i 127.0.0.1 -p $PORT --filter=multi-conn file /tmp/disk.img \
+	multi-conn-mode=disable >/tmp/mc.log 2>&1 &
+for i in $(seq 100); do [ -s /tmp/mc.pid ] && break; sleep 0.1; done
+SRV_PID=$(cat /tmp/mc.pid) || die "nbdkit did not start"
+$NP attach --path 127.0.0.1:$PORT --channels 2 2>/tmp/err && die "2 channels accepted without CAN_MULTI_CONN"
+cat /tmp/err
+grep -q "CAN_MULTI_CONN" /tmp/err || die "refusal does not say why"
+! ls /sys/block | grep -q nbdplex || die "a refused attach left a device"
+attach --path 127.0.0.1:$PORT --channels 1
+$NP detach $DEV
+stop_server
 rmmod nbdplex
 check_dmesg
 echo "nbdplex.ko against $kind: ok"
