@@ -36,8 +36,13 @@ kill $owner
 dd if=/dev/zero of=$DEV bs=1M count=8 oflag=direct status=none || die "I/O failed without the background process"
 timeout 30 $NP detach $DEV || die "detach failed"
 
-step "rmmod"
+step "rmmod with a device still attached"
+attach --path 127.0.0.1:$PORT --channels 2
+owner=$(cat /sys/block/${DEV#/dev/}/nbdplex/owner)
+kill $owner
+for i in $(seq 50); do kill -0 $owner 2>/dev/null || break; sleep 0.1; done
 rmmod nbdplex || die "rmmod failed"
+[ ! -e /sys/block/${DEV#/dev/} ] || die "$DEV survived rmmod"
 [ ! -e /dev/nbdplex-ctl ] || die "control device still there"
 stop_server
 check_dmesg
