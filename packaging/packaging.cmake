@@ -90,6 +90,7 @@ install(CODE "
   file(MAKE_DIRECTORY \"\${_unitdir}\")
   message(STATUS \"Installing: \${_unitdir}/nbdplex.service\")
   file(WRITE \"\${_unitdir}/nbdplex.service\" \"\${_unit}\")
+  file(CHMOD \"\${_unitdir}/nbdplex.service\" PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
   set(_conf \"\$ENV{DESTDIR}\${_etc}/nbdplex/nbdplex.conf\")
   if(EXISTS \"\${_conf}\")
     message(STATUS \"Keeping: \${_conf}\")
@@ -97,6 +98,7 @@ install(CODE "
     message(STATUS \"Installing: \${_conf}\")
     file(MAKE_DIRECTORY \"\$ENV{DESTDIR}\${_etc}/nbdplex\")
     file(COPY_FILE \"${NP_PKG_SRC}/nbdplex.conf.example\" \"\${_conf}\")
+    file(CHMOD \"\${_conf}\" PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
   endif()
 ")
 

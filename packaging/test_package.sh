@@ -193,6 +193,10 @@ key 'PrivateTmp=yes'
 key 'LimitNOFILE=65536'
 key 'WantedBy=multi-user.target'
 grep -Eq '^ReadWritePaths=.*/var/lib/nbdplex' "$U" || fail "the unit lacks ReadWritePaths=/var/lib/nbdplex"
+# The example's control socket goes where the unit lets the server write.
+if grep -q '^#\{0,1\}control = /run/nbdplex/' "$R/etc/nbdplex/nbdplex.conf"; then
+	key 'RuntimeDirectory=nbdplex'
+fi
 grep -q '^ExecReload=' "$U" && fail "the unit has ExecReload, which the server does not support"
 # The example's file export lives where the unit lets the server write.
 grep -Eq '^spec = file:/var/lib/nbdplex/' "$R/etc/nbdplex/nbdplex.conf" ||
@@ -266,15 +270,19 @@ NBDPLEX=$R/usr/bin/nbdplex
 STATE=$TMP/state
 mkdir -p "$STATE"
 PORT2=$(free_port)
+MPORT=$(free_port)
+mkdir -p "$TMP/run"
 # The example as shipped, moved to scratch paths and a free port, with its
 # commented [server] settings switched on (all but pidfile, which
 # start_server sets).
 sed -e "s|/var/lib/nbdplex|$STATE|g" \
+	-e "s|/run/nbdplex|$TMP/run|g" \
 	-e "s|^listen = .*|listen = 127.0.0.1:$PORT2|" \
 	-e '/^#listen = /d' \
-	-e '/^\[server\]$/,/^\[/s/^#\(threads\|loops\|read-only\|handshake-timeout\|max-inflight\|allow\|max-connections\|max-connections-per-client\) = /\1 = /' \
+	-e '/^\[server\]$/,/^\[/s/^#\(threads\|loops\|read-only\|handshake-timeout\|max-inflight\|allow\|max-connections\|max-connections-per-client\|metrics\|control\) = /\1 = /' \
+	-e "s|^metrics = .*|metrics = 127.0.0.1:$MPORT|" \
 	"$R/usr/share/doc/nbdplex/nbdplex.conf.example" >"$TMP/example.conf"
-for k in threads loops read-only handshake-timeout max-inflight allow max-connections max-connections-per-client; do
+for k in threads loops read-only handshake-timeout max-inflight allow max-connections max-connections-per-client metrics control; do
 	grep -q "^$k = " "$TMP/example.conf" || fail "the example shows no '$k' setting"
 done
 # Play systemd's side of NOTIFY_SOCKET: the Type=notify unit starts only
@@ -308,6 +316,17 @@ grep -q '"description": "sparse file on the server"' <<<"$json" ||
 nbdinfo --can write "$(uri default)" || fail "the example's export is read-only"
 [ "$(stat -c %s "$STATE/default.img")" = 1073741824 ] || fail "the server did not create default.img of 1G"
 [ "$(stat -c %b "$STATE/default.img")" -lt 1024 ] || fail "default.img is not sparse"
+# The example's statistics endpoints answer.
+CTL=$(sed -n 's/^control = //p' "$TMP/example.conf")
+[ "$CTL" = "$TMP/run/control.sock" ] || fail "the example's control socket is not under /run/nbdplex"
+stats=$("$NBDPLEX" stats --control "$CTL") || fail "nbdplex stats --control $CTL failed"
+grep -qx 'nbdplex_export_size_bytes{export="default"} 1073741824' <<<"$stats" ||
+	fail "nbdplex stats does not report the example's export: $(head -n 20 <<<"$stats")"
+metrics=$(python3 -c 'import sys, urllib.request
+print(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())' \
+	"http://127.0.0.1:$MPORT/metrics") || fail "GET http://127.0.0.1:$MPORT/metrics failed"
+grep -q '^nbdplex_requests_total{export="default"' <<<"$metrics" ||
+	fail "/metrics has no request counts for the example's export"
 if [ "$UNIT_TYPE" = notify ]; then
 	for i in $(seq 1 100); do
 		grep -q 'READY=1' "$TMP/notify.log" && break
