@@ -16,6 +16,7 @@
  * tls-verify-peer = yes|no
  * metrics = HOST:PORT
  * control = SOCKET
+ * log-level = error|warn|info|debug
  *
  * Exports given with -e come first, then those of config files in order; the
  * first export is also the default (empty) name. */
@@ -36,7 +37,7 @@ static const char serve_usage[] =
 	"                     [--allow ADDR[/BITS]]... [--max-connections N]\n"
 	"                     [--max-connections-per-client N] [--tls off|on|require]\n"
 	"                     [--tls-certificates DIR] [--tls-psk FILE] [--tls-verify-peer]\n"
-	"                     [--metrics HOST:PORT] [--control SOCKET] [-v]\n"
+	"                     [--metrics HOST:PORT] [--control SOCKET] [--log-level LEVEL] [-v]\n"
 	"\n"
 	"Serves block devices over the NBD protocol, in the foreground.\n"
 	"\n"
@@ -66,7 +67,10 @@ static const char serve_usage[] =
 	"      --tls-verify-peer    require client certificates signed by ca-cert.pem\n"
 	"      --metrics HOST:PORT  serve Prometheus text at http://HOST:PORT/metrics\n"
 	"      --control SOCKET     unix socket for 'nbdplex stats --control SOCKET'\n"
-	"  -v, --verbose            log every connection's requests at debug level\n"
+	"      --log-level LEVEL    error, warn, info (default) or debug; lines go to\n"
+	"                           stderr (the journal under systemd), one per event,\n"
+	"                           naming the connection and its peer\n"
+	"  -v, --verbose            the same as --log-level debug\n"
 	"\n"
 	"Sizes accept K, M, G, T suffixes. SIGINT or SIGTERM finish the requests in\n"
 	"flight, flush every export and exit 0.\n";
@@ -211,6 +215,17 @@ static int server_setting(struct np_config *cfg, const char *key, const char *v)
 		*dst = strdup(v);
 		return *dst ? 0 : -ENOMEM;
 	}
+	if (!strcmp(key, "log-level")) {
+		static const char *const names[] = {"error", "warn", "info", "debug"};
+
+		for (int i = 0; i < 4; i++) {
+			if (!strcmp(v, names[i])) {
+				np_log_level = (enum np_log_level)i;
+				return 0;
+			}
+		}
+		return -EINVAL;
+	}
 	if (!strcmp(key, "metrics") || !strcmp(key, "control")) {
 		char **dst = key[0] == 'm' ? &cfg->metrics : &cfg->control;
 
@@ -318,6 +333,7 @@ int np_config_from_args(struct np_config *cfg, int argc, char **argv)
 		OPT_TLS_VERIFY,
 		OPT_METRICS,
 		OPT_CONTROL,
+		OPT_LOG_LEVEL,
 	};
 	static const struct option opts[] = {
 		{"listen", required_argument, NULL, 'l'},
@@ -340,6 +356,7 @@ int np_config_from_args(struct np_config *cfg, int argc, char **argv)
 		{"tls-verify-peer", no_argument, NULL, OPT_TLS_VERIFY},
 		{"metrics", required_argument, NULL, OPT_METRICS},
 		{"control", required_argument, NULL, OPT_CONTROL},
+		{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
 		{NULL, 0, NULL, 0},
 	};
 	static const char *const keys[] = {
@@ -357,6 +374,7 @@ int np_config_from_args(struct np_config *cfg, int argc, char **argv)
 		[OPT_TLS_VERIFY - 256] = "tls-verify-peer",
 		[OPT_METRICS - 256] = "metrics",
 		[OPT_CONTROL - 256] = "control",
+		[OPT_LOG_LEVEL - 256] = "log-level",
 	};
 	char **configs = NULL;
 	size_t n_configs = 0;
@@ -402,6 +420,7 @@ int np_config_from_args(struct np_config *cfg, int argc, char **argv)
 		case OPT_TLS_VERIFY:
 		case OPT_METRICS:
 		case OPT_CONTROL:
+		case OPT_LOG_LEVEL:
 			if (server_setting(cfg, keys[c - 256], optarg ? optarg : "yes") < 0) {
 				fprintf(stderr, "nbdplex serve: bad value '%s' for --%s\n",
 					optarg ? optarg : "", keys[c - 256]);

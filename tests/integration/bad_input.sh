@@ -38,6 +38,7 @@ expect_error "bad size 'lots'" -e d=mem:lots
 expect_error "bad option 'sz=1M'" -e d=file:"$TMP/x.img",sz=1M
 expect_error "no export given"
 expect_error "bad value '0' for --threads" -e d=mem:1M --threads 0
+expect_error "bad value 'loud' for --log-level" -e d=mem:1M --log-level loud
 truncate -s 2M "$TMP/small.img"
 expect_error "refusing to shrink" -e d=file:"$TMP/small.img",size=1M
 expect_error "listen address 'nonsense'" -e d=mem:1M -l nonsense

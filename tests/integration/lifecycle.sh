@@ -48,8 +48,11 @@ for i in range(200):
     assert f.read(65536) == bytes([i % 251 + 1]) * 65536, i
 PY
 
-# SIGINT the same way, idle.
-start_server -e d=file:"$TMP/d.img"
+# SIGINT the same way, idle; --log-level warn keeps info lines out.
+LOG=$TMP/quiet.log start_server -e d=file:"$TMP/d.img" --log-level warn
+nbdinfo --size "$(uri d)" >/dev/null
+[ -e "$TMP/quiet.log" ] && ! grep -q "nbdplex info:" "$TMP/quiet.log" ||
+	fail "--log-level warn still logs info lines: $(head -3 "$TMP/quiet.log")"
 kill -INT "$SERVER_PID"
 rc=0
 wait "$SERVER_PID" || rc=$?
