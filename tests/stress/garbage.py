@@ -5,8 +5,9 @@ them hogs, unless told).
 
 Kinds of connection: random bytes before or after the greeting, closes at
 once or with a reset, partial handshakes, options cut short, a WRITE cut off
-mid-payload, bad requests after GO, a half-closed socket, and clients that
-send reads and never read the replies. Afterwards the server must be up,
+mid-payload, bad requests after GO (with extended headers too), a
+half-closed socket, and clients that send reads and never read the
+replies. Afterwards the server must be up,
 serve a fresh client, have freed every descriptor and kept its memory
 bounded."""
 import random
@@ -90,6 +91,17 @@ def bad_requests(c, rnd):
                   rnd.randrange(0, 1 << 16))
 
 
+def extended_junk(c, rnd):
+    """Extended headers: requests with random flags (PAYLOAD_LEN among them),
+    lengths and payloads that may or may not match."""
+    c.greeting()
+    c.go("m", extended=True, meta=rnd.random() < 0.5)
+    for _ in range(rnd.randrange(1, 30)):
+        length = rnd.choice((0, 1, 512, 1 << 20, 1 << 33, rnd.getrandbits(64)))
+        c.request(rnd.randrange(0, 10), rnd.choice((0, 4096, (64 << 20) - 512, 1 << 63)),
+                  length, rnd.getrandbits(16), rnd.randbytes(rnd.choice((0, 16, 4096))))
+
+
 def never_reads(c, rnd):
     """Reads of 1 MiB, never reading a reply, past the in-flight cap."""
     c.greeting()
@@ -101,7 +113,7 @@ def never_reads(c, rnd):
 
 KINDS = [random_bytes, greeting_then_garbage, close_at_once, partial_handshake,
          option_cut_short, options_then_half_close, mid_payload, garbage_after_go,
-         bad_requests]
+         bad_requests, extended_junk]
 done = {k.__name__: 0 for k in KINDS + [never_reads]}
 refused = []
 lock = threading.Lock()
