@@ -30,16 +30,22 @@ find_program(NP_GZIP gzip)
 set(NP_MAN_OUT)
 foreach(page ${NP_MAN_PAGES})
   string(REGEX MATCH "[0-9]$" sec ${page})
+  # The .TH line names the project's version.
+  file(READ ${NP_PKG_SRC}/${page} NP_MAN_TEXT)
+  string(REGEX REPLACE "(\\.TH [^\n]*)\"nbdplex [^\"]*\"" "\\1\"nbdplex ${PROJECT_VERSION}\""
+         NP_MAN_TEXT "${NP_MAN_TEXT}")
+  file(WRITE ${NP_PKG_BIN}/${page} "${NP_MAN_TEXT}")
+  set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${NP_PKG_SRC}/${page})
   if(NP_GZIP)
     add_custom_command(
       OUTPUT ${NP_PKG_BIN}/${page}.gz
-      COMMAND ${NP_GZIP} -9 -n -c ${NP_PKG_SRC}/${page} > ${NP_PKG_BIN}/${page}.gz
-      DEPENDS ${NP_PKG_SRC}/${page}
+      COMMAND ${NP_GZIP} -9 -n -c ${NP_PKG_BIN}/${page} > ${NP_PKG_BIN}/${page}.gz
+      DEPENDS ${NP_PKG_BIN}/${page}
       COMMENT "Compressing ${page}")
     list(APPEND NP_MAN_OUT ${NP_PKG_BIN}/${page}.gz)
     install(FILES ${NP_PKG_BIN}/${page}.gz DESTINATION ${CMAKE_INSTALL_MANDIR}/man${sec})
   else()
-    install(FILES ${NP_PKG_SRC}/${page} DESTINATION ${CMAKE_INSTALL_MANDIR}/man${sec})
+    install(FILES ${NP_PKG_BIN}/${page} DESTINATION ${CMAKE_INSTALL_MANDIR}/man${sec})
   endif()
 endforeach()
 if(NP_MAN_OUT)
@@ -50,10 +56,14 @@ endif()
 install(FILES ${NP_PKG_SRC}/nbdplex.conf.example DESTINATION ${CMAKE_INSTALL_DOCDIR})
 
 # ---- DKMS: the module's sources and dkms.conf with this version
-set(NP_DKMS_FILES Makefile nbdplex_uapi.h npk.h npk_main.c npk_io.c npk_sysfs.c)
-foreach(f ${NP_DKMS_FILES})
-  install(FILES ${CMAKE_SOURCE_DIR}/kmod/${f} DESTINATION src/${PROJECT_NAME}-${PROJECT_VERSION})
-endforeach()
+# Everything Kbuild reads: the Makefile (Kbuild) and the C sources and
+# headers; the test checks that each object the Makefile names is there.
+file(GLOB NP_DKMS_FILES CONFIGURE_DEPENDS
+     ${CMAKE_SOURCE_DIR}/kmod/Makefile ${CMAKE_SOURCE_DIR}/kmod/Kbuild
+     ${CMAKE_SOURCE_DIR}/kmod/*.c ${CMAKE_SOURCE_DIR}/kmod/*.h)
+# (not what an in-tree module build leaves behind)
+list(FILTER NP_DKMS_FILES EXCLUDE REGEX "\\.mod\\.c$")
+install(FILES ${NP_DKMS_FILES} DESTINATION src/${PROJECT_NAME}-${PROJECT_VERSION})
 file(READ ${CMAKE_SOURCE_DIR}/kmod/dkms.conf NP_DKMS_CONF)
 string(REGEX REPLACE "PACKAGE_VERSION=\"[^\"]*\"" "PACKAGE_VERSION=\"${PROJECT_VERSION}\""
        NP_DKMS_CONF "${NP_DKMS_CONF}")

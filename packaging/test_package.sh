@@ -179,7 +179,7 @@ case "$UNIT_TYPE" in
 notify) ;;
 exec)
 	# packaging.cmake's fallback for a build without libsystemd.
-	readelf -d "$R/usr/bin/nbdplex" | grep -q 'libsystemd' &&
+	grep -q 'libsystemd' <<<"$(readelf -d "$R/usr/bin/nbdplex")" &&
 		fail "the unit is Type=exec although the binary links libsystemd"
 	echo "note: built without libsystemd, so the unit is Type=exec, not notify"
 	;;
@@ -231,6 +231,8 @@ for page in man1/nbdplex.1.gz man5/nbdplex.conf.5.gz; do
 	[ -z "$warn" ] || fail "groff warns on $page: $warn"
 	text=$(LC_ALL=C.UTF-8 MANWIDTH=80 man -l "$f" 2>"$TMP/man.err") || fail "man -l $page failed"
 	[ ! -s "$TMP/man.err" ] || fail "man -l $page: $(cat "$TMP/man.err")"
+	th=$(zcat "$f" | grep '^\.TH ') || fail "$page has no .TH line"
+	[[ "$th" == *" \"nbdplex $VERSION\""* ]] || fail "$page's .TH line does not name nbdplex $VERSION: $th"
 	for section in NAME SYNOPSIS DESCRIPTION "SEE ALSO"; do
 		grep -q "^$section\$" <<<"$text" || fail "$page has no $section section"
 	done
