@@ -4,8 +4,10 @@
  * `serve -c FILE` does, on top of a configuration that already holds an
  * export from the command line. The load must succeed (0) or refuse the
  * file (2); what it accepted must hold exports with distinct, valid names
- * and an ENGINE:SPEC each, and settings within their ranges;
- * np_config_free must release everything (LeakSanitizer checks). */
+ * and an ENGINE:SPEC each, settings within their ranges, and allow lists
+ * whose every entry admits its own address; np_config_free must release
+ * everything (LeakSanitizer checks). */
+#include <netinet/in.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -29,6 +31,17 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
+static void check_acl(const struct np_acl *acl)
+{
+	for (size_t i = 0; i < acl->n; i++) {
+		struct sockaddr_in6 sa = {.sin6_family = AF_INET6};
+
+		REQUIRE(acl->v[i].prefix <= 128);
+		memcpy(&sa.sin6_addr, acl->v[i].addr, 16);
+		REQUIRE(np_acl_allows(acl, (const struct sockaddr *)&sa));
+	}
+}
+
 static void check_config(const struct np_config *cfg)
 {
 	REQUIRE(cfg->n_exports >= 1 && !strcmp(cfg->exports[0].name, "cli"));
@@ -39,7 +52,9 @@ static void check_config(const struct np_config *cfg)
 		REQUIRE(e->spec && strchr(e->spec, ':'));
 		for (size_t j = 0; j < i; j++)
 			REQUIRE(strcmp(cfg->exports[j].name, e->name) != 0);
+		check_acl(&e->allow);
 	}
+	check_acl(&cfg->allow);
 	for (size_t i = 0; i < cfg->n_listen; i++)
 		REQUIRE(cfg->listen[i]);
 	REQUIRE(cfg->threads <= 1024 && cfg->loops <= 256);
