@@ -9,6 +9,7 @@
  * still writes. */
 #include <errno.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -174,6 +175,28 @@ static void header(struct np_buf *b, const char *name, const char *type, const c
 	outf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* One counter per export and command in [first, last], read at field of
+ * struct np_cmd_stats; zeroes are left out unless always. */
+static void counters(struct np_buf *b, struct np_server *srv, const struct np_export_stats *sum,
+		     const char *name, const char *help, size_t field, unsigned first, unsigned last,
+		     bool always)
+{
+	char lbl[2 * NBD_MAX_STRING + 8];
+
+	header(b, name, "counter", help);
+	for (size_t e = 0; e < srv->n_exports; e++) {
+		for (unsigned k = first; k <= last; k++) {
+			uint64_t v;
+
+			memcpy(&v, (const char *)&sum[e].cmd[k] + field, sizeof(v));
+			if (v || always)
+				outf(b, "%s{export=\"%s\",command=\"%s\"} %llu\n", name,
+				     label(srv->exports[e].hs.name, lbl, sizeof(lbl)), cmd_label[k],
+				     (unsigned long long)v);
+		}
+	}
+}
+
 static void format(struct np_server *srv, struct np_collect *col, struct np_buf *b)
 {
 	size_t ne = srv->n_exports;
@@ -209,26 +232,12 @@ static void format(struct np_server *srv, struct np_collect *col, struct np_buf 
 		}
 	}
 
-	header(b, "nbdplex_requests_total", "counter", "Requests answered, by export and command.");
-	for (size_t e = 0; e < ne; e++)
-		for (unsigned k = 0; k < NP_STAT_CMDS; k++)
-			if (sum[e].cmd[k].requests)
-				outf(b, "nbdplex_requests_total{export=\"%s\",command=\"%s\"} %llu\n",
-				     label(srv->exports[e].hs.name, lbl, sizeof(lbl)), cmd_label[k],
-				     (unsigned long long)sum[e].cmd[k].requests);
-	header(b, "nbdplex_bytes_total", "counter", "Bytes read and written, by export.");
-	for (size_t e = 0; e < ne; e++)
-		for (unsigned k = NBD_CMD_READ; k <= NBD_CMD_WRITE; k++)
-			outf(b, "nbdplex_bytes_total{export=\"%s\",command=\"%s\"} %llu\n",
-			     label(srv->exports[e].hs.name, lbl, sizeof(lbl)), cmd_label[k],
-			     (unsigned long long)sum[e].cmd[k].bytes);
-	header(b, "nbdplex_errors_total", "counter", "Requests answered with an error.");
-	for (size_t e = 0; e < ne; e++)
-		for (unsigned k = 0; k < NP_STAT_CMDS; k++)
-			if (sum[e].cmd[k].errors)
-				outf(b, "nbdplex_errors_total{export=\"%s\",command=\"%s\"} %llu\n",
-				     label(srv->exports[e].hs.name, lbl, sizeof(lbl)), cmd_label[k],
-				     (unsigned long long)sum[e].cmd[k].errors);
+	counters(b, srv, sum, "nbdplex_requests_total", "Requests answered, by export and command.",
+		 offsetof(struct np_cmd_stats, requests), 0, NP_STAT_CMDS - 1, false);
+	counters(b, srv, sum, "nbdplex_bytes_total", "Bytes read and written, by export.",
+		 offsetof(struct np_cmd_stats, bytes), NBD_CMD_READ, NBD_CMD_WRITE, true);
+	counters(b, srv, sum, "nbdplex_errors_total", "Requests answered with an error.",
+		 offsetof(struct np_cmd_stats, errors), 0, NP_STAT_CMDS - 1, false);
 	header(b, "nbdplex_request_duration_seconds", "histogram",
 	       "Time from parsing a request to queueing its reply.");
 	for (size_t e = 0; e < ne; e++) {

@@ -8,20 +8,9 @@ import time
 
 sys.path.insert(0, sys.path[0])
 import nbdraw as n
+from nbdraw import check
 
 PORT = int(sys.argv[1])
-ok = bad = 0
-
-
-def check(cond, what):
-    global ok, bad
-    if cond:
-        ok += 1
-    else:
-        bad += 1
-        print("check failed:", what, file=sys.stderr)
-
-
 def listing(src):
     c = n.Client(PORT, source=src)
     c.greeting()
@@ -71,5 +60,4 @@ while not released and time.monotonic() < deadline:
     except n.Closed:
         time.sleep(0.2)
 check(released, "the count is released when connections close")
-print(f"{ok} passed, {bad} failed")
-sys.exit(1 if bad else 0)
+n.finish()

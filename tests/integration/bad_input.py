@@ -9,20 +9,9 @@ import time
 
 sys.path.insert(0, sys.path[0])
 import nbdraw as n
+from nbdraw import check
 
 PORT, PID = int(sys.argv[1]), int(sys.argv[2])
-ok = bad = 0
-
-
-def check(cond, what):
-    global ok, bad
-    if cond:
-        ok += 1
-    else:
-        bad += 1
-        print("check failed:", what, file=sys.stderr)
-
-
 def serving(what):
     """A well-behaved client still gets its data."""
     c = n.Client(PORT)
@@ -137,5 +126,4 @@ serving("a client that never reads")
 hog.s.close()
 time.sleep(0.5)
 serving("the hog left")
-print(f"{ok} passed, {bad} failed")
-sys.exit(1 if bad else 0)
+n.finish()

@@ -6,20 +6,9 @@ import sys
 
 sys.path.insert(0, sys.path[0])
 import nbdraw as n
+from nbdraw import check
 
 PORT = int(sys.argv[1])
-ok = bad = 0
-
-
-def check(cond, what):
-    global ok, bad
-    if cond:
-        ok += 1
-    else:
-        bad += 1
-        print("check failed:", what, file=sys.stderr)
-
-
 c = n.Client(PORT)
 c.greeting()
 c.go("m", extended=True)
@@ -66,5 +55,4 @@ ck = c.request(n.CMD_FLUSH, 0, 0)
 check(c.chunks()[0][2] == n.TYPE_NONE, "flush")
 c.request(n.CMD_DISC, 0, 0)
 check(c.closed(), "server closes after DISC")
-print(f"{ok} passed, {bad} failed")
-sys.exit(1 if bad else 0)
+n.finish()

@@ -3,6 +3,7 @@ what libnbd cannot send: extended headers (libnbd 1.14 predates them) and
 malformed input. Not a library for anything else."""
 import socket
 import struct
+import sys
 
 NBDMAGIC = 0x4E42444D41474943
 IHAVEOPT = 0x49484156454F5054
@@ -24,6 +25,22 @@ FLAG_FUA, FLAG_NO_HOLE, FLAG_DF, FLAG_REQ_ONE = 1, 2, 4, 8
 TYPE_NONE, TYPE_OFFSET_DATA, TYPE_OFFSET_HOLE = 0, 1, 2
 TYPE_BLOCK_STATUS, TYPE_BLOCK_STATUS_EXT, TYPE_ERROR = 5, 6, 32769
 REPLY_FLAG_DONE = 1
+
+
+checks = {"passed": 0, "failed": 0}
+
+
+def check(cond, what):
+    """Records one assertion; a failure is reported and the run goes on."""
+    checks["passed" if cond else "failed"] += 1
+    if not cond:
+        print("check failed:", what, file=sys.stderr)
+
+
+def finish():
+    """Prints the tally and exits non-zero if any check failed."""
+    print(f"{checks['passed']} passed, {checks['failed']} failed")
+    sys.exit(1 if checks["failed"] else 0)
 
 
 class Closed(Exception):

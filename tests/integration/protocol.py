@@ -6,17 +6,10 @@ import sys
 
 import nbd
 
+sys.path.insert(0, sys.path[0])
+from nbdraw import check, finish  # noqa: E402
+
 PORT = int(sys.argv[1])
-failures = 0
-checks = 0
-
-
-def check(cond, what):
-    global failures, checks
-    checks += 1
-    if not cond:
-        failures += 1
-        print("check failed:", what, file=sys.stderr)
 
 
 def connect(name, structured=True, strict=True):
@@ -169,5 +162,4 @@ errors()
 structured_reads()
 multi_conn()
 simple_replies()
-print(f"{checks - failures} passed, {failures} failed")
-sys.exit(1 if failures else 0)
+finish()
