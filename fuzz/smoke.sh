@@ -1,13 +1,13 @@
 #!/bin/bash
 # fuzz_smoke: builds the libFuzzer targets with clang in BUILD_DIR (its own
 # configuration, whatever compiler the main build uses) and runs each for
-# FUZZ_TIME seconds (20) on its seed corpus. Fails on any crash, leak,
+# FUZZ_TIME seconds (15) on its seed corpus. Fails on any crash, leak,
 # timeout or broken invariant, and when a target runs no inputs at all.
 #   fuzz/smoke.sh BUILD_DIR
 . "$NP_SRC/tests/functions.sh"
 
 build=${1:?usage: smoke.sh BUILD_DIR}
-secs=${FUZZ_TIME:-20}
+secs=${FUZZ_TIME:-15}
 targets=(handshake codec config)
 requires clang cmake
 [ -f "$(clang -print-file-name=libclang_rt.fuzzer-x86_64.a)" ] ||
