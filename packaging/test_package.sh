@@ -248,21 +248,21 @@ if grep -q '^  volume' <<<"$HELP"; then
 	opts+=" $("$NBDPLEX" volume --help | grep -o -- '--[a-z][a-z-]*' | sort -u)"
 fi
 for o in $opts; do
-	grep -q -- "$o" <<<"$M1" || fail "nbdplex(1) does not document $o"
+	grep -q -- "$o" <<<"$M1" || fail "nbdplex(1) does not document $o (packaging/nbdplex.1)"
 done
 for c in $("$NBDPLEX" --help | sed -n 's/^  \([a-z]*\) .*/\1/p'); do
-	grep -qi "^\.SH.*$c\|nbdplex $c" <<<"$M1" || fail "nbdplex(1) does not document '$c'"
+	grep -qi "^\.SH.*$c\|nbdplex $c" <<<"$M1" || fail "nbdplex(1) does not document '$c' (packaging/nbdplex.1)"
 done
 if grep -q '^  volume' <<<"$HELP"; then
 	for c in $("$NBDPLEX" volume --help | sed -n 's/^  \([a-z]*\) POOLDIR.*/\1/p'); do
-		grep -q "^\.BI* \"$c " <<<"$M1" || fail "nbdplex(1) does not document 'volume $c'"
+		grep -q "^\.BI* \"$c " <<<"$M1" || fail "nbdplex(1) does not document 'volume $c' (packaging/nbdplex.1)"
 	done
 fi
 grep -q '^\.SH EXIT STATUS' <<<"$M1" || fail "nbdplex(1) has no EXIT STATUS"
 grep -q '^\.SH SIGNALS' <<<"$M1" || fail "nbdplex(1) has no SIGNALS"
 # Every key the example configuration shows is documented in nbdplex.conf(5).
 for k in $(sed -n 's/^#\{0,1\}\([a-z-]*\) = .*/\1/p' "$R/usr/share/doc/nbdplex/nbdplex.conf.example" | sort -u); do
-	grep -q "^\.B[IR] \"$k = " <<<"$M5" || fail "nbdplex.conf(5) does not document '$k'"
+	grep -q "^\.B[IR] \"$k = " <<<"$M5" || fail "nbdplex.conf(5) does not document '$k' (packaging/nbdplex.conf.5)"
 done
 
 # ------------------------------------------- the example, served for real
