@@ -19,7 +19,8 @@ import time
 
 sys.path.insert(0, sys.path[0])
 from stresslib import n, check, finish, log, rss_mib, fd_count, alive, settle_fds  # noqa: E402
-from stresslib import baseline_with_good_client, run_threads, send_for, serving_check  # noqa: E402
+from stresslib import baseline_with_good_client, connect_go, run_threads, send_for  # noqa: E402
+from stresslib import serving_check  # noqa: E402
 
 PORT, PID = int(sys.argv[1]), int(sys.argv[2])
 WAVES, PER_WAVE = 3, 300
@@ -155,7 +156,29 @@ def monitor():
         time.sleep(0.05)
 
 
+
+
+def zero_length_writes():
+    """WRITEs of length 0 are refused, and a refusal is still a reply: each
+    request gets one, the FLUSH after them too."""
+    c = connect_go(PORT, timeout=5)
+    sent = [c.request(n.CMD_WRITE, 0, 0), c.request(n.CMD_WRITE, 4096, 0),
+            c.request(n.CMD_FLUSH, 0, 0)]
+    got = {}
+    try:
+        while len(got) < len(sent):
+            m, flags, typ, cookie, payload = c.chunk()
+            got[cookie] = payload if typ is None else struct.unpack(">I", payload[:4])[0]
+    except (OSError, n.Closed):
+        pass
+    c.s.close()
+    check(got == {sent[0]: 22, sent[1]: 22, sent[2]: 0},
+          f"WRITEs of length 0 get EINVAL and a FLUSH after them 0: replies {got} "
+          f"for cookies {sent}")
+
+
 good, base_fds, base_rss = baseline_with_good_client(PORT, PID)
+zero_length_writes()
 mon = threading.Thread(target=monitor, daemon=True)
 mon.start()
 t0 = time.monotonic()
