@@ -6,8 +6,9 @@
 # headers are installed). Also checks `cmake --install` into a scratch prefix.
 #
 # Env: NBDPLEX (the built binary), NP_SRC (source tree), NP_BUILD (its build
-# directory). The package is staged and written under a scratch folder; the
-# build directory only gets cpack's install_manifest.txt.
+# directory). The package is staged and written under a scratch folder; in
+# the build directory cpack only runs its preinstall step (a no-op make
+# when the build is current) and leaves install_manifest.txt.
 . "$NP_SRC/tests/functions.sh"
 
 BUILD=${NP_BUILD:?NP_BUILD must name the build directory}
@@ -43,7 +44,7 @@ esac
 [ "$(field Architecture)" = "$ARCH" ] || fail "Architecture '$(field Architecture)', want $ARCH"
 [ "$(basename "$DEB")" = "nbdplex_$(field Version)_$ARCH.deb" ] ||
 	fail "file name $(basename "$DEB") does not follow NAME_VERSION_ARCH.deb"
-field Maintainer | grep -Eq '^[^<]+ <[^@> ]+@[^> ]+>$' ||
+grep -Eq '^[^<]+ <[^@> ]+@[^> ]+>$' <<<"$(field Maintainer)" ||
 	fail "Maintainer '$(field Maintainer)' is not 'Name <address>'"
 desc=$(field Description)
 [ "$(printf '%s\n' "$desc" | wc -l)" -ge 3 ] || fail "Description has no long description"
