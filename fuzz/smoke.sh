@@ -18,7 +18,10 @@ cmake -S "$NP_SRC" -B "$build" -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Sanit
 	fail "configuring the clang build: $(tail -n 20 "$TMP/configure.log")"
 cmake --build "$build" -j2 --target "${targets[@]/#/fuzz_}" >"$TMP/build.log" 2>&1 ||
 	fail "building the fuzzers: $(grep -m 20 -E 'error|warning' "$TMP/build.log")"
-grep -q 'warning:' "$TMP/build.log" && fail "warnings: $(grep -m 20 'warning:' "$TMP/build.log")"
+# The harnesses themselves build clean (the server's files have their own checks).
+if grep -q '^[^ ]*fuzz/[^ ]*: warning:' "$TMP/build.log"; then
+	fail "warnings: $(grep -m 20 '^[^ ]*fuzz/[^ ]*: warning:' "$TMP/build.log")"
+fi
 
 for t in "${targets[@]}"; do
 	seeds=$NP_SRC/fuzz/corpus/$t
