@@ -173,7 +173,9 @@ def run_threads(target, args_list, timeout):
 
 def send_for(sock, data, seconds, poll=None):
     """Sends data on a non-blocking socket for at most seconds, never
-    reading; calls poll() between tries. Returns the bytes sent."""
+    reading; calls poll() between tries. Stops early when the server
+    closes the connection (a fair answer to a flood). Returns the bytes
+    sent."""
     sock.setblocking(False)
     view = memoryview(data)
     sent, deadline = 0, time.monotonic() + seconds
@@ -182,6 +184,8 @@ def send_for(sock, data, seconds, poll=None):
             sent += sock.send(view[sent:])
         except BlockingIOError:
             time.sleep(0.01)
+        except (ConnectionResetError, BrokenPipeError):
+            break
         if poll and poll():
             break
     return sent
