@@ -9,7 +9,8 @@ build=(cmake gcc make pkg-config libuv1-dev libjemalloc-dev libinih-dev
        librocksdb-dev libaio-dev libgnutls28-dev libsystemd-dev
        libmicrohttpd-dev)
 tests=(libnbd-bin python3-libnbd qemu-utils fio nbdkit nbd-server nbd-client
-       util-linux e2fsprogs strace procps openssl)
+       util-linux e2fsprogs strace procps openssl dpkg-dev groff-base man-db
+       systemd)
 vm=(qemu-system-x86 linux-image-amd64 linux-headers-amd64 busybox-static kmod)
 
 pkgs=("${build[@]}")
