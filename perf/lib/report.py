@@ -245,7 +245,10 @@ def main(rundir, out):
           "`idle`: N connections opened by perf/lib/idle_conns.py, each through a minimal "
           "handshake (NBD_OPT_GO) and then left idle; RSS read once all are open. "
           f"`write-1m-qd32-c64`: fio with 64 connections (numjobs=64), iodepth 32, 1 MiB writes "
-          f"for {meta.get('rss_runtime')} s; peak of RSS sampled every 0.2 s.\n")
+          f"for {meta.get('rss_runtime')} s (`--zero_buffers`, so that fio does not spend the CPUs "
+          "filling 2 GiB of buffers; none of the servers is told to detect zeroes); peak of RSS "
+          "sampled every 0.2 s while fio runs. Throughput in this test is not reported: 64 fio "
+          "threads on 2 CPUs starve the servers.\n")
         w("| server | test | connections | RSS before (MiB) | RSS with load (MiB) | note |")
         w("|---|---|---:|---:|---:|---|")
         for r in rss:
