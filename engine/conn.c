@@ -26,6 +26,7 @@
 #define ASYNC_BATCH 256
 #define HOLE_BLOCK 4096
 #define NP_INLINE_MAX (128 * 1024)
+#define NP_HS_MAX_PENDING (1024 * 1024)
 
 struct batch {
 	struct np_req *pool_head, *pool_tail;
@@ -64,9 +65,18 @@ static struct np_req *req_new(struct np_conn *c)
 	return r;
 }
 
+/* Bytes of requests and replies a connection may hold before it stops
+ * reading: the configured cap in transmission; during the handshake, a
+ * small one, since option replies are small and a client that sends
+ * options without reading the replies must not grow the queue. */
+static uint64_t cap_of(const struct np_conn *c)
+{
+	return c->phase == NP_CONN_HANDSHAKE ? NP_HS_MAX_PENDING : c->loop->srv->cfg->max_inflight;
+}
+
 static void resume_if_drained(struct np_conn *c)
 {
-	if (c->paused && !c->closing && c->inflight_bytes < c->loop->srv->cfg->max_inflight / 2) {
+	if (c->paused && !c->closing && c->inflight_bytes < cap_of(c) / 2) {
 		c->paused = false;
 		if (!c->reading) {
 			uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
@@ -460,8 +470,13 @@ void np_loop_flush(struct np_loop *l)
 
 static void on_close(uv_handle_t *h)
 {
-	struct np_conn *c = container_of((uv_tcp_t *)h, struct np_conn, tcp);
+	struct np_conn *c = h->data;
 	struct np_loop *l = c->loop;
+
+	/* The socket and the timer close separately, in an order libuv does
+	 * not promise; the connection goes when the last one has. */
+	if (--c->open_handles)
+		return;
 
 	while (c->out_head) {
 		struct np_req *next = c->out_head->next;
@@ -502,7 +517,9 @@ static void try_finish(struct np_conn *c)
 	if (c->graceful && (c->out_head || c->write_busy))
 		return;
 	c->closed = true;
-	uv_close((uv_handle_t *)&c->timer, NULL);
+	c->open_handles = 2;
+	c->timer.data = c->tcp.data = c;
+	uv_close((uv_handle_t *)&c->timer, on_close);
 	uv_close((uv_handle_t *)&c->tcp, on_close);
 }
 
@@ -611,6 +628,10 @@ static void reply_now(struct np_conn *c, struct np_req *r, uint32_t error)
  * they have finished sending. */
 static void skip_payload(struct np_conn *c, struct np_req *r, uint32_t err, uint64_t len)
 {
+	if (len == 0) {
+		reply_now(c, r, err);
+		return;
+	}
 	r->error = err;
 	c->skip = len;
 	c->skip_req = r;
@@ -753,7 +774,7 @@ static void consume(struct np_conn *c, size_t n)
 static void parse_requests(struct np_conn *c)
 {
 	struct batch b = {0};
-	uint64_t cap = c->loop->srv->cfg->max_inflight;
+	uint64_t cap = cap_of(c);
 	size_t pos = 0;
 
 	while (!c->closing) {
@@ -864,8 +885,14 @@ void np_conn_process(struct np_conn *c)
 			np_conn_drain(c);
 			return;
 		}
-		if (st != NP_HS_GO)
+		if (st != NP_HS_GO) {
+			if (c->inflight_bytes >= NP_HS_MAX_PENDING && c->reading) {
+				c->paused = true;
+				uv_read_stop((uv_stream_t *)&c->tcp);
+				c->reading = false;
+			}
 			return;
+		}
 		start_transmission(c);
 	}
 	parse_requests(c);

@@ -269,6 +269,7 @@ struct np_conn {
 	uint64_t inflight_bytes;
 	unsigned engine_busy; /* requests an engine or the pool still holds */
 	bool reading, paused, closing, graceful, closed;
+	unsigned open_handles; /* of tcp and timer, while closing */
 
 	void *tls;          /* gnutls_session_t once STARTTLS was accepted */
 	bool tls_up;        /* its handshake is done */

@@ -10,7 +10,7 @@ build=(cmake gcc make pkg-config libuv1-dev libjemalloc-dev libinih-dev
        libmicrohttpd-dev)
 tests=(libnbd-bin python3-libnbd qemu-utils fio nbdkit nbd-server nbd-client
        util-linux e2fsprogs strace procps openssl dpkg-dev groff-base man-db
-       systemd)
+       systemd clang libclang-rt-14-dev valgrind)
 vm=(qemu-system-x86 linux-image-amd64 linux-headers-amd64 busybox-static kmod)
 
 pkgs=("${build[@]}")
