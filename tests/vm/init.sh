@@ -22,11 +22,32 @@ ln -s /proc/self/fd /host/dev/fd
 ln -s /proc/self/fd/0 /host/dev/stdin
 ln -s /proc/self/fd/1 /host/dev/stdout
 ln -s /proc/self/fd/2 /host/dev/stderr
+for a in $(cat /proc/cmdline); do
+	case $a in
+	npvm_script=*) script=${a#npvm_script=} ;;
+	npvm_args=*) args=$(echo "${a#npvm_args=}" | tr ',' ' ') ;;
+	npvm_build=*) NPVM_BUILD=${a#npvm_build=} ;;
+	esac
+done
+# The scratch tmpfs mounts below would hide a checkout or build that lives
+# under them (a CI clone in /tmp, say): keep a view of the host's own tree
+# and bind those two back on top.
+mkdir -p /hostview
+mount --bind /host /hostview
 mount -t tmpfs tmp /host/dev/shm
 mount -t tmpfs -o size=1200M tmp /host/tmp
 mount -t tmpfs tmp /host/run
 mount -t tmpfs tmp /host/var/tmp
 mount -t tmpfs tmp /host/mnt
+repo=${script%/tests/vm/*}
+for d in "$repo" "$NPVM_BUILD"; do
+	case $d in
+	/tmp/* | /run/* | /var/tmp/* | /mnt/* | /dev/shm/*)
+		mkdir -p "/host$d"
+		mount --bind "/hostview$d" "/host$d" || echo "init: cannot expose $d"
+		;;
+	esac
+done
 # No name server is reachable from the guest: make lookups fail at once
 # rather than time out (nbd-server resolves its clients' names).
 : >/host/run/resolv.conf
@@ -35,13 +56,6 @@ mount --bind /host/run/resolv.conf /host/etc/resolv.conf
 mkdir -p /sbin
 printf '#!/bin/sh\nexec /bin/chroot /host /sbin/modprobe "$@"\n' >/sbin/modprobe
 chmod +x /sbin/modprobe
-for a in $(cat /proc/cmdline); do
-	case $a in
-	npvm_script=*) script=${a#npvm_script=} ;;
-	npvm_args=*) args=$(echo "${a#npvm_args=}" | tr ',' ' ') ;;
-	npvm_build=*) NPVM_BUILD=${a#npvm_build=} ;;
-	esac
-done
 echo 30 >/proc/sys/kernel/hung_task_timeout_secs
 echo 1 >/proc/sys/kernel/sysrq
 echo "NPVM: running $script $args"
