@@ -11,7 +11,8 @@ build=(cmake gcc make pkg-config libuv1-dev libjemalloc-dev libinih-dev
 tests=(libnbd-bin python3-libnbd qemu-utils fio nbdkit nbd-server nbd-client
        util-linux e2fsprogs strace procps openssl dpkg-dev groff-base man-db
        systemd clang libclang-rt-14-dev valgrind)
-vm=(qemu-system-x86 linux-image-amd64 linux-headers-amd64 busybox-static kmod)
+vm=(qemu-system-x86 linux-image-amd64 linux-headers-amd64 busybox-static kmod cpio
+    mdadm)
 
 pkgs=("${build[@]}")
 if [ "${1:-}" = "--all" ]; then
