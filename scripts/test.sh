@@ -1,9 +1,16 @@
 #!/bin/bash
 # The whole test suite: installs every dependency (root), builds, and runs
-# every test registered with CTest.
+# every test registered with CTest; then builds with ASan+UBSan and runs the
+# unit, integration and engine tests again against that build. Arguments go
+# to the first ctest run (e.g. -L unit, -R qemu); with arguments, the
+# sanitizer pass is left out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh --all
 scripts/build.sh Release
-cd build
-ctest --output-on-failure --timeout 900 "$@"
+(cd build && ctest --output-on-failure --timeout 900 "$@")
+if [ $# -eq 0 ]; then
+	echo "=== again under AddressSanitizer and UndefinedBehaviorSanitizer"
+	BUILD_DIR=build-asan scripts/build.sh Sanitize
+	(cd build-asan && ctest --output-on-failure --timeout 900 -j2 -L 'unit|integration|raw|thin')
+fi

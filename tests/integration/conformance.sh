@@ -64,9 +64,10 @@ conform mem "mem:$SIZE" yes
 # raw: a loop device with direct I/O, detached whatever happens.
 truncate -s $SIZE "$TMP/raw.img"
 LOOP=$(losetup -f --show --direct-io=on "$TMP/raw.img") || fail "losetup"
-trap 'losetup -d "$LOOP" 2>/dev/null; np_cleanup' EXIT
+trap 'losetup -d "$LOOP" 2>/dev/null || true; np_cleanup' EXIT
 conform raw "raw:$LOOP" no
 losetup -d "$LOOP"
+trap np_cleanup EXIT
 
 "$NBDPLEX" volume init "$TMP/pool" --size 256M >/dev/null || fail "volume init"
 "$NBDPLEX" volume create "$TMP/pool" v $SIZE >/dev/null || fail "volume create"
