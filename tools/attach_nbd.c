@@ -17,7 +17,7 @@
 #include "net/proto.h"
 
 /* No single handshake step may take longer than this. */
-#define HANDSHAKE_TIMEOUT_S 10
+#define HANDSHAKE_TIMEOUT_S 30
 
 static int fail(char *err, size_t errlen, const char *fmt, ...)
 {

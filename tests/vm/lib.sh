@@ -45,6 +45,13 @@ EOC
 	[ -s $pidf ] || { cat /tmp/srv.log; die "$kind did not start"; }
 	SRV_PID=$(cat $pidf)
 	kill -0 $SRV_PID || die "$kind exited"
+	# A pidfile is not a greeting: nbd-server forks per client and is slow
+	# to answer in a TCG guest on a busy host. Wait until it greets.
+	for i in $(seq 60); do
+		timeout 5 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port && head -c 8 <&3" 2>/dev/null |
+			grep -q NBDMAGIC && break
+		sleep 0.5
+	done
 	echo "server $kind pid $SRV_PID port $port"
 }
 
