@@ -31,9 +31,16 @@ cat $ch
 [ "$(awk 'NR > 1 && $6 > 0 {print $2}' $ch | sort -u | wc -l)" = 2 ] || die "not both paths carried data"
 
 step "path 1 down mid-write"
-dd if=/tmp/data of=$DEV bs=256k oflag=direct status=none 2>/tmp/dd.err &
+# Three passes of the same data: long enough that the path goes down in
+# the middle on a fast host too, and the device still ends up equal to it.
+(
+	set -e
+	for pass in 1 2 3; do
+		dd if=/tmp/data of=$DEV bs=256k oflag=direct status=none
+	done
+) 2>/tmp/dd.err &
 w=$!
-sleep 2
+sleep 1
 kill -0 $w || die "writer finished before the path went down; nothing tested"
 ip link set p1 down
 timeout 240 sh -c "while kill -0 $w 2>/dev/null; do sleep 0.5; done" || die "writer stuck"
