@@ -17,6 +17,7 @@
  * metrics = HOST:PORT
  * control = SOCKET
  * log-level = error|warn|info|debug
+ * max-inflight-total = SIZE
  *
  * Exports given with -e come first, then those of config files in order; the
  * first export is also the default (empty) name. */
@@ -34,6 +35,7 @@ static const char serve_usage[] =
 	"usage: nbdplex serve [-l HOST:PORT]... [-e NAME=ENGINE:SPEC]... [-c FILE] [-r]\n"
 	"                     [--pidfile FILE] [--threads N] [--loops N]\n"
 	"                     [--handshake-timeout SECONDS] [--max-inflight SIZE]\n"
+	"                     [--max-inflight-total SIZE]\n"
 	"                     [--allow ADDR[/BITS]]... [--max-connections N]\n"
 	"                     [--max-connections-per-client N] [--tls off|on|require]\n"
 	"                     [--tls-certificates DIR] [--tls-psk FILE] [--tls-verify-peer]\n"
@@ -56,6 +58,7 @@ static const char serve_usage[] =
 	"      --loops N            event loops (default one per core)\n"
 	"      --handshake-timeout S   close clients that do not finish the handshake (30)\n"
 	"      --max-inflight SIZE  bytes of requests in flight per connection (64M)\n"
+	"      --max-inflight-total SIZE   over all connections (256M)\n"
 	"      --allow ADDR[/BITS]  accept clients only from these addresses and ranges;\n"
 	"                           repeatable (per export: allow = in its [export] section)\n"
 	"      --max-connections N  in total\n"
@@ -183,10 +186,11 @@ static int server_setting(struct np_config *cfg, const char *key, const char *v)
 		return parse_uint(v, 1, 3600, &cfg->handshake_timeout);
 	if (!strcmp(key, "read-only"))
 		return parse_bool(v, &cfg->readonly);
-	if (!strcmp(key, "max-inflight")) {
-		int r = np_parse_size(v, &cfg->max_inflight);
+	if (!strcmp(key, "max-inflight") || !strcmp(key, "max-inflight-total")) {
+		uint64_t *dst = key[12] ? &cfg->max_inflight_total : &cfg->max_inflight;
+		int r = np_parse_size(v, dst);
 
-		return r < 0 || cfg->max_inflight < NP_MAX_REQUEST ? -EINVAL : 0;
+		return r < 0 || *dst < NP_MAX_REQUEST ? -EINVAL : 0;
 	}
 	if (!strcmp(key, "allow"))
 		return np_acl_add(&cfg->allow, v);
@@ -334,6 +338,7 @@ int np_config_from_args(struct np_config *cfg, int argc, char **argv)
 		OPT_METRICS,
 		OPT_CONTROL,
 		OPT_LOG_LEVEL,
+		OPT_MAX_INFLIGHT_TOTAL,
 	};
 	static const struct option opts[] = {
 		{"listen", required_argument, NULL, 'l'},
@@ -357,6 +362,7 @@ int np_config_from_args(struct np_config *cfg, int argc, char **argv)
 		{"metrics", required_argument, NULL, OPT_METRICS},
 		{"control", required_argument, NULL, OPT_CONTROL},
 		{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+		{"max-inflight-total", required_argument, NULL, OPT_MAX_INFLIGHT_TOTAL},
 		{NULL, 0, NULL, 0},
 	};
 	static const char *const keys[] = {
@@ -375,6 +381,7 @@ int np_config_from_args(struct np_config *cfg, int argc, char **argv)
 		[OPT_METRICS - 256] = "metrics",
 		[OPT_CONTROL - 256] = "control",
 		[OPT_LOG_LEVEL - 256] = "log-level",
+		[OPT_MAX_INFLIGHT_TOTAL - 256] = "max-inflight-total",
 	};
 	char **configs = NULL;
 	size_t n_configs = 0;
@@ -383,6 +390,7 @@ int np_config_from_args(struct np_config *cfg, int argc, char **argv)
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->handshake_timeout = 30;
 	cfg->max_inflight = 64ULL << 20;
+	cfg->max_inflight_total = 256ULL << 20;
 	cfg->shutdown_timeout = 30;
 	optind = 1;
 	while (r == 0 && (c = getopt_long(argc, argv, "l:e:c:rvh", opts, NULL)) != -1) {
@@ -421,6 +429,7 @@ int np_config_from_args(struct np_config *cfg, int argc, char **argv)
 		case OPT_METRICS:
 		case OPT_CONTROL:
 		case OPT_LOG_LEVEL:
+		case OPT_MAX_INFLIGHT_TOTAL:
 			if (server_setting(cfg, keys[c - 256], optarg ? optarg : "yes") < 0) {
 				fprintf(stderr, "nbdplex serve: bad value '%s' for --%s\n",
 					optarg ? optarg : "", keys[c - 256]);

@@ -49,6 +49,31 @@ static void mark_dirty(struct np_conn *c)
 	}
 }
 
+/* Counts bytes a request holds against its connection's cap and the
+ * server's total budget; np_req_free gives them back. */
+static void charge(struct np_req *r, uint64_t n)
+{
+	struct np_conn *c = r->conn;
+
+	r->charge += n;
+	c->inflight_bytes += n;
+	atomic_fetch_add_explicit(&c->loop->srv->inflight_total, n, memory_order_relaxed);
+}
+
+/* Whether a connection must stop reading: past its own cap, or holding
+ * requests while the server is past its total budget. A connection with
+ * nothing in flight may always send one more, so every client makes
+ * progress, and its own completions are what let it go on. */
+static bool over_budget(const struct np_conn *c, uint64_t own_cap)
+{
+	const struct np_server *srv = c->loop->srv;
+
+	return c->inflight_bytes >= own_cap ||
+	       (c->inflight_bytes > 0 && c->phase == NP_CONN_TRANSMISSION &&
+		atomic_load_explicit(&srv->inflight_total, memory_order_relaxed) >=
+			srv->cfg->max_inflight_total);
+}
+
 static struct np_req *req_new(struct np_conn *c)
 {
 	struct np_req *r = malloc(sizeof(*r));
@@ -60,8 +85,8 @@ static struct np_req *req_new(struct np_conn *c)
 	r->t0 = uv_hrtime();
 	r->io.owner = r;
 	r->io.done = np_req_done;
-	r->charge = sizeof(*r);
-	c->inflight_bytes += r->charge;
+	r->charge = 0;
+	charge(r, sizeof(*r));
 	return r;
 }
 
@@ -76,7 +101,7 @@ static uint64_t cap_of(const struct np_conn *c)
 
 static void resume_if_drained(struct np_conn *c)
 {
-	if (c->paused && !c->closing && c->inflight_bytes < cap_of(c) / 2) {
+	if (c->paused && !c->closing && !over_budget(c, cap_of(c) / 2)) {
 		c->paused = false;
 		if (!c->reading) {
 			uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
@@ -91,6 +116,7 @@ void np_req_free(struct np_req *r)
 	struct np_conn *c = r->conn;
 
 	c->inflight_bytes -= r->charge;
+	atomic_fetch_sub_explicit(&c->loop->srv->inflight_total, r->charge, memory_order_relaxed);
 	free(r->io.buf);
 	free(r->extra);
 	free(r);
@@ -118,8 +144,7 @@ static int queue_copy(struct np_conn *c, const void *data, size_t len, bool wire
 	}
 	memcpy(r->io.buf, data, len);
 	r->wire = wire;
-	r->charge += len;
-	c->inflight_bytes += len;
+	charge(r, len);
 	r->iov[0].iov_base = r->io.buf;
 	r->iov[0].iov_len = len;
 	r->n_iov = 1;
@@ -738,8 +763,7 @@ static bool handle_request(struct np_conn *c, const struct nbd_request *h, struc
 				reply_now(c, r, NBD_ENOMEM);
 			return true;
 		}
-		r->charge += h->count;
-		c->inflight_bytes += h->count;
+		charge(r, h->count);
 	} else if (h->type == NBD_CMD_BLOCK_STATUS) {
 		uint32_t max = (h->flags & NBD_CMD_FLAG_REQ_ONE) ? 1 : NP_MAX_EXTENTS;
 
@@ -807,7 +831,7 @@ static void parse_requests(struct np_conn *c)
 			dispatch(c, r, &b);
 			continue;
 		}
-		if (c->inflight_bytes >= cap) {
+		if (over_budget(c, cap)) {
 			c->paused = true;
 			break;
 		}

@@ -80,6 +80,7 @@ struct np_config {
 	unsigned loops;              /* event loops; 0 = one per core */
 	unsigned handshake_timeout;  /* seconds */
 	uint64_t max_inflight;       /* bytes per connection */
+	uint64_t max_inflight_total; /* bytes over all connections */
 	unsigned shutdown_timeout;   /* seconds to drain on SIGTERM */
 	struct np_acl allow;         /* who may connect at all */
 	unsigned max_connections;    /* 0: no limit */
@@ -204,6 +205,7 @@ struct np_server {
 	size_t n_listeners;
 	uv_signal_t sigint, sigterm;
 	atomic_uint_fast64_t next_conn_id;
+	atomic_uint_fast64_t inflight_total; /* bytes all connections hold */
 	struct np_limits limits;
 	struct np_tls *tls;
 	struct np_metrics *metrics;

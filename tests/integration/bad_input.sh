@@ -12,6 +12,12 @@ grep -q 'from 127.0.0.1:[0-9]*: closing: bad request magic' "$TMP/server.log" ||
 grep -q 'handshake timed out' "$TMP/server.log" || fail "no log line for the handshake timeout"
 stop_server
 
+# The server-wide budget bounds clients that each stay under their own cap.
+start_server -e m=mem:64M --max-inflight 64M --max-inflight-total 96M
+python3 "$NP_SRC/tests/integration/budget.py" "$PORT" "$SERVER_PID" || fail "total budget"
+assert_serving m
+stop_server
+
 # expect_error WANT ARGS...: serve must exit non-zero, saying WANT.
 expect_error() {
 	local want=$1 rc=0
@@ -39,6 +45,7 @@ expect_error "bad option 'sz=1M'" -e d=file:"$TMP/x.img",sz=1M
 expect_error "no export given"
 expect_error "bad value '0' for --threads" -e d=mem:1M --threads 0
 expect_error "bad value 'loud' for --log-level" -e d=mem:1M --log-level loud
+expect_error "bad value '1M' for --max-inflight-total" -e d=mem:1M --max-inflight-total 1M
 truncate -s 2M "$TMP/small.img"
 expect_error "refusing to shrink" -e d=file:"$TMP/small.img",size=1M
 expect_error "listen address 'nonsense'" -e d=mem:1M -l nonsense
