@@ -119,3 +119,17 @@ check_dmesg() {
 		die "kernel reported a problem"
 	fi
 }
+
+# Reads the device back and compares it, and the served file, with the 96 MiB
+# in /tmp/data; then detaches, stops the server, unloads the module and
+# checks the kernel log.
+verify_96m_and_finish() {
+	drop_caches
+	dd if=$DEV of=/tmp/back bs=1M count=96 iflag=direct status=none
+	same /tmp/data /tmp/back
+	$NP detach $DEV
+	cmp -n 100663296 /tmp/data /tmp/disk.img || die "served file differs"
+	stop_server
+	rmmod nbdplex
+	check_dmesg
+}

@@ -53,12 +53,5 @@ step "path 1 back"
 ip link set p1 up
 wait_channels 4 60
 cat $ch
-drop_caches
-dd if=$DEV of=/tmp/back bs=1M count=96 iflag=direct status=none
-same /tmp/data /tmp/back
-$NP detach $DEV
-cmp -n 100663296 /tmp/data /tmp/disk.img || die "served file differs"
-stop_server
-rmmod nbdplex
-check_dmesg
+verify_96m_and_finish
 echo "multipath: ok"
