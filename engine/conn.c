@@ -362,6 +362,8 @@ void np_req_done(struct np_io *io)
 	struct np_conn *c = r->conn;
 
 	c->engine_busy--;
+	if (io->cmd == NBD_CMD_RESIZE && io->result == 0)
+		np_export_refresh_size(c->export);
 	if (c->closing && !c->graceful) {
 		np_req_free(r);
 		try_finish(c);
@@ -667,11 +669,19 @@ static void skip_payload(struct np_conn *c, struct np_req *r, uint32_t err, uint
 static uint32_t validate(struct np_conn *c, const struct nbd_request *h)
 {
 	struct np_export *ex = c->export;
-	uint64_t size = ex->hs.size;
+	uint64_t size = np_export_size(ex);
 	uint16_t allowed = NBD_CMD_FLAG_FUA;
 	bool writes = false, in_range = h->offset <= size && h->count <= size - h->offset;
 
 	switch (h->type) {
+	case NBD_CMD_RESIZE:
+		/* The new size is in the offset field; nothing else is set. */
+		if (ex->readonly)
+			return NBD_EPERM;
+		if (!(ex->hs.tflags & NBD_FLAG_SEND_RESIZE) || h->count || h->flags ||
+		    h->offset % ex->hs.min_block)
+			return NBD_EINVAL;
+		return 0;
 	case NBD_CMD_READ:
 		allowed |= c->structured ? NBD_CMD_FLAG_DF : 0;
 		if (h->count == 0 || h->count > ex->hs.max_block)

@@ -19,6 +19,8 @@ static uint16_t tflags_from_caps(uint32_t caps, bool readonly)
 		f |= NBD_FLAG_SEND_FUA | NBD_FLAG_SEND_WRITE_ZEROES | NBD_FLAG_SEND_FAST_ZERO;
 	if (!readonly && (caps & NP_CAP_TRIM))
 		f |= NBD_FLAG_SEND_TRIM;
+	if (!readonly && (caps & NP_CAP_RESIZE))
+		f |= NBD_FLAG_SEND_RESIZE;
 	if (caps & NP_CAP_MULTI_CONN)
 		f |= NBD_FLAG_CAN_MULTI_CONN;
 	if (caps & NP_CAP_ROTATIONAL)
@@ -107,6 +109,22 @@ void np_exports_close(struct np_export *ex, size_t n)
 	free(ex);
 }
 
+uint64_t np_export_size(const struct np_export *ex)
+{
+	return __atomic_load_n(&ex->hs.size, __ATOMIC_RELAXED);
+}
+
+uint64_t np_export_refresh_size(struct np_export *ex)
+{
+	uint64_t now = ex->ops->get_size(ex->h);
+	uint64_t was = __atomic_exchange_n(&ex->hs.size, now, __ATOMIC_RELAXED);
+
+	if (was != now)
+		np_info("export '%s': size now %llu bytes (was %llu)", ex->hs.name,
+			(unsigned long long)now, (unsigned long long)was);
+	return now;
+}
+
 /* An export denied to a client does not exist for it: it is neither
  * listed nor found, so its name is not disclosed. */
 static bool allowed(const struct np_conn *c, const struct np_export *ex)
@@ -122,8 +140,13 @@ static const struct np_hs_export *hs_lookup(void *ctx, const char *name)
 	for (size_t i = 0; i < srv->n_exports; i++) {
 		struct np_export *ex = &srv->exports[i];
 
-		if ((!*name && i == 0) || strcmp(ex->hs.name, name) == 0)
-			return allowed(c, ex) ? &ex->hs : NULL;
+		if ((!*name && i == 0) || strcmp(ex->hs.name, name) == 0) {
+			if (!allowed(c, ex))
+				return NULL;
+			/* Every handshake sees the size as it is now. */
+			np_export_refresh_size(ex);
+			return &ex->hs;
+		}
 	}
 	return NULL;
 }

@@ -113,6 +113,10 @@ struct np_export {
 
 int np_exports_open(struct np_export **out, const struct np_config *cfg);
 void np_exports_close(struct np_export *ex, size_t n);
+/* The size clients are held to; it changes with NBD_CMD_RESIZE and when the
+ * engine reports a new size at a handshake (a file grown underneath). */
+uint64_t np_export_size(const struct np_export *ex);
+uint64_t np_export_refresh_size(struct np_export *ex);
 extern const struct np_hs_ops np_export_hs_ops; /* ctx: struct np_conn * */
 
 /* ---- pool.c: the worker pool for operations that may block ---- */

@@ -91,7 +91,7 @@ static void send_info_export(struct np_hs *hs, uint32_t opt, const struct np_hs_
 	uint8_t b[12];
 
 	np_put16(b, NBD_INFO_EXPORT);
-	np_put64(b + 2, e->size);
+	np_put64(b + 2, __atomic_load_n(&e->size, __ATOMIC_RELAXED));
 	np_put16(b + 10, client_tflags(hs, e));
 	reply(hs, opt, NBD_REP_INFO, b, sizeof(b));
 }
@@ -277,7 +277,7 @@ static enum np_hs_status opt_export_name(struct np_hs *hs, const uint8_t *d, siz
 		hs->why = "out of memory";
 		return NP_HS_CLOSE;
 	}
-	np_put64(p, e->size);
+	np_put64(p, __atomic_load_n(&e->size, __ATOMIC_RELAXED));
 	np_put16(p + 8, hs->tflags);
 	if (!hs->no_zeroes)
 		memset(p + 10, 0, 124);

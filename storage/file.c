@@ -143,9 +143,40 @@ static void file_close(void *h)
 	free(f);
 }
 
+/* Asks the file system each time, so that a file grown (or a device
+ * resized) under a running server shows at the next handshake. */
 static uint64_t file_get_size(void *h)
 {
-	return ((struct file_h *)h)->size;
+	struct file_h *f = h;
+	uint64_t size = __atomic_load_n(&f->size, __ATOMIC_RELAXED);
+	struct stat st;
+
+	if (f->is_blockdev) {
+		if (ioctl(f->fd, BLKGETSIZE64, &size) < 0)
+			return __atomic_load_n(&f->size, __ATOMIC_RELAXED);
+	} else if (fstat(f->fd, &st) == 0) {
+		size = (uint64_t)st.st_size;
+	}
+	__atomic_store_n(&f->size, size, __ATOMIC_RELAXED);
+	return size;
+}
+
+/* NBD_CMD_RESIZE: grows with a hole or cuts the file, then makes the new
+ * size durable before the client hears of it. */
+static int file_resize(void *h, uint64_t size)
+{
+	struct file_h *f = h;
+
+	if (f->readonly)
+		return -EPERM;
+	if (f->is_blockdev)
+		return -EOPNOTSUPP;
+	if (size > (uint64_t)INT64_MAX)
+		return -EFBIG;
+	if (ftruncate(f->fd, (off_t)size) < 0 || fsync(f->fd) < 0)
+		return -errno;
+	__atomic_store_n(&f->size, size, __ATOMIC_RELAXED);
+	return 0;
 }
 
 static uint32_t file_caps(void *h)
@@ -155,6 +186,8 @@ static uint32_t file_caps(void *h)
 
 	if (!f->readonly)
 		c |= NP_CAP_WRITE | NP_CAP_FUA | NP_CAP_TRIM | NP_CAP_ZERO | NP_CAP_FAST_ZERO;
+	if (!f->readonly && !f->is_blockdev)
+		c |= NP_CAP_RESIZE;
 	return c;
 }
 
@@ -360,8 +393,8 @@ static int file_space(void *h, uint64_t *used, uint64_t *capacity)
 
 	if (fstat(f->fd, &st) < 0)
 		return -errno;
-	*used = f->is_blockdev ? f->size : (uint64_t)st.st_blocks * 512;
-	*capacity = f->size;
+	*capacity = file_get_size(f);
+	*used = f->is_blockdev ? *capacity : (uint64_t)st.st_blocks * 512;
 	return 0;
 }
 
@@ -383,4 +416,5 @@ const struct np_storage_ops np_storage_file = {
 	.pread_nowait = file_pread_nowait,
 	.pwrite_nowait = file_pwrite_nowait,
 	.space = file_space,
+	.resize = file_resize,
 };

@@ -185,6 +185,11 @@ void np_io_run_sync(const struct np_storage_ops *ops, void *h, uint32_t caps, st
 		}
 		fua = 0;
 		break;
+	case NBD_CMD_RESIZE:
+		/* The new size travels in the offset field. */
+		r = ops->resize && (caps & NP_CAP_RESIZE) ? ops->resize(h, io->offset) : -EINVAL;
+		fua = 0;
+		break;
 	default:
 		r = -EINVAL;
 		fua = 0;

@@ -39,6 +39,7 @@
 #define NP_CAP_EXTENTS (1U << 7)    /* extents() reports holes and zeroes */
 #define NP_CAP_CACHE (1U << 8)      /* cache() prefetches */
 #define NP_CAP_ROTATIONAL (1U << 9) /* the medium seeks */
+#define NP_CAP_RESIZE (1U << 10)    /* resize() implemented (NBD_CMD_RESIZE) */
 
 /* One extent of a BLOCK_STATUS answer; flags are NBD_STATE_HOLE/ZERO. */
 struct np_extent {
@@ -83,6 +84,10 @@ struct np_storage_ops {
 	int (*open)(const char *spec, bool readonly, void **handle, char **err);
 	void (*close)(void *h);
 
+	/* The export's size now. It may change while the export is served (a
+	 * file grown underneath, a thin volume resized): the core asks again
+	 * at every handshake and after NBD_CMD_RESIZE, from any thread, so it
+	 * must be cheap and thread-safe. */
 	uint64_t (*get_size)(void *h);
 	uint32_t (*caps)(void *h);
 	/* Optional: block size constraints (NBD_INFO_BLOCK_SIZE). Leave a value
@@ -118,6 +123,11 @@ struct np_storage_ops {
 	int (*loop_open)(void *h, void *loop, void **loop_handle);
 	void (*loop_close)(void *loop_handle);
 	void (*submit)(void *loop_handle, struct np_io **ios, unsigned n);
+
+	/* Optional, with NP_CAP_RESIZE: makes the export size bytes long
+	 * (NBD_CMD_RESIZE); new space reads as zeroes. May block; runs on a
+	 * worker thread through np_io_run_sync. */
+	int (*resize)(void *h, uint64_t size);
 };
 
 /* Runs io through the synchronous operations of ops, including the core's

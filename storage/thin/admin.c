@@ -26,7 +26,7 @@ int thin_vol_refresh(struct thin_pool *p, struct thin_vol *v)
 
 	if (!d)
 		return -ENOENT;
-	v->size = d->r.size;
+	__atomic_store_n(&v->size, d->r.size, __ATOMIC_RELAXED);
 	limit = chunks_of(p, d->r.size);
 	free(v->chain);
 	v->chain = calloc(p->ndevs, sizeof(*v->chain));
@@ -284,12 +284,16 @@ static int cmd_resize(struct thin_pool *p, char **argv, struct thin_txn *t, char
 
 	if (!vol)
 		return -EINVAL;
-	if (is_open(p, argv[1]))
-		return thin_errmsg(err, -EBUSY, "%s: %s is exported; stop the export to resize it",
-				   p->dir, argv[1]);
 	rc = parse_size(argv[2], &size, err);
 	if (rc < 0)
 		return rc;
+	/* Growing is safe under I/O (this runs with io_lock held exclusively
+	 * and every open volume is refreshed after); shrinking could race a
+	 * write already checked against the old size. */
+	if (size < vol->r.size && is_open(p, argv[1]))
+		return thin_errmsg(err, -EBUSY,
+				   "%s: %s is exported; stop the export to shrink it", p->dir,
+				   argv[1]);
 	d = *vol;
 	newc = chunks_of(p, size);
 	if (size > d.r.size && (d.r.size & (p->meta.chunk_size - 1))) {

@@ -254,7 +254,27 @@ static void thin_close(void *h)
 
 static uint64_t thin_get_size(void *h)
 {
-	return ((struct thin_vol *)h)->size;
+	return __atomic_load_n(&((struct thin_vol *)h)->size, __ATOMIC_RELAXED);
+}
+
+/* NBD_CMD_RESIZE, as `nbdplex volume resize` would do it: one catalog
+ * change under the pool's exclusive lock. An exported volume can grow;
+ * shrinking it is refused while any export has it open. */
+static int thin_resize(void *h, uint64_t size)
+{
+	struct thin_vol *v = h;
+	char name[sizeof(v->name)], sz[32];
+	char *argv[] = {"resize", name, sz};
+	char *err = NULL;
+	int rc;
+
+	if (v->readonly)
+		return -EPERM;
+	snprintf(name, sizeof(name), "%s", v->name);
+	snprintf(sz, sizeof(sz), "%llu", (unsigned long long)size);
+	rc = thin_admin(v->pool, 3, argv, NULL, &err);
+	free(err);
+	return rc;
 }
 
 static uint32_t thin_caps(void *h)
@@ -264,7 +284,7 @@ static uint32_t thin_caps(void *h)
 
 	if (!v->readonly)
 		caps |= NP_CAP_WRITE | NP_CAP_FLUSH | NP_CAP_FUA | NP_CAP_TRIM | NP_CAP_ZERO |
-			NP_CAP_FAST_ZERO;
+			NP_CAP_FAST_ZERO | NP_CAP_RESIZE;
 	return caps;
 }
 
@@ -660,4 +680,5 @@ const struct np_storage_ops np_storage_thin = {
     .zero = thin_zero,
     .cache = thin_cache,
     .extents = thin_extents,
+    .resize = thin_resize,
 };

@@ -396,7 +396,16 @@ static void test_resize(void)
 	if (!h)
 		return;
 	CHECK_EQ(write_pat(h, 1 * M, 0, 30, 0), 0);
-	CHECK(vol("resize", pool, "r", "2M", NULL) != 0); /* exported */
+	/* An exported volume grows at once, but does not shrink. */
+	CHECK(ops->caps(h) & NP_CAP_RESIZE);
+	CHECK_EQ(vol("resize", pool, "r", "3M", NULL), 0);
+	CHECK_EQ(ops->get_size(h), 3 * M);
+	CHECK(verify(h, 1 * M, 0, 30));
+	CHECK(verify(h, 2 * M, 1 * M, -1));
+	CHECK(vol("resize", pool, "r", "100000", NULL) != 0);
+	CHECK_EQ(ops->resize(h, 1 * M), -EBUSY);
+	CHECK_EQ(ops->resize(h, 4 * M), 0);
+	CHECK_EQ(ops->get_size(h), 4 * M);
 	ops->close(h);
 	CHECK_EQ(vol("resize", pool, "r", "100000", NULL), 0);
 	CHECK_EQ(vol("resize", pool, "r", "2M", NULL), 0);
