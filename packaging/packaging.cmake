@@ -146,7 +146,8 @@ else()
   set(NP_DEPENDS "libc6" "libuv1" "libinih1")
   # FOUND_VARIABLE:PACKAGE for the optional libraries
   foreach(pair GNUTLS_FOUND:libgnutls30 MHD_FOUND:libmicrohttpd12 SYSTEMD_FOUND:libsystemd0
-               JEMALLOC_FOUND:libjemalloc2 NP_AIO_LIBRARY:libaio1 NP_ROCKSDB_LIB:librocksdb7.8)
+               JEMALLOC_FOUND:libjemalloc2 NP_AIO_LIBRARY:libaio1 NP_ROCKSDB_LIB:librocksdb7.8
+               LIBNBD_FOUND:libnbd0)
     string(REPLACE ":" ";" pair "${pair}")
     list(GET pair 0 found)
     list(GET pair 1 pkg)

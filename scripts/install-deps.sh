@@ -7,7 +7,7 @@ set -euo pipefail
 
 build=(cmake gcc make pkg-config libuv1-dev libjemalloc-dev libinih-dev
        librocksdb-dev libaio-dev libgnutls28-dev libsystemd-dev
-       libmicrohttpd-dev)
+       libmicrohttpd-dev libnbd-dev)
 tests=(libnbd-bin python3-libnbd qemu-utils fio nbdkit nbd-server nbd-client
        util-linux e2fsprogs strace procps openssl dpkg-dev groff-base man-db
        systemd clang libclang-rt-14-dev valgrind)

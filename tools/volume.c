@@ -18,6 +18,7 @@
 #include "storage/storage.h"
 #include "storage/thin/pool.h"
 #include "tools/volume.h"
+#include "tools/volume_copy.h"
 
 static const char usage_all[] =
     "usage: nbdplex volume COMMAND POOLDIR [ARGS]\n"
@@ -29,8 +30,13 @@ static const char usage_all[] =
     "  list POOLDIR\n"
     "  delete POOLDIR NAME\n"
     "  check POOLDIR\n"
-    "Sizes accept K, M, G, T suffixes. Works while a server serves the pool,\n"
-    "through POOLDIR/control.sock. `nbdplex volume COMMAND --help` for more.\n";
+    "  import POOLDIR VOLUME FILE|URI [--overwrite] [--size SIZE] [--quiet]\n"
+    "  export POOLDIR VOLUME FILE|URI [--overwrite] [--quiet]\n"
+    "    (both: [--progress|--no-progress]; URI: nbd://HOST[:PORT]/EXPORT or\n"
+    "    nbd+unix:///EXPORT?socket=PATH)\n"
+    "Sizes accept K, M, G, T suffixes. All but import and export work while a\n"
+    "server serves the pool, through POOLDIR/control.sock.\n"
+    "`nbdplex volume COMMAND --help` for more.\n";
 
 static const struct {
 	const char *name;
@@ -75,9 +81,9 @@ static const struct {
      "Verifies that every mapped chunk is allocated exactly once.\n"},
 };
 
-static int fail(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#define fail np_volume_fail
 
-static int fail(int status, const char *fmt, ...)
+int np_volume_fail(int status, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -196,6 +202,10 @@ int np_cmd_volume(int argc, char **argv)
 		fputs(usage_all, argc < 2 ? stderr : stdout);
 		return argc < 2 ? 2 : 0;
 	}
+	if (strcmp(argv[1], "import") == 0)
+		return np_cmd_volume_import(argc - 1, argv + 1);
+	if (strcmp(argv[1], "export") == 0)
+		return np_cmd_volume_export(argc - 1, argv + 1);
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
 		if (strcmp(argv[1], cmds[i].name) != 0)
 			continue;

@@ -6,4 +6,7 @@
  * 1 when the command failed, 2 on a usage error. */
 int np_cmd_volume(int argc, char **argv);
 
+/* Prints "nbdplex volume: " and the message to stderr; returns status. */
+int np_volume_fail(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 #endif

@@ -14,8 +14,20 @@ list(APPEND NP_EXTRA_SOURCES
   ${CMAKE_SOURCE_DIR}/storage/thin/admin.c
   ${CMAKE_SOURCE_DIR}/storage/thin/control.c
   ${CMAKE_SOURCE_DIR}/tools/volume.c
+  ${CMAKE_SOURCE_DIR}/tools/volume_copy.c
+  ${CMAKE_SOURCE_DIR}/tools/progress.c
 )
 list(APPEND NP_EXTRA_LIBS ${NP_ROCKSDB_LIB})
+# volume import/export speak NBD through libnbd; without it they copy
+# files only.
+pkg_check_modules(LIBNBD IMPORTED_TARGET libnbd)
+if(LIBNBD_FOUND)
+  list(APPEND NP_EXTRA_SOURCES ${CMAKE_SOURCE_DIR}/tools/volume_nbd.c)
+  list(APPEND NP_EXTRA_LIBS PkgConfig::LIBNBD)
+else()
+  message(STATUS "thin engine: libnbd-dev not found, volume import/export without NBD")
+  list(APPEND NP_EXTRA_SOURCES ${CMAKE_SOURCE_DIR}/tools/volume_nbd_none.c)
+endif()
 list(APPEND NP_EXTRA_DEFS NP_HAVE_THIN)
 
 add_executable(test_thin ${CMAKE_SOURCE_DIR}/tests/thin/test_thin.c)
