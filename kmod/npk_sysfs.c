@@ -38,6 +38,51 @@ static ssize_t channels_show(struct device *d, struct device_attribute *attr,
 }
 static DEVICE_ATTR_RO(channels);
 
+/*
+ * One line per path that has a channel: healthy and dying channels, and the
+ * sums of its channels' counters. The totals are those of the channels that
+ * exist now, so they drop when a channel is replaced; a reader that turns
+ * them into a rate must allow for that.
+ */
+static ssize_t paths_show(struct device *d, struct device_attribute *attr,
+			  char *buf)
+{
+	struct npk_dev *dev = npk_from_dev(d);
+	struct {
+		int up, dead, reqs;
+		s64 inflight, total;
+	} p[NPK_MAX_PATHS] = {};
+	int i, len = 0;
+
+	spin_lock(&dev->lock);
+	for (i = 0; i < NPK_MAX_CHANNELS; i++) {
+		struct npk_chan *c = dev->chans[i];
+
+		if (!c || c->path >= NPK_MAX_PATHS)
+			continue;
+		if (test_bit(NPK_CHAN_DEAD, &c->flags))
+			p[c->path].dead++;
+		else
+			p[c->path].up++;
+		p[c->path].reqs += atomic_read(&c->reqs_inflight);
+		p[c->path].inflight += atomic64_read(&c->bytes_inflight);
+		p[c->path].total += atomic64_read(&c->bytes_total);
+	}
+	spin_unlock(&dev->lock);
+
+	len += sysfs_emit_at(buf, len, "path state channels_up channels_dead reqs_inflight bytes_inflight bytes_total\n");
+	for (i = 0; i < NPK_MAX_PATHS; i++) {
+		if (!p[i].up && !p[i].dead)
+			continue;
+		len += sysfs_emit_at(buf, len, "%d %s %d %d %d %lld %lld\n", i,
+				     p[i].up ? "up" : "down", p[i].up, p[i].dead,
+				     p[i].reqs, (long long)p[i].inflight,
+				     (long long)p[i].total);
+	}
+	return len;
+}
+static DEVICE_ATTR_RO(paths);
+
 static ssize_t dead_timeout_show(struct device *d, struct device_attribute *attr,
 				 char *buf)
 {
@@ -74,6 +119,7 @@ static struct attribute *npk_disk_attrs[] = {
 	&dev_attr_dead_timeout.attr,
 	&dev_attr_flags.attr,
 	&dev_attr_owner.attr,
+	&dev_attr_paths.attr,
 	NULL,
 };
 

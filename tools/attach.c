@@ -18,11 +18,14 @@
 #include "kmod/nbdplex_uapi.h"
 #include "net/proto.h"
 #include "tools/attach_nbd.h"
+#include "tools/attach_status.h"
 
 #define CTL_DEV "/dev/" NPK_CTL_NAME
 #define POLL_MS 200
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
+/* One request of this size (a 1 MiB dd or copy) is split over all channels. */
+#define SPREAD_KB 1024
 
 struct attach {
 	const char *paths[NPK_MAX_PATHS];
@@ -70,6 +73,7 @@ static void usage_attach(FILE *f)
 	fprintf(f,
 		"usage: nbdplex attach [--path HOST[:PORT]]... [--channels N] [--export NAME]\n"
 		"                      [--dead-timeout SECONDS] [--foreground] [--log FILE]\n"
+		"       nbdplex attach --status DEVICE [--interval MS]\n"
 		"Connects to an NBD server, creates /dev/nbdplexN through nbdplex.ko with N\n"
 		"channels spread over the paths, prints the device and returns. A background\n"
 		"process replaces lost channels until 'nbdplex detach DEVICE'.\n"
@@ -151,6 +155,11 @@ static int setup(struct attach *a, char *err, size_t errlen)
 	}
 	close(fd);
 	a->index = cr.index;
+	/* Requests no larger than a share of SPREAD_KB, so that one sequential
+	 * stream keeps every path busy (sysfs max_sectors_kb overrides it). */
+	if (np_attach_spread(a->index, a->channels, SPREAD_KB))
+		fprintf(stderr, "nbdplex attach: warning: cannot set the request size of nbdplex%u: %s\n",
+			a->index, strerror(errno));
 	for (int i = 0; i < a->channels; i++)
 		a->want[i % a->npaths]++;
 	for (int i = 1; i < a->channels; i++) {
@@ -273,6 +282,8 @@ int np_cmd_attach(int argc, char **argv)
 	int pipefd[2], r;
 	pid_t pid;
 
+	if (argc > 1 && !strcmp(argv[1], "--status"))
+		return np_attach_status(argc - 1, argv + 1);
 	r = parse_attach(&a, argc, argv);
 	if (r)
 		return r < 0 ? 0 : r;
@@ -345,6 +356,21 @@ int np_cmd_attach(int argc, char **argv)
 	signal(SIGTERM, on_term);
 	keep_up(&a);
 	_exit(0);
+}
+
+int np_attach_plan(int argc, char **argv, const char **paths, int *want)
+{
+	struct attach a = {0};
+
+	if (parse_attach(&a, argc, argv))
+		return -1;
+	for (int p = 0; p < NPK_MAX_PATHS; p++) {
+		paths[p] = p < a.npaths ? a.paths[p] : NULL;
+		want[p] = 0;
+	}
+	for (int i = 0; i < a.channels; i++)
+		want[i % a.npaths]++;
+	return a.npaths;
 }
 
 /* 1 while pid runs (a zombie counts as ended). */

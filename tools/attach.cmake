@@ -4,5 +4,6 @@
 # and np_cmd_detach() when NP_HAVE_ATTACH is defined.
 list(APPEND NP_EXTRA_SOURCES
 	${CMAKE_SOURCE_DIR}/tools/attach.c
+	${CMAKE_SOURCE_DIR}/tools/attach_status.c
 	${CMAKE_SOURCE_DIR}/tools/attach_nbd.c)
 list(APPEND NP_EXTRA_DEFS NP_HAVE_ATTACH)

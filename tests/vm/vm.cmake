@@ -31,3 +31,9 @@ np_vm_test(vm_raid1 600 raid1.sh)
 # with a writer long enough to be mid-write when the path drops, failover
 # hits an Oops in npk_bio_iter from npk_queue_rq (a resent WRITE whose bio
 # list is no longer valid). Run it by hand: tests/vm/run.sh multipath.sh
+# bond.sh: two tbf-shaped veth paths between a client and a server namespace,
+# and a balance-rr bond beside them. Prints the speeds (perf/bench-bond.sh
+# records them; never asserted), then checks attach --status and a write and
+# a read that lose one path midway: no I/O error, equal data, both paths used
+# once the path is back.
+np_vm_test(vm_bond 1500 bond.sh test)
