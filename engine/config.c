@@ -392,7 +392,9 @@ int np_config_from_args(struct np_config *cfg, int argc, char **argv)
 	cfg->max_inflight = 64ULL << 20;
 	cfg->max_inflight_total = 256ULL << 20;
 	cfg->shutdown_timeout = 30;
-	optind = 1;
+	cfg->argc = argc;
+	cfg->argv = argv;
+	optind = 0; /* glibc: start afresh, also when parsing again on SIGHUP */
 	while (r == 0 && (c = getopt_long(argc, argv, "l:e:c:rvh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'l':

@@ -345,7 +345,7 @@ static void build_reply(struct np_req *r)
 	{
 		uint64_t bytes = !r->error && cmd <= NBD_CMD_WRITE ? r->io.len : 0;
 
-		np_stats_record(c->loop, c->export_index, cmd, bytes, r->error != 0, r->t0);
+		np_stats_record(c->lex, cmd, bytes, r->error != 0, r->t0);
 		c->n_requests++;
 		c->n_bytes += bytes;
 		c->n_errors += r->error != 0;
@@ -530,6 +530,12 @@ static void on_close(uv_handle_t *h)
 		c->next->prev = c->prev;
 	l->n_conns--;
 	np_limits_release(&l->srv->limits, (struct sockaddr *)&c->peer_sa);
+	if (c->export) {
+		np_loop_export_conn_gone(l, c->export);
+		np_export_put(l->srv, c->export);
+	}
+	if (c->hs_export)
+		np_export_put(l->srv, c->hs_export);
 	np_hs_free(&c->hs);
 	np_tls_conn_free(c);
 	free(c->in);
@@ -597,7 +603,7 @@ static void submit_batch(struct np_conn *c, struct batch *b)
 	struct np_export *ex = c->export;
 
 	if (b->n_async) {
-		ex->ops->submit(c->loop->engine_loop[c->export_index], b->async, b->n_async);
+		ex->ops->submit(c->lex->engine_loop, b->async, b->n_async);
 		b->n_async = 0;
 	}
 	if (b->pool_head) {
@@ -864,13 +870,25 @@ static void parse_requests(struct np_conn *c)
 
 /* ---- handshake and input ---- */
 
-static void start_transmission(struct np_conn *c)
+/* Returns false when the connection closes. */
+static bool start_transmission(struct np_conn *c)
 {
-	struct np_server *srv = c->loop->srv;
-	struct np_export *ex = container_of(c->hs.export, struct np_export, hs);
+	struct np_export *ex = c->hs_export;
+	struct np_loop_export *le = NULL;
 
+	/* The reference taken at lookup passes to the connection. */
+	c->hs_export = NULL;
+	if (ex && !np_export_draining(ex))
+		le = np_loop_export_get(c->loop, ex);
+	if (!le) {
+		if (ex)
+			np_export_put(c->loop->srv, ex);
+		np_conn_close(c, "export removed by a reload, or unavailable on this loop");
+		return false;
+	}
 	c->export = ex;
-	c->export_index = (unsigned)(ex - srv->exports);
+	c->lex = le;
+	le->conns++;
 	c->structured = c->hs.structured;
 	c->extended = c->hs.extended;
 	c->meta_base_allocation = c->hs.meta_base_allocation;
@@ -881,6 +899,7 @@ static void start_transmission(struct np_conn *c)
 		ex->hs.name, c->structured ? ", structured replies" : "",
 		c->extended ? ", extended headers" : "",
 		c->meta_base_allocation ? ", base:allocation" : "");
+	return true;
 }
 
 static void conn_input(struct np_conn *c)
@@ -927,7 +946,8 @@ void np_conn_process(struct np_conn *c)
 			}
 			return;
 		}
-		start_transmission(c);
+		if (!start_transmission(c))
+			return;
 	}
 	parse_requests(c);
 	if (!c->closing) {

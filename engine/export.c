@@ -78,35 +78,237 @@ static int open_one(struct np_export *ex, const struct np_export_cfg *ec, bool a
 	return 0;
 }
 
-int np_exports_open(struct np_export **out, const struct np_config *cfg)
+/* Flushes and closes an export no one holds any more. */
+static void destroy(struct np_export *ex)
 {
-	struct np_export *ex = calloc(cfg->n_exports, sizeof(*ex));
+	if (!ex->readonly && ex->ops->flush) {
+		int r = ex->ops->flush(ex->h);
+
+		if (r < 0)
+			np_err("export '%s': flush at close: %s", ex->hs.name, strerror(-r));
+	}
+	ex->ops->close(ex->h);
+	free(ex);
+}
+
+/* Opens an export into a free slot; the table holds the reference. */
+static int add_export(struct np_server *srv, const struct np_export_cfg *ec, bool all_readonly)
+{
+	struct np_export *ex = calloc(1, sizeof(*ex));
+	unsigned slot;
 
 	if (!ex)
 		return -1;
-	for (size_t i = 0; i < cfg->n_exports; i++) {
-		if (open_one(&ex[i], &cfg->exports[i], cfg->readonly) < 0) {
-			np_exports_close(ex, i);
-			return -1;
-		}
+	if (open_one(ex, ec, all_readonly) < 0) {
+		free(ex);
+		return -1;
 	}
-	*out = ex;
+	ex->cfg = ec;
+	ex->refs = 1;
+	pthread_mutex_lock(&srv->exports_lock);
+	for (slot = 0; slot < NP_MAX_EXPORTS && srv->exports[slot]; slot++)
+		;
+	if (slot < NP_MAX_EXPORTS) {
+		ex->slot = slot;
+		ex->gen = ++srv->next_gen;
+		srv->exports[slot] = ex;
+		srv->n_exports++;
+	}
+	pthread_mutex_unlock(&srv->exports_lock);
+	if (slot == NP_MAX_EXPORTS) {
+		np_err("export '%s': no room (at most %d exports, counting ones still draining)",
+		       ec->name, NP_MAX_EXPORTS);
+		destroy(ex);
+		return -1;
+	}
 	return 0;
 }
 
-void np_exports_close(struct np_export *ex, size_t n)
+int np_exports_open(struct np_server *srv, const struct np_config *cfg)
 {
-	for (size_t i = 0; i < n; i++) {
-		if (ex[i].ops && !ex[i].readonly && ex[i].ops->flush) {
-			int r = ex[i].ops->flush(ex[i].h);
-
-			if (r < 0)
-				np_err("export '%s': flush at exit: %s", ex[i].hs.name, strerror(-r));
+	pthread_mutex_init(&srv->exports_lock, NULL);
+	srv->default_export = cfg->exports[0].name;
+	srv->current_cfg = cfg;
+	for (size_t i = 0; i < cfg->n_exports; i++) {
+		if (add_export(srv, &cfg->exports[i], cfg->readonly) < 0) {
+			np_exports_close(srv);
+			return -1;
 		}
-		if (ex[i].ops)
-			ex[i].ops->close(ex[i].h);
 	}
-	free(ex);
+	return 0;
+}
+
+void np_exports_close(struct np_server *srv)
+{
+	for (unsigned i = 0; i < NP_MAX_EXPORTS; i++) {
+		if (srv->exports[i])
+			destroy(srv->exports[i]);
+		srv->exports[i] = NULL;
+	}
+	for (size_t i = 0; i < srv->n_reloaded; i++) {
+		np_config_free(srv->reloaded[i]);
+		free(srv->reloaded[i]);
+	}
+	free(srv->reloaded);
+	srv->reloaded = NULL;
+	srv->n_reloaded = 0;
+	pthread_mutex_destroy(&srv->exports_lock);
+}
+
+static struct np_export *find_named(struct np_server *srv, const char *name, bool draining)
+{
+	for (unsigned i = 0; i < NP_MAX_EXPORTS; i++) {
+		struct np_export *ex = srv->exports[i];
+
+		if (ex && ex->draining == draining && strcmp(ex->hs.name, name) == 0)
+			return ex;
+	}
+	return NULL;
+}
+
+void np_export_put(struct np_server *srv, struct np_export *ex)
+{
+	const struct np_export_cfg *next = NULL;
+	const struct np_config *cfg;
+	bool last;
+
+	pthread_mutex_lock(&srv->exports_lock);
+	last = --ex->refs == 0;
+	if (last) {
+		srv->exports[ex->slot] = NULL;
+		/* A reload that changed this export opens the new one now. */
+		cfg = srv->current_cfg;
+		for (size_t i = 0; cfg && ex->draining && i < cfg->n_exports && !next; i++)
+			if (strcmp(cfg->exports[i].name, ex->hs.name) == 0 &&
+			    !find_named(srv, ex->hs.name, false) && !find_named(srv, ex->hs.name, true))
+				next = &cfg->exports[i];
+	}
+	pthread_mutex_unlock(&srv->exports_lock);
+	if (!last)
+		return;
+	np_info("export '%s': closed", ex->hs.name);
+	destroy(ex);
+	if (next)
+		add_export(srv, next, srv->cfg->readonly);
+}
+
+bool np_export_draining(const struct np_export *ex)
+{
+	return __atomic_load_n(&ex->draining, __ATOMIC_RELAXED);
+}
+
+/* ---- SIGHUP ---- */
+
+static bool same_acl(const struct np_acl *a, const struct np_acl *b)
+{
+	return a->n == b->n && (!a->n || memcmp(a->v, b->v, a->n * sizeof(*a->v)) == 0);
+}
+
+static const struct np_export_cfg *find_cfg(const struct np_config *cfg, const char *name)
+{
+	for (size_t i = 0; i < cfg->n_exports; i++)
+		if (strcmp(cfg->exports[i].name, name) == 0)
+			return &cfg->exports[i];
+	return NULL;
+}
+
+static bool opt_str_eq(const char *a, const char *b)
+{
+	return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+/* Marks an export removed and wakes every loop to drain its clients. */
+static void retire(struct np_server *srv, struct np_export *ex, const char *why)
+{
+	np_info("export '%s': %s; draining its connections", ex->hs.name, why);
+	__atomic_store_n(&ex->draining, true, __ATOMIC_RELAXED);
+	srv->n_exports--;
+}
+
+int np_exports_reload(struct np_server *srv)
+{
+	struct np_config *cfg = calloc(1, sizeof(*cfg));
+	struct np_config **keep;
+	struct np_export *gone[NP_MAX_EXPORTS];
+	size_t n_gone = 0, added = 0, kept = 0, changed = 0;
+	bool ro = srv->cfg->readonly; /* a [server] setting: kept from the start */
+	int r;
+
+	if (!cfg)
+		return -1;
+	r = np_config_from_args(cfg, srv->cfg->argc, srv->cfg->argv);
+	keep = r == 0 ? realloc(srv->reloaded, (srv->n_reloaded + 1) * sizeof(*keep)) : NULL;
+	if (!keep) {
+		np_err("reload: the configuration has errors (above); keeping the one in use");
+		np_config_free(cfg);
+		free(cfg);
+		return -1;
+	}
+	srv->reloaded = keep;
+	srv->reloaded[srv->n_reloaded++] = cfg;
+
+	/* Exports that stay: same engine and mode. Their clients keep their
+	 * connections; the rest of what the config says of them (description,
+	 * allow list, hidden, TLS-only) applies to the next handshake. */
+	pthread_mutex_lock(&srv->exports_lock);
+	for (unsigned i = 0; i < NP_MAX_EXPORTS; i++) {
+		struct np_export *ex = srv->exports[i];
+		const struct np_export_cfg *ec;
+
+		if (!ex || ex->draining)
+			continue;
+		ec = find_cfg(cfg, ex->hs.name);
+		if (!ec || strcmp(ec->spec, ex->cfg->spec) != 0 ||
+		    (ro || ec->readonly) != (ro || ex->cfg->readonly)) {
+			retire(srv, ex, ec ? "changed" : "removed");
+			gone[n_gone++] = ex;
+			continue;
+		}
+		if (!opt_str_eq(ec->description, ex->cfg->description) ||
+		    ec->hidden != ex->cfg->hidden || ec->tls_only != ex->cfg->tls_only ||
+		    !same_acl(&ec->allow, &ex->cfg->allow))
+			changed++;
+		ex->cfg = ec;
+		ex->hs.name = ec->name;
+		ex->hs.description = ec->description;
+		ex->hs.hidden = ec->hidden;
+		ex->hs.tls_only = ec->tls_only;
+		ex->allow = &ec->allow;
+		kept++;
+	}
+	srv->default_export = cfg->exports[0].name;
+	srv->current_cfg = cfg;
+	pthread_mutex_unlock(&srv->exports_lock);
+
+	/* New exports. One that replaces an export still draining opens when
+	 * that one closes (np_export_put): both may need the same engine
+	 * object (a thin volume opens once). */
+	for (size_t i = 0; i < cfg->n_exports; i++) {
+		const char *name = cfg->exports[i].name;
+		bool exists, wait;
+
+		pthread_mutex_lock(&srv->exports_lock);
+		exists = find_named(srv, name, false) != NULL;
+		wait = find_named(srv, name, true) != NULL;
+		pthread_mutex_unlock(&srv->exports_lock);
+		if (wait)
+			np_info("export '%s': opens once the old one has drained", name);
+		else if (!exists && add_export(srv, &cfg->exports[i], ro) == 0)
+			added++;
+	}
+	for (unsigned i = 0; i < srv->n_loops; i++) {
+		struct np_loop *l = &srv->loops[i];
+
+		pthread_mutex_lock(&l->lock);
+		l->reap = true;
+		pthread_mutex_unlock(&l->lock);
+		uv_async_send(&l->wake);
+	}
+	for (size_t i = 0; i < n_gone; i++)
+		np_export_put(srv, gone[i]); /* the table's reference */
+	np_info("reload: %zu export(s) kept (%zu with new settings), %zu added, %zu removed",
+		kept, changed, added, n_gone);
+	return 0;
 }
 
 uint64_t np_export_size(const struct np_export *ex)
@@ -126,40 +328,62 @@ uint64_t np_export_refresh_size(struct np_export *ex)
 }
 
 /* An export denied to a client does not exist for it: it is neither
- * listed nor found, so its name is not disclosed. */
-static bool allowed(const struct np_conn *c, const struct np_export *ex)
+ * listed nor found, so its name is not disclosed. Called with exports_lock
+ * held. */
+static bool visible(const struct np_conn *c, const struct np_export *ex)
 {
-	return np_acl_allows(ex->allow, (const struct sockaddr *)&c->peer_sa);
+	return ex && !ex->draining &&
+	       np_acl_allows(ex->allow, (const struct sockaddr *)&c->peer_sa);
 }
 
+/* The handshake reads a copy made under the lock, so a reload can change
+ * an export's settings while handshakes go on; the strings belong to a
+ * configuration that is never freed while the server runs. The export
+ * found is held until the next lookup or the connection's end. */
 static const struct np_hs_export *hs_lookup(void *ctx, const char *name)
 {
 	struct np_conn *c = ctx;
 	struct np_server *srv = c->loop->srv;
+	struct np_export *found = NULL, *old = c->hs_export;
 
-	for (size_t i = 0; i < srv->n_exports; i++) {
-		struct np_export *ex = &srv->exports[i];
+	pthread_mutex_lock(&srv->exports_lock);
+	if (!*name)
+		name = srv->default_export;
+	for (unsigned i = 0; i < NP_MAX_EXPORTS && !found; i++) {
+		struct np_export *ex = srv->exports[i];
 
-		if ((!*name && i == 0) || strcmp(ex->hs.name, name) == 0) {
-			if (!allowed(c, ex))
-				return NULL;
-			/* Every handshake sees the size as it is now. */
-			np_export_refresh_size(ex);
-			return &ex->hs;
-		}
+		if (visible(c, ex) && strcmp(ex->hs.name, name) == 0)
+			found = ex;
 	}
-	return NULL;
+	if (found) {
+		found->refs++;
+		c->hs_view = found->hs;
+	}
+	c->hs_export = found;
+	pthread_mutex_unlock(&srv->exports_lock);
+	if (old)
+		np_export_put(srv, old);
+	if (!found)
+		return NULL;
+	/* Every handshake sees the size as it is now. */
+	c->hs_view.size = np_export_refresh_size(found);
+	return &c->hs_view;
 }
 
 static const struct np_hs_export *hs_nth(void *ctx, size_t i)
 {
 	struct np_conn *c = ctx;
 	struct np_server *srv = c->loop->srv;
+	const struct np_hs_export *e = NULL;
 
-	for (size_t k = 0; k < srv->n_exports; k++)
-		if (allowed(c, &srv->exports[k]) && i-- == 0)
-			return &srv->exports[k].hs;
-	return NULL;
+	pthread_mutex_lock(&srv->exports_lock);
+	for (unsigned k = 0; k < NP_MAX_EXPORTS && !e; k++)
+		if (visible(c, srv->exports[k]) && i-- == 0) {
+			c->hs_list_view = srv->exports[k]->hs;
+			e = &c->hs_list_view;
+		}
+	pthread_mutex_unlock(&srv->exports_lock);
+	return e;
 }
 
 const struct np_hs_ops np_export_hs_ops = {.lookup = hs_lookup, .nth = hs_nth};

@@ -92,6 +92,8 @@ struct np_config {
 	bool tls_mode_set;
 	char *metrics;          /* HOST:PORT for Prometheus' /metrics */
 	char *control;          /* unix socket for nbdplex stats */
+	int argc;               /* what it was parsed from, to parse again on SIGHUP */
+	char **argv;
 };
 
 /* Fills cfg from argv (serve's options) and any -c files. Returns 0, or
@@ -102,17 +104,37 @@ int np_config_load_ini(struct np_config *cfg, const char *path);
 void np_config_free(struct np_config *cfg);
 
 /* ---- export.c ---- */
+/* Exports live in a table of NP_MAX_EXPORTS slots, so that loops can keep
+ * per-export state in arrays indexed by slot. A reload (SIGHUP) adds
+ * exports to free slots and marks removed ones draining: they take no new
+ * clients, their connections finish what they hold and close, and the last
+ * reference closes the engine and frees the slot. */
+#define NP_MAX_EXPORTS 256
+
 struct np_export {
 	struct np_hs_export hs; /* name, description, size, flags, block sizes */
 	const struct np_acl *allow;
+	const struct np_export_cfg *cfg; /* kept alive: every config loaded is */
 	const struct np_storage_ops *ops;
 	void *h;
 	uint32_t caps;
 	bool readonly;
+	bool draining; /* removed by a reload; set under exports_lock */
+	unsigned slot;
+	uint64_t gen;  /* tells apart exports that used the same slot */
+	unsigned refs; /* the table, connections, loops' engine handles;
+			* under exports_lock */
 };
 
-int np_exports_open(struct np_export **out, const struct np_config *cfg);
-void np_exports_close(struct np_export *ex, size_t n);
+struct np_server;
+int np_exports_open(struct np_server *srv, const struct np_config *cfg);
+void np_exports_close(struct np_server *srv);
+/* Rereads the configuration from the same arguments and files, on loop 0.
+ * Returns 0, or -1 with the old configuration kept. */
+int np_exports_reload(struct np_server *srv);
+/* Drops a reference; the last one flushes and closes the export. */
+void np_export_put(struct np_server *srv, struct np_export *ex);
+bool np_export_draining(const struct np_export *ex);
 /* The size clients are held to; it changes with NBD_CMD_RESIZE and when the
  * engine reports a new size at a handshake (a file grown underneath). */
 uint64_t np_export_size(const struct np_export *ex);
@@ -152,8 +174,9 @@ struct np_export_stats {
 struct np_loop;
 struct np_server;
 struct np_stats_ask;
-void np_stats_record(struct np_loop *l, unsigned export_index, uint16_t cmd, uint64_t bytes,
-		     bool error, uint64_t t0);
+struct np_loop_export;
+void np_stats_record(struct np_loop_export *le, uint16_t cmd, uint64_t bytes, bool error,
+		     uint64_t t0);
 void np_stats_answer(struct np_loop *l, struct np_stats_ask *ask);
 /* From any thread but a loop's: every loop's numbers as Prometheus text. */
 int np_stats_collect(struct np_server *srv, struct np_buf *out);
@@ -184,12 +207,29 @@ struct np_loop {
 	struct np_conn *conns;    /* doubly linked, loop thread only */
 	unsigned n_conns;
 	struct np_conn *dirty;    /* connections with replies to send */
-	void **engine_loop;       /* per export: async engines' loop handles */
 	uv_timer_t drain_timer;
 	uv_prepare_t before_sleep; /* writes pending replies before the loop waits */
-	struct np_export_stats *stats; /* per export; this loop's thread only */
+	/* Per export slot, made when the first client of an export arrives;
+	 * this loop's thread only. */
+	struct np_loop_export *ex[NP_MAX_EXPORTS];
+	bool reap;                       /* exports were removed; guarded by lock */
 	struct np_stats_ask *stats_asks; /* guarded by lock */
 };
+
+/* What one loop keeps for one export. */
+struct np_loop_export {
+	uint64_t gen;       /* the export's, to tell a reused slot */
+	unsigned conns;     /* this loop's connections to it */
+	void *engine_loop;  /* an async engine's handle for this loop */
+	struct np_export *export; /* held while engine_loop is open */
+	struct np_export_stats stats;
+};
+
+/* On a loop thread: this loop's state for the export, made on first use
+ * (opening the engine's per-loop handle); NULL on failure. */
+struct np_loop_export *np_loop_export_get(struct np_loop *l, struct np_export *ex);
+/* On a loop thread, when one of its connections to ex closes. */
+void np_loop_export_conn_gone(struct np_loop *l, struct np_export *ex);
 
 struct np_listener {
 	int fd;
@@ -198,16 +238,22 @@ struct np_listener {
 };
 
 struct np_server {
-	struct np_config *cfg;
-	struct np_export *exports;
-	size_t n_exports;
+	struct np_config *cfg; /* as started: [server] settings */
+	pthread_mutex_t exports_lock;
+	struct np_export *exports[NP_MAX_EXPORTS]; /* slots; under exports_lock */
+	size_t n_exports;                          /* live ones */
+	const char *default_export; /* name of the first one configured */
+	const struct np_config *current_cfg; /* the last loaded; under exports_lock */
+	uint64_t next_gen;
+	struct np_config **reloaded; /* configs loaded by SIGHUP, kept */
+	size_t n_reloaded;
 	struct np_loop *loops;
 	unsigned n_loops;
 	unsigned next_loop;
 	struct np_pool pool;
 	struct np_listener *listeners;
 	size_t n_listeners;
-	uv_signal_t sigint, sigterm;
+	uv_signal_t sigint, sigterm, sighup;
 	atomic_uint_fast64_t next_conn_id;
 	atomic_uint_fast64_t inflight_total; /* bytes all connections hold */
 	struct np_limits limits;
@@ -260,8 +306,10 @@ struct np_conn {
 
 	enum { NP_CONN_HANDSHAKE, NP_CONN_TRANSMISSION } phase;
 	struct np_hs hs;
-	struct np_export *export;
-	unsigned export_index;
+	struct np_hs_export hs_view, hs_list_view; /* copies the handshake reads */
+	struct np_export *hs_export; /* held from lookup until transmission */
+	struct np_export *export;    /* held while in transmission */
+	struct np_loop_export *lex;  /* this loop's state for it */
 	bool structured, extended, meta_base_allocation;
 
 	uint8_t *in;

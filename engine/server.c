@@ -81,6 +81,79 @@ static void loop_maybe_finish(struct np_loop *l)
 		loop_close_handles(l);
 }
 
+/* ---- per-loop state of each export ---- */
+
+struct np_loop_export *np_loop_export_get(struct np_loop *l, struct np_export *ex)
+{
+	struct np_loop_export *le = l->ex[ex->slot];
+
+	/* A slot is reused only once nothing of its last export is left
+	 * here but counters: start afresh. */
+	if (le && le->gen != ex->gen)
+		memset(le, 0, sizeof(*le));
+	if (!le) {
+		le = calloc(1, sizeof(*le));
+		if (!le)
+			return NULL;
+		l->ex[ex->slot] = le;
+	}
+	if (!le->gen) {
+		if (ex->ops->loop_open) {
+			if (ex->ops->loop_open(ex->h, &l->uv, &le->engine_loop) < 0) {
+				np_err("export '%s': cannot set up its event loop", ex->hs.name);
+				le->engine_loop = NULL;
+				return NULL;
+			}
+			/* The engine handle holds the export until closed. */
+			pthread_mutex_lock(&l->srv->exports_lock);
+			ex->refs++;
+			pthread_mutex_unlock(&l->srv->exports_lock);
+			le->export = ex;
+		}
+		le->gen = ex->gen;
+	}
+	return le;
+}
+
+static void loop_export_release(struct np_loop *l, struct np_loop_export *le)
+{
+	struct np_export *ex = le->export;
+
+	if (!ex)
+		return;
+	if (le->engine_loop && ex->ops->loop_close)
+		ex->ops->loop_close(le->engine_loop);
+	le->engine_loop = NULL;
+	le->export = NULL;
+	np_export_put(l->srv, ex);
+}
+
+void np_loop_export_conn_gone(struct np_loop *l, struct np_export *ex)
+{
+	struct np_loop_export *le = l->ex[ex->slot];
+
+	if (--le->conns == 0 && np_export_draining(ex))
+		loop_export_release(l, le);
+}
+
+/* Exports were removed: their clients here finish what they sent and
+ * close; engine handles no client here uses any more are closed. */
+static void loop_reap(struct np_loop *l)
+{
+	for (struct np_conn *c = l->conns, *next; c; c = next) {
+		next = c->next;
+		if (c->phase == NP_CONN_TRANSMISSION && np_export_draining(c->export))
+			np_conn_drain(c);
+	}
+	for (unsigned i = 0; i < NP_MAX_EXPORTS; i++) {
+		struct np_loop_export *le = l->ex[i];
+
+		if (le && le->export && le->conns == 0 && np_export_draining(le->export))
+			loop_export_release(l, le);
+	}
+	np_loop_flush(l);
+}
+
 static void on_wake(uv_async_t *h)
 {
 	struct np_loop *l = container_of(h, struct np_loop, wake);
@@ -88,7 +161,7 @@ static void on_wake(uv_async_t *h)
 	struct np_accepted fds[ACCEPT_BATCH];
 	struct np_stats_ask *asks;
 	size_t n_fds = 0;
-	bool shutdown;
+	bool shutdown, reap;
 
 	pthread_mutex_lock(&l->lock);
 	done = l->done_head;
@@ -96,6 +169,8 @@ static void on_wake(uv_async_t *h)
 	asks = l->stats_asks;
 	l->stats_asks = NULL;
 	shutdown = l->shutdown;
+	reap = l->reap;
+	l->reap = false;
 	while (n_fds < ACCEPT_BATCH && l->n_new_fds)
 		fds[n_fds++] = l->new_fds[--l->n_new_fds];
 	if (l->n_new_fds)
@@ -123,6 +198,8 @@ static void on_wake(uv_async_t *h)
 	np_loop_flush(l);
 	if (asks)
 		np_stats_answer(l, asks);
+	if (reap)
+		loop_reap(l);
 	if (shutdown && !l->draining) {
 		l->draining = true;
 		for (struct np_conn *c = l->conns, *next; c; c = next) {
@@ -161,11 +238,9 @@ static void loop_close_handles(struct np_loop *l)
 
 	if (uv_is_closing((uv_handle_t *)&l->wake))
 		return;
-	for (size_t i = 0; i < srv->n_exports; i++) {
-		if (l->engine_loop[i] && srv->exports[i].ops->loop_close)
-			srv->exports[i].ops->loop_close(l->engine_loop[i]);
-		l->engine_loop[i] = NULL;
-	}
+	for (unsigned i = 0; i < NP_MAX_EXPORTS; i++)
+		if (l->ex[i])
+			loop_export_release(l, l->ex[i]);
 	uv_close((uv_handle_t *)&l->wake, NULL);
 	uv_close((uv_handle_t *)&l->drain_timer, NULL);
 	uv_close((uv_handle_t *)&l->before_sleep, NULL);
@@ -175,6 +250,7 @@ static void loop_close_handles(struct np_loop *l)
 		if (srv->signals_ready) {
 			uv_close((uv_handle_t *)&srv->sigint, NULL);
 			uv_close((uv_handle_t *)&srv->sigterm, NULL);
+			uv_close((uv_handle_t *)&srv->sighup, NULL);
 		}
 	}
 }
@@ -208,6 +284,20 @@ static void on_signal(uv_signal_t *s, int signum)
 		srv->listeners[i].fd = -1;
 	}
 	request_shutdown(srv);
+}
+
+/* SIGHUP: the exports are read again; systemd hears of it. */
+static void on_sighup(uv_signal_t *s, int signum)
+{
+	struct np_server *srv = s->data;
+
+	(void)signum;
+	if (srv->stopping)
+		return;
+	np_info("SIGHUP: reloading the configuration");
+	sd_notify(0, "RELOADING=1");
+	np_exports_reload(srv);
+	sd_notifyf(0, "READY=1\nSTATUS=serving %zu export(s)", srv->n_exports);
 }
 
 /* ---- listeners ---- */
@@ -365,20 +455,6 @@ static int loop_init(struct np_server *srv, struct np_loop *l, unsigned index)
 	uv_prepare_init(&l->uv, &l->before_sleep);
 	uv_prepare_start(&l->before_sleep, on_before_sleep);
 	uv_unref((uv_handle_t *)&l->before_sleep);
-	l->stats = calloc(srv->n_exports, sizeof(*l->stats));
-	if (!l->stats)
-		return -1;
-	l->engine_loop = calloc(srv->n_exports, sizeof(void *));
-	if (!l->engine_loop)
-		return -1;
-	for (size_t i = 0; i < srv->n_exports; i++) {
-		const struct np_storage_ops *ops = srv->exports[i].ops;
-
-		if (ops->loop_open && ops->loop_open(srv->exports[i].h, &l->uv, &l->engine_loop[i]) < 0) {
-			np_err("export '%s': cannot set up its event loop", srv->exports[i].hs.name);
-			return -1;
-		}
-	}
 	return 0;
 }
 
@@ -420,11 +496,10 @@ int np_serve(struct np_config *cfg)
 
 	if (np_limits_init(&srv.limits, cfg->max_connections, cfg->max_connections_per_client) < 0)
 		return 1;
-	if (np_exports_open(&srv.exports, cfg) < 0) {
+	if (np_exports_open(&srv, cfg) < 0) {
 		np_limits_free(&srv.limits);
 		return 1;
 	}
-	srv.n_exports = cfg->n_exports;
 	if (np_tls_server_init(&srv) < 0)
 		goto out_close_exports;
 	srv.loops = calloc(srv.n_loops, sizeof(*srv.loops));
@@ -450,6 +525,9 @@ int np_serve(struct np_config *cfg)
 	srv.sigint.data = srv.sigterm.data = &srv;
 	uv_signal_start(&srv.sigint, on_signal, SIGINT);
 	uv_signal_start(&srv.sigterm, on_signal, SIGTERM);
+	uv_signal_init(&srv.loops[0].uv, &srv.sighup);
+	srv.sighup.data = &srv;
+	uv_signal_start(&srv.sighup, on_sighup, SIGHUP);
 	srv.signals_ready = true;
 	for (unsigned i = 1; i < srv.n_loops; i++)
 		uv_thread_create(&srv.loops[i].thread, loop_thread, &srv.loops[i]);
@@ -486,10 +564,10 @@ out_close_exports:
 			loop_close_handles(l);
 		uv_run(&l->uv, UV_RUN_NOWAIT);
 		uv_loop_close(&l->uv);
-		free(l->engine_loop);
 		free(l->new_fds);
 		np_stats_answer(l, l->stats_asks); /* readers still waiting */
-		free(l->stats);
+		for (unsigned k = 0; k < NP_MAX_EXPORTS; k++)
+			free(l->ex[k]);
 		pthread_mutex_destroy(&l->lock);
 	}
 	for (size_t i = 0; i < srv.n_listeners; i++)
@@ -497,7 +575,7 @@ out_close_exports:
 			close(srv.listeners[i].fd);
 	free(srv.loops);
 	free(srv.listeners);
-	np_exports_close(srv.exports, srv.n_exports);
+	np_exports_close(&srv);
 	np_limits_free(&srv.limits);
 	np_tls_server_free(&srv);
 	return ret;

@@ -26,11 +26,10 @@ static const char *const cmd_label[NP_STAT_CMDS] = {
 	"read", "write", "disc", "flush", "trim", "cache", "write_zeroes", "block_status", "other",
 };
 
-void np_stats_record(struct np_loop *l, unsigned export_index, uint16_t cmd, uint64_t bytes,
-		     bool error, uint64_t t0)
+void np_stats_record(struct np_loop_export *le, uint16_t cmd, uint64_t bytes, bool error,
+		     uint64_t t0)
 {
-	struct np_cmd_stats *s = &l->stats[export_index].cmd[cmd < NP_STAT_CMDS - 1 ? cmd
-										  : NP_STAT_CMDS - 1];
+	struct np_cmd_stats *s = &le->stats.cmd[cmd < NP_STAT_CMDS - 1 ? cmd : NP_STAT_CMDS - 1];
 	uint64_t ns = uv_hrtime() - t0;
 	unsigned b = 0;
 
@@ -48,14 +47,23 @@ void np_stats_record(struct np_loop *l, unsigned export_index, uint16_t cmd, uin
 struct conn_snap {
 	uint64_t id;
 	char peer[64];
-	unsigned export_index;
+	unsigned slot; /* of its export, or NP_MAX_EXPORTS in the handshake */
+	uint64_t gen;
 	uint64_t requests, bytes, errors, inflight_bytes;
 	bool tls;
 };
 
+/* One export's counters on one loop. */
+struct ex_snap {
+	unsigned slot;
+	uint64_t gen;
+	struct np_export_stats stats;
+};
+
 struct slot {
 	bool filled;
-	struct np_export_stats *ex; /* n_exports */
+	struct ex_snap *ex;
+	size_t n_ex;
 	struct conn_snap *conns;
 	size_t n_conns;
 };
@@ -65,7 +73,6 @@ struct np_collect {
 	pthread_cond_t cond;
 	int refs;
 	unsigned n_done;
-	size_t n_exports;
 	unsigned n_slots;
 	struct slot *slots; /* one per loop */
 };
@@ -106,16 +113,30 @@ void np_stats_answer(struct np_loop *l, struct np_stats_ask *ask)
 		struct slot *s = &ask->col->slots[ask->slot];
 		size_t n = 0;
 
-		s->ex = malloc(l->srv->n_exports * sizeof(*s->ex));
+		size_t m = 0;
+
+		for (unsigned i = 0; i < NP_MAX_EXPORTS; i++)
+			m += l->ex[i] && l->ex[i]->gen;
+		s->ex = malloc((m + 1) * sizeof(*s->ex));
 		s->conns = malloc((l->n_conns + 1) * sizeof(*s->conns));
-		if (s->ex)
-			memcpy(s->ex, l->stats, l->srv->n_exports * sizeof(*s->ex));
+		s->n_ex = 0;
+		for (unsigned i = 0; i < NP_MAX_EXPORTS && s->ex; i++) {
+			if (l->ex[i] && l->ex[i]->gen) {
+				struct ex_snap *es = &s->ex[s->n_ex++];
+
+				es->slot = i;
+				es->gen = l->ex[i]->gen;
+				es->stats = l->ex[i]->stats;
+			}
+		}
 		for (struct np_conn *c = l->conns; c && s->conns; c = c->next) {
 			struct conn_snap *cs = &s->conns[n++];
+			bool tx = c->phase == NP_CONN_TRANSMISSION && c->export;
 
 			cs->id = c->id;
 			memcpy(cs->peer, c->peer, sizeof(cs->peer));
-			cs->export_index = c->phase == NP_CONN_TRANSMISSION ? c->export_index : ~0u;
+			cs->slot = tx ? c->export->slot : NP_MAX_EXPORTS;
+			cs->gen = tx ? c->export->gen : 0;
 			cs->requests = c->n_requests;
 			cs->bytes = c->n_bytes;
 			cs->errors = c->n_errors;
@@ -124,7 +145,7 @@ void np_stats_answer(struct np_loop *l, struct np_stats_ask *ask)
 		}
 		s->n_conns = n;
 		pthread_mutex_lock(&ask->col->lock);
-		s->filled = s->ex != NULL;
+		s->filled = s->ex != NULL && s->conns != NULL;
 		ask->col->n_done++;
 		pthread_cond_signal(&ask->col->cond);
 		pthread_mutex_unlock(&ask->col->lock);
@@ -177,34 +198,61 @@ static void header(struct np_buf *b, const char *name, const char *type, const c
 
 /* One counter per export and command in [first, last], read at field of
  * struct np_cmd_stats; zeroes are left out unless always. */
-static void counters(struct np_buf *b, struct np_server *srv, const struct np_export_stats *sum,
-		     const char *name, const char *help, size_t field, unsigned first, unsigned last,
-		     bool always)
+static void counters(struct np_buf *b, struct np_export *const *list,
+		     const struct np_export_stats *sum, const char *name, const char *help,
+		     size_t field, unsigned first, unsigned last, bool always)
 {
 	char lbl[2 * NBD_MAX_STRING + 8];
 
 	header(b, name, "counter", help);
-	for (size_t e = 0; e < srv->n_exports; e++) {
-		for (unsigned k = first; k <= last; k++) {
+	for (size_t e = 0; e < NP_MAX_EXPORTS; e++) {
+		for (unsigned k = first; list[e] && k <= last; k++) {
 			uint64_t v;
 
 			memcpy(&v, (const char *)&sum[e].cmd[k] + field, sizeof(v));
 			if (v || always)
 				outf(b, "%s{export=\"%s\",command=\"%s\"} %llu\n", name,
-				     label(srv->exports[e].hs.name, lbl, sizeof(lbl)), cmd_label[k],
+				     label(list[e]->hs.name, lbl, sizeof(lbl)), cmd_label[k],
 				     (unsigned long long)v);
 		}
 	}
 }
 
+/* The exports in the table, held while the numbers are formatted. */
+static void hold_exports(struct np_server *srv, struct np_export **list)
+{
+	pthread_mutex_lock(&srv->exports_lock);
+	for (unsigned i = 0; i < NP_MAX_EXPORTS; i++) {
+		list[i] = srv->exports[i];
+		if (list[i])
+			list[i]->refs++;
+	}
+	pthread_mutex_unlock(&srv->exports_lock);
+}
+
+static void release_exports(struct np_server *srv, struct np_export **list)
+{
+	for (unsigned i = 0; i < NP_MAX_EXPORTS; i++)
+		if (list[i])
+			np_export_put(srv, list[i]);
+}
+
+/* Whether a loop's numbers for slot belong to the export there now. */
+static bool current(struct np_export *const *list, unsigned slot, uint64_t gen)
+{
+	return slot < NP_MAX_EXPORTS && list[slot] && list[slot]->gen == gen;
+}
+
 static void format(struct np_server *srv, struct np_collect *col, struct np_buf *b)
 {
-	size_t ne = srv->n_exports;
+	const size_t ne = NP_MAX_EXPORTS;
+	struct np_export *list[NP_MAX_EXPORTS];
 	struct np_export_stats *sum = calloc(ne, sizeof(*sum));
 	unsigned *conns = calloc(ne, sizeof(*conns));
 	uint64_t *inflight = calloc(ne, sizeof(*inflight));
 	char lbl[2 * NBD_MAX_STRING + 8], lbl2[160];
 
+	hold_exports(srv, list);
 	if (!sum || !conns || !inflight)
 		goto out;
 	for (unsigned i = 0; i < srv->n_loops; i++) {
@@ -212,9 +260,13 @@ static void format(struct np_server *srv, struct np_collect *col, struct np_buf 
 
 		if (!s->filled)
 			continue;
-		for (size_t e = 0; e < ne; e++) {
+		for (size_t j = 0; j < s->n_ex; j++) {
+			size_t e = s->ex[j].slot;
+
+			if (!current(list, s->ex[j].slot, s->ex[j].gen))
+				continue;
 			for (unsigned k = 0; k < NP_STAT_CMDS; k++) {
-				struct np_cmd_stats *d = &sum[e].cmd[k], *x = &s->ex[e].cmd[k];
+				struct np_cmd_stats *d = &sum[e].cmd[k], *x = &s->ex[j].stats.cmd[k];
 
 				d->requests += x->requests;
 				d->bytes += x->bytes;
@@ -225,29 +277,29 @@ static void format(struct np_server *srv, struct np_collect *col, struct np_buf 
 			}
 		}
 		for (size_t k = 0; k < s->n_conns; k++) {
-			if (s->conns[k].export_index < ne) {
-				conns[s->conns[k].export_index]++;
-				inflight[s->conns[k].export_index] += s->conns[k].inflight_bytes;
+			if (current(list, s->conns[k].slot, s->conns[k].gen)) {
+				conns[s->conns[k].slot]++;
+				inflight[s->conns[k].slot] += s->conns[k].inflight_bytes;
 			}
 		}
 	}
 
-	counters(b, srv, sum, "nbdplex_requests_total", "Requests answered, by export and command.",
+	counters(b, list, sum, "nbdplex_requests_total", "Requests answered, by export and command.",
 		 offsetof(struct np_cmd_stats, requests), 0, NP_STAT_CMDS - 1, false);
-	counters(b, srv, sum, "nbdplex_bytes_total", "Bytes read and written, by export.",
+	counters(b, list, sum, "nbdplex_bytes_total", "Bytes read and written, by export.",
 		 offsetof(struct np_cmd_stats, bytes), NBD_CMD_READ, NBD_CMD_WRITE, true);
-	counters(b, srv, sum, "nbdplex_errors_total", "Requests answered with an error.",
+	counters(b, list, sum, "nbdplex_errors_total", "Requests answered with an error.",
 		 offsetof(struct np_cmd_stats, errors), 0, NP_STAT_CMDS - 1, false);
 	header(b, "nbdplex_request_duration_seconds", "histogram",
 	       "Time from parsing a request to queueing its reply.");
 	for (size_t e = 0; e < ne; e++) {
-		for (unsigned k = 0; k < NP_STAT_CMDS; k++) {
+		for (unsigned k = 0; list[e] && k < NP_STAT_CMDS; k++) {
 			struct np_cmd_stats *d = &sum[e].cmd[k];
 			uint64_t cum = 0;
 
 			if (!d->requests)
 				continue;
-			label(srv->exports[e].hs.name, lbl, sizeof(lbl));
+			label(list[e]->hs.name, lbl, sizeof(lbl));
 			snprintf(lbl2, sizeof(lbl2), "command=\"%s\"", cmd_label[k]);
 			for (unsigned q = 0; q < NP_LAT_BUCKETS; q++) {
 				cum += d->lat[q];
@@ -274,9 +326,11 @@ static void format(struct np_server *srv, struct np_collect *col, struct np_buf 
 	header(b, "nbdplex_export_allocated_bytes", "gauge",
 	       "Bytes of storage each export uses, where its engine can tell.");
 	for (size_t e = 0; e < ne; e++) {
-		struct np_export *ex = &srv->exports[e];
+		struct np_export *ex = list[e];
 		uint64_t used, cap;
 
+		if (!ex)
+			continue;
 		label(ex->hs.name, lbl, sizeof(lbl));
 		outf(b, "nbdplex_connections{export=\"%s\"} %u\n", lbl, conns[e]);
 		outf(b, "nbdplex_bytes_in_flight{export=\"%s\"} %llu\n", lbl,
@@ -294,8 +348,8 @@ static void format(struct np_server *srv, struct np_collect *col, struct np_buf 
 
 		for (size_t k = 0; s->filled && k < s->n_conns; k++) {
 			struct conn_snap *cs = &s->conns[k];
-			const char *ename = cs->export_index < ne ? srv->exports[cs->export_index].hs.name
-								  : "";
+			const char *ename =
+			    current(list, cs->slot, cs->gen) ? list[cs->slot]->hs.name : "";
 
 			outf(b,
 			     "nbdplex_connection_requests_total{conn=\"%llu\",peer=\"%s\",export=\"%s\","
@@ -316,6 +370,7 @@ static void format(struct np_server *srv, struct np_collect *col, struct np_buf 
 	outf(b, "nbdplex_connections_accepted_total %llu\n",
 	     (unsigned long long)atomic_load(&srv->next_conn_id));
 out:
+	release_exports(srv, list);
 	free(sum);
 	free(conns);
 	free(inflight);
@@ -333,7 +388,6 @@ int np_stats_collect(struct np_server *srv, struct np_buf *out)
 	pthread_mutex_init(&col->lock, NULL);
 	pthread_cond_init(&col->cond, NULL);
 	col->refs = 1 + (int)srv->n_loops;
-	col->n_exports = srv->n_exports;
 	col->n_slots = srv->n_loops;
 	for (unsigned i = 0; i < srv->n_loops; i++) {
 		struct np_loop *l = &srv->loops[i];
