@@ -14,6 +14,7 @@
 #include <linux/module.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
+#include <net/inet_connection_sock.h>
 #include <net/sock.h>
 
 #include "npk.h"
@@ -253,8 +254,13 @@ static int npk_add_channel(struct npk_dev *dev, struct npk_channel *arg)
 	chan->dev = dev;
 	chan->sock = sock;
 	chan->path = arg->path;
+	/*
+	 * Corking is for plain TCP only: kernel TLS keeps a record open
+	 * while MSG_MORE is set, and uncorking TCP does not close it.
+	 */
 	chan->tcp = sock->sk->sk_protocol == IPPROTO_TCP &&
-		    sock->sk->sk_type == SOCK_STREAM;
+		    sock->sk->sk_type == SOCK_STREAM &&
+		    !inet_csk(sock->sk)->icsk_ulp_ops;
 	kref_init(&chan->ref);	/* the table's reference */
 	mutex_init(&chan->tx_lock);
 	INIT_WORK(&chan->rx_work, npk_rx_work);
