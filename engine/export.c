@@ -28,6 +28,17 @@ static uint16_t tflags_from_caps(uint32_t caps, bool readonly)
 	return f;
 }
 
+/* What a reload may change without reopening the export. */
+static void apply_settings(struct np_export *ex, const struct np_export_cfg *ec)
+{
+	ex->cfg = ec;
+	ex->hs.name = ec->name;
+	ex->hs.description = ec->description;
+	ex->hs.hidden = ec->hidden;
+	ex->hs.tls_only = ec->tls_only;
+	ex->allow = &ec->allow;
+}
+
 static int open_one(struct np_export *ex, const struct np_export_cfg *ec, bool all_readonly)
 {
 	const char *colon = strchr(ec->spec, ':');
@@ -58,11 +69,7 @@ static int open_one(struct np_export *ex, const struct np_export_cfg *ec, bool a
 	ex->caps = ex->ops->caps(ex->h);
 	if (!(ex->caps & NP_CAP_WRITE))
 		ex->readonly = true;
-	ex->hs.name = ec->name;
-	ex->hs.description = ec->description;
-	ex->hs.hidden = ec->hidden;
-	ex->hs.tls_only = ec->tls_only;
-	ex->allow = &ec->allow;
+	apply_settings(ex, ec);
 	ex->hs.size = ex->ops->get_size(ex->h);
 	ex->hs.tflags = tflags_from_caps(ex->caps, ex->readonly);
 	ex->hs.min_block = 1;
@@ -103,7 +110,6 @@ static int add_export(struct np_server *srv, const struct np_export_cfg *ec, boo
 		free(ex);
 		return -1;
 	}
-	ex->cfg = ec;
 	ex->refs = 1;
 	pthread_mutex_lock(&srv->exports_lock);
 	for (slot = 0; slot < NP_MAX_EXPORTS && srv->exports[slot]; slot++)
@@ -268,12 +274,7 @@ int np_exports_reload(struct np_server *srv)
 		    ec->hidden != ex->cfg->hidden || ec->tls_only != ex->cfg->tls_only ||
 		    !same_acl(&ec->allow, &ex->cfg->allow))
 			changed++;
-		ex->cfg = ec;
-		ex->hs.name = ec->name;
-		ex->hs.description = ec->description;
-		ex->hs.hidden = ec->hidden;
-		ex->hs.tls_only = ec->tls_only;
-		ex->allow = &ec->allow;
+		apply_settings(ex, ec);
 		kept++;
 	}
 	srv->default_export = cfg->exports[0].name;
