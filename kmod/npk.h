@@ -6,7 +6,10 @@
  * remove). dev->lock (a spinlock) protects dev->chans[], nr_chans,
  * dead_since and dying. chan->tx_lock serialises sends on one socket and
  * is also the barrier that keeps a failing channel's in-flight list stable
- * while it is handed over (see npk_chan_failover()).
+ * while it is handed over (see npk_chan_failover()). cmd->lock is held by
+ * whichever path owns a request at the moment: its sender (taken before
+ * tx_lock), its channel's receiver while it reads the reply and ends it,
+ * or that channel's failover while it requeues it.
  */
 #ifndef NPK_H
 #define NPK_H
@@ -90,6 +93,7 @@ struct npk_dev {
 
 /* Per-request state, behind each struct request. */
 struct npk_cmd {
+	struct mutex lock;	/* see the top of this file */
 	struct npk_chan *chan;	/* channel it is in flight on, or NULL */
 	u32 gen;		/* bumped on each send; high half of the handle */
 	u32 acct;		/* bytes counted in chan->bytes_inflight */

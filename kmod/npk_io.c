@@ -155,17 +155,18 @@ static int npk_cmd_type(struct request *rq, u16 *type, u16 *flags)
 /*
  * Pushes out data that earlier sends of this batch left corked. Dispatch
  * can run on one hctx from several tasks at once, hence the atomic bit ops:
- * whoever sets a bit pushes it at the end of its own batch at the latest.
+ * whoever sets a bit pushes it at the end of its own batch at the latest,
+ * and whoever clears a bit pushes that channel, even the one it just sent
+ * on uncorked: another task may have corked more data there since.
  */
-static void npk_uncork(struct npk_dev *dev, struct npk_hctx *h, int except)
+static void npk_uncork(struct npk_dev *dev, struct npk_hctx *h)
 {
 	int slot;
 
 	for (slot = 0; slot < NPK_MAX_CHANNELS; slot++) {
 		struct npk_chan *chan;
 
-		if (!test_bit(slot, &h->corked) || !test_and_clear_bit(slot, &h->corked) ||
-		    slot == except)
+		if (!test_bit(slot, &h->corked) || !test_and_clear_bit(slot, &h->corked))
 			continue;
 		chan = npk_chan_get_slot(dev, slot);
 		if (!chan)
@@ -179,6 +180,10 @@ static void npk_uncork(struct npk_dev *dev, struct npk_hctx *h, int except)
  * Sends rq on chan. Returns 0 when the request is in flight on chan (even
  * if the send failed: the channel is then failed and its failover sends the
  * request again), or -EAGAIN when chan died before we could use it.
+ *
+ * cmd->lock is held throughout: the reply can arrive as soon as the last
+ * byte is queued, and its receiver must not end the request (and free its
+ * bios) while this still walks them.
  */
 static int npk_send(struct npk_chan *chan, struct request *rq, bool more)
 {
@@ -192,10 +197,11 @@ static int npk_send(struct npk_chan *chan, struct request *rq, bool more)
 	int ret;
 
 	npk_cmd_type(rq, &type, &flags);
+	mutex_lock(&cmd->lock);
 	mutex_lock(&chan->tx_lock);
 	if (test_bit(NPK_CHAN_DEAD, &chan->flags)) {
-		mutex_unlock(&chan->tx_lock);
-		return -EAGAIN;
+		ret = -EAGAIN;
+		goto out_unlock;
 	}
 	cmd->gen++;
 	cmd->acct = blk_rq_bytes(rq) + NPK_REQ_COST;
@@ -228,9 +234,12 @@ static int npk_send(struct npk_chan *chan, struct request *rq, bool more)
 		dev_err_ratelimited(disk_to_dev(chan->dev->disk),
 				    "send on channel %d failed: %d\n", chan->slot, ret);
 		npk_chan_fail(chan);
+		ret = 0;
 	}
+out_unlock:
 	mutex_unlock(&chan->tx_lock);
-	return 0;
+	mutex_unlock(&cmd->lock);
+	return ret;
 }
 
 static blk_status_t npk_queue_rq(struct blk_mq_hw_ctx *hctx,
@@ -258,14 +267,14 @@ static blk_status_t npk_queue_rq(struct blk_mq_hw_ctx *hctx,
 			if (more)
 				set_bit(chan->slot, &h->corked);
 			else
-				npk_uncork(dev, h, chan->slot);
+				npk_uncork(dev, h);
 		}
 		kref_put(&chan->ref, npk_chan_release);
 	}
 	if (!ret)
 		return BLK_STS_OK;
 	if (bd->last)
-		npk_uncork(dev, h, -1);
+		npk_uncork(dev, h);
 
 	spin_lock(&dev->lock);
 	since = dev->dead_since;
@@ -284,7 +293,7 @@ static blk_status_t npk_queue_rq(struct blk_mq_hw_ctx *hctx,
 
 static void npk_commit_rqs(struct blk_mq_hw_ctx *hctx)
 {
-	npk_uncork(hctx->queue->queuedata, hctx->driver_data, -1);
+	npk_uncork(hctx->queue->queuedata, hctx->driver_data);
 }
 
 static int npk_init_hctx(struct blk_mq_hw_ctx *hctx, void *data, unsigned int i)
@@ -308,6 +317,7 @@ static int npk_init_request(struct blk_mq_tag_set *set, struct request *rq,
 {
 	struct npk_cmd *cmd = blk_mq_rq_to_pdu(rq);
 
+	mutex_init(&cmd->lock);
 	cmd->chan = NULL;
 	cmd->gen = 0;
 	return 0;
@@ -315,7 +325,9 @@ static int npk_init_request(struct blk_mq_tag_set *set, struct request *rq,
 
 /*
  * A request that outlived the I/O timeout: its channel is presumed stuck.
- * Failing the channel hands the request to another one.
+ * Failing the channel hands the request to another one, through that
+ * channel's failover. No cmd->lock here: a sender stuck in sendmsg holds
+ * it, and failing the channel is what unsticks that sender.
  */
 static enum blk_eh_timer_return npk_timeout(struct request *rq)
 {
@@ -397,8 +409,22 @@ static int npk_rx_one(struct npk_chan *chan)
 		rq = blk_mq_tag_to_rq(dev->tag_set.tags[hwq],
 				      blk_mq_unique_tag_to_tag(tag));
 	cmd = rq ? blk_mq_rq_to_pdu(rq) : NULL;
-	/* A late reply for a tag that was reused or resent cannot be trusted. */
-	if (!cmd || READ_ONCE(cmd->chan) != chan || cmd->gen != (u32)(handle >> 32)) {
+	/*
+	 * A late reply for a tag that was reused or resent cannot be trusted.
+	 * Look before taking the lock, so that a stray handle never waits on a
+	 * sender elsewhere; look again under it, which waits for the sender of
+	 * this request to let go of it.
+	 */
+	if (cmd && READ_ONCE(cmd->chan) == chan) {
+		mutex_lock(&cmd->lock);
+		if (cmd->chan != chan || cmd->gen != (u32)(handle >> 32)) {
+			mutex_unlock(&cmd->lock);
+			cmd = NULL;
+		}
+	} else {
+		cmd = NULL;
+	}
+	if (!cmd) {
 		dev_err_ratelimited(disk_to_dev(dev->disk),
 				    "dropping reply with stale handle %#llx\n", handle);
 		return -EPROTO;
@@ -408,8 +434,11 @@ static int npk_rx_one(struct npk_chan *chan)
 		__rq_for_each_bio(bio, rq) {
 			npk_bio_iter(&it, ITER_DEST, bio);
 			ret = npk_recv(chan, &it);
-			if (ret)
+			if (ret) {
+				/* Still in flight here: the failover requeues it. */
+				mutex_unlock(&cmd->lock);
 				return ret;
+			}
 		}
 	}
 	if (err)
@@ -419,6 +448,7 @@ static int npk_rx_one(struct npk_chan *chan)
 	atomic64_inc(&chan->reqs_total);
 	atomic64_add(blk_rq_bytes(rq), &chan->bytes_total);
 	npk_acct_done(cmd, chan);
+	mutex_unlock(&cmd->lock);
 	blk_mq_end_request(rq, npk_errno_status(err));
 	return 0;
 }
@@ -427,11 +457,17 @@ static bool npk_requeue_one(struct request *rq, void *data)
 {
 	struct npk_chan *chan = data;
 	struct npk_cmd *cmd = blk_mq_rq_to_pdu(rq);
+	bool mine;
 
 	if (READ_ONCE(cmd->chan) != chan)
 		return true;
-	npk_acct_done(cmd, chan);
-	blk_mq_requeue_request(rq, false);
+	mutex_lock(&cmd->lock);
+	mine = cmd->chan == chan;
+	if (mine)
+		npk_acct_done(cmd, chan);
+	mutex_unlock(&cmd->lock);
+	if (mine)
+		blk_mq_requeue_request(rq, false);
 	return true;
 }
 

@@ -131,8 +131,16 @@ static int npk_create(struct npk_create *arg)
 		goto out_free_dev;
 	dev->index = ret;
 
-	dev->rx_wq = alloc_workqueue("nbdplex%d-rx", WQ_MEM_RECLAIM | WQ_HIGHPRI |
-				     WQ_UNBOUND, 0, dev->index);
+	/*
+	 * Each channel's receiver is one work item that runs as long as the
+	 * channel lives. No WQ_MEM_RECLAIM: its rescuer takes every pending
+	 * item of the queue and runs them one after another, so when it steps
+	 * in (a worker slow to start, easily 10 ms under emulation) the first
+	 * receiver it runs keeps the others from ever starting, and requests
+	 * on their channels hang with no reply read and no failover.
+	 */
+	dev->rx_wq = alloc_workqueue("nbdplex%d-rx", WQ_HIGHPRI | WQ_UNBOUND, 0,
+				     dev->index);
 	if (!dev->rx_wq) {
 		ret = -ENOMEM;
 		goto out_free_idr;
