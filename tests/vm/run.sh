@@ -10,6 +10,7 @@
 #        NPVM_MEM     guest memory (default 2G)
 #        NPVM_SMP     guest CPUs (default 2)
 #        NPVM_MONITOR a unix socket for the qemu monitor, to debug a stuck guest
+#        NPVM_STALL   seconds of console silence taken as a hang (default 300)
 #        NPVM_LOG     where to keep the console log (default a temp file)
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
@@ -22,6 +23,7 @@ esac
 [ -f "$scenario" ] || { echo "run.sh: no scenario $scenario" >&2; exit 2; }
 build=${NPVM_BUILD:-$(cd "$here/../.." && pwd)/build}
 timeout_s=${NPVM_TIMEOUT:-600}
+stall_s=${NPVM_STALL:-300}
 
 # The newest kernel that has both an image and its modules.
 kver=
@@ -57,19 +59,58 @@ chmod +x $root/init
 (cd $root && find . | cpio -o -H newc --quiet) | gzip -1 >$work/initrd.gz
 
 log=${NPVM_LOG:-$work/console.log}
+: >"$log"
 monitor=(-monitor none)
 [ -n "${NPVM_MONITOR:-}" ] && monitor=(-monitor "unix:$NPVM_MONITOR,server,nowait")
+# A second monitor, on a pipe, for the watchdog below.
+mkfifo $work/wd.in
+: >$work/wd.out
+monitor+=(-chardev "pipe,id=wd,path=$work/wd" -mon chardev=wd,mode=readline)
+
+# A hung guest is often silent: tasks in killable sleeps, or waiting for
+# direct I/O (which wakes up every half hung-task timeout on purpose), never
+# trip the hung-task detector (init.sh sets it to 30 s). When the console
+# stays silent for stall_s seconds, or the VM is about to time out, ask the
+# guest's kernel for its blocked tasks, all tasks and every CPU's stack
+# (SysRq through the keyboard; 9 first raises the console log level so that
+# the dumps show), then stop it.
+watchdog() {
+	local t=0 quiet=0 size last=-1 k
+	while [ $t -lt $timeout_s ]; do
+		sleep 5
+		t=$((t + 5))
+		size=$(stat -c %s "$log" 2>/dev/null || echo 0)
+		if [ "$size" = "$last" ]; then quiet=$((quiet + 5)); else quiet=0; last=$size; fi
+		[ $quiet -ge $stall_s ] || [ $t -ge $((timeout_s - 40)) ] || continue
+		echo "guest console silent for ${quiet}s after ${t}s" >$work/stalled
+		for k in 9 w t l; do
+			echo "sendkey alt-sysrq-$k" >$work/wd.in
+			sleep 3
+		done
+		sleep 20
+		echo quit >$work/wd.in
+		return
+	done
+}
 # Scenario arguments travel on the kernel command line as one word.
 args=$(printf '%s' "$*" | tr ' ' ',')
 echo "run.sh: kernel $kver, scenario $(basename "$scenario") ${*:-}, log $log"
+watchdog &
+wd_pid=$!
 timeout --foreground -k 10 "$timeout_s" qemu-system-x86_64 -accel tcg -m "${NPVM_MEM:-2G}" -smp "${NPVM_SMP:-2}" \
 	-kernel /boot/vmlinuz-$kver -initrd $work/initrd.gz \
-	-append "console=ttyS0 nokaslr nowatchdog cryptomgr.notests rcupdate.rcu_cpu_stall_suppress=1 panic=-1 loglevel=4 npvm_script=$scenario npvm_args=$args npvm_build=$build" \
+	-append "console=ttyS0 nokaslr nowatchdog cryptomgr.notests rcupdate.rcu_cpu_stall_suppress=1 panic=-1 loglevel=5 npvm_script=$scenario npvm_args=$args npvm_build=$build" \
 	-virtfs local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap \
 	-nic none -nographic "${monitor[@]}" -serial file:"$log" -no-reboot </dev/null >$work/qemu.out 2>&1
 qrc=$?
+kill $wd_pid 2>/dev/null
+wait $wd_pid 2>/dev/null
 cat "$log"
 fail=0
+if [ -f $work/stalled ]; then
+	echo "run.sh: FAIL: $(cat $work/stalled): stopped it (blocked tasks and CPU stacks above)"
+	fail=1
+fi
 if [ $qrc -eq 124 ] || [ $qrc -eq 137 ]; then
 	echo "run.sh: FAIL: VM timed out after ${timeout_s}s"
 	fail=1
@@ -77,6 +118,8 @@ elif [ $qrc -ne 0 ]; then
 	echo "run.sh: FAIL: qemu exited $qrc"; cat $work/qemu.out
 	fail=1
 fi
+# loglevel=5 puts warnings (a request timed out, a channel dropped) on the
+# console as they happen, not only in the dmesg at the end.
 # The soft-lockup and RCU-stall detectors are off (nowatchdog above): a TCG
 # guest on a busy host loses whole seconds of CPU and they fire on that.
 # Crypto self-tests are skipped (cryptomgr.notests): one hung a TCG boot.
