@@ -18,6 +18,7 @@
 #include "kmod/nbdplex_uapi.h"
 #include "net/proto.h"
 #include "tools/attach_nbd.h"
+#include "tools/attach_tls.h"
 #include "tools/attach_status.h"
 
 #define CTL_DEV "/dev/" NPK_CTL_NAME
@@ -35,6 +36,10 @@ struct attach {
 	unsigned dead_timeout;
 	int foreground;
 	const char *log;
+	int check;
+	int tls;
+	struct np_tls_opts tls_opts;
+	struct np_tls *tls_creds; /* loaded once, reused by every reconnection */
 	int ctl;
 	struct np_export_info info;
 	uint32_t index;
@@ -73,6 +78,9 @@ static void usage_attach(FILE *f)
 	fprintf(f,
 		"usage: nbdplex attach [--path HOST[:PORT]]... [--channels N] [--export NAME]\n"
 		"                      [--dead-timeout SECONDS] [--foreground] [--log FILE]\n"
+		"                      [--tls] [--tls-certificates DIR | --tls-psk FILE]\n"
+		"                      [--tls-username NAME] [--tls-hostname NAME]\n"
+		"                      [--tls-priority STRING] [--check]\n"
 		"       nbdplex attach --status DEVICE [--interval MS]\n"
 		"Connects to an NBD server, creates /dev/nbdplexN through nbdplex.ko with N\n"
 		"channels spread over the paths, prints the device and returns. A background\n"
@@ -85,7 +93,20 @@ static void usage_attach(FILE *f)
 		"  -t, --dead-timeout  seconds I/O waits with no channel before failing\n"
 		"                      (default: the module's dead_timeout)\n"
 		"  -f, --foreground    stay in the foreground and keep the channels up\n"
-		"  -l, --log FILE      where the background process reports reconnections\n");
+		"  -l, --log FILE      where the background process reports reconnections\n"
+		"      --tls           require TLS (STARTTLS); the handshake runs here, then\n"
+		"                      the kernel's TLS (modprobe tls) carries the channels\n"
+		"      --tls-certificates DIR  ca-cert.pem to check the server; client-cert.pem\n"
+		"                      and client-key.pem when present (implies --tls)\n"
+		"      --tls-psk FILE  pre-shared keys, psktool format (implies --tls)\n"
+		"      --tls-username NAME  PSK identity (default: the local user name)\n"
+		"      --tls-hostname NAME  name the server's certificate must carry\n"
+		"                      (default: the host of each --path)\n"
+		"      --tls-priority STRING  GnuTLS priority string (default: TLS 1.2/1.3\n"
+		"                      with AES-GCM or ChaCha20-Poly1305, what kernel TLS takes)\n"
+		"      --check         negotiate on the first path only (TLS into the kernel\n"
+		"                      included), write the export's first 64 KiB to stdout\n"
+		"                      and exit, without the driver or a device\n");
 }
 
 /* Opens one channel on path p and hands it to the driver. */
@@ -93,7 +114,7 @@ static int add_channel(struct attach *a, int p, char *err, size_t errlen)
 {
 	struct np_export_info info;
 	struct npk_channel ch = {.index = a->index, .path = (uint32_t)p};
-	int fd = np_nbd_connect(a->paths[p], a->name, &info, err, errlen);
+	int fd = np_nbd_connect(a->paths[p], a->name, a->tls_creds, &info, err, errlen);
 
 	if (fd < 0)
 		return -1;
@@ -126,7 +147,7 @@ static int setup(struct attach *a, char *err, size_t errlen)
 			 strerror(errno));
 		return -1;
 	}
-	fd = np_nbd_connect(a->paths[0], a->name, &a->info, err, errlen);
+	fd = np_nbd_connect(a->paths[0], a->name, a->tls_creds, &a->info, err, errlen);
 	if (fd < 0)
 		return -1;
 	if (a->channels > 1 && !(a->info.flags & NBD_FLAG_CAN_MULTI_CONN)) {
@@ -217,7 +238,13 @@ static int parse_attach(struct attach *a, int argc, char **argv)
 		{"path", required_argument, 0, 'p'},	 {"channels", required_argument, 0, 'n'},
 		{"export", required_argument, 0, 'e'},	 {"dead-timeout", required_argument, 0, 't'},
 		{"foreground", no_argument, 0, 'f'},	 {"log", required_argument, 0, 'l'},
-		{"help", no_argument, 0, 'h'},		 {0, 0, 0, 0},
+		{"help", no_argument, 0, 'h'},		 {"tls", no_argument, 0, 'T'},
+		{"tls-certificates", required_argument, 0, 'C'},
+		{"tls-psk", required_argument, 0, 'K'},
+		{"tls-username", required_argument, 0, 'U'},
+		{"tls-hostname", required_argument, 0, 'H'},
+		{"tls-priority", required_argument, 0, 'P'},
+		{"check", no_argument, 0, 'c'},		 {0, 0, 0, 0},
 	};
 	char *end;
 	int c;
@@ -255,6 +282,29 @@ static int parse_attach(struct attach *a, int argc, char **argv)
 			break;
 		case 'l':
 			a->log = optarg;
+			break;
+		case 'T':
+			a->tls = 1;
+			break;
+		case 'C':
+			a->tls_opts.certificates = optarg;
+			a->tls = 1;
+			break;
+		case 'K':
+			a->tls_opts.psk_file = optarg;
+			a->tls = 1;
+			break;
+		case 'U':
+			a->tls_opts.username = optarg;
+			break;
+		case 'H':
+			a->tls_opts.hostname = optarg;
+			break;
+		case 'P':
+			a->tls_opts.priority = optarg;
+			break;
+		case 'c':
+			a->check = 1;
 			break;
 		case 'h':
 			usage_attach(stdout);
@@ -295,34 +345,54 @@ int np_cmd_attach(int argc, char **argv)
 		}
 	}
 	signal(SIGPIPE, SIG_IGN);
-	if (a.foreground) {
-		if (setup(&a, err, sizeof(err))) {
+	if (a.tls) {
+		a.tls_creds = np_tls_load(&a.tls_opts, err, sizeof(err));
+		if (!a.tls_creds) {
 			fprintf(stderr, "nbdplex attach: %s\n", err);
 			return 1;
 		}
-		printf("/dev/" NPK_DISK_PREFIX "%u\n", a.index);
-		fflush(stdout);
-		signal(SIGTERM, on_term);
-		signal(SIGINT, on_term);
-		keep_up(&a);
-		return 0;
+	}
+	if (a.check) {
+		r = np_nbd_check(a.paths[0], a.name, a.tls_creds, stdout, err, sizeof(err));
+		np_tls_free(a.tls_creds);
+		if (r)
+			fprintf(stderr, "nbdplex attach: %s\n", err);
+		return r ? 1 : 0;
+	}
+	if (a.foreground) {
+		r = setup(&a, err, sizeof(err));
+		if (r) {
+			fprintf(stderr, "nbdplex attach: %s\n", err);
+		} else {
+			printf("/dev/" NPK_DISK_PREFIX "%u\n", a.index);
+			fflush(stdout);
+			signal(SIGTERM, on_term);
+			signal(SIGINT, on_term);
+			keep_up(&a);
+		}
+		np_tls_free(a.tls_creds);
+		return r ? 1 : 0;
 	}
 
 	/* The child does the work, so that the disk's owner is the process
 	 * that stays; it reports back through a pipe. */
 	if (pipe(pipefd)) {
 		perror("nbdplex attach: pipe");
+		np_tls_free(a.tls_creds);
 		return 1;
 	}
 	pid = fork();
 	if (pid < 0) {
 		perror("nbdplex attach: fork");
+		np_tls_free(a.tls_creds);
 		return 1;
 	}
 	if (pid > 0) {
 		char msg[600];
 		ssize_t n;
 
+		/* Only the background process connects. */
+		np_tls_free(a.tls_creds);
 		close(pipefd[1]);
 		n = read(pipefd[0], msg, sizeof(msg) - 1);
 		msg[n > 0 ? n : 0] = 0;

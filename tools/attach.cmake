@@ -5,5 +5,6 @@
 list(APPEND NP_EXTRA_SOURCES
 	${CMAKE_SOURCE_DIR}/tools/attach.c
 	${CMAKE_SOURCE_DIR}/tools/attach_status.c
-	${CMAKE_SOURCE_DIR}/tools/attach_nbd.c)
+	${CMAKE_SOURCE_DIR}/tools/attach_nbd.c
+	${CMAKE_SOURCE_DIR}/tools/attach_tls.c)
 list(APPEND NP_EXTRA_DEFS NP_HAVE_ATTACH)

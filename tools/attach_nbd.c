@@ -1,5 +1,7 @@
-/* Client side of the NBD handshake: fixed newstyle, NBD_OPT_GO with a
- * fallback to NBD_OPT_EXPORT_NAME for servers that do not know GO. */
+/* Client side of the NBD handshake: fixed newstyle, NBD_OPT_STARTTLS when
+ * asked for, NBD_OPT_GO with a fallback to NBD_OPT_EXPORT_NAME for servers
+ * that do not know GO. With TLS, the options after STARTTLS go through
+ * GnuTLS and the socket leaves with its record layer in the kernel. */
 #include "tools/attach_nbd.h"
 
 #include <errno.h>
@@ -15,11 +17,12 @@
 #include <unistd.h>
 
 #include "net/proto.h"
+#include "tools/attach_tls.h"
 
 /* No single handshake step may take longer than this. */
 #define HANDSHAKE_TIMEOUT_S 30
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
+int np_nbd_fail(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -29,9 +32,19 @@ static int fail(char *err, size_t errlen, const char *fmt, ...)
 	return -1;
 }
 
-static int io_all(int fd, void *buf, size_t len, int writing)
+/* One connection during the handshake: plain, or through a TLS session. */
+struct conn {
+	int fd;
+	struct np_tls_session *tls;
+};
+
+static int io_all(struct conn *c, void *buf, size_t len, int writing)
 {
+	int fd = c->fd;
 	uint8_t *p = buf;
+
+	if (c->tls)
+		return np_tls_io(c->tls, buf, len, writing);
 
 	while (len) {
 		ssize_t n = writing ? send(fd, p, len, MSG_NOSIGNAL) : recv(fd, p, len, 0);
@@ -81,10 +94,10 @@ static int tcp_connect(const char *path, char *err, size_t errlen)
 	struct timeval tv = {.tv_sec = HANDSHAKE_TIMEOUT_S};
 
 	if (split_path(path, host, sizeof(host), port, sizeof(port)))
-		return fail(err, errlen, "bad path '%s' (expected HOST[:PORT])", path);
+		return np_nbd_fail(err, errlen, "bad path '%s' (expected HOST[:PORT])", path);
 	r = getaddrinfo(host, port, &hints, &res);
 	if (r)
-		return fail(err, errlen, "%s: %s", path, gai_strerror(r));
+		return np_nbd_fail(err, errlen, "%s: %s", path, gai_strerror(r));
 	for (ai = res; ai; ai = ai->ai_next) {
 		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
 		if (fd < 0)
@@ -100,66 +113,99 @@ static int tcp_connect(const char *path, char *err, size_t errlen)
 	}
 	freeaddrinfo(res);
 	if (fd < 0)
-		return fail(err, errlen, "connect to %s: %s", path, strerror(errno));
+		return np_nbd_fail(err, errlen, "connect to %s: %s", path, strerror(errno));
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
 	return fd;
 }
 
 /* Sends one option with its payload. */
-static int send_opt(int fd, uint32_t opt, const void *data, uint32_t len)
+static int send_opt(struct conn *c, uint32_t opt, const void *data, uint32_t len)
 {
 	uint8_t hdr[NBD_OPT_HDR_SIZE];
 	int r;
 
 	nbd_opt_encode(hdr, opt, len);
-	r = io_all(fd, hdr, sizeof(hdr), 1);
+	r = io_all(c, hdr, sizeof(hdr), 1);
 	if (!r && len)
-		r = io_all(fd, (void *)data, len, 1);
+		r = io_all(c, (void *)data, len, 1);
 	return r;
+}
+
+/* Reads one option reply to opt: its type, and its *len bytes of data with
+ * a NUL after them. Returns 0, a negative errno from the socket, -EBADMSG
+ * for a reply that is not one to opt, or -E2BIG for one longer than
+ * size - 1. */
+static int read_reply(struct conn *c, uint32_t opt, uint32_t *type, uint8_t *data, size_t size,
+		      uint32_t *len)
+{
+	uint8_t hdr[NBD_OPT_REPLY_HDR_SIZE];
+	int r = io_all(c, hdr, sizeof(hdr), 0);
+
+	if (r)
+		return r;
+	if (np_get64(hdr) != NBD_REP_MAGIC || np_get32(hdr + 8) != opt)
+		return -EBADMSG;
+	*type = np_get32(hdr + 12);
+	*len = np_get32(hdr + 16);
+	if (*len > size - 1)
+		return -E2BIG;
+	r = io_all(c, data, *len, 0);
+	data[r ? 0 : *len] = 0;
+	return r;
+}
+
+/* Puts "PATH: " before the message already in err. */
+static int prefix_path(char *err, size_t errlen, const char *path)
+{
+	char why[512];
+
+	snprintf(why, sizeof(why), "%s", err);
+	return np_nbd_fail(err, errlen, "%s: %s", path, why);
 }
 
 /* Negotiates with NBD_OPT_GO. Returns 0, 1 when the server does not know GO,
  * or -1 with err set. */
-static int opt_go(int fd, const char *path, const char *name, struct np_export_info *info,
+static int opt_go(struct conn *c, const char *path, const char *name, struct np_export_info *info,
 		  char *err, size_t errlen)
 {
 	size_t nlen = strlen(name);
-	uint8_t req[4 + NBD_MAX_STRING + 4], hdr[NBD_OPT_REPLY_HDR_SIZE], data[1024];
+	uint8_t req[4 + NBD_MAX_STRING + 4], data[1024];
 	int got_export = 0, r;
 
 	np_put32(req, (uint32_t)nlen);
 	memcpy(req + 4, name, nlen);
 	np_put16(req + 4 + nlen, 1);
 	np_put16(req + 6 + nlen, NBD_INFO_BLOCK_SIZE);
-	r = send_opt(fd, NBD_OPT_GO, req, (uint32_t)(nlen + 8));
+	r = send_opt(c, NBD_OPT_GO, req, (uint32_t)(nlen + 8));
 	/* A server sends at most a few infos; bound the loop anyway. */
 	for (int i = 0; !r && i < 64; i++) {
 		uint32_t type, len;
 
-		r = io_all(fd, hdr, sizeof(hdr), 0);
+		r = read_reply(c, NBD_OPT_GO, &type, data, sizeof(data), &len);
+		if (r == -EBADMSG)
+			return np_nbd_fail(err, errlen, "%s: bad option reply", path);
+		if (r == -E2BIG)
+			return np_nbd_fail(err, errlen, "%s: option reply too long", path);
 		if (r)
 			break;
-		if (np_get64(hdr) != NBD_REP_MAGIC || np_get32(hdr + 8) != NBD_OPT_GO)
-			return fail(err, errlen, "%s: bad option reply", path);
-		type = np_get32(hdr + 12);
-		len = np_get32(hdr + 16);
-		if (len > sizeof(data) - 1)
-			return fail(err, errlen, "%s: option reply too long (%u bytes)", path, len);
-		r = io_all(fd, data, len, 0);
-		if (r)
-			break;
-		data[len] = 0;
 		if (type == NBD_REP_ACK) {
 			if (!got_export)
-				return fail(err, errlen, "%s: server sent no export size", path);
+				return np_nbd_fail(err, errlen, "%s: server sent no export size",
+						   path);
 			return 0;
 		}
 		if (type == NBD_REP_ERR_UNSUP)
 			return 1;
+		if (type == NBD_REP_ERR_TLS_REQD && !c->tls)
+			return np_nbd_fail(err, errlen,
+					   "%s: the server requires TLS (%s); use --tls with "
+					   "--tls-certificates DIR or --tls-psk FILE",
+					   path, len ? (char *)data : "no reason given");
 		if (type & 0x80000000U)
-			return fail(err, errlen, "%s: server refused export '%s': %s (error %#x)", path, name,
-				    len ? (char *)data : "no reason given", type);
+			return np_nbd_fail(err, errlen,
+					   "%s: server refused export '%s': %s (error %#x)", path,
+					   name, len ? (char *)data : "no reason given", type);
 		if (type != NBD_REP_INFO || len < 2)
 			continue;
 		if (np_get16(data) == NBD_INFO_EXPORT && len >= 12) {
@@ -170,71 +216,176 @@ static int opt_go(int fd, const char *path, const char *name, struct np_export_i
 			info->min_block = np_get32(data + 2);
 		}
 	}
-	return fail(err, errlen, "%s: handshake failed: %s", path, r ? strerror(-r) : "too many replies");
+	return np_nbd_fail(err, errlen, "%s: handshake failed: %s", path,
+			   r ? strerror(-r) : "too many replies");
 }
 
-static int opt_export_name(int fd, const char *path, const char *name, int no_zeroes,
+static int opt_export_name(struct conn *c, const char *path, const char *name, int no_zeroes,
 			   struct np_export_info *info, char *err, size_t errlen)
 {
 	uint8_t reply[10 + 124];
-	int r = send_opt(fd, NBD_OPT_EXPORT_NAME, name, (uint32_t)strlen(name));
+	int r = send_opt(c, NBD_OPT_EXPORT_NAME, name, (uint32_t)strlen(name));
 
 	if (!r)
-		r = io_all(fd, reply, no_zeroes ? 10 : sizeof(reply), 0);
+		r = io_all(c, reply, no_zeroes ? 10 : sizeof(reply), 0);
 	if (r)
-		return fail(err, errlen, "%s: server refused export '%s' (%s)", path, name, strerror(-r));
+		return np_nbd_fail(err, errlen, "%s: server refused export '%s' (%s)", path, name,
+				   strerror(-r));
 	info->size = np_get64(reply);
 	info->flags = np_get16(reply + 8);
 	return 0;
 }
 
-int np_nbd_connect(const char *path, const char *name, struct np_export_info *info, char *err,
-		   size_t errlen)
+/* Asks for TLS and runs the handshake. Returns 0 with c->tls set, or -1. */
+static int starttls(struct conn *c, const char *path, struct np_tls *tls, char *err, size_t errlen)
+{
+	uint8_t data[256];
+	char host[256], port[32];
+	uint32_t type = 0, len;
+	int r = send_opt(c, NBD_OPT_STARTTLS, NULL, 0);
+
+	if (!r)
+		r = read_reply(c, NBD_OPT_STARTTLS, &type, data, sizeof(data), &len);
+	if (r)
+		return np_nbd_fail(err, errlen, "%s: STARTTLS: %s", path,
+				   r == -EBADMSG ? "bad reply" : strerror(-r));
+	if (type == NBD_REP_ERR_UNSUP)
+		return np_nbd_fail(err, errlen, "%s: the server does not support TLS", path);
+	if (type != NBD_REP_ACK)
+		return np_nbd_fail(err, errlen, "%s: the server refused TLS: %s (error %#x)", path,
+				   data[0] ? (char *)data : "no reason given", type);
+	if (split_path(path, host, sizeof(host), port, sizeof(port)))
+		return np_nbd_fail(err, errlen, "bad path '%s'", path);
+	c->tls = np_tls_handshake(tls, c->fd, host, err, errlen);
+	return c->tls ? 0 : prefix_path(err, errlen, path);
+}
+
+int np_nbd_connect(const char *path, const char *name, struct np_tls *tls,
+		   struct np_export_info *info, char *err, size_t errlen)
 {
 	uint8_t greet[18], cflags[4];
 	uint16_t hflags;
-	int fd, r;
+	struct conn c = {.fd = -1};
+	int r;
 	struct timeval tv = {0};
 
 	memset(info, 0, sizeof(*info));
 	if (strlen(name) > NBD_MAX_STRING)
-		return fail(err, errlen, "export name too long");
-	fd = tcp_connect(path, err, errlen);
-	if (fd < 0)
+		return np_nbd_fail(err, errlen, "export name too long");
+	c.fd = tcp_connect(path, err, errlen);
+	if (c.fd < 0)
 		return -1;
-	r = io_all(fd, greet, sizeof(greet), 0);
+	r = io_all(&c, greet, sizeof(greet), 0);
 	if (r) {
-		fail(err, errlen, "%s: no greeting: %s", path, strerror(-r));
+		np_nbd_fail(err, errlen, "%s: no greeting: %s", path, strerror(-r));
 		goto out_close;
 	}
 	if (np_get64(greet) != NBD_MAGIC || np_get64(greet + 8) != NBD_IHAVEOPT) {
-		fail(err, errlen, "%s: not a newstyle NBD server", path);
+		np_nbd_fail(err, errlen, "%s: not a newstyle NBD server", path);
 		goto out_close;
 	}
 	hflags = np_get16(greet + 16);
 	if (!(hflags & NBD_FLAG_FIXED_NEWSTYLE)) {
-		fail(err, errlen, "%s: server does not support fixed newstyle", path);
+		np_nbd_fail(err, errlen, "%s: server does not support fixed newstyle", path);
 		goto out_close;
 	}
 	np_put32(cflags, NBD_FLAG_C_FIXED_NEWSTYLE | (hflags & NBD_FLAG_NO_ZEROES));
-	r = io_all(fd, cflags, sizeof(cflags), 1);
-	if (!r) {
-		r = opt_go(fd, path, name, info, err, errlen);
-		if (r == 1)
-			r = opt_export_name(fd, path, name, hflags & NBD_FLAG_NO_ZEROES, info, err, errlen);
-	} else {
-		fail(err, errlen, "%s: %s", path, strerror(-r));
+	r = io_all(&c, cflags, sizeof(cflags), 1);
+	if (r) {
+		np_nbd_fail(err, errlen, "%s: %s", path, strerror(-r));
+		goto out_close;
 	}
+	if (tls && starttls(&c, path, tls, err, errlen))
+		goto out_close;
+	r = opt_go(&c, path, name, info, err, errlen);
+	if (r == 1)
+		r = opt_export_name(&c, path, name, hflags & NBD_FLAG_NO_ZEROES, info, err, errlen);
 	if (r)
 		goto out_close;
+	if (c.tls) {
+		/* After GO's final reply the server sends nothing until asked,
+		 * so the kernel takes over at a record boundary. */
+		snprintf(info->tls, sizeof(info->tls), "%s", np_tls_describe(c.tls));
+		if (np_tls_to_kernel(c.tls, c.fd, err, errlen)) {
+			prefix_path(err, errlen, path);
+			goto out_close;
+		}
+		np_tls_session_free(c.tls);
+		c.tls = NULL;
+	}
 	if (!(info->flags & NBD_FLAG_HAS_FLAGS))
 		info->flags = NBD_FLAG_HAS_FLAGS;
 	/* The kernel's sends block until done; no timeouts in transmission. */
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	return fd;
+	setsockopt(c.fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	setsockopt(c.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	return c.fd;
 
 out_close:
-	close(fd);
+	np_tls_session_free(c.tls);
+	close(c.fd);
+	return -1;
+}
+
+int np_nbd_check(const char *path, const char *name, struct np_tls *tls, FILE *out, char *err,
+		 size_t errlen)
+{
+	struct np_export_info info;
+	struct nbd_request req = {.type = NBD_CMD_READ};
+	struct timeval tv = {.tv_sec = HANDSHAKE_TIMEOUT_S};
+	uint8_t hdr[NBD_EXT_REQUEST_SIZE], rep[NBD_SIMPLE_REPLY_SIZE];
+	struct conn c = {.fd = -1};
+	uint8_t *buf = NULL;
+	size_t n;
+	int r;
+
+	c.fd = np_nbd_connect(path, name, tls, &info, err, errlen);
+	if (c.fd < 0)
+		return -1;
+	setsockopt(c.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(c.fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	req.count = info.size < NP_CHECK_READ ? info.size : NP_CHECK_READ;
+	req.cookie = 1;
+	buf = malloc(NP_CHECK_READ);
+	if (!buf) {
+		np_nbd_fail(err, errlen, "out of memory");
+		goto out_close;
+	}
+	n = nbd_request_encode(hdr, false, &req);
+	r = io_all(&c, hdr, n, 1);
+	if (!r)
+		r = io_all(&c, rep, sizeof(rep), 0);
+	if (r) {
+		np_nbd_fail(err, errlen, "%s: reading through the connection: %s", path,
+			    strerror(-r));
+		goto out_close;
+	}
+	if (np_get32(rep) != NBD_SIMPLE_REPLY_MAGIC || np_get32(rep + 4) ||
+	    np_get64(rep + 8) != 1) {
+		np_nbd_fail(err, errlen, "%s: bad reply to a read (magic %#x, error %u)", path,
+			    np_get32(rep), np_get32(rep + 4));
+		goto out_close;
+	}
+	r = io_all(&c, buf, req.count, 0);
+	if (r) {
+		np_nbd_fail(err, errlen, "%s: reading through the connection: %s", path,
+			    strerror(-r));
+		goto out_close;
+	}
+	fwrite(buf, 1, req.count, out);
+	fflush(out);
+	fprintf(stderr, "%s: export size %llu, flags %#x, %s%s; read %llu bytes\n", path,
+		(unsigned long long)info.size, info.flags, info.tls[0] ? info.tls : "no TLS",
+		info.tls[0] ? ", record layer in the kernel" : "", (unsigned long long)req.count);
+	req.type = NBD_CMD_DISC;
+	req.count = 0;
+	n = nbd_request_encode(hdr, false, &req);
+	io_all(&c, hdr, n, 1);
+	free(buf);
+	close(c.fd);
+	return 0;
+
+out_close:
+	free(buf);
+	close(c.fd);
 	return -1;
 }

@@ -4,17 +4,37 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+
+struct np_tls;
+
+/* What --check reads from the start of the export. */
+#define NP_CHECK_READ 65536
 
 struct np_export_info {
 	uint64_t size;
 	uint16_t flags;     /* transmission flags */
 	uint32_t min_block; /* 0 when the server sent no NBD_INFO_BLOCK_SIZE */
+	char tls[128];      /* the TLS session's description; empty without TLS */
 };
 
 /* Connects to HOST[:PORT] (IPv6 as [ADDR]:PORT) and negotiates export name
- * with fixed newstyle and NBD_OPT_GO. Returns a connected socket in
- * transmission phase, or -1 with a message in err. */
-int np_nbd_connect(const char *path, const char *name, struct np_export_info *info, char *err,
-		   size_t errlen);
+ * with fixed newstyle and NBD_OPT_GO. With tls (not NULL), first upgrades
+ * with NBD_OPT_STARTTLS, negotiates over TLS and hands the record layer to
+ * the kernel; there is no fallback to plaintext. Returns a connected socket
+ * in transmission phase, or -1 with a message in err. */
+int np_nbd_connect(const char *path, const char *name, struct np_tls *tls,
+		   struct np_export_info *info, char *err, size_t errlen);
+
+/* Connects like np_nbd_connect, then reads the first NP_CHECK_READ bytes of
+ * the export (fewer if it is smaller) through the socket as the driver
+ * would, writes them to out, reports the session on stderr and
+ * disconnects. Needs no driver. Returns 0, or -1 with a message in err. */
+int np_nbd_check(const char *path, const char *name, struct np_tls *tls, FILE *out, char *err,
+		 size_t errlen);
+
+/* Formats a message into err; returns -1, for "return np_nbd_fail(...)". */
+int np_nbd_fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 #endif

@@ -8,23 +8,7 @@ requires openssl nbdinfo nbdcopy qemu-io
 
 # A CA, a server certificate for localhost and a client certificate.
 pki=$TMP/pki
-mkdir -p "$pki" "$TMP/client"
-(
-	cd "$pki"
-	openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=nbdplex test CA" \
-		-keyout ca-key.pem -out ca-cert.pem
-	openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
-		-keyout server-key.pem -out server.csr
-	printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >srv.ext
-	openssl x509 -req -in server.csr -CA ca-cert.pem -CAkey ca-key.pem -CAcreateserial \
-		-days 2 -extfile srv.ext -out server-cert.pem
-	openssl req -newkey rsa:2048 -nodes -subj "/CN=client" \
-		-keyout "$TMP/client/client-key.pem" -out client.csr
-	printf 'extendedKeyUsage=clientAuth\n' >cli.ext
-	openssl x509 -req -in client.csr -CA ca-cert.pem -CAkey ca-key.pem -CAcreateserial \
-		-days 2 -extfile cli.ext -out "$TMP/client/client-cert.pem"
-	cp ca-cert.pem "$TMP/client/"
-) >"$TMP/pki.log" 2>&1 || fail "making certificates: $(tail -5 "$TMP/pki.log")"
+"$NP_SRC/tests/make-pki.sh" "$pki" "$TMP/client" --client-cert || fail "making certificates"
 echo "alice:$(openssl rand -hex 32)" >"$TMP/keys.psk"
 echo "alice:$(openssl rand -hex 32)" >"$TMP/wrong.psk"
 
