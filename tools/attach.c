@@ -18,8 +18,8 @@
 #include "kmod/nbdplex_uapi.h"
 #include "net/proto.h"
 #include "tools/attach_nbd.h"
-#include "tools/attach_tls.h"
 #include "tools/attach_status.h"
+#include "tools/attach_tls.h"
 
 #define CTL_DEV "/dev/" NPK_CTL_NAME
 #define POLL_MS 200

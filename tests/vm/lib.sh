@@ -33,7 +33,10 @@ EOC
 		;;
 	nbdplex)
 		[ -x $NP ] || die "no $NP: build the server first"
-		$NP serve -l 127.0.0.1:$port -e disk=file:$file --pidfile $pidf >/tmp/srv.log 2>&1 &
+		# NPVM_SERVE_OPTS: more server options (TLS, say), split on spaces.
+		# shellcheck disable=SC2086
+		$NP serve -l 127.0.0.1:$port -e disk=file:$file --pidfile $pidf ${NPVM_SERVE_OPTS:-} \
+			>/tmp/srv.log 2>&1 &
 		;;
 	*) die "unknown server $kind" ;;
 	esac

@@ -37,3 +37,7 @@ np_vm_test(vm_raid1 600 raid1.sh)
 # a read that lose one path midway: no I/O error, equal data, both paths used
 # once the path is back.
 np_vm_test(vm_bond 1500 bond.sh test)
+# attach-tls.sh: attach over TLS with the record layer in kernel TLS: X.509
+# and PSK, every cipher through --check, a restarted server; the refusals
+# (no tls module, wrong PSK, no TLS, unknown CA) leave no device.
+np_vm_test(vm_attach_tls 900 attach-tls.sh)
