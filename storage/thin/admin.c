@@ -420,7 +420,8 @@ static int cmd_list(struct thin_pool *p, FILE *out)
 	/* Sorted in a copy: other readers of the table may run meanwhile. */
 	if (!devs)
 		return -ENOMEM;
-	memcpy(devs, p->devs, p->ndevs * sizeof(*devs));
+	if (p->ndevs) /* an empty pool has no table at all */
+		memcpy(devs, p->devs, p->ndevs * sizeof(*devs));
 	qsort(devs, p->ndevs, sizeof(*devs), cmp_dev);
 	fprintf(out, "%-20s %-8s %14s %14s %s\n", "NAME", "TYPE", "SIZE", "ALLOCATED", "ORIGIN");
 	for (size_t i = 0; i < p->ndevs && rc == 0; i++) {
