@@ -41,11 +41,18 @@ struct npk_info {
 	__u32 pad;
 };
 
+struct npk_resize {
+	__u32 index;
+	__u32 pad;
+	__u64 size;		/* bytes, a multiple of the disk's block size */
+};
+
 #define NPK_IOC_MAGIC		0xE5
 #define NPK_IOC_CREATE		_IOWR(NPK_IOC_MAGIC, 1, struct npk_create)
 #define NPK_IOC_ADD_CHANNEL	_IOW(NPK_IOC_MAGIC, 2, struct npk_channel)
 #define NPK_IOC_DEL_CHANNELS	_IOW(NPK_IOC_MAGIC, 3, struct npk_channel)
 #define NPK_IOC_REMOVE		_IO(NPK_IOC_MAGIC, 4)
 #define NPK_IOC_INFO		_IOWR(NPK_IOC_MAGIC, 5, struct npk_info)
+#define NPK_IOC_RESIZE		_IOW(NPK_IOC_MAGIC, 6, struct npk_resize)
 
 #endif

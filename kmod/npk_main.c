@@ -343,6 +343,16 @@ static void npk_info(struct npk_dev *dev, struct npk_info *info)
 	spin_unlock(&dev->lock);
 }
 
+/* Grows or shrinks the disk to what the server now reports. */
+static int npk_resize(struct npk_dev *dev, u64 size)
+{
+	if (!size || size % queue_logical_block_size(dev->disk->queue))
+		return -EINVAL;
+	/* Logs the change and tells udev. */
+	set_capacity_and_notify(dev->disk, size >> SECTOR_SHIFT);
+	return 0;
+}
+
 static long npk_ctl_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 {
 	void __user *uarg = (void __user *)arg;
@@ -350,6 +360,7 @@ static long npk_ctl_ioctl(struct file *file, unsigned int cmd, unsigned long arg
 		struct npk_create create;
 		struct npk_channel chan;
 		struct npk_info info;
+		struct npk_resize resize;
 	} u;
 	struct npk_dev *dev = NULL;
 	long ret;
@@ -368,6 +379,7 @@ static long npk_ctl_ioctl(struct file *file, unsigned int cmd, unsigned long arg
 	case NPK_IOC_ADD_CHANNEL:
 	case NPK_IOC_DEL_CHANNELS:
 	case NPK_IOC_INFO:
+	case NPK_IOC_RESIZE:
 		ret = -ENODEV;
 		dev = idr_find(&npk_idr, u.chan.index);
 		if (!dev)
@@ -376,6 +388,8 @@ static long npk_ctl_ioctl(struct file *file, unsigned int cmd, unsigned long arg
 			ret = npk_add_channel(dev, &u.chan);
 		else if (cmd == NPK_IOC_DEL_CHANNELS)
 			ret = npk_del_channels(dev, u.chan.path);
+		else if (cmd == NPK_IOC_RESIZE)
+			ret = npk_resize(dev, u.resize.size);
 		else
 			ret = 0;
 		if (cmd == NPK_IOC_INFO)
@@ -420,7 +434,9 @@ static int __init npk_init(void)
 	BUILD_BUG_ON(sizeof(struct npk_wire_reply) != 16);
 	BUILD_BUG_ON(sizeof(struct npk_create) != 32);
 	BUILD_BUG_ON(sizeof(struct npk_channel) != 16);
+	BUILD_BUG_ON(sizeof(struct npk_resize) != 16);
 	BUILD_BUG_ON(offsetof(struct npk_info, index) != offsetof(struct npk_channel, index));
+	BUILD_BUG_ON(offsetof(struct npk_resize, index) != offsetof(struct npk_channel, index));
 
 	npk_major = register_blkdev(0, NPK_DISK_PREFIX);
 	if (npk_major < 0)

@@ -25,6 +25,8 @@
 #define POLL_MS 200
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
+/* How often the size of an export that may change (SEND_RESIZE) is asked. */
+#define RESIZE_POLL_MS 2000
 /* One request of this size (a 1 MiB dd or copy) is split over all channels. */
 #define SPREAD_KB 1024
 
@@ -46,6 +48,10 @@ struct attach {
 	int want[NPK_MAX_PATHS];
 	long long next_try[NPK_MAX_PATHS];
 	int backoff[NPK_MAX_PATHS];
+	uint32_t block_size;
+	uint64_t disk_size; /* bytes, as the driver has it */
+	long long next_size;
+	int size_failing;
 };
 
 static FILE *log_file;
@@ -176,6 +182,8 @@ static int setup(struct attach *a, char *err, size_t errlen)
 	}
 	close(fd);
 	a->index = cr.index;
+	a->block_size = cr.block_size;
+	a->disk_size = cr.size;
 	/* Requests no larger than a share of SPREAD_KB, so that one sequential
 	 * stream keeps every path busy (sysfs max_sectors_kb overrides it). */
 	if (np_attach_spread(a->index, a->channels, SPREAD_KB))
@@ -193,6 +201,40 @@ static int setup(struct attach *a, char *err, size_t errlen)
 out_remove:
 	ioctl(a->ctl, NPK_IOC_REMOVE, (unsigned long)a->index);
 	return -1;
+}
+
+/* Follows the size of an export whose server advertises SEND_RESIZE: asks
+ * for it with a fresh short handshake on the first path that answers, and
+ * resizes the disk when it changed. */
+static void follow_size(struct attach *a)
+{
+	struct np_export_info info;
+	struct npk_resize rs = {.index = a->index};
+	char err[512] = "";
+	int p;
+
+	for (p = 0; p < a->npaths; p++)
+		if (!np_nbd_size(a->paths[p], a->name, a->tls_creds, &info, err, sizeof(err)))
+			break;
+	if (p == a->npaths) {
+		if (!a->size_failing)
+			logmsg("nbdplex%u: cannot ask for the export's size: %s", a->index, err);
+		a->size_failing = 1;
+		return;
+	}
+	a->size_failing = 0;
+	a->info.size = info.size; /* what a new channel now reports */
+	rs.size = info.size - info.size % a->block_size;
+	if (rs.size == a->disk_size)
+		return;
+	if (ioctl(a->ctl, NPK_IOC_RESIZE, &rs) < 0) {
+		logmsg("nbdplex%u: resizing from %llu to %llu bytes: %s", a->index,
+		       (unsigned long long)a->disk_size, (unsigned long long)rs.size, strerror(errno));
+		return;
+	}
+	logmsg("nbdplex%u: resized from %llu to %llu bytes", a->index,
+	       (unsigned long long)a->disk_size, (unsigned long long)rs.size);
+	a->disk_size = rs.size;
 }
 
 /* Keeps every path at its number of channels until the disk is removed. */
@@ -221,6 +263,10 @@ static void keep_up(struct attach *a)
 				a->backoff[p] = BACKOFF_MAX_MS;
 			a->next_try[p] = t + a->backoff[p];
 			logmsg("nbdplex%u: %s; retrying in %d ms", a->index, err, a->backoff[p]);
+		}
+		if ((a->info.flags & NBD_FLAG_SEND_RESIZE) && t >= a->next_size) {
+			a->next_size = t + RESIZE_POLL_MS;
+			follow_size(a);
 		}
 		usleep(POLL_MS * 1000);
 	}

@@ -164,10 +164,11 @@ static int prefix_path(char *err, size_t errlen, const char *path)
 	return np_nbd_fail(err, errlen, "%s: %s", path, why);
 }
 
-/* Negotiates with NBD_OPT_GO. Returns 0, 1 when the server does not know GO,
- * or -1 with err set. */
-static int opt_go(struct conn *c, const char *path, const char *name, struct np_export_info *info,
-		  char *err, size_t errlen)
+/* Negotiates with NBD_OPT_GO, or asks with NBD_OPT_INFO (the same replies,
+ * and the handshake goes on). Returns 0, 1 when the server does not know
+ * the option, or -1 with err set. */
+static int opt_go(struct conn *c, uint32_t opt, const char *path, const char *name,
+		  struct np_export_info *info, char *err, size_t errlen)
 {
 	size_t nlen = strlen(name);
 	uint8_t req[4 + NBD_MAX_STRING + 4], data[1024];
@@ -177,12 +178,12 @@ static int opt_go(struct conn *c, const char *path, const char *name, struct np_
 	memcpy(req + 4, name, nlen);
 	np_put16(req + 4 + nlen, 1);
 	np_put16(req + 6 + nlen, NBD_INFO_BLOCK_SIZE);
-	r = send_opt(c, NBD_OPT_GO, req, (uint32_t)(nlen + 8));
+	r = send_opt(c, opt, req, (uint32_t)(nlen + 8));
 	/* A server sends at most a few infos; bound the loop anyway. */
 	for (int i = 0; !r && i < 64; i++) {
 		uint32_t type, len;
 
-		r = read_reply(c, NBD_OPT_GO, &type, data, sizeof(data), &len);
+		r = read_reply(c, opt, &type, data, sizeof(data), &len);
 		if (r == -EBADMSG)
 			return np_nbd_fail(err, errlen, "%s: bad option reply", path);
 		if (r == -E2BIG)
@@ -260,47 +261,51 @@ static int starttls(struct conn *c, const char *path, struct np_tls *tls, char *
 	return c->tls ? 0 : prefix_path(err, errlen, path);
 }
 
-int np_nbd_connect(const char *path, const char *name, struct np_tls *tls,
-		   struct np_export_info *info, char *err, size_t errlen)
+/* Connects and negotiates up to opt (NBD_OPT_GO, falling back to
+ * NBD_OPT_EXPORT_NAME, or NBD_OPT_INFO). Returns 0, or -1 with err set;
+ * either way the caller closes c. */
+static int negotiate(struct conn *c, const char *path, const char *name, struct np_tls *tls,
+		     uint32_t opt, struct np_export_info *info, char *err, size_t errlen)
 {
 	uint8_t greet[18], cflags[4];
 	uint16_t hflags;
-	struct conn c = {.fd = -1};
 	int r;
-	struct timeval tv = {0};
 
 	memset(info, 0, sizeof(*info));
 	if (strlen(name) > NBD_MAX_STRING)
 		return np_nbd_fail(err, errlen, "export name too long");
-	c.fd = tcp_connect(path, err, errlen);
-	if (c.fd < 0)
+	c->fd = tcp_connect(path, err, errlen);
+	if (c->fd < 0)
 		return -1;
-	r = io_all(&c, greet, sizeof(greet), 0);
-	if (r) {
-		np_nbd_fail(err, errlen, "%s: no greeting: %s", path, strerror(-r));
-		goto out_close;
-	}
-	if (np_get64(greet) != NBD_MAGIC || np_get64(greet + 8) != NBD_IHAVEOPT) {
-		np_nbd_fail(err, errlen, "%s: not a newstyle NBD server", path);
-		goto out_close;
-	}
-	hflags = np_get16(greet + 16);
-	if (!(hflags & NBD_FLAG_FIXED_NEWSTYLE)) {
-		np_nbd_fail(err, errlen, "%s: server does not support fixed newstyle", path);
-		goto out_close;
-	}
-	np_put32(cflags, NBD_FLAG_C_FIXED_NEWSTYLE | (hflags & NBD_FLAG_NO_ZEROES));
-	r = io_all(&c, cflags, sizeof(cflags), 1);
-	if (r) {
-		np_nbd_fail(err, errlen, "%s: %s", path, strerror(-r));
-		goto out_close;
-	}
-	if (tls && starttls(&c, path, tls, err, errlen))
-		goto out_close;
-	r = opt_go(&c, path, name, info, err, errlen);
-	if (r == 1)
-		r = opt_export_name(&c, path, name, hflags & NBD_FLAG_NO_ZEROES, info, err, errlen);
+	r = io_all(c, greet, sizeof(greet), 0);
 	if (r)
+		return np_nbd_fail(err, errlen, "%s: no greeting: %s", path, strerror(-r));
+	if (np_get64(greet) != NBD_MAGIC || np_get64(greet + 8) != NBD_IHAVEOPT)
+		return np_nbd_fail(err, errlen, "%s: not a newstyle NBD server", path);
+	hflags = np_get16(greet + 16);
+	if (!(hflags & NBD_FLAG_FIXED_NEWSTYLE))
+		return np_nbd_fail(err, errlen, "%s: server does not support fixed newstyle", path);
+	np_put32(cflags, NBD_FLAG_C_FIXED_NEWSTYLE | (hflags & NBD_FLAG_NO_ZEROES));
+	r = io_all(c, cflags, sizeof(cflags), 1);
+	if (r)
+		return np_nbd_fail(err, errlen, "%s: %s", path, strerror(-r));
+	if (tls && starttls(c, path, tls, err, errlen))
+		return -1;
+	r = opt_go(c, opt, path, name, info, err, errlen);
+	if (r == 1 && opt == NBD_OPT_INFO)
+		return np_nbd_fail(err, errlen, "%s: the server does not know NBD_OPT_INFO", path);
+	if (r == 1)
+		r = opt_export_name(c, path, name, hflags & NBD_FLAG_NO_ZEROES, info, err, errlen);
+	return r ? -1 : 0;
+}
+
+int np_nbd_connect(const char *path, const char *name, struct np_tls *tls,
+		   struct np_export_info *info, char *err, size_t errlen)
+{
+	struct conn c = {.fd = -1};
+	struct timeval tv = {0};
+
+	if (negotiate(&c, path, name, tls, NBD_OPT_GO, info, err, errlen))
 		goto out_close;
 	if (c.tls) {
 		/* After GO's final reply the server sends nothing until asked,
@@ -322,8 +327,25 @@ int np_nbd_connect(const char *path, const char *name, struct np_tls *tls,
 
 out_close:
 	np_tls_session_free(c.tls);
-	close(c.fd);
+	if (c.fd >= 0)
+		close(c.fd);
 	return -1;
+}
+
+int np_nbd_size(const char *path, const char *name, struct np_tls *tls, struct np_export_info *info,
+		char *err, size_t errlen)
+{
+	struct conn c = {.fd = -1};
+	uint8_t data[256];
+	uint32_t type, len;
+	int r = negotiate(&c, path, name, tls, NBD_OPT_INFO, info, err, errlen);
+
+	if (!r && !send_opt(&c, NBD_OPT_ABORT, NULL, 0))
+		read_reply(&c, NBD_OPT_ABORT, &type, data, sizeof(data), &len);
+	np_tls_session_free(c.tls);
+	if (c.fd >= 0)
+		close(c.fd);
+	return r;
 }
 
 int np_nbd_check(const char *path, const char *name, struct np_tls *tls, FILE *out, char *err,

@@ -26,6 +26,12 @@ struct np_export_info {
 int np_nbd_connect(const char *path, const char *name, struct np_tls *tls,
 		   struct np_export_info *info, char *err, size_t errlen);
 
+/* Asks for the export's size and flags with a short handshake of its own
+ * (NBD_OPT_INFO, then NBD_OPT_ABORT), as np_nbd_connect would negotiate
+ * them. Returns 0, or -1 with a message in err. */
+int np_nbd_size(const char *path, const char *name, struct np_tls *tls, struct np_export_info *info,
+		char *err, size_t errlen);
+
 /* Connects like np_nbd_connect, then reads the first NP_CHECK_READ bytes of
  * the export (fewer if it is smaller) through the socket as the driver
  * would, writes them to out, reports the session on stderr and

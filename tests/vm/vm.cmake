@@ -27,6 +27,8 @@ np_vm_test(vm_attach_raw_nbdplex 600 attach-raw.sh nbdplex)
 np_vm_test(vm_reconnect 600 reconnect.sh nbdkit)
 np_vm_test(vm_attach_fs_nbdplex 900 attach-fs.sh nbdplex)
 np_vm_test(vm_raid1 600 raid1.sh)
+# The served file grows and shrinks; attach follows it with NPK_IOC_RESIZE.
+np_vm_test(vm_resize 600 resize.sh)
 # multipath.sh (two veth paths, one taken down mid-write) is not run here:
 # with a writer long enough to be mid-write when the path drops, failover
 # hits an Oops in npk_bio_iter from npk_queue_rq (a resent WRITE whose bio
