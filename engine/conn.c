@@ -18,11 +18,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/sendfile.h>
 #include <unistd.h>
 
 #include "engine/internal.h"
 
 #define WRITE_BATCH 1024 /* iovecs per write; IOV_MAX on Linux */
+#define SENDFILE_MIN (64 * 1024) /* smaller reads are cheaper copied */
 #define ASYNC_BATCH 256
 #define HOLE_BLOCK 4096
 #define NP_INLINE_MAX (128 * 1024)
@@ -375,14 +377,19 @@ void np_req_done(struct np_io *io)
 
 /* ---- writing ---- */
 
-/* Collects up to WRITE_BATCH iovecs of queued replies starting at r. */
+/* Collects up to WRITE_BATCH iovecs of queued replies starting at r. A
+ * reply whose data goes by sendfile ends the batch after its header, and
+ * is where the batch stops. */
 static unsigned gather(struct np_req *r, uv_buf_t *bufs, struct np_req **stop)
 {
 	unsigned n = 0;
 
-	for (; r && n + (r->n_iov - r->iov_done) <= WRITE_BATCH; r = r->next)
+	for (; r && n + (r->n_iov - r->iov_done) <= WRITE_BATCH; r = r->next) {
 		for (unsigned i = r->iov_done; i < r->n_iov; i++)
 			bufs[n++] = uv_buf_init(r->iov[i].iov_base, (unsigned)r->iov[i].iov_len);
+		if (r->sf_len)
+			break;
+	}
 	*stop = r;
 	return n;
 }
@@ -401,6 +408,8 @@ static void advance(struct np_conn *c, size_t written)
 		}
 		written -= v->iov_len;
 		if (++r->iov_done == r->n_iov) {
+			if (r->sf_len)
+				return; /* its data goes by sendfile */
 			c->out_head = r->next;
 			if (!c->out_head)
 				c->out_tail = NULL;
@@ -429,6 +438,80 @@ static void on_write(uv_write_t *w, int status)
 	np_loop_flush(c->loop);
 }
 
+static int materialize(struct np_req *r);
+
+/* Sends what a sendfile reply has left, for as long as the socket takes
+ * it. Returns 0 when the reply is gone (or left as a buffered one), 1 when
+ * the socket is full, -1 when the connection closed. */
+static int send_file_part(struct np_conn *c, struct np_req *r)
+{
+	uv_os_fd_t sock;
+
+	if (uv_fileno((uv_handle_t *)&c->tcp, &sock) < 0) {
+		np_conn_close(c, "no socket");
+		return -1;
+	}
+	while (r->sf_len) {
+		off_t off = (off_t)r->sf_off;
+		size_t n = r->sf_len > (1U << 30) ? (1U << 30) : (size_t)r->sf_len;
+		ssize_t w = sendfile(sock, r->sf_fd, &off, n);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && errno == EAGAIN)
+			return 1;
+		if (w < 0) {
+			np_conn_close(c, strerror(errno));
+			return -1;
+		}
+		if (w == 0) {
+			/* The file shrank under the read: the rest reads as
+			 * zeroes, as pread would give them, and is written
+			 * from a buffer. */
+			if (materialize(r) == 0)
+				return 0;
+			np_conn_close(c, "out of memory for a reply");
+			return -1;
+		}
+		r->sf_off += (uint64_t)w;
+		r->sf_len -= (uint64_t)w;
+	}
+	c->out_head = r->next;
+	if (!c->out_head)
+		c->out_tail = NULL;
+	np_req_free(r);
+	return 0;
+}
+
+/* Reads what a sendfile reply has left into a buffer, for a write that
+ * libuv finishes; bytes past the end of a shrunk file read as zeroes. */
+static int materialize(struct np_req *r)
+{
+	uint8_t *buf = malloc(r->sf_len);
+	uint64_t done = 0;
+
+	if (!buf)
+		return -1;
+	while (done < r->sf_len) {
+		ssize_t n = pread(r->sf_fd, buf + done, r->sf_len - done, (off_t)(r->sf_off + done));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			memset(buf + done, 0, r->sf_len - done);
+			break;
+		}
+		done += (uint64_t)n;
+	}
+	free(r->io.buf);
+	r->io.buf = buf;
+	r->iov[r->n_iov].iov_base = buf;
+	r->iov[r->n_iov].iov_len = r->sf_len;
+	r->n_iov++;
+	r->sf_len = 0;
+	return 0;
+}
+
 static void conn_flush(struct np_conn *c)
 {
 	uv_buf_t bufs[WRITE_BATCH];
@@ -445,7 +528,20 @@ static void conn_flush(struct np_conn *c)
 	if (c->write_busy)
 		goto out;
 	while (c->out_head) {
+		struct np_req *head = c->out_head;
+
+		if (head->iov_done == head->n_iov && head->sf_len) {
+			int rc = send_file_part(c, head);
+
+			if (rc < 0)
+				return;
+			if (rc > 0)
+				break; /* the socket is full */
+			continue;
+		}
 		n = gather(c->out_head, bufs, &stop);
+		if (n == 0)
+			break;
 		w = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
 		if (w < 0 && w != UV_EAGAIN) {
 			np_conn_close(c, uv_strerror(w));
@@ -457,7 +553,14 @@ static void conn_flush(struct np_conn *c)
 	}
 	if (c->out_head) {
 		/* Hand the rest to libuv, which writes it when the socket
-		 * drains; these replies leave the queue until it is done. */
+		 * drains; these replies leave the queue until it is done.
+		 * libuv cannot sendfile, so their file data is read now. */
+		for (struct np_req *r = c->out_head; r; r = r->next) {
+			if (r->sf_len && materialize(r) < 0) {
+				np_conn_close(c, "out of memory for a reply");
+				return;
+			}
+		}
 		n = gather(c->out_head, bufs, &stop);
 		c->writing = c->out_head;
 		for (struct np_req *r = c->out_head; r; r = r->next) {
@@ -729,6 +832,35 @@ static uint32_t validate(struct np_conn *c, const struct nbd_request *h)
 	return 0;
 }
 
+/* A large READ of a range the engine can sendfile is answered at once:
+ * the reply's header is built as for one data chunk, and its data leaves
+ * from the file straight to the socket when its turn comes (conn_flush),
+ * with no copy through a buffer of ours. Not under TLS, which encrypts
+ * in user space. */
+static bool try_sendfile(struct np_conn *c, struct np_req *r)
+{
+	struct np_export *ex = c->export;
+	int fd;
+
+	if (r->io.len < SENDFILE_MIN || c->tls || !ex->ops->sendfile_fd || ex->ops->submit)
+		return false;
+	fd = ex->ops->sendfile_fd(ex->h, r->io.offset, r->io.len);
+	if (fd < 0)
+		return false;
+	r->zero_scanned = true; /* no holes: one data chunk */
+	build_reply(r);
+	if (r->error) {
+		out_append(c, r);
+		return true;
+	}
+	r->n_iov--; /* the data iovec, which would point at no buffer */
+	r->sf_fd = fd;
+	r->sf_off = r->io.offset;
+	r->sf_len = r->io.len;
+	out_append(c, r);
+	return true;
+}
+
 /* Handles one request header. Returns false when the connection closes. */
 static bool handle_request(struct np_conn *c, const struct nbd_request *h, struct batch *b)
 {
@@ -768,6 +900,10 @@ static bool handle_request(struct np_conn *c, const struct nbd_request *h, struc
 			return true;
 		}
 		reply_now(c, r, err);
+		return true;
+	}
+	if (h->type == NBD_CMD_READ && try_sendfile(c, r)) {
+		charge(r, h->count);
 		return true;
 	}
 	if (h->type == NBD_CMD_READ || h->type == NBD_CMD_WRITE) {

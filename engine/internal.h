@@ -284,6 +284,8 @@ struct np_req {
 	uint32_t error;     /* NBD error decided before any engine ran */
 	uint64_t charge;    /* bytes counted against the in-flight cap */
 	bool wire;          /* bytes to send as they are (not to encrypt) */
+	int sf_fd;          /* READ sent with sendfile: from this file, */
+	uint64_t sf_off, sf_len; /* this range, after the iovecs; 0: none */
 	bool zero_scanned;  /* zero_mask is known */
 	uint64_t zero_mask; /* READ: which granules are all zero (conn.c) */
 	struct iovec iov[2 * NP_MAX_CHUNKS + 1];

@@ -128,6 +128,12 @@ struct np_storage_ops {
 	 * (NBD_CMD_RESIZE); new space reads as zeroes. May block; runs on a
 	 * worker thread through np_io_run_sync. */
 	int (*resize)(void *h, uint64_t size);
+
+	/* Optional, called on a loop thread for a large READ: a descriptor
+	 * from which sendfile() sends exactly what pread would for [off,
+	 * off + len) without blocking (memory is the storage), or -1. Ranges
+	 * with holes should say -1: they read better as hole chunks. */
+	int (*sendfile_fd)(void *h, uint64_t off, uint64_t len);
 };
 
 /* Runs io through the synchronous operations of ops, including the core's
