@@ -564,6 +564,24 @@ static int begin(int argc, char **argv, bool import, struct opts *o)
 	return 0;
 }
 
+/* Opens the pool with its control socket. Another volume command that
+ * opened the pool directly holds its lock for a moment: wait a few seconds
+ * for it rather than fail. */
+static int open_pool(const char *dir, struct thin_pool **p, char **err)
+{
+	int rc = -EBUSY;
+
+	for (int i = 0; i < 50 && rc == -EBUSY; i++) {
+		if (i) {
+			free(*err);
+			*err = NULL;
+			usleep(100 * 1000);
+		}
+		rc = thin_pool_open(dir, true, p, err);
+	}
+	return rc;
+}
+
 /* Opens the source of an import: an NBD URI or a file or block device. */
 static int open_source(struct vc_ep *ep, const char *what, char **err)
 {
@@ -617,7 +635,7 @@ int np_cmd_volume_import(int argc, char **argv)
 	snprintf(spec, sizeof(spec), "%s/%s", o.pool, o.vol);
 	dst.name = spec;
 	/* With control: other volume commands come to this process meanwhile. */
-	rc = thin_pool_open(o.pool, true, &p, &err);
+	rc = open_pool(o.pool, &p, &err);
 	if (rc == 0) {
 		char size[32];
 		char *words[] = {"create", o.vol, size};
@@ -733,6 +751,7 @@ int np_cmd_volume_export(int argc, char **argv)
 {
 	struct vc_ep src = {0}, dst = {0};
 	struct copy c = {0};
+	struct thin_pool *p = NULL;
 	struct opts o;
 	char *err = NULL, spec[PATH_MAX + THIN_NAME_MAX + 2];
 	int made = 0;
@@ -744,9 +763,14 @@ int np_cmd_volume_export(int argc, char **argv)
 	snprintf(spec, sizeof(spec), "%s/%s", o.pool, o.vol);
 	src.name = spec;
 	/* The source first: a bad pool or volume name touches no target. */
-	rc = eng_open(&src, &np_storage_thin, spec, true, &err);
-	if (rc < 0)
+	rc = open_pool(o.pool, &p, &err);
+	if (rc == 0)
+		rc = eng_open(&src, &np_storage_thin, spec, true, &err);
+	if (rc < 0) {
+		if (p)
+			thin_pool_close(p);
 		return report("export", rc, err);
+	}
 	dst.name = o.other;
 	if (vc_is_nbd_uri(o.other))
 		rc = vc_nbd_open(&dst, o.other, true, &err);
@@ -758,14 +782,15 @@ int np_cmd_volume_export(int argc, char **argv)
 				 o.other, (unsigned long long)dst.size, spec,
 				 (unsigned long long)src.size);
 	}
-	if (rc < 0)
-		undo_target(o.other, made);
 	if (rc < 0) {
+		undo_target(o.other, made);
 		src.ops->close(&src);
+		thin_pool_close(p);
 		return report("export", rc, err);
 	}
 	rc = copy_all(&c, bar_stream(&o), "export", &src, &dst,
 		      ep_volume(&src)->pool->meta.chunk_size);
+	thin_pool_close(p);
 	if (rc < 0) {
 		undo_target(o.other, made);
 		return 1;
