@@ -33,6 +33,15 @@ for round in 1 2 3 4 5; do
 	start_server -e d=file:"$TMP/d.img"
 	python3 "$NP_SRC/tests/integration/durable.py" "$PORT" "$TMP/acked" "$round" &
 	writer=$!
+	# Kill only once the writer is in (its first durable write was
+	# acknowledged): on a loaded machine Python may take longer to start
+	# than the random delay.
+	before=$(wc -l <"$TMP/acked")
+	for i in $(seq 1 200); do
+		[ "$(wc -l <"$TMP/acked")" -gt "$before" ] && break
+		kill -0 "$writer" 2>/dev/null || break
+		sleep 0.05
+	done
 	sleep "0.$((RANDOM % 8 + 2))"
 	kill -9 "$SERVER_PID"
 	wait "$SERVER_PID" 2>/dev/null || true
