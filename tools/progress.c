@@ -8,6 +8,7 @@
 #define _GNU_SOURCE
 #endif
 #include <string.h>
+#include <sys/ioctl.h>
 #include <time.h>
 
 #include "tools/progress.h"
@@ -51,20 +52,26 @@ static void fmt_duration(char *buf, size_t len, double s)
 		snprintf(buf, len, "%lu:%02lu", t / 60, t % 60);
 }
 
+/* Columns of the terminal out is, or 80. */
+static int columns(FILE *out)
+{
+	struct winsize ws;
+
+	if (ioctl(fileno(out), TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+		return ws.ws_col;
+	return 80;
+}
+
 static void draw(struct np_progress *p, uint64_t done, bool final)
 {
 	double now = np_now(), elapsed = now - p->start;
 	double frac = p->total ? (double)done / p->total : 1.0;
 	double rate = elapsed > 0 ? done / elapsed : 0;
-	char bar[BAR_CELLS + 1], sdone[32], stotal[32], srate[32], left[32];
+	char bar[BAR_CELLS + 4], text[160], sdone[32], stotal[32], srate[32], left[32];
 	int cells, n;
 
 	if (frac > 1.0)
 		frac = 1.0;
-	cells = (int)(frac * BAR_CELLS);
-	memset(bar, '#', BAR_CELLS);
-	memset(bar + cells, '.', BAR_CELLS - cells);
-	bar[BAR_CELLS] = '\0';
 	np_fmt_bytes(sdone, sizeof(sdone), done);
 	np_fmt_bytes(stotal, sizeof(stotal), p->total);
 	np_fmt_bytes(srate, sizeof(srate), rate);
@@ -73,8 +80,21 @@ static void draw(struct np_progress *p, uint64_t done, bool final)
 	else
 		fmt_duration(left, sizeof(left),
 			     rate > 0 && done <= p->total ? (p->total - done) / rate : -1);
-	n = fprintf(p->out, "\r%3d%% [%s] %s / %s  %s/s  %s %s", (int)(frac * 100), bar, sdone,
-		    stotal, srate, left, final ? "total" : "left");
+	snprintf(text, sizeof(text), "%s / %s  %s/s  %s %s", sdone, stotal, srate, left,
+		 final ? "total" : "left");
+	/* The line must not wrap, or the carriage return would not reach its
+	 * start: on a narrow terminal the bar goes first. */
+	n = 5 + (int)strlen(text);
+	if (n + BAR_CELLS + 3 < columns(p->out)) {
+		cells = (int)(frac * BAR_CELLS);
+		bar[0] = '[';
+		memset(bar + 1, '#', cells);
+		memset(bar + 1 + cells, '.', BAR_CELLS - cells);
+		snprintf(bar + 1 + BAR_CELLS, 3, "] ");
+	} else {
+		bar[0] = '\0';
+	}
+	n = fprintf(p->out, "\r%3d%% %s%s", (int)(frac * 100), bar, text) - 1;
 	/* A shorter line than the last one leaves no stale characters. */
 	if (n > 0 && n < p->width)
 		fprintf(p->out, "%*s", p->width - n, "");

@@ -157,7 +157,7 @@ cmp -n $padded "$TMP/out.img" "$TMP/t.img" || fail "nbdplex target differs"
 # ------------------------------------------------------------ progress
 script -qfec "'$NBDPLEX' volume import '$pool' p1 '$img'" "$TMP/tty.log" >/dev/null ||
 	fail "import under a pty"
-grep -q $'\r100% \[#*\] .*/s .* total' "$TMP/tty.log" || fail "no progress bar on a pty: $(od -c "$TMP/tty.log" | head)"
+grep -Eq $'\r100% (\\[#*\\] )?[0-9.]+ MiB / [0-9.]+ MiB  .*/s  [0-9:]+ total' "$TMP/tty.log" || fail "no progress bar on a pty: $(od -c "$TMP/tty.log" | head)"
 grep -q "^imported " "$TMP/tty.log" || fail "no summary on a pty"
 script -qfec "'$NBDPLEX' volume import '$pool' p2 '$img' --no-progress --quiet" "$TMP/tty2.log" \
 	>/dev/null || fail "quiet import under a pty"
