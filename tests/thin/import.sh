@@ -233,18 +233,21 @@ grep -q "pool is full" "$TMP/err" || fail "ENOSPC message: $(cat "$TMP/err")"
 ! has_vol r "$TMP/small" || fail "the import that ran out of space left its volume"
 [ "$(used_of "$TMP/small")" = 0 ] || fail "chunks still used after the failed import"
 vol check "$TMP/small" >/dev/null || fail "small pool inconsistent"
-# SIGINT part way through a slow copy (4 MiB reads, each 0.5 s late): the
-# volume goes. It shows in `volume list` meanwhile, through the control
-# socket of the importing process.
-head -c $((32 * M)) /dev/urandom >"$TMP/slow.img"
-start_nbdkit "$TMP/d.sock" --filter=delay file "$TMP/slow.img" rdelay=500ms
+# SIGINT part way through a slow copy (4 MiB reads, each 1 s late, 16 s in
+# all): the volume goes. It shows in `volume list` meanwhile, through the
+# control socket of the importing process. Waits are in seconds, not
+# tries: on a loaded machine each `volume list` may take a while.
+head -c $((64 * M)) /dev/urandom >"$TMP/slow.img"
+start_nbdkit "$TMP/d.sock" --filter=delay file "$TMP/slow.img" rdelay=1000ms
 "$NBDPLEX" volume import "$pool" slow "$(unix_uri "$TMP/d.sock")" >/dev/null 2>"$TMP/err" &
 pid=$!
-for i in $(seq 1 200); do
+deadline=$((SECONDS + 60))
+while [ $SECONDS -lt $deadline ]; do
 	has_vol slow && break
-	sleep 0.05
+	kill -0 "$pid" 2>/dev/null || break
+	sleep 0.1
 done
-has_vol slow || fail "the volume being imported does not show in volume list"
+has_vol slow || fail "the volume being imported does not show in volume list: $(cat "$TMP/err")"
 kill -INT "$pid"
 rc=0
 wait "$pid" || rc=$?
