@@ -29,10 +29,8 @@ np_vm_test(vm_attach_fs_nbdplex 900 attach-fs.sh nbdplex)
 np_vm_test(vm_raid1 600 raid1.sh)
 # The served file grows and shrinks; attach follows it with NPK_IOC_RESIZE.
 np_vm_test(vm_resize 600 resize.sh)
-# multipath.sh (two veth paths, one taken down mid-write) is not run here:
-# with a writer long enough to be mid-write when the path drops, failover
-# hits an Oops in npk_bio_iter from npk_queue_rq (a resent WRITE whose bio
-# list is no longer valid). Run it by hand: tests/vm/run.sh multipath.sh
+# Two veth paths, one taken down in the middle of a write: failover.
+np_vm_test(vm_multipath 600 multipath.sh)
 # bond.sh: two tbf-shaped veth paths between a client and a server namespace,
 # and a balance-rr bond beside them. Prints the speeds (perf/bench-bond.sh
 # records them; never asserted), then checks attach --status and a write and
