@@ -297,14 +297,7 @@ int np_exports_reload(struct np_server *srv)
 		else if (!exists && add_export(srv, &cfg->exports[i], ro) == 0)
 			added++;
 	}
-	for (unsigned i = 0; i < srv->n_loops; i++) {
-		struct np_loop *l = &srv->loops[i];
-
-		pthread_mutex_lock(&l->lock);
-		l->reap = true;
-		pthread_mutex_unlock(&l->lock);
-		uv_async_send(&l->wake);
-	}
+	np_loops_reap(srv);
 	for (size_t i = 0; i < n_gone; i++)
 		np_export_put(srv, gone[i]); /* the table's reference */
 	np_info("reload: %zu export(s) kept (%zu with new settings), %zu added, %zu removed",

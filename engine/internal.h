@@ -268,6 +268,8 @@ int np_serve(struct np_config *cfg);
 void np_loop_complete(struct np_loop *l, struct np_req *req);
 /* Called by conn.c when a connection is freed. */
 void np_loop_conn_gone(struct np_loop *l);
+/* Wakes every loop to drain clients of removed exports (a reload). */
+void np_loops_reap(struct np_server *srv);
 
 /* ---- conn.c: one client connection ---- */
 #define NP_MAX_CHUNKS 8 /* reply chunks per READ: data and holes */

@@ -255,16 +255,30 @@ static void loop_close_handles(struct np_loop *l)
 	}
 }
 
-static void request_shutdown(struct np_server *srv)
+/* Tells every loop to shut down, or to reap removed exports. */
+static void wake_all(struct np_server *srv, bool shutdown)
 {
 	for (unsigned i = 0; i < srv->n_loops; i++) {
 		struct np_loop *l = &srv->loops[i];
 
 		pthread_mutex_lock(&l->lock);
-		l->shutdown = true;
+		if (shutdown)
+			l->shutdown = true;
+		else
+			l->reap = true;
 		pthread_mutex_unlock(&l->lock);
 		uv_async_send(&l->wake);
 	}
+}
+
+static void request_shutdown(struct np_server *srv)
+{
+	wake_all(srv, true);
+}
+
+void np_loops_reap(struct np_server *srv)
+{
+	wake_all(srv, false);
 }
 
 static void on_signal(uv_signal_t *s, int signum)
