@@ -24,7 +24,7 @@
 #include "engine/internal.h"
 
 #define WRITE_BATCH 1024 /* iovecs per write; IOV_MAX on Linux */
-#define SENDFILE_MIN (64 * 1024) /* smaller reads are cheaper copied */
+#define SENDFILE_MIN      (64 * 1024) /* smaller reads are cheaper copied */
 #define ASYNC_BATCH 256
 #define HOLE_BLOCK 4096
 #define NP_INLINE_MAX (128 * 1024)
@@ -493,7 +493,8 @@ static int materialize(struct np_req *r)
 	if (!buf)
 		return -1;
 	while (done < r->sf_len) {
-		ssize_t n = pread(r->sf_fd, buf + done, r->sf_len - done, (off_t)(r->sf_off + done));
+		ssize_t n =
+		    pread(r->sf_fd, buf + done, r->sf_len - done, (off_t)(r->sf_off + done));
 
 		if (n < 0 && errno == EINTR)
 			continue;

@@ -186,7 +186,8 @@ void np_export_put(struct np_server *srv, struct np_export *ex)
 		cfg = srv->current_cfg;
 		for (size_t i = 0; cfg && ex->draining && i < cfg->n_exports && !next; i++)
 			if (strcmp(cfg->exports[i].name, ex->hs.name) == 0 &&
-			    !find_named(srv, ex->hs.name, false) && !find_named(srv, ex->hs.name, true))
+			    !find_named(srv, ex->hs.name, false) &&
+			    !find_named(srv, ex->hs.name, true))
 				next = &cfg->exports[i];
 	}
 	pthread_mutex_unlock(&srv->exports_lock);
@@ -300,8 +301,8 @@ int np_exports_reload(struct np_server *srv)
 	np_loops_reap(srv);
 	for (size_t i = 0; i < n_gone; i++)
 		np_export_put(srv, gone[i]); /* the table's reference */
-	np_info("reload: %zu export(s) kept (%zu with new settings), %zu added, %zu removed",
-		kept, changed, added, n_gone);
+	np_info("reload: %zu export(s) kept (%zu with new settings), %zu added, %zu removed", kept,
+		changed, added, n_gone);
 	return 0;
 }
 

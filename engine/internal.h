@@ -206,7 +206,7 @@ struct np_loop {
 	bool draining;            /* this loop's copy, loop thread only */
 	struct np_conn *conns;    /* doubly linked, loop thread only */
 	unsigned n_conns;
-	struct np_conn *dirty;    /* connections with replies to send */
+	struct np_conn *dirty; /* connections with replies to send */
 	uv_timer_t drain_timer;
 	uv_prepare_t before_sleep; /* writes pending replies before the loop waits */
 	/* Per export slot, made when the first client of an export arrives;
@@ -218,9 +218,9 @@ struct np_loop {
 
 /* What one loop keeps for one export. */
 struct np_loop_export {
-	uint64_t gen;       /* the export's, to tell a reused slot */
-	unsigned conns;     /* this loop's connections to it */
-	void *engine_loop;  /* an async engine's handle for this loop */
+	uint64_t gen;             /* the export's, to tell a reused slot */
+	unsigned conns;           /* this loop's connections to it */
+	void *engine_loop;        /* an async engine's handle for this loop */
 	struct np_export *export; /* held while engine_loop is open */
 	struct np_export_stats stats;
 };
@@ -242,8 +242,8 @@ struct np_server {
 	pthread_mutex_t exports_lock;
 	struct np_export *exports[NP_MAX_EXPORTS]; /* slots; under exports_lock */
 	size_t n_exports;                          /* live ones */
-	const char *default_export; /* name of the first one configured */
-	const struct np_config *current_cfg; /* the last loaded; under exports_lock */
+	const char *default_export;                /* name of the first one configured */
+	const struct np_config *current_cfg;       /* the last loaded; under exports_lock */
 	uint64_t next_gen;
 	struct np_config **reloaded; /* configs loaded by SIGHUP, kept */
 	size_t n_reloaded;
@@ -311,9 +311,9 @@ struct np_conn {
 	enum { NP_CONN_HANDSHAKE, NP_CONN_TRANSMISSION } phase;
 	struct np_hs hs;
 	struct np_hs_export hs_view, hs_list_view; /* copies the handshake reads */
-	struct np_export *hs_export; /* held from lookup until transmission */
-	struct np_export *export;    /* held while in transmission */
-	struct np_loop_export *lex;  /* this loop's state for it */
+	struct np_export *hs_export;               /* held from lookup until transmission */
+	struct np_export *export;                  /* held while in transmission */
+	struct np_loop_export *lex;                /* this loop's state for it */
 	bool structured, extended, meta_base_allocation;
 
 	uint8_t *in;

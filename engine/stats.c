@@ -266,7 +266,8 @@ static void format(struct np_server *srv, struct np_collect *col, struct np_buf 
 			if (!current(list, s->ex[j].slot, s->ex[j].gen))
 				continue;
 			for (unsigned k = 0; k < NP_STAT_CMDS; k++) {
-				struct np_cmd_stats *d = &sum[e].cmd[k], *x = &s->ex[j].stats.cmd[k];
+				struct np_cmd_stats *d = &sum[e].cmd[k],
+						    *x = &s->ex[j].stats.cmd[k];
 
 				d->requests += x->requests;
 				d->bytes += x->bytes;
@@ -284,7 +285,8 @@ static void format(struct np_server *srv, struct np_collect *col, struct np_buf 
 		}
 	}
 
-	counters(b, list, sum, "nbdplex_requests_total", "Requests answered, by export and command.",
+	counters(b, list, sum, "nbdplex_requests_total",
+		 "Requests answered, by export and command.",
 		 offsetof(struct np_cmd_stats, requests), 0, NP_STAT_CMDS - 1, false);
 	counters(b, list, sum, "nbdplex_bytes_total", "Bytes read and written, by export.",
 		 offsetof(struct np_cmd_stats, bytes), NBD_CMD_READ, NBD_CMD_WRITE, true);

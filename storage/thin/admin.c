@@ -291,9 +291,8 @@ static int cmd_resize(struct thin_pool *p, char **argv, struct thin_txn *t, char
 	 * and every open volume is refreshed after); shrinking could race a
 	 * write already checked against the old size. */
 	if (size < vol->r.size && is_open(p, argv[1]))
-		return thin_errmsg(err, -EBUSY,
-				   "%s: %s is exported; stop the export to shrink it", p->dir,
-				   argv[1]);
+		return thin_errmsg(err, -EBUSY, "%s: %s is exported; stop the export to shrink it",
+				   p->dir, argv[1]);
 	d = *vol;
 	newc = chunks_of(p, size);
 	if (size > d.r.size && (d.r.size & (p->meta.chunk_size - 1))) {
