@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * nbdplex: the data path. queue_rq sends each request on the healthy
- * channel with the fewest bytes in flight; one receive worker per channel
- * reads replies and completes requests; a channel that fails hands its
- * in-flight requests back to blk-mq, which sends them again elsewhere.
+ * nbdplex: the data path. queue_rq sends each request on the path with the
+ * fewest bytes in flight, on that path's least loaded channel; one receive
+ * worker per channel reads replies and completes requests; a channel that
+ * fails hands its in-flight requests back to blk-mq, which sends them again
+ * elsewhere.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -41,22 +42,51 @@ void npk_chan_fail(struct npk_chan *chan)
 }
 
 /*
- * The healthy channel with the fewest bytes in flight, with a reference.
- * Ties go to the channel picked least recently, so that even one request
- * at a time uses every channel.
+ * A healthy channel with a reference: on the path with the fewest bytes in
+ * flight over its live channels, the channel there with the fewest. Paths,
+ * not channels, share the load, so that three channels on two equal paths
+ * still split it evenly, and a path that drains faster gets more. Ties go
+ * to the path, then the channel, picked least recently, so that even one
+ * request at a time uses every path.
  */
 static struct npk_chan *npk_pick(struct npk_dev *dev)
 {
+	s64 bytes[NPK_MAX_PATHS];
+	u64 last[NPK_MAX_PATHS];
+	unsigned long live = 0;
 	struct npk_chan *best = NULL;
 	s64 best_bytes = S64_MAX;
+	u32 path = 0, p;
 	int i;
 
+	BUILD_BUG_ON(NPK_MAX_PATHS > BITS_PER_LONG);
 	spin_lock(&dev->lock);
 	for (i = 0; i < NPK_MAX_CHANNELS; i++) {
 		struct npk_chan *c = dev->chans[i];
-		s64 b;
 
 		if (!c || test_bit(NPK_CHAN_DEAD, &c->flags))
+			continue;
+		p = c->path;
+		if (!__test_and_set_bit(p, &live)) {
+			bytes[p] = 0;
+			last[p] = 0;
+		}
+		bytes[p] += atomic64_read(&c->bytes_inflight);
+		last[p] = max(last[p], c->last_pick);
+	}
+	for_each_set_bit(p, &live, NPK_MAX_PATHS) {
+		if (bytes[p] < best_bytes ||
+		    (bytes[p] == best_bytes && last[p] < last[path])) {
+			path = p;
+			best_bytes = bytes[p];
+		}
+	}
+	best_bytes = S64_MAX;
+	for (i = 0; live && i < NPK_MAX_CHANNELS; i++) {
+		struct npk_chan *c = dev->chans[i];
+		s64 b;
+
+		if (!c || c->path != path || test_bit(NPK_CHAN_DEAD, &c->flags))
 			continue;
 		b = atomic64_read(&c->bytes_inflight);
 		if (b < best_bytes || (b == best_bytes && c->last_pick < best->last_pick)) {

@@ -8,11 +8,12 @@
 # the stock nbd.ko over one path and over the bond, nbdplex.ko over one path
 # and over both. Speeds are printed ("BOND config dir MB/s"), never asserted.
 #
-# In "test" mode it then checks what can fail: `nbdplex attach --status`
-# shows both paths up; a path taken down in the middle of a write and of a
-# read costs no I/O error and the data compares equal to the served file;
-# status shows the path down, then up again once it is back; and both paths
-# carry traffic afterwards.
+# In "test" mode it then checks what can fail: three channels over the two
+# paths split the bytes about evenly between the paths; `nbdplex attach
+# --status` shows both paths up; a path taken down in the middle of a write
+# and of a read costs no I/O error and the data compares equal to the served
+# file; status shows the path down, then up again once it is back; and both
+# paths carry traffic afterwards.
 #
 # usage: bond.sh [test|perf] [ROUNDS] [MIB]
 #   defaults: test 1 16 (short transfers: the test is the failover part);
@@ -200,6 +201,24 @@ wait_xfer() {
 	timeout 300 sh -c "while kill -0 $1 2>/dev/null; do sleep 0.5; done" || die "$2 stuck"
 	wait $1 || { cat /tmp/xfer.err; die "$2 saw an I/O error"; }
 }
+# The driver shares the load between paths, not channels: with three
+# channels over two equal paths (two on path 0, one on path 1), each path
+# still moves about half of a write and of a read. Sharing by channel gave
+# path 0 two thirds.
+step "3 channels on 2 equal paths: each path carries about half"
+cattach --channels 3 --path $P0 --path $P1
+wait_channels 3 30
+[ "$(path_col 0 3)" = 2 ] && [ "$(path_col 1 3)" = 1 ] || { sysp; die "not 2 + 1 channels"; }
+dd if=/tmp/data of=$DEV bs=1M count=$mib oflag=direct status=none || die "write on 3 channels failed"
+dd if=$DEV of=/dev/null bs=1M count=$mib iflag=direct status=none || die "read on 3 channels failed"
+sysp
+t0=$(path_col 0 7)
+t1=$(path_col 1 7)
+share=$((100 * t0 / (t0 + t1)))
+echo "3 channels: path 0 moved $t0 bytes, path 1 $t1: path 0 has ${share}%"
+[ $share -ge 40 ] && [ $share -le 60 ] || die "paths split ${share}:$((100 - share)), not about even"
+$NP detach $DEV
+
 fo_mib=96
 head -c ${fo_mib}M /dev/urandom >/tmp/fo
 
