@@ -72,7 +72,9 @@ kill $sampler 2>/dev/null
 wait $sampler 2>/dev/null
 load1=$(cut -d' ' -f1-3 /proc/loadavg)
 host_load=$(sort -g "$log.load" | awk '{v[NR] = $1} END {if (NR) printf "min %s, median %s, max %s", v[1], v[int((NR + 1) / 2)], v[NR]}')
-grep -a '^BOND ' "$log" >"$log.results" || true
+# The console log has CRLF line ends: without the CRs, every-round lists
+# stay on one line of the table.
+grep -a '^BOND ' "$log" | tr -d '\r' >"$log.results" || true
 if [ $rc -ne 0 ] || [ ! -s "$log.results" ]; then
 	echo "bench-bond: the VM run failed (rc $rc); see $log" >&2
 	exit 1
@@ -100,6 +102,7 @@ function median(list,    n, a, i, j, t) {
 {
 	if (!($2 in seen)) { seen[$2] = 1; order[++nc] = $2 }
 	v[$2, $3] = v[$2, $3] " " $4
+	every[$2, $3] = every[$2, $3] (every[$2, $3] == "" ? "" : ", ") $4
 }
 END {
 	for (d = 1; d <= 2; d++) {
@@ -112,11 +115,11 @@ END {
 	for (c = 1; c <= nc; c++) {
 		k = order[c]
 		base = k ~ /^nbd\.ko/ ? "nbd.ko-1path" : "nbdplex.ko-1path"
-		printf "| %s | %.2f | %.2f | x%.2f | x%.2f | x%.2f | x%.2f |%s |%s |\n", k,
+		printf "| %s | %.2f | %.2f | x%.2f | x%.2f | x%.2f | x%.2f | %s | %s |\n", k,
 			m[k, "write"], m[k, "read"],
 			m[k, "write"] / m[base, "write"], m[k, "read"] / m[base, "read"],
 			m[k, "write"] / m["nbd.ko-1path", "write"], m[k, "read"] / m["nbd.ko-1path", "read"],
-			v[k, "write"], v[k, "read"]
+			every[k, "write"], every[k, "read"]
 	}
 }' "$log.results")
 echo "$table"
