@@ -18,6 +18,7 @@
  * control = SOCKET
  * log-level = error|warn|info|debug
  * max-inflight-total = SIZE
+ * sendfile = auto|on|off
  *
  * Exports given with -e come first, then those of config files in order; the
  * first export is also the default (empty) name. */
@@ -35,7 +36,7 @@ static const char serve_usage[] =
 	"usage: nbdplex serve [-l HOST:PORT]... [-e NAME=ENGINE:SPEC]... [-c FILE] [-r]\n"
 	"                     [--pidfile FILE] [--threads N] [--loops N]\n"
 	"                     [--handshake-timeout SECONDS] [--max-inflight SIZE]\n"
-	"                     [--max-inflight-total SIZE]\n"
+	"                     [--max-inflight-total SIZE] [--sendfile auto|on|off]\n"
 	"                     [--allow ADDR[/BITS]]... [--max-connections N]\n"
 	"                     [--max-connections-per-client N] [--tls off|on|require]\n"
 	"                     [--tls-certificates DIR] [--tls-psk FILE] [--tls-verify-peer]\n"
@@ -59,6 +60,8 @@ static const char serve_usage[] =
 	"      --handshake-timeout S   close clients that do not finish the handshake (30)\n"
 	"      --max-inflight SIZE  bytes of requests in flight per connection (64M)\n"
 	"      --max-inflight-total SIZE   over all connections (256M)\n"
+	"      --sendfile auto|on|off   large reads from tmpfs files by sendfile(2);\n"
+	"                           auto: only to clients on another host (default)\n"
 	"      --allow ADDR[/BITS]  accept clients only from these addresses and ranges;\n"
 	"                           repeatable (per export: allow = in its [export] section)\n"
 	"      --max-connections N  in total\n"
@@ -210,6 +213,17 @@ static int server_setting(struct np_config *cfg, const char *key, const char *v)
 			return -EINVAL;
 		return 0;
 	}
+	if (!strcmp(key, "sendfile")) {
+		static const char *const modes[] = {"auto", "on", "off"};
+
+		for (int i = 0; i < 3; i++) {
+			if (!strcmp(v, modes[i])) {
+				cfg->sendfile = (enum np_sendfile_mode)i;
+				return 0;
+			}
+		}
+		return -EINVAL;
+	}
 	if (!strcmp(key, "tls-verify-peer"))
 		return parse_bool(v, &cfg->tls_verify_peer);
 	if (!strcmp(key, "tls-certificates") || !strcmp(key, "tls-psk")) {
@@ -339,6 +353,7 @@ int np_config_from_args(struct np_config *cfg, int argc, char **argv)
 		OPT_CONTROL,
 		OPT_LOG_LEVEL,
 		OPT_MAX_INFLIGHT_TOTAL,
+		OPT_SENDFILE,
 	};
 	static const struct option opts[] = {
 		{"listen", required_argument, NULL, 'l'},
@@ -363,6 +378,7 @@ int np_config_from_args(struct np_config *cfg, int argc, char **argv)
 		{"control", required_argument, NULL, OPT_CONTROL},
 		{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
 		{"max-inflight-total", required_argument, NULL, OPT_MAX_INFLIGHT_TOTAL},
+		{"sendfile", required_argument, NULL, OPT_SENDFILE},
 		{NULL, 0, NULL, 0},
 	};
 	static const char *const keys[] = {
@@ -382,6 +398,7 @@ int np_config_from_args(struct np_config *cfg, int argc, char **argv)
 		[OPT_CONTROL - 256] = "control",
 		[OPT_LOG_LEVEL - 256] = "log-level",
 		[OPT_MAX_INFLIGHT_TOTAL - 256] = "max-inflight-total",
+		[OPT_SENDFILE - 256] = "sendfile",
 	};
 	char **configs = NULL;
 	size_t n_configs = 0;
@@ -432,6 +449,7 @@ int np_config_from_args(struct np_config *cfg, int argc, char **argv)
 		case OPT_CONTROL:
 		case OPT_LOG_LEVEL:
 		case OPT_MAX_INFLIGHT_TOTAL:
+		case OPT_SENDFILE:
 			if (server_setting(cfg, keys[c - 256], optarg ? optarg : "yes") < 0) {
 				fprintf(stderr, "nbdplex serve: bad value '%s' for --%s\n",
 					optarg ? optarg : "", keys[c - 256]);

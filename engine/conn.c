@@ -15,6 +15,7 @@
  * drain. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -440,6 +441,66 @@ static void on_write(uv_write_t *w, int status)
 
 static int materialize(struct np_req *r);
 
+/* Waiting for a full socket to take more. libuv's own write queue can only
+ * take buffers, so a reply whose data goes by sendfile would have to be
+ * read into memory first; instead a poll handle on a duplicate of the
+ * socket's descriptor (epoll keeps it apart from libuv's registration of
+ * the original) says when to go on. */
+struct np_wpoll {
+	uv_poll_t poll;
+	int fd;
+	bool on;
+};
+
+static void on_wpoll_close(uv_handle_t *h)
+{
+	struct np_wpoll *p = container_of((uv_poll_t *)h, struct np_wpoll, poll);
+
+	close(p->fd);
+	free(p);
+}
+
+static void on_writable(uv_poll_t *h, int status, int events)
+{
+	struct np_conn *c = h->data;
+
+	(void)events;
+	uv_poll_stop(h);
+	c->wpoll->on = false;
+	if (status < 0) {
+		np_conn_close(c, uv_strerror(status));
+		return;
+	}
+	conn_flush(c);
+	np_loop_flush(c->loop);
+}
+
+/* Returns false when no poll handle can be had (out of descriptors): the
+ * caller then hands the queue to libuv. */
+static bool wait_writable(struct np_conn *c)
+{
+	struct np_wpoll *p = c->wpoll;
+	uv_os_fd_t sock;
+
+	if (!p) {
+		if (uv_fileno((uv_handle_t *)&c->tcp, &sock) < 0 || !(p = calloc(1, sizeof(*p))))
+			return false;
+		p->fd = fcntl(sock, F_DUPFD_CLOEXEC, 0);
+		if (p->fd < 0 || uv_poll_init_socket(&c->loop->uv, &p->poll, p->fd) < 0) {
+			if (p->fd >= 0)
+				close(p->fd);
+			free(p);
+			return false;
+		}
+		p->poll.data = c;
+		c->wpoll = p;
+	}
+	if (uv_poll_start(&p->poll, UV_WRITABLE, on_writable) < 0)
+		return false;
+	p->on = true;
+	return true;
+}
+
 /* Sends what a sendfile reply has left, for as long as the socket takes
  * it. Returns 0 when the reply is gone (or left as a buffered one), 1 when
  * the socket is full, -1 when the connection closed. */
@@ -526,7 +587,7 @@ static void conn_flush(struct np_conn *c)
 		np_conn_close(c, "TLS: cannot encrypt");
 		return;
 	}
-	if (c->write_busy)
+	if (c->write_busy || (c->wpoll && c->wpoll->on))
 		goto out;
 	while (c->out_head) {
 		struct np_req *head = c->out_head;
@@ -552,7 +613,7 @@ static void conn_flush(struct np_conn *c)
 		if (c->out_head && (w == UV_EAGAIN || c->out_head != stop))
 			break; /* the socket is full */
 	}
-	if (c->out_head) {
+	if (c->out_head && !wait_writable(c)) {
 		/* Hand the rest to libuv, which writes it when the socket
 		 * drains; these replies leave the queue until it is done.
 		 * libuv cannot sendfile, so their file data is read now. */
@@ -654,6 +715,10 @@ static void try_finish(struct np_conn *c)
 	if (c->graceful && (c->out_head || c->write_busy))
 		return;
 	c->closed = true;
+	if (c->wpoll) {
+		uv_close((uv_handle_t *)&c->wpoll->poll, on_wpoll_close);
+		c->wpoll = NULL;
+	}
 	c->open_handles = 2;
 	c->timer.data = c->tcp.data = c;
 	uv_close((uv_handle_t *)&c->timer, on_close);
@@ -843,7 +908,8 @@ static bool try_sendfile(struct np_conn *c, struct np_req *r)
 	struct np_export *ex = c->export;
 	int fd;
 
-	if (r->io.len < SENDFILE_MIN || c->tls || !ex->ops->sendfile_fd || ex->ops->submit)
+	if (!c->sendfile || r->io.len < SENDFILE_MIN || c->tls || !ex->ops->sendfile_fd ||
+	    ex->ops->submit)
 		return false;
 	fd = ex->ops->sendfile_fd(ex->h, r->io.offset, r->io.len);
 	if (fd < 0)
@@ -1173,6 +1239,40 @@ static void free_unopened(uv_handle_t *h)
 	free(c);
 }
 
+/* Whether the peer runs on this host: it has a loopback address, or the
+ * address it connected to (what goes to one of our own addresses goes
+ * through loopback, whatever the interface). Other local addresses of
+ * this host are not looked up. */
+static bool peer_is_local(struct np_conn *c)
+{
+	const struct sockaddr *p = (const struct sockaddr *)&c->peer_sa;
+	struct sockaddr_storage me;
+	int len = sizeof(me);
+
+	if (p->sa_family == AF_INET) {
+		const struct sockaddr_in *p4 = (const struct sockaddr_in *)p;
+
+		if ((ntohl(p4->sin_addr.s_addr) >> 24) == 127)
+			return true;
+	} else if (p->sa_family == AF_INET6) {
+		const struct in6_addr *a6 = &((const struct sockaddr_in6 *)p)->sin6_addr;
+
+		if (IN6_IS_ADDR_LOOPBACK(a6) ||
+		    (IN6_IS_ADDR_V4MAPPED(a6) && a6->s6_addr[12] == 127))
+			return true;
+	} else {
+		return true;
+	}
+	if (uv_tcp_getsockname(&c->tcp, (struct sockaddr *)&me, &len) < 0 ||
+	    me.ss_family != p->sa_family)
+		return true;
+	if (p->sa_family == AF_INET)
+		return ((const struct sockaddr_in *)p)->sin_addr.s_addr ==
+		       ((const struct sockaddr_in *)&me)->sin_addr.s_addr;
+	return !memcmp(&((const struct sockaddr_in6 *)p)->sin6_addr,
+		       &((const struct sockaddr_in6 *)&me)->sin6_addr, sizeof(struct in6_addr));
+}
+
 void np_conn_accept(struct np_loop *l, const struct np_accepted *a)
 {
 	struct np_server *srv = l->srv;
@@ -1202,6 +1302,8 @@ void np_conn_accept(struct np_loop *l, const struct np_accepted *a)
 	uv_tcp_nodelay(&c->tcp, 1);
 	c->peer_sa = a->peer;
 	np_format_peer((struct sockaddr *)&c->peer_sa, c->peer, sizeof(c->peer));
+	c->sendfile = srv->cfg->sendfile == NP_SENDFILE_ON ||
+		      (srv->cfg->sendfile == NP_SENDFILE_AUTO && !peer_is_local(c));
 	c->next = l->conns;
 	if (l->conns)
 		l->conns->prev = c;

@@ -69,6 +69,12 @@ struct np_export_cfg {
 	struct np_acl allow; /* who may use it (empty: everyone allowed in) */
 };
 
+/* Large READs of files on tmpfs may go by sendfile(2). To a client on the
+ * same host that costs more than it saves: the data is then copied by the
+ * client's receive out of page-cache pages, which measured twice the
+ * client's CPU per 1 MiB read over loopback (perf/README.md). */
+enum np_sendfile_mode { NP_SENDFILE_AUTO, NP_SENDFILE_ON, NP_SENDFILE_OFF };
+
 struct np_config {
 	char **listen;
 	size_t n_listen;
@@ -92,6 +98,7 @@ struct np_config {
 	bool tls_mode_set;
 	char *metrics;          /* HOST:PORT for Prometheus' /metrics */
 	char *control;          /* unix socket for nbdplex stats */
+	enum np_sendfile_mode sendfile;
 	int argc;               /* what it was parsed from, to parse again on SIGHUP */
 	char **argv;
 };
@@ -315,6 +322,7 @@ struct np_conn {
 	struct np_export *export;                  /* held while in transmission */
 	struct np_loop_export *lex;                /* this loop's state for it */
 	bool structured, extended, meta_base_allocation;
+	bool sendfile; /* large reads may go by sendfile (cfg and where the peer is) */
 
 	uint8_t *in;
 	size_t in_len;
@@ -339,6 +347,7 @@ struct np_conn {
 	struct np_req *writing;             /* replies handed to uv_write */
 	uv_write_t write_req;
 	bool write_busy;
+	struct np_wpoll *wpoll; /* waits for a full socket to drain; made on first need */
 };
 
 void np_conn_accept(struct np_loop *l, const struct np_accepted *a);

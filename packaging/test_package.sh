@@ -282,10 +282,10 @@ sed -e "s|/var/lib/nbdplex|$STATE|g" \
 	-e "s|/run/nbdplex|$TMP/run|g" \
 	-e "s|^listen = .*|listen = 127.0.0.1:$PORT2|" \
 	-e '/^#listen = /d' \
-	-e '/^\[server\]$/,/^\[/s/^#\(threads\|loops\|read-only\|handshake-timeout\|max-inflight\|allow\|max-connections\|max-connections-per-client\|metrics\|control\|log-level\) = /\1 = /' \
+	-e '/^\[server\]$/,/^\[/s/^#\(threads\|loops\|read-only\|handshake-timeout\|max-inflight\|sendfile\|allow\|max-connections\|max-connections-per-client\|metrics\|control\|log-level\) = /\1 = /' \
 	-e "s|^metrics = .*|metrics = 127.0.0.1:$MPORT|" \
 	"$R/usr/share/doc/nbdplex/nbdplex.conf.example" >"$TMP/example.conf"
-for k in threads loops read-only handshake-timeout max-inflight allow max-connections max-connections-per-client metrics control log-level; do
+for k in threads loops read-only handshake-timeout max-inflight sendfile allow max-connections max-connections-per-client metrics control log-level; do
 	grep -q "^$k = " "$TMP/example.conf" || fail "the example shows no '$k' setting"
 done
 # Play systemd's side of NOTIFY_SOCKET: the Type=notify unit starts only
