@@ -269,7 +269,11 @@ LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---- the file ----
 log "writing the 1 GiB file $IMG"
-dd if=/dev/zero of="$IMG" bs=1M count=1024 status=none || die "cannot write $IMG"
+# Random data, 64 MiB of it repeated: no holes, and no zeroes that a
+# server could send as hole chunks instead of data (nbdplex does).
+head -c 64M /dev/urandom >"$RUN/random.bin" || die "cannot write $RUN/random.bin"
+for i in $(seq 16); do cat "$RUN/random.bin"; done >"$IMG" || die "cannot write $IMG"
+rm -f "$RUN/random.bin"
 
 # ---- the rounds ----
 printf 'round\tserver\tjob\trc\tcpu_ticks\tclk_tck\tjson\n' >"$RUN/runs.tsv"

@@ -157,7 +157,7 @@ def main(rundir, out):
       f"{meta.get('qemu-nbd')}, nbdplex at commit {meta.get('nbdplex')}")
     w(f"- Method: {meta.get('rounds')} rounds; in each round every server in turn "
       f"({', '.join(servers)}; the order rotates each round) is started on a fresh port, serves "
-      "the same 1 GiB file on /dev/shm (filled with zeroes first, so no holes), takes every fio "
+      "the same 1 GiB file on /dev/shm (filled with random data first: no holes, and no zeroes to send as hole chunks), takes every fio "
       f"job for {meta.get('runtime')} s, and is stopped. fio `--ioengine=nbd` (libnbd), "
       "`uri=nbd://127.0.0.1:PORT/bench`; 4 connections = `numjobs=4` + `group_reporting` (one "
       "connection per job; sequential jobs on 4 connections each take their own quarter of the "
