@@ -792,11 +792,14 @@ static void dispatch(struct np_conn *c, struct np_req *r, struct batch *b)
 			submit_batch(c, b);
 		return;
 	}
-	/* Small transfers run on the loop when the engine can do them without
-	 * blocking; large copies go to the pool, where several run at once
-	 * on every core while the loop goes on parsing. */
-	if ((r->io.cmd == NBD_CMD_READ || r->io.cmd == NBD_CMD_WRITE) &&
-	    r->io.len <= NP_INLINE_MAX) {
+	/* Transfers the engine can do without blocking run on the loop: every
+	 * WRITE, and READs up to NP_INLINE_MAX. Larger reads go to the pool,
+	 * where several run at once on every core while the loop goes on
+	 * parsing. A large WRITE is cheaper inline: its payload has arrived in
+	 * pieces over several loop turns, so the pool's handoff would buy no
+	 * parallel work and cost two thread wake-ups (perf/README.md). */
+	if (r->io.cmd == NBD_CMD_WRITE ||
+	    (r->io.cmd == NBD_CMD_READ && r->io.len <= NP_INLINE_MAX)) {
 		int rc = -EAGAIN;
 
 		if (r->io.cmd == NBD_CMD_READ && ex->ops->pread_nowait)
