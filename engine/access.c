@@ -21,6 +21,23 @@ static void to_v6(const struct sockaddr *sa, uint8_t out[16])
 	}
 }
 
+bool np_addr_is_local(const struct sockaddr *peer, const struct sockaddr *me)
+{
+	static const uint8_t lo6[16] = {[15] = 1};
+	static const uint8_t v4[12] = {[10] = 0xff, [11] = 0xff};
+	uint8_t p[16], m[16];
+
+	if (peer->sa_family != AF_INET && peer->sa_family != AF_INET6)
+		return true;
+	to_v6(peer, p);
+	if (!memcmp(p, lo6, 16) || (!memcmp(p, v4, 12) && p[12] == 127))
+		return true;
+	if (!me || (me->sa_family != AF_INET && me->sa_family != AF_INET6))
+		return true;
+	to_v6(me, m);
+	return !memcmp(p, m, 16);
+}
+
 int np_cidr_parse(const char *s, struct np_cidr *out)
 {
 	char buf[INET6_ADDRSTRLEN + 8];

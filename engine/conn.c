@@ -449,7 +449,6 @@ static int materialize(struct np_req *r);
 struct np_wpoll {
 	uv_poll_t poll;
 	int fd;
-	bool on;
 };
 
 static void on_wpoll_close(uv_handle_t *h)
@@ -466,7 +465,6 @@ static void on_writable(uv_poll_t *h, int status, int events)
 
 	(void)events;
 	uv_poll_stop(h);
-	c->wpoll->on = false;
 	if (status < 0) {
 		np_conn_close(c, uv_strerror(status));
 		return;
@@ -495,10 +493,7 @@ static bool wait_writable(struct np_conn *c)
 		p->poll.data = c;
 		c->wpoll = p;
 	}
-	if (uv_poll_start(&p->poll, UV_WRITABLE, on_writable) < 0)
-		return false;
-	p->on = true;
-	return true;
+	return uv_poll_start(&p->poll, UV_WRITABLE, on_writable) == 0;
 }
 
 /* Sends what a sendfile reply has left, for as long as the socket takes
@@ -587,7 +582,7 @@ static void conn_flush(struct np_conn *c)
 		np_conn_close(c, "TLS: cannot encrypt");
 		return;
 	}
-	if (c->write_busy || (c->wpoll && c->wpoll->on))
+	if (c->write_busy || (c->wpoll && uv_is_active((uv_handle_t *)&c->wpoll->poll)))
 		goto out;
 	while (c->out_head) {
 		struct np_req *head = c->out_head;
@@ -1242,38 +1237,15 @@ static void free_unopened(uv_handle_t *h)
 	free(c);
 }
 
-/* Whether the peer runs on this host: it has a loopback address, or the
- * address it connected to (what goes to one of our own addresses goes
- * through loopback, whatever the interface). Other local addresses of
- * this host are not looked up. */
+/* Whether the peer runs on this host (np_addr_is_local), for --sendfile auto. */
 static bool peer_is_local(struct np_conn *c)
 {
-	const struct sockaddr *p = (const struct sockaddr *)&c->peer_sa;
 	struct sockaddr_storage me;
 	int len = sizeof(me);
+	bool known = uv_tcp_getsockname(&c->tcp, (struct sockaddr *)&me, &len) == 0;
 
-	if (p->sa_family == AF_INET) {
-		const struct sockaddr_in *p4 = (const struct sockaddr_in *)p;
-
-		if ((ntohl(p4->sin_addr.s_addr) >> 24) == 127)
-			return true;
-	} else if (p->sa_family == AF_INET6) {
-		const struct in6_addr *a6 = &((const struct sockaddr_in6 *)p)->sin6_addr;
-
-		if (IN6_IS_ADDR_LOOPBACK(a6) ||
-		    (IN6_IS_ADDR_V4MAPPED(a6) && a6->s6_addr[12] == 127))
-			return true;
-	} else {
-		return true;
-	}
-	if (uv_tcp_getsockname(&c->tcp, (struct sockaddr *)&me, &len) < 0 ||
-	    me.ss_family != p->sa_family)
-		return true;
-	if (p->sa_family == AF_INET)
-		return ((const struct sockaddr_in *)p)->sin_addr.s_addr ==
-		       ((const struct sockaddr_in *)&me)->sin_addr.s_addr;
-	return !memcmp(&((const struct sockaddr_in6 *)p)->sin6_addr,
-		       &((const struct sockaddr_in6 *)&me)->sin6_addr, sizeof(struct in6_addr));
+	return np_addr_is_local((const struct sockaddr *)&c->peer_sa,
+				known ? (const struct sockaddr *)&me : NULL);
 }
 
 void np_conn_accept(struct np_loop *l, const struct np_accepted *a)

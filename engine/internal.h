@@ -43,6 +43,11 @@ int np_cidr_parse(const char *s, struct np_cidr *out);
 /* Adds a list of addresses and ranges separated by spaces or commas. */
 int np_acl_add(struct np_acl *acl, const char *list);
 bool np_acl_allows(const struct np_acl *acl, const struct sockaddr *sa);
+/* Whether a peer runs on this host: it has a loopback address, or the
+ * address it connected to, me (what goes to one of our own addresses goes
+ * through loopback, whatever the interface); other local addresses are
+ * not looked up. A peer that is not IP, or a NULL me, counts as local. */
+bool np_addr_is_local(const struct sockaddr *peer, const struct sockaddr *me);
 void np_acl_free(struct np_acl *acl);
 
 struct client_count;

@@ -67,6 +67,33 @@ int main(void)
 	CHECK(np_cidr_parse("1.2.3.4/x", &c) < 0);
 	CHECK(np_cidr_parse("host.example", &c) < 0);
 	CHECK(np_acl_add(&acl, "1.2.3.4 bogus") < 0);
+
+	/* np_addr_is_local: loopback, or the address the peer connected to. */
+	{
+		struct sockaddr_storage me4 = addr("192.0.2.1"), me6 = addr("2001:db8::1");
+		struct sockaddr_storage p;
+		const struct sockaddr *m4 = (struct sockaddr *)&me4, *m6 = (struct sockaddr *)&me6;
+
+		p = addr("127.0.0.1");
+		CHECK(np_addr_is_local((struct sockaddr *)&p, m4));
+		p = addr("127.9.8.7");
+		CHECK(np_addr_is_local((struct sockaddr *)&p, m4));
+		p = addr("::1");
+		CHECK(np_addr_is_local((struct sockaddr *)&p, m6));
+		p = addr("::ffff:127.0.0.1");
+		CHECK(np_addr_is_local((struct sockaddr *)&p, m6));
+		p = addr("192.0.2.1");
+		CHECK(np_addr_is_local((struct sockaddr *)&p, m4));
+		p = addr("::ffff:192.0.2.1"); /* a v4 peer on a dual-stack listener */
+		CHECK(np_addr_is_local((struct sockaddr *)&p, m4));
+		p = addr("192.0.2.2");
+		CHECK(!np_addr_is_local((struct sockaddr *)&p, m4));
+		CHECK(np_addr_is_local((struct sockaddr *)&p, NULL));
+		p = addr("2001:db8::2");
+		CHECK(!np_addr_is_local((struct sockaddr *)&p, m6));
+		p = addr("128.0.0.1");
+		CHECK(!np_addr_is_local((struct sockaddr *)&p, m4));
+	}
 	np_acl_free(&acl);
 
 	/* Limits: 3 in total, 2 per address, released on close. */
