@@ -25,7 +25,7 @@
 #include "engine/internal.h"
 
 #define WRITE_BATCH 1024 /* iovecs per write; IOV_MAX on Linux */
-#define SENDFILE_MIN      (64 * 1024) /* smaller reads are cheaper copied */
+#define SENDFILE_MIN (64 * 1024) /* smaller reads are cheaper copied */
 #define ASYNC_BATCH 256
 #define HOLE_BLOCK 4096
 #define NP_INLINE_MAX (128 * 1024)

@@ -218,7 +218,7 @@ struct np_loop {
 	bool draining;            /* this loop's copy, loop thread only */
 	struct np_conn *conns;    /* doubly linked, loop thread only */
 	unsigned n_conns;
-	struct np_conn *dirty; /* connections with replies to send */
+	struct np_conn *dirty;    /* connections with replies to send */
 	uv_timer_t drain_timer;
 	uv_prepare_t before_sleep; /* writes pending replies before the loop waits */
 	/* Per export slot, made when the first client of an export arrives;

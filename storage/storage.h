@@ -39,7 +39,7 @@
 #define NP_CAP_EXTENTS (1U << 7)    /* extents() reports holes and zeroes */
 #define NP_CAP_CACHE (1U << 8)      /* cache() prefetches */
 #define NP_CAP_ROTATIONAL (1U << 9) /* the medium seeks */
-#define NP_CAP_RESIZE     (1U << 10) /* resize() implemented (NBD_CMD_RESIZE) */
+#define NP_CAP_RESIZE (1U << 10)    /* resize() implemented (NBD_CMD_RESIZE) */
 
 /* One extent of a BLOCK_STATUS answer; flags are NBD_STATE_HOLE/ZERO. */
 struct np_extent {
