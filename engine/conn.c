@@ -31,10 +31,12 @@
 #define NP_INLINE_MAX (128 * 1024)
 #define NP_HS_MAX_PENDING (1024 * 1024)
 
+/* Requests parsed in one go: those for the engine's submit or rw_nowait,
+ * and those for the worker pool. */
 struct batch {
 	struct np_req *pool_head, *pool_tail;
-	struct np_io *async[ASYNC_BATCH];
-	unsigned n_async;
+	struct np_io *ios[ASYNC_BATCH];
+	unsigned n_ios;
 };
 
 static void conn_input(struct np_conn *c);
@@ -125,14 +127,20 @@ void np_req_free(struct np_req *r)
 	free(r);
 }
 
-static void out_append(struct np_conn *c, struct np_req *r)
+/* Appends r to the list from *head to *tail. */
+static void req_append(struct np_req **head, struct np_req **tail, struct np_req *r)
 {
 	r->next = NULL;
-	if (c->out_tail)
-		c->out_tail->next = r;
+	if (*tail)
+		(*tail)->next = r;
 	else
-		c->out_head = r;
-	c->out_tail = r;
+		*head = r;
+	*tail = r;
+}
+
+static void out_append(struct np_conn *c, struct np_req *r)
+{
+	req_append(&c->out_head, &c->out_tail, r);
 	mark_dirty(c);
 }
 
@@ -762,13 +770,24 @@ void np_conn_drain(struct np_conn *c)
 
 /* ---- transmission ---- */
 
+/* Hands the batch over. The loop's own work (rw_nowait) runs before the
+ * pool's, so a FLUSH in the pool follows the WRITEs parsed before it. */
 static void submit_batch(struct np_conn *c, struct batch *b)
 {
 	struct np_export *ex = c->export;
+	unsigned n = b->n_ios;
 
-	if (b->n_async) {
-		ex->ops->submit(c->lex->engine_loop, b->async, b->n_async);
-		b->n_async = 0;
+	b->n_ios = 0;
+	if (n && ex->ops->submit) {
+		ex->ops->submit(c->lex->engine_loop, b->ios, n);
+	} else if (n) {
+		ex->ops->rw_nowait(ex->h, b->ios, n);
+		for (unsigned i = 0; i < n; i++) {
+			if (b->ios[i]->result == -EAGAIN)
+				req_append(&b->pool_head, &b->pool_tail, b->ios[i]->owner);
+			else
+				np_req_done(b->ios[i]);
+		}
 	}
 	if (b->pool_head) {
 		np_pool_submit(&c->loop->srv->pool, b->pool_head, b->pool_tail);
@@ -781,38 +800,23 @@ static void dispatch(struct np_conn *c, struct np_req *r, struct batch *b)
 	struct np_export *ex = c->export;
 
 	c->engine_busy++;
-	if (ex->ops->submit) {
-		b->async[b->n_async++] = &r->io;
-		if (b->n_async == ASYNC_BATCH)
+	/* Transfers the engine can do without blocking run on the loop, a
+	 * batch at a time: every WRITE without FUA, and READs up to
+	 * NP_INLINE_MAX. Larger reads go to the pool, where several run at
+	 * once on every core while the loop goes on parsing. A large WRITE is
+	 * cheaper inline: its payload has arrived in pieces over several loop
+	 * turns, so the pool's handoff would buy no parallel work and cost two
+	 * thread wake-ups (perf/README.md). */
+	if (ex->ops->submit ||
+	    (ex->ops->rw_nowait &&
+	     ((r->io.cmd == NBD_CMD_WRITE && !(r->io.flags & NBD_CMD_FLAG_FUA)) ||
+	      (r->io.cmd == NBD_CMD_READ && r->io.len <= NP_INLINE_MAX)))) {
+		b->ios[b->n_ios++] = &r->io;
+		if (b->n_ios == ASYNC_BATCH)
 			submit_batch(c, b);
 		return;
 	}
-	/* Transfers the engine can do without blocking run on the loop: every
-	 * WRITE, and READs up to NP_INLINE_MAX. Larger reads go to the pool,
-	 * where several run at once on every core while the loop goes on
-	 * parsing. A large WRITE is cheaper inline: its payload has arrived in
-	 * pieces over several loop turns, so the pool's handoff would buy no
-	 * parallel work and cost two thread wake-ups (perf/README.md). */
-	if (r->io.cmd == NBD_CMD_WRITE ||
-	    (r->io.cmd == NBD_CMD_READ && r->io.len <= NP_INLINE_MAX)) {
-		int rc = -EAGAIN;
-
-		if (r->io.cmd == NBD_CMD_READ && ex->ops->pread_nowait)
-			rc = ex->ops->pread_nowait(ex->h, r->io.buf, r->io.len, r->io.offset);
-		else if (!(r->io.flags & NBD_CMD_FLAG_FUA) && ex->ops->pwrite_nowait)
-			rc = ex->ops->pwrite_nowait(ex->h, r->io.buf, r->io.len, r->io.offset);
-		if (rc != -EAGAIN) {
-			r->io.result = rc;
-			np_req_done(&r->io);
-			return;
-		}
-	}
-	r->next = NULL;
-	if (b->pool_tail)
-		b->pool_tail->next = r;
-	else
-		b->pool_head = r;
-	b->pool_tail = r;
+	req_append(&b->pool_head, &b->pool_tail, r);
 }
 
 /* Answers a request that no engine needs to see. */
@@ -1065,7 +1069,7 @@ static void parse_requests(struct np_conn *c)
 	}
 	if (!c->closed)
 		consume(c, pos);
-	if (b.n_async || b.pool_head)
+	if (b.n_ios || b.pool_head)
 		submit_batch(c, &b);
 }
 

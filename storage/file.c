@@ -3,7 +3,9 @@
  * come from SEEK_DATA/SEEK_HOLE, FLUSH is fdatasync and FUA is RWF_DSYNC. */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/aio_abi.h>
 #include <linux/fs.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,8 +14,12 @@
 #include <linux/magic.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#endif
 
 #include "net/proto.h"
 #include "storage/storage.h"
@@ -224,23 +230,6 @@ static int file_pread(void *h, void *buf, uint64_t len, uint64_t off)
 	return read_full(h, buf, len, off, 0);
 }
 
-static int file_pread_nowait(void *h, void *buf, uint64_t len, uint64_t off)
-{
-	struct file_h *f = h;
-	int r;
-
-	if (f->in_memory)
-		return read_full(f, buf, len, off, 0);
-	if (!atomic_load_explicit(&f->nowait_ok, memory_order_relaxed))
-		return -EAGAIN;
-	r = read_full(f, buf, len, off, RWF_NOWAIT);
-	if (r == -EOPNOTSUPP || r == -EINVAL) {
-		atomic_store(&f->nowait_ok, false);
-		return -EAGAIN;
-	}
-	return r;
-}
-
 static int file_pwrite(void *h, const void *buf, uint64_t len, uint64_t off, uint32_t flags)
 {
 	struct file_h *f = h;
@@ -279,13 +268,210 @@ static int file_sendfile_fd(void *h, uint64_t off, uint64_t len)
 	return f->fd;
 }
 
-static int file_pwrite_nowait(void *h, const void *buf, uint64_t len, uint64_t off)
+/* ---- READs and WRITEs on the loop thread, many per system call ----
+ *
+ * On tmpfs a buffered kernel AIO request completes inside io_submit (the
+ * page cache is the storage; nothing waits for a device), so one io_submit
+ * does a whole batch, and its completions are read from the ring the kernel
+ * maps into this process, with no second system call. Per request that is
+ * about half the CPU of one pread or pwrite (perf/README.md). Each loop
+ * thread has its own context, made on first use and destroyed with the
+ * thread. */
+
+#define NOW_BATCH      64 /* iocbs per io_submit; the context holds at least this */
+#define AIO_RING_MAGIC 0xa10a10a1
+
+/* The header of the completion ring at an AIO context's address (the
+ * kernel's fs/aio.c layout, version 1), then the events. */
+struct aio_ring_view {
+	unsigned id, nr, head, tail, magic, compat_features, incompat_features, header_length;
+	struct io_event events[];
+};
+
+static pthread_key_t aio_key;
+static bool aio_key_ok;
+static pthread_once_t aio_once = PTHREAD_ONCE_INIT;
+static __thread aio_context_t tl_aio;
+static __thread int tl_aio_state; /* 0 not tried, 1 usable, -1 unavailable */
+static __thread bool tl_ring_ok;  /* completions may be read from the ring */
+
+static void aio_ctx_destroy(void *ctx)
+{
+	syscall(SYS_io_destroy, (aio_context_t)(uintptr_t)ctx);
+}
+
+static void aio_key_init(void)
+{
+	aio_key_ok = pthread_key_create(&aio_key, aio_ctx_destroy) == 0;
+}
+
+/* Valgrind learns what a read filled only from io_getevents. */
+static bool under_valgrind(void)
+{
+#if __has_include(<valgrind/valgrind.h>)
+	return RUNNING_ON_VALGRIND;
+#else
+	return false;
+#endif
+}
+
+/* This thread's AIO context, or 0 when there is none to be had (the
+ * system-wide limit fs.aio-max-nr, say); then requests go one by one. */
+static aio_context_t loop_aio(void)
+{
+	if (tl_aio_state == 0) {
+		tl_aio_state = -1;
+		pthread_once(&aio_once, aio_key_init);
+		if (aio_key_ok && syscall(SYS_io_setup, NOW_BATCH, &tl_aio) == 0) {
+			struct aio_ring_view *ring = (void *)(uintptr_t)tl_aio;
+
+			if (pthread_setspecific(aio_key, (void *)(uintptr_t)tl_aio) != 0) {
+				aio_ctx_destroy((void *)(uintptr_t)tl_aio);
+				return 0;
+			}
+			tl_ring_ok = ring->magic == AIO_RING_MAGIC &&
+				     ring->incompat_features == 0 &&
+				     ring->header_length == sizeof(*ring) &&
+				     ring->nr >= NOW_BATCH && !under_valgrind();
+			tl_aio_state = 1;
+		}
+	}
+	return tl_aio_state == 1 ? tl_aio : 0;
+}
+
+/* Collects n completions into ev: those already in the ring without a
+ * system call, the rest with io_getevents. Returns how many it got. */
+static int aio_reap(aio_context_t ctx, struct io_event *ev, int n)
+{
+	int got = 0;
+
+	if (tl_ring_ok) {
+		struct aio_ring_view *ring = (void *)(uintptr_t)ctx;
+		unsigned head = ring->head;
+		unsigned tail = __atomic_load_n(&ring->tail, __ATOMIC_ACQUIRE);
+
+		while (got < n && head != tail) {
+			ev[got++] = ring->events[head];
+			head = head + 1 == ring->nr ? 0 : head + 1;
+		}
+		__atomic_store_n(&ring->head, head, __ATOMIC_RELEASE);
+	}
+	while (got < n) {
+		long r = syscall(SYS_io_getevents, ctx, (long)(n - got), (long)(n - got), ev + got,
+				 NULL);
+
+		if (r < 0 && errno != EINTR)
+			break;
+		if (r > 0)
+			got += (int)r;
+	}
+	return got;
+}
+
+/* Does what is left of one request, from byte `done` on. */
+static int rw_rest(struct file_h *f, struct np_io *io, uint64_t done)
+{
+	uint8_t *p = (uint8_t *)io->buf + done;
+
+	if (io->cmd == NBD_CMD_READ)
+		return read_full(f, p, io->len - done, io->offset + done, 0);
+	return file_pwrite(f, p, io->len - done, io->offset + done, 0);
+}
+
+/* Up to NOW_BATCH requests in one io_submit. Anything the kernel does not
+ * take, or finishes short, is completed by plain calls. */
+static void rw_submit(struct file_h *f, aio_context_t ctx, struct np_io **ios, int n)
+{
+	struct iocb cb[NOW_BATCH], *cbp[NOW_BATCH];
+	struct io_event ev[NOW_BATCH];
+	bool done[NOW_BATCH] = {false};
+	int sent, got;
+
+	for (int i = 0; i < n; i++) {
+		memset(&cb[i], 0, sizeof(cb[i]));
+		cb[i].aio_data = (uint64_t)i;
+		cb[i].aio_lio_opcode =
+		    ios[i]->cmd == NBD_CMD_READ ? IOCB_CMD_PREAD : IOCB_CMD_PWRITE;
+		cb[i].aio_fildes = (uint32_t)f->fd;
+		cb[i].aio_buf = (uint64_t)(uintptr_t)ios[i]->buf;
+		cb[i].aio_nbytes = ios[i]->len;
+		cb[i].aio_offset = (int64_t)ios[i]->offset;
+		cbp[i] = &cb[i];
+	}
+	do
+		sent = (int)syscall(SYS_io_submit, ctx, (long)n, cbp);
+	while (sent < 0 && errno == EINTR);
+	if (sent < 0)
+		sent = 0;
+	got = aio_reap(ctx, ev, sent);
+	for (int k = 0; k < got; k++) {
+		int i = (int)ev[k].data;
+		struct np_io *io = ios[i];
+
+		if (i < 0 || i >= sent || done[i])
+			continue;
+		done[i] = true;
+		if (ev[k].res < 0)
+			io->result = (int)ev[k].res;
+		else if ((uint64_t)ev[k].res < io->len)
+			io->result = rw_rest(f, io, (uint64_t)ev[k].res);
+		else
+			io->result = 0;
+	}
+	for (int i = 0; i < n; i++) {
+		if (done[i])
+			continue;
+		if (i < sent) {
+			/* submitted, but its completion could not be collected: the
+			 * buffer may still be in use, so this thread stops using AIO */
+			tl_aio_state = -1;
+			ios[i]->result = -EIO;
+			continue;
+		}
+		ios[i]->result = rw_rest(f, ios[i], 0);
+	}
+}
+
+/* Runs READs and WRITEs without FUA that cannot block: on tmpfs all of
+ * them, in batches; elsewhere READs the page cache holds, one by one
+ * (preadv2 with RWF_NOWAIT). Anything else is left -EAGAIN, for the pool. */
+static void file_rw_nowait(void *h, struct np_io **ios, unsigned n)
 {
 	struct file_h *f = h;
+	aio_context_t ctx;
 
-	if (!f->in_memory)
-		return -EAGAIN;
-	return file_pwrite(h, buf, len, off, 0);
+	if (!f->in_memory) {
+		for (unsigned i = 0; i < n; i++) {
+			struct np_io *io = ios[i];
+			int r = -EAGAIN;
+
+			if (io->cmd == NBD_CMD_READ &&
+			    atomic_load_explicit(&f->nowait_ok, memory_order_relaxed)) {
+				r = read_full(f, io->buf, io->len, io->offset, RWF_NOWAIT);
+				if (r == -EOPNOTSUPP || r == -EINVAL) {
+					atomic_store(&f->nowait_ok, false);
+					r = -EAGAIN;
+				}
+			}
+			io->result = r;
+		}
+		return;
+	}
+	ctx = n > 1 ? loop_aio() : 0;
+	if (!ctx) {
+		for (unsigned i = 0; i < n; i++)
+			ios[i]->result = rw_rest(f, ios[i], 0);
+		return;
+	}
+	for (unsigned i = 0; i < n; i += NOW_BATCH) {
+		int k = (int)(n - i < NOW_BATCH ? n - i : NOW_BATCH);
+
+		if (tl_aio_state == 1)
+			rw_submit(f, ctx, ios + i, k);
+		else
+			for (int j = 0; j < k; j++)
+				ios[i + j]->result = rw_rest(f, ios[i + j], 0);
+	}
 }
 
 static int file_flush(void *h)
@@ -429,8 +615,7 @@ const struct np_storage_ops np_storage_file = {
     .zero = file_zero,
     .cache = file_cache,
     .extents = file_extents,
-    .pread_nowait = file_pread_nowait,
-    .pwrite_nowait = file_pwrite_nowait,
+    .rw_nowait = file_rw_nowait,
     .space = file_space,
     .resize = file_resize,
     .sendfile_fd = file_sendfile_fd,

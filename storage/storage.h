@@ -9,8 +9,9 @@
  * Two shapes of I/O fit the same interface:
  * - Synchronous operations (pread, pwrite, ...) that may block. The core runs
  *   them on its worker pool and returns completions to the connection's loop
- *   in batches. An engine may also offer pread_nowait, which the core calls
- *   on the loop thread first (page-cache hits without a thread hop).
+ *   in batches. An engine may also offer rw_nowait, which the core calls
+ *   on the loop thread first with each batch of READs and WRITEs (page-cache
+ *   hits without a thread hop).
  * - Asynchronous submission (loop_open/submit), for engines such as libaio
  *   that complete on an event the loop polls. The core hands each loop's
  *   batch of parsed requests to submit() at once; the engine calls io->done
@@ -103,13 +104,11 @@ struct np_storage_ops {
 	int (*cache)(void *h, uint64_t len, uint64_t off);
 	int (*extents)(void *h, struct np_io *io);
 
-	/* Optional, called on a loop thread: read without blocking, or return
-	 * -EAGAIN so that the core queues the read to the worker pool. */
-	int (*pread_nowait)(void *h, void *buf, uint64_t len, uint64_t off);
-
-	/* Optional, called on a loop thread for a WRITE without FUA: write
-	 * without blocking, or return -EAGAIN to go to the worker pool. */
-	int (*pwrite_nowait)(void *h, const void *buf, uint64_t len, uint64_t off);
+	/* Optional, called on a loop thread with a batch of READs and of
+	 * WRITEs without FUA: runs those it can without blocking, as few
+	 * system calls as it likes, and sets each one's result; a result of
+	 * -EAGAIN sends that request to the worker pool instead. */
+	void (*rw_nowait)(void *h, struct np_io **ios, unsigned n);
 
 	/* Optional: bytes of storage the export uses and could use, for
 	 * metrics (for a thin volume: its allocated chunks and the pool). */

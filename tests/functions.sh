@@ -78,6 +78,35 @@ assert_serving() {
 	nbdinfo --size "nbd://127.0.0.1:$PORT/$name" >/dev/null || fail "server stopped serving"
 }
 
+# strace_on PID FILE CALLS: counts the system calls CALLS (a comma list) of
+# every thread of PID into FILE until strace_off; returns once every thread
+# is traced.
+strace_on() {
+	strace -f -qq -c -e trace="$3" -o "$2" -p "$1" &
+	STRACE_PID=$!
+	NP_PIDS+=("$STRACE_PID")
+	local i t n
+	for i in $(seq 1 200); do
+		n=0
+		for t in /proc/"$1"/task/*/status; do
+			[ "$(awk '/^TracerPid/ {print $2}' "$t")" != 0 ] || n=$((n + 1))
+		done
+		[ "$n" = 0 ] && return 0
+		sleep 0.05
+	done
+	fail "strace did not attach within 10 s"
+}
+
+strace_off() {
+	kill -INT "$STRACE_PID"
+	wait "$STRACE_PID" 2>/dev/null || true
+}
+
+# strace_calls FILE CALL: how many CALL calls strace counted into FILE
+strace_calls() {
+	awk -v c="$2" '$NF == c {print $4; found = 1} END {if (!found) print 0}' "$1"
+}
+
 uri() {
 	echo "nbd://127.0.0.1:$PORT/${1:-}"
 }

@@ -15,42 +15,16 @@ head -c 64M /dev/urandom >"$IMG"
 dd if=/dev/zero of="$IMG" bs=1M seek=8 count=2 conv=notrunc status=none
 fallocate -p -o $((12 << 20)) -l $((2 << 20)) "$IMG" || fail "punch a hole"
 
-# strace_on PID FILE: counts the sendfile calls of every thread of PID into
-# FILE until strace_off; returns once every thread is traced.
-strace_on() {
-	strace -f -qq -c -e trace=sendfile -o "$2" -p "$1" &
-	STRACE_PID=$!
-	NP_PIDS+=("$STRACE_PID")
-	local i t n
-	for i in $(seq 1 200); do
-		n=0
-		for t in /proc/"$1"/task/*/status; do
-			[ "$(awk '/^TracerPid/ {print $2}' "$t")" != 0 ] || n=$((n + 1))
-		done
-		[ "$n" = 0 ] && return 0
-		sleep 0.05
-	done
-	fail "strace did not attach within 10 s"
-}
-strace_off() {
-	kill -INT "$STRACE_PID"
-	wait "$STRACE_PID" 2>/dev/null || true
-}
-# calls FILE: how many sendfile calls strace counted
-calls() {
-	awk '$NF == "sendfile" {print $4; found = 1} END {if (!found) print 0}' "$1"
-}
-
 # --sendfile on: the data leaves by sendfile, the full socket included.
 start_server --sendfile on -e d=file:"$IMG"
-strace_on "$SERVER_PID" "$TMP/strace-on.txt"
+strace_on "$SERVER_PID" "$TMP/strace-on.txt" sendfile
 PYTHONPATH="$NP_SRC/tests/integration" python3 "$NP_SRC/tests/integration/sendfile.py" \
 	"$PORT" "$IMG" || fail "sendfile reads"
 nbdcopy --request-size=4194304 "nbd://127.0.0.1:$PORT/d" "$TMP/copy.img" || fail "nbdcopy"
 cmp "$IMG" "$TMP/copy.img" || fail "nbdcopy copy differs"
 qemu-img compare -f raw -F raw "$IMG" "nbd://127.0.0.1:$PORT/d" >/dev/null || fail "qemu-img compare"
 strace_off
-n=$(calls "$TMP/strace-on.txt")
+n=$(strace_calls "$TMP/strace-on.txt" sendfile)
 [ "$n" -gt 0 ] || fail "--sendfile on: no sendfile call ($(cat "$TMP/strace-on.txt"))"
 assert_serving d
 stop_server
@@ -58,12 +32,12 @@ stop_server
 # The default (auto) sends to a client on this host from a buffer: over
 # loopback, sendfile costs the client more than it saves the server.
 start_server -e d=file:"$IMG"
-strace_on "$SERVER_PID" "$TMP/strace-auto.txt"
+strace_on "$SERVER_PID" "$TMP/strace-auto.txt" sendfile
 rm -f "$TMP/copy.img"
 nbdcopy --request-size=4194304 "nbd://127.0.0.1:$PORT/d" "$TMP/copy.img" || fail "nbdcopy (auto)"
 cmp "$IMG" "$TMP/copy.img" || fail "nbdcopy copy differs (auto)"
 strace_off
-n=$(calls "$TMP/strace-auto.txt")
+n=$(strace_calls "$TMP/strace-auto.txt" sendfile)
 [ "$n" = 0 ] || fail "--sendfile auto: $n sendfile calls to a loopback client"
 stop_server
 
