@@ -19,7 +19,7 @@ usage: perf/bench.sh [--quick] [options]
   --out FILE          where to write the report (default perf/RESULTS.md)
   --port-base N       first TCP port to use on 127.0.0.1 (default 21000)
   -h, --help          this text
-Raw fio JSON, strace summaries and server logs go to perf/tmp/run-<time>/.
+Raw fio JSON, perf stat counts and server logs go to perf/tmp/run-<time>/.
 EOF
 }
 
@@ -64,9 +64,9 @@ if [ -z "$RUNTIME" ]; then
     if [ $QUICK = 1 ]; then RUNTIME=2; else RUNTIME=8; fi
 fi
 if [ $QUICK = 1 ]; then
-    SYSCALL_IOS=5000; SYSCALL_IOS_1M=500; RSS_RUNTIME=3
+    SYSCALL_IOS=50000; SYSCALL_IOS_1M=1000; RSS_RUNTIME=3
 else
-    SYSCALL_IOS=20000; SYSCALL_IOS_1M=1000; RSS_RUNTIME=5
+    SYSCALL_IOS=200000; SYSCALL_IOS_1M=5000; RSS_RUNTIME=5
 fi
 IDLE_CONNS=1000
 EXPORT=bench
@@ -94,7 +94,8 @@ for s in "${SERVER_LIST[@]}"; do
 done
 command -v fio >/dev/null || die "fio not installed (apt-get install fio)"
 fio --enghelp=nbd >/dev/null 2>&1 || die "this fio has no nbd engine (Debian's fio has it)"
-[ $EXTRAS = 0 ] || command -v strace >/dev/null || die "strace not installed (apt-get install strace), or use --no-extras"
+[ $EXTRAS = 0 ] || perf stat -e raw_syscalls:sys_enter -- true >/dev/null 2>&1 ||
+    die "'perf stat -e raw_syscalls:sys_enter' does not work (apt-get install linux-perf; needs root), or use --no-extras"
 [ -d /dev/shm ] && [ -w /dev/shm ] || die "/dev/shm is not writable"
 
 # job table: name rw bs iodepth numjobs
@@ -118,7 +119,7 @@ done
 [ ${#JOBS[@]} -ge 1 ] || die "--jobs matched no job (names: randread-4k-qd32-c1, ..., write-1m-qd8-c4)"
 
 RUN=$ROOT/perf/tmp/run-$(date -u +%Y%m%dT%H%M%SZ)
-mkdir -p "$RUN/fio" "$RUN/logs" "$RUN/strace" || die "cannot create $RUN"
+mkdir -p "$RUN/fio" "$RUN/logs" "$RUN/syscalls" || die "cannot create $RUN"
 IMG=/dev/shm/nbdplex-bench-$$.img
 # pin the binary: others may rebuild build/nbdplex while the rounds run
 if [[ ",$SERVERS," == *",nbdplex,"* ]]; then
@@ -293,37 +294,52 @@ for round in $(seq "$ROUNDS"); do
 done
 
 # ---- syscalls per request, and RSS ----
-printf 'server\tjob\trequests\tstrace_file\tfio_rc\n' >"$RUN/syscalls.tsv"
+# Counted at full speed with perf stat (kernel tracepoints, no slowdown):
+# under strace a server runs so slowly that requests pile up, and one that
+# batches would show batches it never forms at full speed.
+printf 'server\tjob\tfio_json\tperf_file\tfio_rc\n' >"$RUN/syscalls.tsv"
 printf 'server\ttest\tconnections\tidle_rss_kib\tpeak_rss_kib\tnote\n' >"$RUN/rss.tsv"
 if [ $EXTRAS = 1 ]; then
+    SC_EVENTS=raw_syscalls:sys_enter
+    for t in /sys/kernel/tracing /sys/kernel/debug/tracing; do
+        [ -d "$t/events/syscalls" ] || continue
+        for c in read write readv writev recvfrom sendto recvmsg sendmsg pread64 pwrite64 \
+                 preadv2 pwritev2 io_submit io_getevents io_uring_enter epoll_wait epoll_pwait \
+                 poll ppoll futex sendfile64 splice; do
+            [ -d "$t/events/syscalls/sys_enter_$c" ] && SC_EVENTS+=",syscalls:sys_enter_$c"
+        done
+        break
+    done
     for srv in "${SERVER_LIST[@]}"; do
         for j in "randread-4k-qd32-c1 randread 4k 32 1 $SYSCALL_IOS" \
+                 "randread-4k-qd32-c4 randread 4k 32 4 $SYSCALL_IOS" \
                  "randwrite-4k-qd32-c1 randwrite 4k 32 1 $SYSCALL_IOS" \
+                 "randwrite-4k-qd32-c4 randwrite 4k 32 4 $SYSCALL_IOS" \
                  "read-1m-qd8-c1 read 1M 8 1 $SYSCALL_IOS_1M" \
                  "write-1m-qd8-c1 write 1M 8 1 $SYSCALL_IOS_1M"; do
             read -r name rw bs qd nj nios <<<"$j"
             port=$((port + 1))
-            log "syscalls: $srv $name ($nios requests under strace)"
+            log "syscalls: $srv $name ($nios requests per connection, perf stat)"
             start_server "$srv" "$port" || continue
-            st=$RUN/strace/$srv-$name.txt
-            strace -c -f -p "$SRV_PID" -o "$st" 2>"$RUN/logs/strace-$srv-$name.log" &
-            spid=$!
-            HELPER_PIDS+=("$spid")
-            # wait until strace is attached to every thread
-            for i in $(seq 50); do grep -q attached "$RUN/logs/strace-$srv-$name.log" 2>/dev/null && break; sleep 0.1; done
-            sleep 0.5
             json=$RUN/fio/syscalls-$srv-$name.json
+            pf=$RUN/syscalls/$srv-$name.csv
+            # Counters attached to the server's threads are inherited by the
+            # threads and processes it makes for each client.
+            perf stat -x, -e "$SC_EVENTS" -p "$("$PY" "$LIB/proc.py" pids "$SRV_PID")" -o "$pf" \
+                >>"$RUN/logs/perf.log" 2>&1 &
+            ppid=$!
+            HELPER_PIDS+=("$ppid")
+            sleep 1
             # shellcheck disable=SC2046
             timeout -k 10 120 fio $(fio_args "$name" "$rw" "$bs" "$qd" "$nj" "$port") \
                 --number_ios="$nios" --runtime=90 --output-format=json --output="$json" \
                 >>"$RUN/logs/fio.log" 2>&1
             rc=$?
             settle_children
-            sleep 0.3
-            kill -INT "$spid" 2>/dev/null
-            for i in $(seq 100); do [ -d "/proc/$spid" ] || break; sleep 0.1; done
-            stop_pid "$spid"
-            printf '%s\t%s\t%s\t%s\t%s\n' "$srv" "$name" "$json" "$st" "$rc" >>"$RUN/syscalls.tsv"
+            kill -INT "$ppid" 2>/dev/null
+            for i in $(seq 100); do [ -d "/proc/$ppid" ] || break; sleep 0.1; done
+            stop_pid "$ppid"
+            printf '%s\t%s\t%s\t%s\t%s\n' "$srv" "$name" "$json" "$pf" "$rc" >>"$RUN/syscalls.tsv"
             stop_server
         done
     done

@@ -7,6 +7,7 @@
   proc.py rss PID        VmRSS in KiB of PID plus live descendants (summed).
   proc.py hwm PID        VmHWM (peak RSS) in KiB of PID plus live descendants.
   proc.py children PID   number of live descendant processes.
+  proc.py pids PID       PID and its live descendants, comma-separated.
   proc.py listening PORT exit 0 if something LISTENs on TCP PORT (IPv4 or v6).
   proc.py clk            clock ticks per second.
 """
@@ -98,6 +99,8 @@ def main(argv):
         print(sum(status_kib(p, "VmHWM") for p in [arg] + descendants(arg)))
     elif cmd == "children":
         print(len(descendants(arg)))
+    elif cmd == "pids":
+        print(",".join(str(p) for p in [arg] + descendants(arg)))
     elif cmd == "listening":
         return 0 if listening(arg) else 1
     else:

@@ -52,8 +52,9 @@ def load_fio(path):
     return {"ops": ops, "iops": iops, "mibs": bw / 1048576.0, "error": err}
 
 
-def parse_strace(path):
-    """-> (total_calls, [(name, calls), ...] sorted by calls) or None."""
+def parse_perf_stat(path):
+    """perf stat -x, output -> (total_calls, [(name, calls), ...] sorted by
+    calls) or None."""
     try:
         with open(path) as f:
             lines = f.read().splitlines()
@@ -62,17 +63,18 @@ def parse_strace(path):
     total = None
     rows = []
     for line in lines:
-        fields = line.split()
-        if len(fields) < 5 or not re.match(r"^[0-9.]+$", fields[0]):
+        fields = line.split(",")
+        if line.startswith("#") or len(fields) < 3:
             continue
         try:
-            calls = int(fields[3])
+            calls = int(fields[0])
         except ValueError:
             continue
-        if fields[-1] == "total":
+        event = fields[2]
+        if event == "raw_syscalls:sys_enter":
             total = calls
-        else:
-            rows.append((fields[-1], calls))
+        elif event.startswith("syscalls:sys_enter_") and calls:
+            rows.append((event[len("syscalls:sys_enter_"):], calls))
     if total is None:
         return None
     rows.sort(key=lambda r: -r[1])
@@ -218,24 +220,27 @@ def main(rundir, out):
     sysc = read_tsv(os.path.join(rundir, "syscalls.tsv"))
     if sysc:
         w("## Syscalls per request\n")
-        w(f"One connection, a fixed count of requests ({meta.get('syscall_ios')} for 4 KiB at "
-          f"QD32, {meta.get('syscall_ios_1m')} for 1 MiB at QD8), fio "
-          "`--number_ios`; the server traced with `strace -c -f -p PID` (all its threads and "
-          "forked children) from before fio connects until it has disconnected, so the handshake "
-          "and connection setup/teardown are included (a few dozen calls). strace slows every "
-          "server down a lot; only the counts are meaningful.\n")
+        w(f"A fixed count of requests per connection ({meta.get('syscall_ios')} for 4 KiB at "
+          f"QD32, {meta.get('syscall_ios_1m')} for 1 MiB at QD8; fio `--number_ios`), at full "
+          "speed: `perf stat -e raw_syscalls:sys_enter` (and one tracepoint per common call) "
+          "is attached to the server's threads before fio connects, and the threads and "
+          "processes it starts for clients inherit the counters; the handshakes and "
+          "connection setup are included (a few dozen calls). Not `strace`: under it a server "
+          "runs so slowly that requests pile up between its reads, and one that batches "
+          "shows batches it never forms at full speed.\n")
         w("| server | job | requests | syscalls | syscalls/request | top calls per request |")
         w("|---|---|---:|---:|---:|---|")
         for r in sysc:
-            res = load_fio(r["requests"])
-            st = parse_strace(r["strace_file"])
-            if res is None or st is None or res["ops"] == 0:
+            res = load_fio(r["fio_json"])
+            st = parse_perf_stat(r["perf_file"])
+            reqs = res and res["ops"]
+            if res is None or st is None or not reqs:
                 w(f"| {r['server']} | {r['job']} | - | - | - | (failed: fio rc={r['fio_rc']}) |")
                 continue
             total, rows = st
-            top = ", ".join(f"{n} {c / res['ops']:.2f}" for n, c in rows[:5])
-            w(f"| {r['server']} | {r['job']} | {res['ops']:.0f} | {total} | "
-              f"{total / res['ops']:.2f} | {top} |")
+            top = ", ".join(f"{n} {c / reqs:.2f}" for n, c in rows[:5])
+            w(f"| {r['server']} | {r['job']} | {reqs:.0f} | {total} | "
+              f"{total / reqs:.2f} | {top} |")
         w("")
 
     rss = read_tsv(os.path.join(rundir, "rss.tsv"))
@@ -289,7 +294,7 @@ def main(rundir, out):
         for f_ in failures:
             w(f"- {f_}")
         w("")
-    w(f"Raw data (fio JSON, strace summaries, server logs) was in `{os.path.relpath(rundir, meta.get('root', '.'))}` "
+    w(f"Raw data (fio JSON, perf stat counts, server logs) was in `{os.path.relpath(rundir, meta.get('root', '.'))}` "
       "on the machine that ran it (gitignored).")
 
     with open(out, "w") as f:
