@@ -1,11 +1,11 @@
 """READs and WRITEs sent in one burst reach the server as one batch, which
 it runs on the loop (for a file on tmpfs: many per io_submit, storage/file.c).
 Check that every reply is right and every write lands where it was aimed:
-hundreds of requests of mixed sizes and alignments in one send, a FUA
-WRITE and a READ too big for the loop among them, with structured, simple
-and extended replies.
+hundreds of requests of mixed sizes and alignments in one send, FUA WRITEs,
+large WRITEs and a READ too big for the loop among them, with structured,
+simple and extended replies.
 
-usage: batch.py PORT IMAGE"""
+usage: batch.py PORT IMAGE (of 32 MiB)"""
 import random
 import struct
 import sys
@@ -23,7 +23,7 @@ def image():
         return f.read()
 
 
-def burst(mode, base):
+def burst(mode, base, big_base):
     """One send of requests; returns after every reply is checked."""
     before = image()
     c = Client(port)
@@ -49,6 +49,12 @@ def burst(mode, base):
         reqs.append((cmd, off, n, flags, data))
     # a READ larger than the loop runs, over data no write in the burst touches
     reqs.append((CMD_READ, 14 * M, 200 * K, 0, b""))
+    # large WRITEs (their payloads span several socket reads), one with FUA
+    for off, n, flags in ((big_base + 777, M, 0), (big_base + 2 * M + 4096, 200 * K, 0),
+                          (big_base + 3 * M, 128 * K, FLAG_FUA)):
+        data = rng.randbytes(n)
+        written[off] = data
+        reqs.append((CMD_WRITE, off, n, flags, data))
     for cookie, (cmd, off, n, flags, data) in enumerate(reqs, 1):
         if mode == "extended":
             hdr = struct.pack(">IHHQQQ", EXT_REQ_MAGIC, flags, cmd, cookie, off, n)
@@ -91,5 +97,5 @@ def burst(mode, base):
 
 
 for i, mode in enumerate(("structured", "simple", "extended")):
-    burst(mode, i * 4 * M)
+    burst(mode, i * 4 * M, 16 * M + i * 4 * M)
 finish()
