@@ -327,8 +327,8 @@ if [ $EXTRAS = 1 ]; then
             # threads and processes it makes for each client.
             perf stat -x, -e "$SC_EVENTS" -p "$("$PY" "$LIB/proc.py" pids "$SRV_PID")" -o "$pf" \
                 >>"$RUN/logs/perf.log" 2>&1 &
-            ppid=$!
-            HELPER_PIDS+=("$ppid")
+            perf_pid=$!
+            HELPER_PIDS+=("$perf_pid")
             sleep 1
             # shellcheck disable=SC2046
             timeout -k 10 120 fio $(fio_args "$name" "$rw" "$bs" "$qd" "$nj" "$port") \
@@ -336,9 +336,9 @@ if [ $EXTRAS = 1 ]; then
                 >>"$RUN/logs/fio.log" 2>&1
             rc=$?
             settle_children
-            kill -INT "$ppid" 2>/dev/null
-            for i in $(seq 100); do [ -d "/proc/$ppid" ] || break; sleep 0.1; done
-            stop_pid "$ppid"
+            kill -INT "$perf_pid" 2>/dev/null
+            for i in $(seq 100); do [ -d "/proc/$perf_pid" ] || break; sleep 0.1; done
+            stop_pid "$perf_pid"
             printf '%s\t%s\t%s\t%s\t%s\n' "$srv" "$name" "$json" "$pf" "$rc" >>"$RUN/syscalls.tsv"
             stop_server
         done

@@ -406,10 +406,11 @@ static void rw_submit(struct file_h *f, aio_context_t ctx, struct np_io **ios, i
 	got = aio_reap(ctx, ev, sent);
 	for (int k = 0; k < got; k++) {
 		int i = (int)ev[k].data;
-		struct np_io *io = ios[i];
+		struct np_io *io;
 
 		if (i < 0 || i >= sent || done[i])
 			continue;
+		io = ios[i];
 		done[i] = true;
 		if (ev[k].res < 0)
 			io->result = (int)ev[k].res;
