@@ -439,7 +439,6 @@ static void rw_submit(struct file_h *f, aio_context_t ctx, struct np_io **ios, i
 static void file_rw_nowait(void *h, struct np_io **ios, unsigned n)
 {
 	struct file_h *f = h;
-	aio_context_t ctx;
 
 	if (!f->in_memory) {
 		for (unsigned i = 0; i < n; i++) {
@@ -458,16 +457,12 @@ static void file_rw_nowait(void *h, struct np_io **ios, unsigned n)
 		}
 		return;
 	}
-	ctx = n > 1 ? loop_aio() : 0;
-	if (!ctx) {
-		for (unsigned i = 0; i < n; i++)
-			ios[i]->result = rw_rest(f, ios[i], 0);
-		return;
-	}
+	/* A chunk of one, or a thread without AIO, goes by plain calls. */
 	for (unsigned i = 0; i < n; i += NOW_BATCH) {
 		int k = (int)(n - i < NOW_BATCH ? n - i : NOW_BATCH);
+		aio_context_t ctx = k > 1 ? loop_aio() : 0;
 
-		if (tl_aio_state == 1)
+		if (ctx)
 			rw_submit(f, ctx, ios + i, k);
 		else
 			for (int j = 0; j < k; j++)
