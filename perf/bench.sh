@@ -249,20 +249,24 @@ fio_args() {
     fi
 }
 
-# run_job ROUND SERVER PORT JOBSPEC: one fio run, CPU time of the server around it
+# run_job ROUND SERVER PORT JOBSPEC: one fio run, CPU time of the server and
+# of the whole machine (server, fio and the kernel's TCP work) around it
 run_job() {
-    local round=$1 srv=$2 port=$3 name rw bs qd nj json t0 t1 rc
+    local round=$1 srv=$2 port=$3 name rw bs qd nj json t0 t1 m0 m1 rc
     read -r name rw bs qd nj <<<"$4"
     json=$RUN/fio/r$round-$srv-$name.json
     t0=$("$PY" "$LIB/proc.py" cpu "$SRV_PID")
+    m0=$("$PY" "$LIB/proc.py" machine)
     # shellcheck disable=SC2046
     timeout -k 10 $((RUNTIME + 60)) fio $(fio_args "$name" "$rw" "$bs" "$qd" "$nj" "$port") \
         --time_based --runtime="$RUNTIME" --output-format=json --output="$json" \
         >>"$RUN/logs/fio.log" 2>&1
     rc=$?
     settle_children
+    m1=$("$PY" "$LIB/proc.py" machine)
     t1=$("$PY" "$LIB/proc.py" cpu "$SRV_PID")
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$srv" "$name" "$rc" "$((t1 - t0))" "$CLK" "$json" >>"$RUN/runs.tsv"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$srv" "$name" "$rc" "$((t1 - t0))" "$CLK" "$json" \
+        "$((${m1% *} - ${m0% *}))" "$((${m1#* } - ${m0#* }))" >>"$RUN/runs.tsv"
     [ $rc = 0 ] || log "fio failed (rc=$rc) for $srv $name round $round: see $RUN/logs/fio.log"
 }
 
@@ -277,7 +281,7 @@ for i in $(seq 16); do cat "$RUN/random.bin"; done >"$IMG" || die "cannot write 
 rm -f "$RUN/random.bin"
 
 # ---- the rounds ----
-printf 'round\tserver\tjob\trc\tcpu_ticks\tclk_tck\tjson\n' >"$RUN/runs.tsv"
+printf 'round\tserver\tjob\trc\tcpu_ticks\tclk_tck\tjson\tbusy_ticks\tall_ticks\n' >"$RUN/runs.tsv"
 : >"$RUN/commands.txt"
 port=$PORT_BASE
 nsrv=${#SERVER_LIST[@]}

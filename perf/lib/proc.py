@@ -10,6 +10,8 @@
   proc.py pids PID       PID and its live descendants, comma-separated.
   proc.py listening PORT exit 0 if something LISTENs on TCP PORT (IPv4 or v6).
   proc.py clk            clock ticks per second.
+  proc.py machine        "BUSY ALL": ticks of the whole machine (all CPUs)
+                         from /proc/stat, busy (not idle, not iowait) and all.
 """
 import os
 import sys
@@ -66,6 +68,13 @@ def status_kib(pid, key):
     return 0
 
 
+def machine_ticks():
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:9]]
+    # user nice system idle iowait irq softirq steal
+    return sum(fields) - fields[3] - fields[4], sum(fields)
+
+
 def listening(port):
     want = f"{port:04X}"
     for name in ("/proc/net/tcp", "/proc/net/tcp6"):
@@ -89,6 +98,9 @@ def main(argv):
     cmd = argv[1]
     if cmd == "clk":
         print(os.sysconf("SC_CLK_TCK"))
+        return 0
+    if cmd == "machine":
+        print("%d %d" % machine_ticks())
         return 0
     arg = int(argv[2])
     if cmd == "cpu":

@@ -132,6 +132,10 @@ def main(rundir, out):
         ticks = int(r["cpu_ticks"])
         clk = int(r["clk_tck"])
         res["cpu_us_op"] = ticks / clk * 1e6 / res["ops"]
+        res["mach_us_op"] = res["idle"] = None
+        if r.get("busy_ticks") and r.get("all_ticks") and int(r["all_ticks"]) > 0:
+            res["mach_us_op"] = int(r["busy_ticks"]) / clk * 1e6 / res["ops"]
+            res["idle"] = 100.0 * (1 - int(r["busy_ticks"]) / int(r["all_ticks"]))
         res["round"] = int(r["round"])
         results.setdefault(job, {}).setdefault(r["server"], []).append(res)
 
@@ -143,6 +147,8 @@ def main(rundir, out):
             "iops": med([x["iops"] for x in rs]),
             "mibs": med([x["mibs"] for x in rs]),
             "cpu": med([x["cpu_us_op"] for x in rs]),
+            "mach": med([x["mach_us_op"] for x in rs]),
+            "idle": med([x["idle"] for x in rs]),
             "n": len(rs),
             "iops_all": [x["iops"] for x in sorted(rs, key=lambda x: x["round"])],
         }
@@ -166,7 +172,10 @@ def main(rundir, out):
       "disk). Figures are medians over the rounds. CPU/op is the server's utime+stime "
       "(+ reaped children, for nbd-server's per-client processes) from /proc/PID/stat across "
       "the fio run, divided by the requests fio completed. fio runs on the same 2 CPUs as the "
-      "server.")
+      "server. Machine CPU/op is the busy time of all CPUs (/proc/stat: not idle, not iowait) "
+      "across the fio run, divided by the requests: server, fio and the kernel's loopback TCP "
+      "work together. Where the CPUs are saturated (idle near 0), throughput is bound by it, "
+      "whichever process the kernel charges the work to.")
     w("")
 
     if peers:
@@ -197,23 +206,26 @@ def main(rundir, out):
     w("## Per job\n")
     for job in job_order:
         w(f"### {job}: {JOB_DESC.get(job, '')}\n")
-        cols = "| server | IOPS | MiB/s | CPU µs/op | IOPS per round |"
+        cols = "| server | IOPS | MiB/s | CPU µs/op | machine CPU µs/op | CPUs idle | IOPS per round |"
         if peers:
-            cols += f" {base}/this IOPS | {base}/this MiB/s | {base}/this CPU/op |"
+            cols += f" {base}/this IOPS | {base}/this CPU/op | {base}/this machine CPU/op |"
         w(cols)
-        w("|---|---:|---:|---:|---|" + ("---:|---:|---:|" if peers else ""))
+        w("|---|---:|---:|---:|---:|---:|---|" + ("---:|---:|---:|" if peers else ""))
         b = summary(job, base)
         for srv in servers:
             s = summary(job, srv)
             if s is None:
-                w(f"| {srv} | - | - | - | (no successful run) |" + (" - | - | - |" if peers else ""))
+                w(f"| {srv} | - | - | - | - | - | (no successful run) |"
+                  + (" - | - | - |" if peers else ""))
                 continue
+            idle = "-" if s["idle"] is None else f"{s['idle']:.0f}%"
             line = (f"| {srv} | {fmt(s['iops'], 0)} | {fmt(s['mibs'], 1)} | {fmt(s['cpu'], 2)} | "
+                    f"{fmt(s['mach'], 2)} | {idle} | "
                     + ", ".join(f"{v:.0f}" for v in s["iops_all"]) + " |")
             if peers:
                 line += (f" {fmt(ratio(b and b['iops'], s['iops']), 2)} |"
-                         f" {fmt(ratio(b and b['mibs'], s['mibs']), 2)} |"
-                         f" {fmt(ratio(b and b['cpu'], s['cpu']), 2)} |")
+                         f" {fmt(ratio(b and b['cpu'], s['cpu']), 2)} |"
+                         f" {fmt(ratio(b and b['mach'], s['mach']), 2)} |")
             w(line)
         w("")
 
