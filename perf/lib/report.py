@@ -40,16 +40,20 @@ def load_fio(path):
         data = json.loads(text[text.index("{"):])
     except (OSError, ValueError):
         return None
-    ops = iops = bw = 0.0
+    ops = iops = bw = cpu = 0.0
     err = 0
     for job in data.get("jobs", []):
         err = err or job.get("error", 0)
+        # usr_cpu/sys_cpu: percent of job_runtime (ms; summed over the
+        # jobs of a group)
+        cpu += (job.get("usr_cpu", 0.0) + job.get("sys_cpu", 0.0)) / 100 * \
+            job.get("job_runtime", 0) / 1000
         for d in ("read", "write"):
             part = job.get(d, {})
             ops += part.get("total_ios", 0)
             iops += part.get("iops", 0.0)
             bw += part.get("bw_bytes", 0)
-    return {"ops": ops, "iops": iops, "mibs": bw / 1048576.0, "error": err}
+    return {"ops": ops, "iops": iops, "mibs": bw / 1048576.0, "error": err, "fio_cpu_s": cpu}
 
 
 def parse_perf_stat(path):
@@ -132,6 +136,8 @@ def main(rundir, out):
         ticks = int(r["cpu_ticks"])
         clk = int(r["clk_tck"])
         res["cpu_us_op"] = ticks / clk * 1e6 / res["ops"]
+        res["fio_us_op"] = res["fio_cpu_s"] * 1e6 / res["ops"]
+        res["fio_cpus"] = res["fio_cpu_s"] / float(meta.get("runtime", 0) or 1)
         res["mach_us_op"] = res["idle"] = None
         if r.get("busy_ticks") and r.get("all_ticks") and int(r["all_ticks"]) > 0:
             res["mach_us_op"] = int(r["busy_ticks"]) / clk * 1e6 / res["ops"]
@@ -148,6 +154,8 @@ def main(rundir, out):
             "mibs": med([x["mibs"] for x in rs]),
             "cpu": med([x["cpu_us_op"] for x in rs]),
             "mach": med([x["mach_us_op"] for x in rs]),
+            "fio": med([x["fio_us_op"] for x in rs]),
+            "fio_cpus": med([x["fio_cpus"] for x in rs]),
             "idle": med([x["idle"] for x in rs]),
             "n": len(rs),
             "iops_all": [x["iops"] for x in sorted(rs, key=lambda x: x["round"])],
@@ -172,19 +180,24 @@ def main(rundir, out):
       "disk). Figures are medians over the rounds. CPU/op is the server's utime+stime "
       "(+ reaped children, for nbd-server's per-client processes) from /proc/PID/stat across "
       "the fio run, divided by the requests fio completed. fio runs on the same 2 CPUs as the "
-      "server. Machine CPU/op is the busy time of all CPUs (/proc/stat: not idle, not iowait) "
-      "across the fio run, divided by the requests: server, fio and the kernel's loopback TCP "
-      "work together. Where the CPUs are saturated (idle near 0), throughput is bound by it, "
-      "whichever process the kernel charges the work to.")
+      "server. fio CPU/op is fio's own usr+sys time (from its JSON) per request, and fio "
+      "CPUs that time over the run's length: near 1.0 with 1 connection, fio's one thread is "
+      "busy all the time and the client, not the server, sets the pace. Machine CPU/op is the "
+      "busy time of all CPUs (/proc/stat: not idle, not iowait) across the fio run, divided by "
+      "the requests: server, fio and the kernel's loopback TCP work together. Where the CPUs "
+      "are saturated (idle near 0), throughput is bound by it, whichever process the kernel "
+      "charges the work to.")
     w("")
 
     if peers:
         w(f"## Summary: ratios {base} / peer\n")
         w(f"IOPS ratio above 1: {base} is faster (for 1 MiB jobs the MiB/s ratio is the same). "
-          f"CPU/op ratio below 1: {base} spends less CPU per request.\n")
-        head = "| job | " + " | ".join(f"IOPS vs {p} | CPU/op vs {p}" for p in peers) + " |"
+          f"CPU/op ratio below 1: {base} spends less CPU per request; `machine`: the CPU "
+          "time of the whole machine per request (server, fio and kernel; see Method).\n")
+        head = "| job | " + " | ".join(f"IOPS vs {p} | CPU/op vs {p} | machine vs {p}"
+                                      for p in peers) + " |"
         w(head)
-        w("|---|" + "---:|---:|" * len(peers))
+        w("|---|" + "---:|---:|---:|" * len(peers))
         for job in job_order:
             b = summary(job, base)
             cells = []
@@ -192,10 +205,11 @@ def main(rundir, out):
                 s = summary(job, p)
                 cells.append(fmt(ratio(b and b["iops"], s and s["iops"]), 2))
                 cells.append(fmt(ratio(b and b["cpu"], s and s["cpu"]), 2))
+                cells.append(fmt(ratio(b and b["mach"], s and s["mach"]), 2))
             w(f"| {job} | " + " | ".join(cells) + " |")
         cells = []
         for p in peers:
-            for key in ("iops", "cpu"):
+            for key in ("iops", "cpu", "mach"):
                 rs = [ratio(summary(j, base) and summary(j, base)[key],
                             summary(j, p) and summary(j, p)[key]) for j in job_order]
                 rs = [r for r in rs if r]
@@ -206,21 +220,22 @@ def main(rundir, out):
     w("## Per job\n")
     for job in job_order:
         w(f"### {job}: {JOB_DESC.get(job, '')}\n")
-        cols = "| server | IOPS | MiB/s | CPU µs/op | machine CPU µs/op | CPUs idle | IOPS per round |"
+        cols = ("| server | IOPS | MiB/s | CPU µs/op | fio CPU µs/op | fio CPUs | machine CPU µs/op "
+                "| CPUs idle | IOPS per round |")
         if peers:
             cols += f" {base}/this IOPS | {base}/this CPU/op | {base}/this machine CPU/op |"
         w(cols)
-        w("|---|---:|---:|---:|---:|---:|---|" + ("---:|---:|---:|" if peers else ""))
+        w("|---|---:|---:|---:|---:|---:|---:|---:|---|" + ("---:|---:|---:|" if peers else ""))
         b = summary(job, base)
         for srv in servers:
             s = summary(job, srv)
             if s is None:
-                w(f"| {srv} | - | - | - | - | - | (no successful run) |"
+                w(f"| {srv} | - | - | - | - | - | - | - | (no successful run) |"
                   + (" - | - | - |" if peers else ""))
                 continue
             idle = "-" if s["idle"] is None else f"{s['idle']:.0f}%"
             line = (f"| {srv} | {fmt(s['iops'], 0)} | {fmt(s['mibs'], 1)} | {fmt(s['cpu'], 2)} | "
-                    f"{fmt(s['mach'], 2)} | {idle} | "
+                    f"{fmt(s['fio'], 2)} | {fmt(s['fio_cpus'], 2)} | {fmt(s['mach'], 2)} | {idle} | "
                     + ", ".join(f"{v:.0f}" for v in s["iops_all"]) + " |")
             if peers:
                 line += (f" {fmt(ratio(b and b['iops'], s['iops']), 2)} |"
