@@ -184,9 +184,9 @@ def main(rundir, out):
       "CPUs that time over the run's length: near 1.0 with 1 connection, fio's one thread is "
       "busy all the time and the client, not the server, sets the pace. Machine CPU/op is the "
       "busy time of all CPUs (/proc/stat: not idle, not iowait) across the fio run, divided by "
-      "the requests: server, fio and the kernel's loopback TCP work together. Where the CPUs "
-      "are saturated (idle near 0), throughput is bound by it, whichever process the kernel "
-      "charges the work to.")
+      "the requests: server, fio and the kernel's loopback TCP work together (and anything "
+      "else running on the machine at the time). Where the CPUs are saturated (idle near 0), "
+      "throughput is bound by it, whichever process the kernel charges the work to.")
     w("")
 
     if peers:
