@@ -9,6 +9,7 @@
 #include <sys/uio.h>
 #include <uv.h>
 
+#include "engine/fairq.h"
 #include "net/handshake.h"
 #include "net/proto.h"
 #include "storage/storage.h"
@@ -154,18 +155,21 @@ uint64_t np_export_refresh_size(struct np_export *ex);
 extern const struct np_hs_ops np_export_hs_ops; /* ctx: struct np_conn * */
 
 /* ---- pool.c: the worker pool for operations that may block ---- */
+/* Requests wait in a fair queue, in turns per connection (pool.c); the
+ * queue and every connection's node in it are under the pool's lock. */
 struct np_req;
 struct np_pool {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	struct np_req *head, *tail;
+	struct np_fairq queue; /* owners: connections' pool_queue; items: requests */
 	pthread_t *threads;
 	unsigned n_threads;
 	bool stop;
 };
 
 int np_pool_start(struct np_pool *pool, unsigned n_threads);
-/* Queues a linked list (through req->next) of requests under one lock. */
+/* Queues a linked list (through req->next) of requests, all of one
+ * connection, under one lock. */
 void np_pool_submit(struct np_pool *pool, struct np_req *first, struct np_req *last);
 void np_pool_stop(struct np_pool *pool);
 
@@ -339,6 +343,8 @@ struct np_conn {
 	uint64_t n_requests, n_bytes, n_errors;
 	uint64_t inflight_bytes;
 	unsigned engine_busy; /* requests an engine or the pool still holds */
+	struct np_fairq_owner pool_queue; /* its requests waiting for a worker;
+					   * under pool.lock */
 	bool reading, paused, closing, graceful, closed;
 	unsigned open_handles; /* of tcp and timer, while closing */
 

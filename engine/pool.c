@@ -1,8 +1,15 @@
 /* The worker pool: threads that run engine operations that may block.
  *
- * Requests come in as lists (one lock per parsed batch) and go back to their
- * loop through np_loop_complete, which wakes the loop once however many
- * completions are waiting. */
+ * Requests come in as lists, one lock per parsed batch, each list from one
+ * connection, and go back to their loop through np_loop_complete, which
+ * wakes the loop once however many completions are waiting.
+ *
+ * Workers take requests from the connections in turn, one request at a
+ * time (engine/fairq.h): each connection has its own queue in the pool, and
+ * the connections with requests queued wait in a ring. So a client with one
+ * request to run waits behind at most one of each other client's, not behind
+ * the whole queue of a client with a thousand slow ones (FUA writes, reads
+ * of uncached data), as it did when the pool was one FIFO. */
 #include <stdlib.h>
 
 #include "engine/internal.h"
@@ -16,17 +23,12 @@ static void *worker(void *arg)
 		struct np_export *ex;
 
 		pthread_mutex_lock(&pool->lock);
-		while (!pool->head && !pool->stop)
+		while (np_fairq_empty(&pool->queue) && !pool->stop)
 			pthread_cond_wait(&pool->cond, &pool->lock);
-		if (!pool->head) {
-			pthread_mutex_unlock(&pool->lock);
-			return NULL;
-		}
-		req = pool->head;
-		pool->head = req->next;
-		if (!pool->head)
-			pool->tail = NULL;
+		req = np_fairq_pop(&pool->queue);
 		pthread_mutex_unlock(&pool->lock);
+		if (!req)
+			return NULL;
 
 		ex = req->conn->export;
 		np_io_run_sync(ex->ops, ex->h, ex->caps, &req->io);
@@ -40,6 +42,8 @@ int np_pool_start(struct np_pool *pool, unsigned n_threads)
 {
 	pthread_mutex_init(&pool->lock, NULL);
 	pthread_cond_init(&pool->cond, NULL);
+	_Static_assert(sizeof(((struct np_req *)0)->next) == sizeof(void *), "fairq's item link");
+	np_fairq_init(&pool->queue, offsetof(struct np_req, next));
 	pool->threads = calloc(n_threads, sizeof(*pool->threads));
 	if (!pool->threads)
 		return -1;
@@ -51,17 +55,21 @@ int np_pool_start(struct np_pool *pool, unsigned n_threads)
 	return 0;
 }
 
+/* The list is queued on the connection of its first request: the whole
+ * list is that connection's (submit_batch in conn.c).
+ *
+ * The connection's queue node, c->pool_queue, is used until the worker pops
+ * its last request, and the connection is still there then: dispatch counts
+ * each request in c->engine_busy before it can get here, np_req_done takes
+ * it off on the loop once the worker has handed the request back, and the
+ * connection is closed (try_finish) and freed (on_close) only when
+ * engine_busy is 0. */
 void np_pool_submit(struct np_pool *pool, struct np_req *first, struct np_req *last)
 {
 	bool many = first != last;
 
-	last->next = NULL;
 	pthread_mutex_lock(&pool->lock);
-	if (pool->tail)
-		pool->tail->next = first;
-	else
-		pool->head = first;
-	pool->tail = last;
+	np_fairq_push(&pool->queue, &first->conn->pool_queue, first, last);
 	if (many)
 		pthread_cond_broadcast(&pool->cond);
 	else

@@ -1,0 +1,219 @@
+/* The fair queue under the worker pool: the exact order of turns, owners
+ * leaving and rejoining the ring, and a long random run that checks each
+ * owner's FIFO and the bound on how long an owner with items waits. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/fairq.h"
+#include "tests/unit/check.h"
+
+/* The link is not the first member, as in struct np_req. */
+struct item {
+	unsigned owner, seq;
+	struct item *next;
+};
+
+#define N_BIG      10000
+#define OWNERS_BIG 7
+
+static struct item items[N_BIG];
+static unsigned n_items, next_seq[OWNERS_BIG];
+
+/* Links n new items of owner o, numbered on from its last, and pushes them. */
+static void push(struct np_fairq *q, struct np_fairq_owner *owners, unsigned o, unsigned n)
+{
+	struct item *first = &items[n_items];
+
+	for (unsigned i = 0; i < n; i++) {
+		struct item *it = &items[n_items++];
+
+		it->owner = o;
+		it->seq = ++next_seq[o];
+		it->next = i + 1 < n ? it + 1 : (struct item *)0x1; /* push ends the list */
+	}
+	np_fairq_push(q, &owners[o], first, &items[n_items - 1]);
+}
+
+static void reset(struct np_fairq *q, struct np_fairq_owner *owners, size_t n_owners)
+{
+	memset(owners, 0, n_owners * sizeof(*owners));
+	np_fairq_init(q, offsetof(struct item, next));
+	n_items = 0;
+	memset(next_seq, 0, sizeof(next_seq));
+}
+
+/* Pops one item and checks it is owner o's number seq. */
+static void expect(struct np_fairq *q, unsigned o, unsigned seq)
+{
+	struct item *it = np_fairq_pop(q);
+
+	CHECK(it != NULL);
+	if (!it)
+		return;
+	if (it->owner != o || it->seq != seq)
+		fprintf(stderr, "popped %c%u, expected %c%u\n", 'A' + it->owner, it->seq, 'A' + o,
+			seq);
+	CHECK(it->owner == o && it->seq == seq);
+}
+
+enum { A, B, C, D };
+
+static void test_turns(void)
+{
+	struct np_fairq q;
+	struct np_fairq_owner owners[OWNERS_BIG];
+
+	/* An empty queue, and a zeroed owner, are empty. */
+	memset(&q, 0xa5, sizeof(q));
+	reset(&q, owners, OWNERS_BIG);
+	CHECK(np_fairq_empty(&q));
+	CHECK(np_fairq_pop(&q) == NULL);
+	CHECK(owners[A].head == NULL);
+
+	reset(&q, owners, OWNERS_BIG);
+	push(&q, owners, A, 5);
+	push(&q, owners, B, 1);
+	push(&q, owners, C, 2);
+	CHECK(!np_fairq_empty(&q));
+	expect(&q, A, 1);
+	expect(&q, B, 1);
+	expect(&q, C, 1);
+	expect(&q, A, 2);
+	expect(&q, C, 2);
+	expect(&q, A, 3);
+	expect(&q, A, 4);
+	expect(&q, A, 5);
+	CHECK(np_fairq_pop(&q) == NULL);
+	CHECK(np_fairq_empty(&q));
+	CHECK(owners[A].head == NULL && owners[B].head == NULL && owners[C].head == NULL);
+}
+
+/* An owner that empties leaves the ring; pushing again puts it at the
+ * tail, behind owners that were waiting, whatever its place was before. */
+static void test_rejoin(void)
+{
+	struct np_fairq q;
+	struct np_fairq_owner owners[OWNERS_BIG];
+
+	reset(&q, owners, OWNERS_BIG);
+	push(&q, owners, A, 1); /* A1 */
+	push(&q, owners, B, 2); /* B1 B2 */
+	push(&q, owners, C, 1); /* C1 */
+	expect(&q, A, 1);       /* A is empty and out of the ring: B C */
+	push(&q, owners, A, 1); /* A2 joins at the tail: B C A */
+	expect(&q, B, 1);       /* C A B */
+	expect(&q, C, 1);       /* A B */
+	expect(&q, A, 2);       /* B */
+	expect(&q, B, 2);
+	CHECK(np_fairq_pop(&q) == NULL);
+
+	/* An owner alone in the ring keeps its turn. */
+	push(&q, owners, D, 3);
+	expect(&q, D, 1);
+	expect(&q, D, 2);
+	push(&q, owners, A, 1); /* A3 behind D */
+	expect(&q, D, 3);
+	expect(&q, A, 3);
+	CHECK(np_fairq_pop(&q) == NULL);
+
+	/* Emptied completely, the queue works as new. */
+	push(&q, owners, C, 1);
+	expect(&q, C, 2);
+	CHECK(np_fairq_empty(&q));
+}
+
+/* A push to an owner that already has items adds to its FIFO and keeps its
+ * place in the ring. */
+static void test_interleaved(void)
+{
+	struct np_fairq q;
+	struct np_fairq_owner owners[OWNERS_BIG];
+
+	reset(&q, owners, OWNERS_BIG);
+	push(&q, owners, A, 1); /* A1 */
+	push(&q, owners, B, 1); /* B1 */
+	push(&q, owners, A, 2); /* A2 A3; the ring is still A B */
+	push(&q, owners, C, 1); /* C1 */
+	expect(&q, A, 1);       /* B C A */
+	push(&q, owners, B, 1); /* B2 */
+	expect(&q, B, 1);       /* C A B */
+	push(&q, owners, D, 1); /* D1: C A B D */
+	expect(&q, C, 1);       /* A B D */
+	expect(&q, A, 2);       /* B D A */
+	expect(&q, B, 2);       /* D A */
+	expect(&q, D, 1);       /* A */
+	expect(&q, A, 3);
+	CHECK(np_fairq_pop(&q) == NULL);
+}
+
+/* Many items in batches of random size to random owners, with pops in
+ * between: every owner's items come out in order, every item comes out once,
+ * and an owner with items never sees more than OWNERS_BIG - 1 pops of others
+ * between joining the ring or being served and being served again. */
+static void test_big(void)
+{
+	struct np_fairq q;
+	struct np_fairq_owner owners[OWNERS_BIG];
+	unsigned pushed[OWNERS_BIG] = {0}, popped[OWNERS_BIG] = {0};
+	unsigned waited[OWNERS_BIG] = {0};
+	unsigned total = 0, max_waited = 0, bad_order = 0, bad_wait = 0;
+	unsigned seed = 12345;
+
+	reset(&q, owners, OWNERS_BIG);
+	while (n_items < N_BIG || total < N_BIG) {
+		unsigned pops;
+
+		seed = seed * 1103515245 + 12345;
+		if (n_items < N_BIG) {
+			unsigned o = (seed >> 16) % OWNERS_BIG;
+			unsigned n = 1 + (seed >> 8) % 40;
+
+			if (n > N_BIG - n_items)
+				n = N_BIG - n_items;
+			if (pushed[o] == popped[o])
+				waited[o] = 0; /* joins the ring now */
+			push(&q, owners, o, n);
+			pushed[o] += n;
+			pops = (seed >> 4) % 48;
+		} else {
+			pops = N_BIG;
+		}
+		while (pops--) {
+			struct item *it = np_fairq_pop(&q);
+
+			if (!it)
+				break;
+			total++;
+			if (it->seq != popped[it->owner] + 1)
+				bad_order++;
+			popped[it->owner]++;
+			waited[it->owner] = 0;
+			for (unsigned o = 0; o < OWNERS_BIG; o++) {
+				if (o == it->owner || pushed[o] == popped[o])
+					continue;
+				if (++waited[o] > max_waited)
+					max_waited = waited[o];
+				if (waited[o] > OWNERS_BIG - 1)
+					bad_wait++;
+			}
+		}
+	}
+	CHECK(total == N_BIG);
+	CHECK(bad_order == 0);
+	CHECK(bad_wait == 0);
+	/* Every owner had to wait its full turn at some point. */
+	CHECK(max_waited == OWNERS_BIG - 1);
+	for (unsigned o = 0; o < OWNERS_BIG; o++)
+		CHECK(pushed[o] && pushed[o] == popped[o]);
+	CHECK(np_fairq_pop(&q) == NULL);
+	CHECK(np_fairq_empty(&q));
+}
+
+int main(void)
+{
+	test_turns();
+	test_rejoin();
+	test_interleaved();
+	test_big();
+	return check_done();
+}
