@@ -19,6 +19,7 @@
  * log-level = error|warn|info|debug
  * max-inflight-total = SIZE
  * sendfile = auto|on|off
+ * coalesce-us = MICROSECONDS
  *
  * Exports given with -e come first, then those of config files in order; the
  * first export is also the default (empty) name. */
@@ -37,6 +38,7 @@ static const char serve_usage[] =
 	"                     [--pidfile FILE] [--threads N] [--loops N]\n"
 	"                     [--handshake-timeout SECONDS] [--max-inflight SIZE]\n"
 	"                     [--max-inflight-total SIZE] [--sendfile auto|on|off]\n"
+	"                     [--coalesce-us N]\n"
 	"                     [--allow ADDR[/BITS]]... [--max-connections N]\n"
 	"                     [--max-connections-per-client N] [--tls off|on|require]\n"
 	"                     [--tls-certificates DIR] [--tls-psk FILE] [--tls-verify-peer]\n"
@@ -62,6 +64,10 @@ static const char serve_usage[] =
 	"      --max-inflight-total SIZE   over all connections (256M)\n"
 	"      --sendfile auto|on|off   large reads from tmpfs files by sendfile(2);\n"
 	"                           auto: only to clients on another host (default)\n"
+	"      --coalesce-us N      while a client keeps several requests in flight, a loop\n"
+	"                           with nothing to do waits this long before it sleeps,\n"
+	"                           to take the requests that arrive meanwhile together\n"
+	"                           (default 20; 0: never, at most 1000)\n"
 	"      --allow ADDR[/BITS]  accept clients only from these addresses and ranges;\n"
 	"                           repeatable (per export: allow = in its [export] section)\n"
 	"      --max-connections N  in total\n"
@@ -183,6 +189,8 @@ static int server_setting(struct np_config *cfg, const char *key, const char *v)
 		return add_str(&cfg->listen, &cfg->n_listen, v);
 	if (!strcmp(key, "threads"))
 		return parse_uint(v, 1, 1024, &cfg->threads);
+	if (!strcmp(key, "coalesce-us"))
+		return parse_uint(v, 0, NP_COALESCE_MAX_US, &cfg->coalesce_us);
 	if (!strcmp(key, "loops"))
 		return parse_uint(v, 1, 256, &cfg->loops);
 	if (!strcmp(key, "handshake-timeout"))
@@ -354,6 +362,7 @@ int np_config_from_args(struct np_config *cfg, int argc, char **argv)
 		OPT_LOG_LEVEL,
 		OPT_MAX_INFLIGHT_TOTAL,
 		OPT_SENDFILE,
+		OPT_COALESCE,
 	};
 	static const struct option opts[] = {
 		{"listen", required_argument, NULL, 'l'},
@@ -379,6 +388,7 @@ int np_config_from_args(struct np_config *cfg, int argc, char **argv)
 		{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
 		{"max-inflight-total", required_argument, NULL, OPT_MAX_INFLIGHT_TOTAL},
 		{"sendfile", required_argument, NULL, OPT_SENDFILE},
+		{"coalesce-us", required_argument, NULL, OPT_COALESCE},
 		{NULL, 0, NULL, 0},
 	};
 	static const char *const keys[] = {
@@ -399,6 +409,7 @@ int np_config_from_args(struct np_config *cfg, int argc, char **argv)
 		[OPT_LOG_LEVEL - 256] = "log-level",
 		[OPT_MAX_INFLIGHT_TOTAL - 256] = "max-inflight-total",
 		[OPT_SENDFILE - 256] = "sendfile",
+		[OPT_COALESCE - 256] = "coalesce-us",
 	};
 	char **configs = NULL;
 	size_t n_configs = 0;
@@ -409,6 +420,7 @@ int np_config_from_args(struct np_config *cfg, int argc, char **argv)
 	cfg->max_inflight = 64ULL << 20;
 	cfg->max_inflight_total = 256ULL << 20;
 	cfg->shutdown_timeout = 30;
+	cfg->coalesce_us = NP_COALESCE_DEFAULT_US;
 	cfg->argc = argc;
 	cfg->argv = argv;
 	optind = 0; /* glibc: start afresh, also when parsing again on SIGHUP */
@@ -450,6 +462,7 @@ int np_config_from_args(struct np_config *cfg, int argc, char **argv)
 		case OPT_LOG_LEVEL:
 		case OPT_MAX_INFLIGHT_TOTAL:
 		case OPT_SENDFILE:
+		case OPT_COALESCE:
 			if (server_setting(cfg, keys[c - 256], optarg ? optarg : "yes") < 0) {
 				fprintf(stderr, "nbdplex serve: bad value '%s' for --%s\n",
 					optarg ? optarg : "", keys[c - 256]);

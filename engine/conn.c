@@ -798,8 +798,15 @@ static void submit_batch(struct np_conn *c, struct batch *b)
 static void dispatch(struct np_conn *c, struct np_req *r, struct batch *b)
 {
 	struct np_export *ex = c->export;
+	struct np_loop *l = c->loop;
 
 	c->engine_busy++;
+	if (c->turn != l->turn) {
+		c->turn = l->turn;
+		c->turn_reqs = 0;
+	}
+	if (++c->turn_reqs > l->turn_most)
+		l->turn_most = c->turn_reqs;
 	/* Transfers the engine can do without blocking run on the loop, a
 	 * batch at a time: every WRITE without FUA, and READs up to
 	 * NP_INLINE_MAX. Larger reads go to the pool, where several run at

@@ -81,6 +81,9 @@ struct np_export_cfg {
  * client's CPU per 1 MiB read over loopback (perf/README.md). */
 enum np_sendfile_mode { NP_SENDFILE_AUTO, NP_SENDFILE_ON, NP_SENDFILE_OFF };
 
+#define NP_COALESCE_DEFAULT_US 20
+#define NP_COALESCE_MAX_US     1000
+
 struct np_config {
 	char **listen;
 	size_t n_listen;
@@ -94,6 +97,7 @@ struct np_config {
 	uint64_t max_inflight;       /* bytes per connection */
 	uint64_t max_inflight_total; /* bytes over all connections */
 	unsigned shutdown_timeout;   /* seconds to drain on SIGTERM */
+	unsigned coalesce_us;        /* a loop's wait before it sleeps (server.c) */
 	struct np_acl allow;         /* who may connect at all */
 	unsigned max_connections;    /* 0: no limit */
 	unsigned max_connections_per_client;
@@ -225,6 +229,13 @@ struct np_loop {
 	struct np_conn *dirty;    /* connections with replies to send */
 	uv_timer_t drain_timer;
 	uv_prepare_t before_sleep; /* writes pending replies before the loop waits */
+	/* Coalescing (server.c): the most requests one connection brought in
+	 * since the loop last went to sleep, counted by conn.c's dispatch. */
+	uint64_t turn;      /* loop turns so far */
+	unsigned turn_most; /* of this turn */
+	unsigned probe;     /* turns with requests since the last trial wait */
+	unsigned credit;    /* waits that paid, less twice those that did not */
+	long wait_ns;       /* 0: never */
 	/* Per export slot, made when the first client of an export arrives;
 	 * this loop's thread only. */
 	struct np_loop_export *ex[NP_MAX_EXPORTS];
@@ -341,6 +352,8 @@ struct np_conn {
 	struct np_req *skip_req;    /* its reply, sent once the payload is gone */
 
 	uint64_t n_requests, n_bytes, n_errors;
+	uint64_t turn;      /* the loop turn turn_reqs counts for */
+	unsigned turn_reqs; /* requests parsed in that turn */
 	uint64_t inflight_bytes;
 	unsigned engine_busy; /* requests an engine or the pool still holds */
 	struct np_fairq_owner pool_queue; /* its requests waiting for a worker;

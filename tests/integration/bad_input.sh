@@ -46,6 +46,7 @@ expect_error "no export given"
 expect_error "bad value '0' for --threads" -e d=mem:1M --threads 0
 expect_error "bad value 'loud' for --log-level" -e d=mem:1M --log-level loud
 expect_error "bad value '1M' for --max-inflight-total" -e d=mem:1M --max-inflight-total 1M
+expect_error "bad value '5000' for --coalesce-us" -e d=mem:1M --coalesce-us 5000
 truncate -s 2M "$TMP/small.img"
 expect_error "refusing to shrink" -e d=file:"$TMP/small.img",size=1M
 expect_error "listen address 'nonsense'" -e d=mem:1M -l nonsense
