@@ -2,6 +2,7 @@
 read the replies may each hold 64 MiB, but together no more than the
 server's total (96 MiB here); a well-behaved client still gets served.
 Usage: budget.py PORT SERVER_PID."""
+import os
 import struct
 import sys
 import time
@@ -37,8 +38,12 @@ for _ in range(16):
 time.sleep(6)
 grew = rss_mib() - base
 # 16 x 64 MiB would be 1 GiB without the total budget.
-print(f"RSS grew {grew:.0f} MiB", file=sys.stderr)
-check(grew < 160, f"RSS grew {grew:.0f} MiB under 16 clients that never read")
+# The budget plus 64 MiB of slack (buffers, stacks, the allocator's caches);
+# under valgrind 40 more: memcheck keeps 20 MB of freed blocks out of use
+# and pads every block, and one run there saw 161.
+limit = 160 + (40 if os.environ.get("NP_REAL_NBDPLEX") else 0)
+print(f"RSS grew {grew:.0f} MiB (limit {limit})", file=sys.stderr)
+check(grew < limit, f"RSS grew {grew:.0f} MiB under 16 clients that never read")
 
 good = n.Client(PORT)
 good.greeting()
