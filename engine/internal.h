@@ -97,7 +97,7 @@ struct np_config {
 	uint64_t max_inflight;       /* bytes per connection */
 	uint64_t max_inflight_total; /* bytes over all connections */
 	unsigned shutdown_timeout;   /* seconds to drain on SIGTERM */
-	unsigned coalesce_us;        /* a loop's wait before it sleeps (server.c) */
+	unsigned coalesce_us;        /* a loop's wait before it polls (server.c) */
 	struct np_acl allow;         /* who may connect at all */
 	unsigned max_connections;    /* 0: no limit */
 	unsigned max_connections_per_client;

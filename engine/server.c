@@ -455,8 +455,9 @@ static int listen_on(struct np_server *srv, struct np_listener *lis, const char 
  * loop sleeps after every request, and every request the client sends must
  * wake it: a fifth of fio's time went there (perf/README.md). So once
  * replies are out, a loop that has just served requests may wait a little
- * before it sleeps, in nanosleep, where arriving data wakes nobody; then it
- * takes everything that came in at once.
+ * before it polls again (whether or not input is already waiting: checking
+ * first lost the gain, perf/README.md), in nanosleep, where arriving data
+ * wakes nobody; then it takes everything that came in at once.
  *
  * It waits while the waits pay. A trial every PROBE_TURNS turns that served
  * requests starts it with two credits; a wait after which some connection

@@ -1,5 +1,5 @@
 #!/bin/bash
-# Coalescing (server.c): a loop waits briefly before it sleeps only while a
+# Coalescing (server.c): a loop waits briefly before it polls only while a
 # client keeps several requests in flight. strace counts the waits (the
 # loop's only nanosleep): at most one per 64 requests for a client with one
 # request in flight, several requests per wait for fio at queue depth 32,
