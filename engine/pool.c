@@ -14,6 +14,50 @@
 
 #include "engine/internal.h"
 
+/* The fair queue of engine/fairq.h, here where struct np_req is complete. */
+static void ring_append(struct np_fairq *q, struct np_fairq_owner *o)
+{
+	o->next = NULL;
+	if (q->tail)
+		q->tail->next = o;
+	else
+		q->head = o;
+	q->tail = o;
+}
+
+void np_fairq_push(struct np_fairq *q, struct np_fairq_owner *o, struct np_req *first,
+		   struct np_req *last)
+{
+	last->next = NULL;
+	if (o->head) {
+		o->tail->next = first;
+		o->tail = last;
+		return;
+	}
+	o->head = first;
+	o->tail = last;
+	ring_append(q, o);
+}
+
+struct np_req *np_fairq_pop(struct np_fairq *q)
+{
+	struct np_fairq_owner *o = q->head;
+	struct np_req *req;
+
+	if (!o)
+		return NULL;
+	req = o->head;
+	o->head = req->next;
+	q->head = o->next;
+	if (!q->head)
+		q->tail = NULL;
+	if (o->head)
+		ring_append(q, o);
+	else
+		o->tail = NULL;
+	return req;
+}
+
 static void *worker(void *arg)
 {
 	struct np_pool *pool = arg;
@@ -42,8 +86,7 @@ int np_pool_start(struct np_pool *pool, unsigned n_threads)
 {
 	pthread_mutex_init(&pool->lock, NULL);
 	pthread_cond_init(&pool->cond, NULL);
-	_Static_assert(sizeof(((struct np_req *)0)->next) == sizeof(void *), "fairq's item link");
-	np_fairq_init(&pool->queue, offsetof(struct np_req, next));
+	np_fairq_init(&pool->queue);
 	pool->threads = calloc(n_threads, sizeof(*pool->threads));
 	if (!pool->threads)
 		return -1;

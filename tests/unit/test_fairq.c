@@ -1,59 +1,65 @@
 /* The fair queue under the worker pool: the exact order of turns, owners
  * leaving and rejoining the ring, and a long random run that checks each
- * owner's FIFO and the bound on how long an owner with items waits. */
+ * owner's FIFO and the bound on how long an owner with requests waits. */
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/fairq.h"
+#include "engine/internal.h"
 #include "tests/unit/check.h"
-
-/* The link is not the first member, as in struct np_req. */
-struct item {
-	unsigned owner, seq;
-	struct item *next;
-};
 
 #define N_BIG      10000
 #define OWNERS_BIG 7
 
-static struct item items[N_BIG];
-static unsigned n_items, next_seq[OWNERS_BIG];
+/* Each request's cookie says whose it is (high half) and its number in
+ * that owner's FIFO (low half). */
+static struct np_req reqs[N_BIG];
+static unsigned n_reqs, next_seq[OWNERS_BIG];
 
-/* Links n new items of owner o, numbered on from its last, and pushes them. */
+static unsigned owner_of(const struct np_req *r)
+{
+	return r->cookie >> 32;
+}
+
+static unsigned seq_of(const struct np_req *r)
+{
+	return (uint32_t)r->cookie;
+}
+
+/* Links n new requests of owner o, numbered on from its last, and pushes
+ * them. */
 static void push(struct np_fairq *q, struct np_fairq_owner *owners, unsigned o, unsigned n)
 {
-	struct item *first = &items[n_items];
+	struct np_req *first = &reqs[n_reqs];
 
 	for (unsigned i = 0; i < n; i++) {
-		struct item *it = &items[n_items++];
+		struct np_req *r = &reqs[n_reqs++];
 
-		it->owner = o;
-		it->seq = ++next_seq[o];
-		it->next = i + 1 < n ? it + 1 : (struct item *)0x1; /* push ends the list */
+		r->cookie = (uint64_t)o << 32 | ++next_seq[o];
+		r->next = i + 1 < n ? r + 1 : (struct np_req *)0x1; /* push ends the list */
 	}
-	np_fairq_push(q, &owners[o], first, &items[n_items - 1]);
+	np_fairq_push(q, &owners[o], first, &reqs[n_reqs - 1]);
 }
 
 static void reset(struct np_fairq *q, struct np_fairq_owner *owners, size_t n_owners)
 {
 	memset(owners, 0, n_owners * sizeof(*owners));
-	np_fairq_init(q, offsetof(struct item, next));
-	n_items = 0;
+	np_fairq_init(q);
+	n_reqs = 0;
 	memset(next_seq, 0, sizeof(next_seq));
 }
 
-/* Pops one item and checks it is owner o's number seq. */
+/* Pops one request and checks it is owner o's number seq. */
 static void expect(struct np_fairq *q, unsigned o, unsigned seq)
 {
-	struct item *it = np_fairq_pop(q);
+	struct np_req *r = np_fairq_pop(q);
 
-	CHECK(it != NULL);
-	if (!it)
+	CHECK(r != NULL);
+	if (!r)
 		return;
-	if (it->owner != o || it->seq != seq)
-		fprintf(stderr, "popped %c%u, expected %c%u\n", 'A' + it->owner, it->seq, 'A' + o,
-			seq);
-	CHECK(it->owner == o && it->seq == seq);
+	if (owner_of(r) != o || seq_of(r) != seq)
+		fprintf(stderr, "popped %c%u, expected %c%u\n", 'A' + owner_of(r), seq_of(r),
+			'A' + o, seq);
+	CHECK(owner_of(r) == o && seq_of(r) == seq);
 }
 
 enum { A, B, C, D };
@@ -122,8 +128,8 @@ static void test_rejoin(void)
 	CHECK(np_fairq_empty(&q));
 }
 
-/* A push to an owner that already has items adds to its FIFO and keeps its
- * place in the ring. */
+/* A push to an owner that already has requests adds to its FIFO and keeps
+ * its place in the ring. */
 static void test_interleaved(void)
 {
 	struct np_fairq q;
@@ -146,9 +152,9 @@ static void test_interleaved(void)
 	CHECK(np_fairq_pop(&q) == NULL);
 }
 
-/* Many items in batches of random size to random owners, with pops in
- * between: every owner's items come out in order, every item comes out once,
- * and an owner with items never sees more than OWNERS_BIG - 1 pops of others
+/* Many requests in batches of random size to random owners, with pops in
+ * between: every owner's come out in order, every one comes out once, and
+ * an owner with requests never sees more than OWNERS_BIG - 1 pops of others
  * between joining the ring or being served and being served again. */
 static void test_big(void)
 {
@@ -160,16 +166,16 @@ static void test_big(void)
 	unsigned seed = 12345;
 
 	reset(&q, owners, OWNERS_BIG);
-	while (n_items < N_BIG || total < N_BIG) {
+	while (n_reqs < N_BIG || total < N_BIG) {
 		unsigned pops;
 
 		seed = seed * 1103515245 + 12345;
-		if (n_items < N_BIG) {
+		if (n_reqs < N_BIG) {
 			unsigned o = (seed >> 16) % OWNERS_BIG;
 			unsigned n = 1 + (seed >> 8) % 40;
 
-			if (n > N_BIG - n_items)
-				n = N_BIG - n_items;
+			if (n > N_BIG - n_reqs)
+				n = N_BIG - n_reqs;
 			if (pushed[o] == popped[o])
 				waited[o] = 0; /* joins the ring now */
 			push(&q, owners, o, n);
@@ -179,17 +185,19 @@ static void test_big(void)
 			pops = N_BIG;
 		}
 		while (pops--) {
-			struct item *it = np_fairq_pop(&q);
+			struct np_req *r = np_fairq_pop(&q);
+			unsigned who;
 
-			if (!it)
+			if (!r)
 				break;
+			who = owner_of(r);
 			total++;
-			if (it->seq != popped[it->owner] + 1)
+			if (seq_of(r) != popped[who] + 1)
 				bad_order++;
-			popped[it->owner]++;
-			waited[it->owner] = 0;
+			popped[who]++;
+			waited[who] = 0;
 			for (unsigned o = 0; o < OWNERS_BIG; o++) {
-				if (o == it->owner || pushed[o] == popped[o])
+				if (o == who || pushed[o] == popped[o])
 					continue;
 				if (++waited[o] > max_waited)
 					max_waited = waited[o];
