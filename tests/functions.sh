@@ -40,6 +40,43 @@ requires() {
 	done
 }
 
+# wait_until SECONDS COMMAND...: runs COMMAND now and after every 0.05 s
+# sleep until it succeeds; returns 1 once it has slept SECONDS (a whole
+# number) in vain. The sleeps are counted, not the clock, so slow checks
+# stretch the wait.
+wait_until() {
+	local tries=$(($1 * 20))
+	shift
+	until "$@"; do
+		[ "$tries" -gt 0 ] || return 1
+		tries=$((tries - 1))
+		sleep 0.05
+	done
+}
+
+# fio_check JSON JOBS BYTES: fails unless fio's --output-format=json file
+# JSON reports JOBS jobs, each without error, that wrote BYTES and read
+# them back (the verify pass); prints how many requests the jobs made.
+fio_check() {
+	python3 - "$@" <<'PY' || fail "fio results in $(basename "$1")"
+import json, sys
+path, njobs, nbytes = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+text = open(path).read()
+jobs = json.loads(text[text.index("{"):])["jobs"]  # fio's nbd engine prints a line first
+if len(jobs) != njobs:
+    sys.exit(f"{len(jobs)} fio jobs, expected {njobs}")
+ios = 0
+for n, job in enumerate(jobs, 1):
+    if job["error"] != 0:
+        sys.exit(f"fio job {n}: error {job['error']}")
+    for rw in "write", "read":  # the read is the verify pass
+        if job[rw]["io_bytes"] != nbytes:
+            sys.exit(f"fio job {n}: {rw} io_bytes {job[rw]['io_bytes']}, expected {nbytes}")
+        ios += job[rw]["total_ios"]
+print(ios)
+PY
+}
+
 free_port() {
 	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
@@ -53,14 +90,17 @@ start_server() {
 	"$NBDPLEX" serve -l "127.0.0.1:$PORT" --pidfile "$pidfile" "$@" >>"$log" 2>&1 &
 	SERVER_PID=$!
 	NP_PIDS+=("$SERVER_PID")
-	local i
 	# Generous: under valgrind on a loaded machine a start takes seconds.
-	for i in $(seq 1 600); do
-		[ -s "$pidfile" ] && return 0
-		kill -0 "$SERVER_PID" 2>/dev/null || fail "server exited at start: $(tail -n 5 "$log")"
-		sleep 0.05
-	done
-	fail "server did not write its pidfile within 30 s"
+	wait_until 30 server_started "$pidfile" "$log" ||
+		fail "server did not write its pidfile within 30 s"
+}
+
+# server_started PIDFILE LOG: whether the server started by start_server
+# wrote PIDFILE yet; fails if it exited instead.
+server_started() {
+	[ -s "$1" ] && return 0
+	kill -0 "$SERVER_PID" 2>/dev/null || fail "server exited at start: $(tail -n 5 "$2")"
+	return 1
 }
 
 # stop_server: SIGTERM and wait; fails unless the server exits 0.
@@ -85,16 +125,16 @@ strace_on() {
 	strace -f -qq -c -e trace="$3" -o "$2" -p "$1" &
 	STRACE_PID=$!
 	NP_PIDS+=("$STRACE_PID")
-	local i t n
-	for i in $(seq 1 200); do
-		n=0
-		for t in /proc/"$1"/task/*/status; do
-			[ "$(awk '/^TracerPid/ {print $2}' "$t")" != 0 ] || n=$((n + 1))
-		done
-		[ "$n" = 0 ] && return 0
-		sleep 0.05
+	wait_until 10 all_traced "$1" || fail "strace did not attach within 10 s"
+}
+
+# all_traced PID: whether a tracer holds every thread of PID
+all_traced() {
+	local t
+	for t in /proc/"$1"/task/*/status; do
+		[ "$(awk '/^TracerPid/ {print $2}' "$t")" != 0 ] || return 1
 	done
-	fail "strace did not attach within 10 s"
+	return 0
 }
 
 strace_off() {

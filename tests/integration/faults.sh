@@ -29,19 +29,20 @@ trap np_cleanup EXIT
 # acknowledged write must be on disk.
 truncate -s 4M "$TMP/d.img"
 : >"$TMP/acked"
+# writer_in_or_gone: whether this round's writer has had a write
+# acknowledged, or has ended (its wait reports how).
+writer_in_or_gone() {
+	[ "$(wc -l <"$TMP/acked")" -gt "$before" ] || ! kill -0 "$writer" 2>/dev/null
+}
 for round in 1 2 3 4 5; do
 	start_server -e d=file:"$TMP/d.img"
 	python3 "$NP_SRC/tests/integration/durable.py" "$PORT" "$TMP/acked" "$round" &
 	writer=$!
 	# Kill only once the writer is in (its first durable write was
 	# acknowledged): on a loaded machine Python may take longer to start
-	# than the random delay.
+	# than the random delay. After 10 s, kill anyway.
 	before=$(wc -l <"$TMP/acked")
-	for i in $(seq 1 200); do
-		[ "$(wc -l <"$TMP/acked")" -gt "$before" ] && break
-		kill -0 "$writer" 2>/dev/null || break
-		sleep 0.05
-	done
+	wait_until 10 writer_in_or_gone || true
 	sleep "0.$((RANDOM % 8 + 2))"
 	kill -9 "$SERVER_PID"
 	wait "$SERVER_PID" 2>/dev/null || true

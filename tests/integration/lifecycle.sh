@@ -24,7 +24,7 @@ INI
 "$NBDPLEX" serve -c "$TMP/np.ini" --pidfile "$TMP/pid" >"$TMP/server.log" 2>&1 &
 SERVER_PID=$!
 NP_PIDS+=("$SERVER_PID")
-for i in $(seq 100); do [ -s "$TMP/pid" ] && break; sleep 0.05; done
+wait_until 5 test -s "$TMP/pid" || fail "no pidfile within 5 s"
 [ "$(cat "$TMP/pid")" = "$SERVER_PID" ] || fail "pidfile"
 
 # Both listeners serve the same exports.

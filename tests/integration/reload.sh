@@ -33,19 +33,16 @@ PYTHONPATH="$NP_SRC/tests/integration" python3 "$NP_SRC/tests/integration/reload
 	"$PORT" "$TMP" &
 CLIENT=$!
 NP_PIDS+=("$CLIENT")
-for i in $(seq 1 300); do
-	[ -e "$TMP/ready" ] && break
+client_ready() {
+	[ -e "$TMP/ready" ] && return 0
 	kill -0 "$CLIENT" 2>/dev/null || fail "reload.py ended before the reload"
-	sleep 0.1
-done
-[ -e "$TMP/ready" ] || fail "reload.py never got ready"
+	return 1
+}
+wait_until 30 client_ready || fail "reload.py never got ready"
 
 conf "read-only = true" new >"$TMP/conf.ini"
 kill -HUP "$SERVER_PID"
-for i in $(seq 1 100); do
-	grep -q "reload: " "$TMP/server.log" && break
-	sleep 0.1
-done
+wait_until 10 grep -q "reload: " "$TMP/server.log" || fail "no reload summary within 10 s"
 grep -q "reload: 1 export(s) kept (1 with new settings), 1 added, 3 removed" "$TMP/server.log" ||
 	fail "reload summary: $(grep reload "$TMP/server.log")"
 touch "$TMP/reloaded"
@@ -65,11 +62,7 @@ if grep -q 'export="b"' "$TMP/stats"; then fail "metrics still name b"; fi
 # A broken file is refused as a whole; everything goes on as it was.
 echo "this is not a config line" >>"$TMP/conf.ini"
 kill -HUP "$SERVER_PID"
-for i in $(seq 1 100); do
-	grep -q "keeping the one in use" "$TMP/server.log" && break
-	sleep 0.1
-done
-grep -q "keeping the one in use" "$TMP/server.log" || fail "bad config not reported"
+wait_until 10 grep -q "keeping the one in use" "$TMP/server.log" || fail "bad config not reported"
 assert_serving a
 assert_serving c
 stop_server
