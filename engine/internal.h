@@ -212,6 +212,14 @@ struct np_accepted {
 	struct sockaddr_storage peer;
 };
 
+/* Whether a loop waits before it polls (server.c). */
+struct np_coalesce {
+	unsigned probe;  /* turns with requests since the last trial wait */
+	unsigned credit; /* waits that paid, less twice those that did not */
+	bool overran;    /* the last wait lasted far longer than asked */
+};
+bool np_coalesce_turn(struct np_coalesce *co, unsigned most);
+
 struct np_loop {
 	uv_loop_t uv;
 	uv_thread_t thread;
@@ -233,9 +241,8 @@ struct np_loop {
 	 * since the loop last went to sleep, counted by conn.c's dispatch. */
 	uint64_t turn;      /* loop turns so far */
 	unsigned turn_most; /* of this turn */
-	unsigned probe;     /* turns with requests since the last trial wait */
-	unsigned credit;    /* waits that paid, less twice those that did not */
-	long wait_ns;       /* 0: never */
+	struct np_coalesce coalesce;
+	long wait_ns; /* 0: never */
 	/* Per export slot, made when the first client of an export arrives;
 	 * this loop's thread only. */
 	struct np_loop_export *ex[NP_MAX_EXPORTS];

@@ -463,9 +463,33 @@ static int listen_on(struct np_server *srv, struct np_listener *lis, const char 
  * requests starts it with two credits; a wait after which some connection
  * brought two requests or more earns one (up to CREDIT_MAX), any other costs
  * two, and with none left it stops. A client with one request in flight, or
- * none, stops it after the trial: it pays one wait in PROBE_TURNS requests. */
+ * none, stops it after the trial: it pays one wait in PROBE_TURNS requests.
+ *
+ * A wait that lasts OVERRUN_NS longer than asked does not pay either: the
+ * loop's timer fired, but its core was busy with other threads, so the loop
+ * waited for a CPU rather than for requests, and its connections with it.
+ * With 4 connections and the CPUs saturated, a 20 us wait took 250 us on
+ * average; on 1 connection, 65 (perf/README.md). */
 #define PROBE_TURNS 64
 #define CREDIT_MAX  8
+#define OVERRUN_NS  100000
+
+/* One loop turn: takes the most requests one connection brought in it
+ * (and co->overran, for the wait before it); says whether to wait now. */
+bool np_coalesce_turn(struct np_coalesce *co, unsigned most)
+{
+	if (co->credit) {
+		if (most >= 2 && !co->overran)
+			co->credit += co->credit < CREDIT_MAX;
+		else
+			co->credit = co->credit > 2 ? co->credit - 2 : 0;
+	} else if (most && ++co->probe >= PROBE_TURNS) {
+		co->probe = 0;
+		co->credit = 2;
+	}
+	co->overran = false;
+	return co->credit != 0;
+}
 
 static void coalesce(struct np_loop *l)
 {
@@ -473,21 +497,12 @@ static void coalesce(struct np_loop *l)
 
 	l->turn++;
 	l->turn_most = 0;
-	if (!l->wait_ns)
-		return;
-	if (l->credit) {
-		if (most >= 2)
-			l->credit += l->credit < CREDIT_MAX;
-		else
-			l->credit = l->credit > 2 ? l->credit - 2 : 0;
-	} else if (most && ++l->probe >= PROBE_TURNS) {
-		l->probe = 0;
-		l->credit = 2;
-	}
-	if (l->credit) {
+	if (l->wait_ns && np_coalesce_turn(&l->coalesce, most)) {
 		struct timespec ts = {0, l->wait_ns};
+		uint64_t t0 = uv_hrtime();
 
 		nanosleep(&ts, NULL);
+		l->coalesce.overran = uv_hrtime() - t0 > (uint64_t)l->wait_ns + OVERRUN_NS;
 	}
 }
 
