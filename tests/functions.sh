@@ -91,15 +91,22 @@ start_server() {
 	SERVER_PID=$!
 	NP_PIDS+=("$SERVER_PID")
 	# Generous: under valgrind on a loaded machine a start takes seconds.
-	wait_until 30 server_started "$pidfile" "$log" ||
-		fail "server did not write its pidfile within 30 s"
+	wait_pidfile 30 "$SERVER_PID" "$pidfile" "$log" server
 }
 
-# server_started PIDFILE LOG: whether the server started by start_server
-# wrote PIDFILE yet; fails if it exited instead.
-server_started() {
-	[ -s "$1" ] && return 0
-	kill -0 "$SERVER_PID" 2>/dev/null || fail "server exited at start: $(tail -n 5 "$2")"
+# wait_pidfile SECONDS PID PIDFILE LOG WHAT: waits until process PID
+# (named WHAT in messages) writes PIDFILE; fails, with the end of LOG, if
+# it exits first, and if it takes longer than SECONDS.
+wait_pidfile() {
+	wait_until "$1" pidfile_written "${@:2}" ||
+		fail "$5 did not write its pidfile within $1 s"
+}
+
+# pidfile_written PID PIDFILE LOG WHAT: whether PID wrote PIDFILE yet;
+# fails if it exited instead.
+pidfile_written() {
+	[ -s "$2" ] && return 0
+	kill -0 "$1" 2>/dev/null || fail "$4 exited at start: $(tail -n 5 "$3")"
 	return 1
 }
 

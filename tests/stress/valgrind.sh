@@ -18,12 +18,7 @@ valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite 
 	>"$TMP/server.log" 2>&1 &
 SERVER_PID=$!
 NP_PIDS+=("$SERVER_PID")
-for _ in $(seq 1 900); do
-	[ -s "$TMP/vg.pid" ] && break
-	kill -0 "$SERVER_PID" 2>/dev/null || fail "server under valgrind exited at start"
-	sleep 0.1
-done
-[ -s "$TMP/vg.pid" ] || fail "server under valgrind not ready within 90 s"
+wait_pidfile 90 "$SERVER_PID" "$TMP/vg.pid" "$TMP/server.log" "server under valgrind"
 
 timeout 300 python3 -B "$NP_SRC/tests/integration/protocol.py" "$PORT" || fail "protocol checks"
 out=$(qemu-io -f raw "$(uri m)" -c 'write -P 0xab 0 1M' -c 'write -P 0xcd 1000 3333' \

@@ -23,18 +23,13 @@ has_vol() { vol list "${2:-$pool}" | awk -v n="$1" '$1 == n { f = 1 } END { exit
 
 # start_nbdkit SOCKET ARGS...: nbdkit on a Unix socket, stopped by PID.
 start_nbdkit() {
-	local sock=$1 pidfile=$TMP/nbdkit.pid.$RANDOM i
+	local sock=$1 pidfile=$TMP/nbdkit.pid.$RANDOM
 	shift
 	rm -f "$sock" # a socket of an nbdkit stopped before
 	nbdkit -f -U "$sock" -P "$pidfile" "$@" >>"$TMP/nbdkit.log" 2>&1 &
 	NBDKIT_PID=$!
 	NP_PIDS+=("$NBDKIT_PID")
-	for i in $(seq 1 200); do
-		[ -s "$pidfile" ] && return 0
-		kill -0 "$NBDKIT_PID" 2>/dev/null || fail "nbdkit exited: $(tail -n 5 "$TMP/nbdkit.log")"
-		sleep 0.05
-	done
-	fail "nbdkit did not start"
+	wait_pidfile 10 "$NBDKIT_PID" "$pidfile" "$TMP/nbdkit.log" nbdkit
 }
 stop_nbdkit() {
 	kill "$NBDKIT_PID"
