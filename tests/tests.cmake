@@ -27,3 +27,8 @@ foreach(script ${NP_INTEGRATION_TESTS})
     LABELS valgrind TIMEOUT 900
     ENVIRONMENT "NBDPLEX=${CMAKE_SOURCE_DIR}/tests/valgrind-nbdplex.sh;NP_REAL_NBDPLEX=$<TARGET_FILE:nbdplex>;NP_SRC=${CMAKE_SOURCE_DIR};PATH=/usr/bin:/bin:/usr/sbin:/sbin:$ENV{PATH}")
 endforeach()
+
+# perf/lib/report.py, the bench's report, on a made-up run.
+add_test(NAME unit_report COMMAND python3 ${CMAKE_SOURCE_DIR}/tests/unit/test_report.py)
+set_tests_properties(unit_report PROPERTIES LABELS unit TIMEOUT 60
+  ENVIRONMENT "NP_SRC=${CMAKE_SOURCE_DIR}")

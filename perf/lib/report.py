@@ -108,6 +108,92 @@ def med(vals):
     return statistics.median(vals) if vals else None
 
 
+# The file engine's performance targets: IOPS against nbdkit's in the same
+# run, at least IOPS_4K for 4 KiB and MIBS_1M for 1 MiB jobs; server
+# CPU per 4 KiB request at most CPU_4K of nbdkit's; fewer than one syscall per
+# request at QD32; RSS under IDLE_RSS_MIB with 1,000 idle connections, and
+# under load no more above it than --max-inflight-total (INFLIGHT_TOTAL_MIB
+# by default) allows.
+TARGET_PEER = "nbdkit"
+IOPS_4K = 1.25
+MIBS_1M = 1.2
+CPU_4K = 0.5
+IDLE_RSS_MIB = 64
+INFLIGHT_TOTAL_MIB = 256
+
+
+def targets(w, job_order, summary, paired, rundir, meta):
+    base = meta["servers"].split(",")[0]
+    peer = TARGET_PEER
+    w(f"## Targets against {peer}\n")
+    w("`figure`: for a ratio, the ratio of the medians, as in the summary (a target is "
+      f"met when it meets the target), otherwise {base}'s own figure; `paired`: the median "
+      "of the ratios round by round; `rounds`: rounds whose own ratio meets the target.\n")
+    w("| target | job | figure | paired | rounds | met |")
+    w("|---|---|---:|---:|---:|---|")
+
+    meets = {">=": lambda v, t: v >= t, "<=": lambda v, t: v <= t, "<": lambda v, t: v < t}
+
+    def row(label, job, value, want, rs=None, op=">="):
+        if value is None:
+            w(f"| {label} | {job} | - | - | - | no run |")
+            return
+        ok = meets[op](value, want)
+        rounds = "-"
+        pm = "-"
+        if rs:
+            n = sum(1 for r in rs if meets[op](r, want))
+            rounds = f"{n} of {len(rs)}"
+            pm = fmt(med(rs), 2)
+        w(f"| {label} | {job} | {fmt(value, 2)} | {pm} | {rounds} | {'yes' if ok else 'no'} |")
+
+    def iops_ratio(job):
+        b, s = summary(job, base), summary(job, peer)
+        return ratio(b and b["iops"], s and s["iops"])
+
+    small = [j for j in job_order if "-4k-" in j]
+    large = [j for j in job_order if "-1m-" in j]
+    for j in small:
+        row(f"IOPS at least {IOPS_4K}x", j, iops_ratio(j), IOPS_4K, paired(j, peer))
+    for j in large:
+        row(f"MiB/s at least {MIBS_1M}x", j, iops_ratio(j), MIBS_1M, paired(j, peer))
+    for j in small:
+        b, s = summary(j, base), summary(j, peer)
+        row(f"CPU/op at most {CPU_4K}x", j, ratio(b and b["cpu"], s and s["cpu"]), CPU_4K,
+            op="<=")
+    for j in job_order:
+        if not j.endswith("-c4") or j[:-1] + "1" not in job_order:
+            continue
+        c1, c4 = iops_ratio(j[:-1] + "1"), iops_ratio(j)
+        gain = None if c1 is None or c4 is None else c4 / c1
+        row("gain with 4 connections at least the gain with 1 (IOPS ratio c4 / c1)",
+            j, gain, 1.0)
+
+    for r in read_tsv(os.path.join(rundir, "syscalls.tsv")):
+        if r["server"] != base or "-qd32-" not in r["job"]:
+            continue
+        res = load_fio(r["fio_json"])
+        st = parse_perf_stat(r["perf_file"])
+        per = st[0] / res["ops"] if res and st and res["ops"] else None
+        row("syscalls per request below 1", r["job"], per, 1.0, op="<")
+    for r in read_tsv(os.path.join(rundir, "rss.tsv")):
+        if r["server"] != base:
+            continue
+        try:
+            idle, peak = int(r["idle_rss_kib"]) / 1024, int(r["peak_rss_kib"]) / 1024
+        except ValueError:
+            row(f"RSS ({r['test']})", r["test"], None, 0)
+            continue
+        if r["test"] == "idle":
+            row(f"RSS with {r['connections']} idle connections below {IDLE_RSS_MIB} MiB (MiB)",
+                "idle", peak, IDLE_RSS_MIB, op="<")
+        else:
+            row(f"RSS under {r['connections']} writers at most {INFLIGHT_TOTAL_MIB} MiB "
+                "(--max-inflight-total) above the start (MiB)", r["test"], peak - idle,
+                INFLIGHT_TOTAL_MIB, op="<=")
+    w("")
+
+
 def main(rundir, out):
     meta = {}
     with open(os.path.join(rundir, "meta.txt")) as f:
@@ -160,6 +246,12 @@ def main(rundir, out):
             "n": len(rs),
             "iops_all": [x["iops"] for x in sorted(rs, key=lambda x: x["round"])],
         }
+
+    def paired(job, peer):
+        """IOPS ratios base/peer of the rounds both ran, in round order."""
+        mine = {x["round"]: x["iops"] for x in results.get(job, {}).get(base, [])}
+        theirs = {x["round"]: x["iops"] for x in results.get(job, {}).get(peer, [])}
+        return [mine[r] / theirs[r] for r in sorted(mine) if theirs.get(r)]
 
     o = []
     w = o.append
@@ -216,6 +308,25 @@ def main(rundir, out):
                 cells.append(fmt(statistics.geometric_mean(rs), 2) if rs else "-")
         w("| **geometric mean** | " + " | ".join(cells) + " |")
         w("")
+
+        w("### Round by round\n")
+        w(f"The IOPS ratio within each round: {base}'s figure over the peer's in the same "
+          "round, whose runs are minutes apart rather than the whole bench apart. The "
+          "machine's speed drifts from minute to minute (perf/README.md), and so do these. "
+          "Median (lowest-highest), then each round's ratio in order.\n")
+        w("| job | " + " | ".join(f"vs {p}" for p in peers) + " |")
+        w("|---|" + "---|" * len(peers))
+        for job in job_order:
+            cells = []
+            for p in peers:
+                rs = paired(job, p)
+                cells.append(f"{fmt(med(rs), 2)} ({fmt(min(rs), 2)}-{fmt(max(rs), 2)}): "
+                             + ", ".join(fmt(r, 2) for r in rs) if rs else "-")
+            w(f"| {job} | " + " | ".join(cells) + " |")
+        w("")
+
+    if TARGET_PEER in peers:
+        targets(w, job_order, summary, paired, rundir, meta)
 
     w("## Per job\n")
     for job in job_order:
