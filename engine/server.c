@@ -463,7 +463,8 @@ static int listen_on(struct np_server *srv, struct np_listener *lis, const char 
  * requests starts it with two credits; a wait after which some connection
  * brought two requests or more earns one (up to CREDIT_MAX), any other costs
  * two, and with none left it stops. A client with one request in flight, or
- * none, stops it after the trial: it pays one wait in PROBE_TURNS requests.
+ * none, stops it after the trial: it pays one wait in PROBE_TURNS + 1
+ * requests (the turn that ends a trial does not count towards the next).
  *
  * A wait that lasts OVERRUN_NS longer than asked does not pay either: the
  * loop's timer fired, but its core was busy with other threads, so the loop
