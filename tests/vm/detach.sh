@@ -1,9 +1,14 @@
 # Scenario 5: detach an idle device, detach during writes and reads, detach
 # with the background process killed; then rmmod.
+#
+# The server is nbdplex serve: Debian's nbdkit 1.32 aborts when a client
+# drops its connection while several of its threads are still sending
+# replies ("raw_send_socket: Assertion `sock >= 0' failed"), which killed
+# this scenario's server in 3 of 8 runs on 2026-11-24.
 . "$(dirname "$0")/lib.sh"
 load_nbdplex
 truncate -s 1G /tmp/disk.img
-start_server nbdkit /tmp/disk.img
+start_server nbdplex /tmp/disk.img
 
 step "detach idle"
 attach --path 127.0.0.1:$PORT --channels 2

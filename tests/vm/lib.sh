@@ -8,7 +8,12 @@ NP=$NPVM_BUILD/nbdplex
 NPKO=$NPVM_BUILD/kmod/nbdplex.ko
 PORT=10809
 step() { echo "--- $*"; }
-die() { echo "FAIL: $*"; exit 1; }
+# die MESSAGE: fails the scenario, with the end of the server's log if any.
+die() {
+	echo "FAIL: $*"
+	[ -s /tmp/srv.log ] && { echo "server log (end):"; tail -20 /tmp/srv.log; }
+	exit 1
+}
 ip link set lo up
 
 # start_server KIND FILE [PORT]: serves FILE as export "disk" on 127.0.0.1.
