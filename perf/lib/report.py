@@ -85,6 +85,35 @@ def parse_perf_stat(path):
     return total, rows
 
 
+def load_syscalls(rundir):
+    """syscalls.tsv rows, each with reqs, total and calls ([(name, count)],
+    most first) added; the three are None where fio or perf stat failed."""
+    out = []
+    for r in read_tsv(os.path.join(rundir, "syscalls.tsv")):
+        res = load_fio(r["fio_json"])
+        st = parse_perf_stat(r["perf_file"])
+        r["reqs"] = r["total"] = r["calls"] = None
+        if res is not None and st is not None and res["ops"]:
+            r["reqs"] = res["ops"]
+            r["total"], r["calls"] = st
+        out.append(r)
+    return out
+
+
+def load_rss(rundir):
+    """rss.tsv rows, each with idle_mib and peak_mib added (None if not a
+    number: the measurement failed)."""
+    out = []
+    for r in read_tsv(os.path.join(rundir, "rss.tsv")):
+        for key in ("idle", "peak"):
+            try:
+                r[key + "_mib"] = int(r[key + "_rss_kib"]) / 1024
+            except ValueError:
+                r[key + "_mib"] = None
+        out.append(r)
+    return out
+
+
 def fmt(v, digits=None):
     if v is None:
         return "-"
@@ -122,8 +151,7 @@ IDLE_RSS_MIB = 64
 INFLIGHT_TOTAL_MIB = 256
 
 
-def targets(w, job_order, summary, paired, rundir, meta):
-    base = meta["servers"].split(",")[0]
+def targets(w, base, job_order, summary, paired, sysc, rss):
     peer = TARGET_PEER
     w(f"## Targets against {peer}\n")
     w("`figure`: for a ratio, the ratio of the medians, as in the summary (a target is "
@@ -169,19 +197,16 @@ def targets(w, job_order, summary, paired, rundir, meta):
         row("gain with 4 connections at least the gain with 1 (IOPS ratio c4 / c1)",
             j, gain, 1.0)
 
-    for r in read_tsv(os.path.join(rundir, "syscalls.tsv")):
+    for r in sysc:
         if r["server"] != base or "-qd32-" not in r["job"]:
             continue
-        res = load_fio(r["fio_json"])
-        st = parse_perf_stat(r["perf_file"])
-        per = st[0] / res["ops"] if res and st and res["ops"] else None
+        per = r["total"] / r["reqs"] if r["reqs"] else None
         row("syscalls per request below 1", r["job"], per, 1.0, op="<")
-    for r in read_tsv(os.path.join(rundir, "rss.tsv")):
+    for r in rss:
         if r["server"] != base:
             continue
-        try:
-            idle, peak = int(r["idle_rss_kib"]) / 1024, int(r["peak_rss_kib"]) / 1024
-        except ValueError:
+        idle, peak = r["idle_mib"], r["peak_mib"]
+        if idle is None or peak is None:
             row(f"RSS ({r['test']})", r["test"], None, 0)
             continue
         if r["test"] == "idle":
@@ -325,8 +350,10 @@ def main(rundir, out):
             w(f"| {job} | " + " | ".join(cells) + " |")
         w("")
 
+    sysc = load_syscalls(rundir)
+    rss = load_rss(rundir)
     if TARGET_PEER in peers:
-        targets(w, job_order, summary, paired, rundir, meta)
+        targets(w, base, job_order, summary, paired, sysc, rss)
 
     w("## Per job\n")
     for job in job_order:
@@ -355,7 +382,6 @@ def main(rundir, out):
             w(line)
         w("")
 
-    sysc = read_tsv(os.path.join(rundir, "syscalls.tsv"))
     if sysc:
         w("## Syscalls per request\n")
         w(f"A fixed count of requests per connection ({meta.get('syscall_ios')} for 4 KiB at "
@@ -369,19 +395,15 @@ def main(rundir, out):
         w("| server | job | requests | syscalls | syscalls/request | top calls per request |")
         w("|---|---|---:|---:|---:|---|")
         for r in sysc:
-            res = load_fio(r["fio_json"])
-            st = parse_perf_stat(r["perf_file"])
-            reqs = res and res["ops"]
-            if res is None or st is None or not reqs:
+            reqs, total = r["reqs"], r["total"]
+            if not reqs:
                 w(f"| {r['server']} | {r['job']} | - | - | - | (failed: fio rc={r['fio_rc']}) |")
                 continue
-            total, rows = st
-            top = ", ".join(f"{n} {c / reqs:.2f}" for n, c in rows[:5])
+            top = ", ".join(f"{n} {c / reqs:.2f}" for n, c in r["calls"][:5])
             w(f"| {r['server']} | {r['job']} | {reqs:.0f} | {total} | "
               f"{total / reqs:.2f} | {top} |")
         w("")
 
-    rss = read_tsv(os.path.join(rundir, "rss.tsv"))
     if rss:
         w("## Memory (RSS)\n")
         w("VmRSS from /proc/PID/status (for nbd-server summed over its per-client processes). "
@@ -395,13 +417,8 @@ def main(rundir, out):
         w("| server | test | connections | RSS before (MiB) | RSS with load (MiB) | note |")
         w("|---|---|---:|---:|---:|---|")
         for r in rss:
-            def mib(v):
-                try:
-                    return f"{int(v) / 1024:.1f}"
-                except ValueError:
-                    return "-"
-            w(f"| {r['server']} | {r['test']} | {r['connections']} | {mib(r['idle_rss_kib'])} | "
-              f"{mib(r['peak_rss_kib'])} | {r['note']} |")
+            w(f"| {r['server']} | {r['test']} | {r['connections']} | {fmt(r['idle_mib'], 1)} | "
+              f"{fmt(r['peak_mib'], 1)} | {r['note']} |")
         w("")
 
     w("## How each server was started\n")
