@@ -10,6 +10,9 @@ import tempfile
 
 SRC = os.environ.get("NP_SRC") or os.path.join(os.path.dirname(__file__), "..", "..")
 REPORT = os.path.join(SRC, "perf", "lib", "report.py")
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.join(SRC, "tests", "integration"))
+from nbdraw import check, finish  # noqa: E402  (the tests' shared tally)
 RUNTIME = 8
 
 # IOPS per round, and server CPU ticks (at 100 per second) per run
@@ -22,16 +25,6 @@ TICKS = {"randread-4k-qd32-c1": {"nbdplex": 40, "nbdkit": 130},
          "randread-4k-qd32-c4": {"nbdplex": 61, "nbdkit": 100},
          "read-1m-qd8-c1": {"nbdplex": 100, "nbdkit": 100}}
 SYSCALLS = {"randread-4k-qd32-c1": 900, "randread-4k-qd32-c4": 1000}  # per 1000 requests
-
-failures = 0
-
-
-def check(cond, what):
-    global failures
-    print(("ok   " if cond else "FAIL ") + what)
-    if not cond:
-        failures += 1
-
 
 def fio_json(path, iops, ops):
     with open(path, "w") as f:
@@ -116,5 +109,4 @@ with tempfile.TemporaryDirectory() as d:
     check(rc == 0 and "## Targets" not in text and "### Round by round" not in text,
           "a run of nbdplex alone has no targets table and no round-by-round ratios")
 
-print(f"{failures} failure(s)")
-sys.exit(1 if failures else 0)
+finish()
