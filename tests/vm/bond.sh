@@ -83,11 +83,7 @@ head -c ${mib}M /dev/urandom >/tmp/data
 pidf=/tmp/srv.pid
 $SRV $NP serve -l $P0 -l $P1 -l $PB:$PORT -e disk=file:/tmp/disk.img --pidfile $pidf \
 	>/tmp/srv.log 2>&1 &
-for i in $(seq 100); do
-	[ -s $pidf ] && break
-	sleep 0.1
-done
-[ -s $pidf ] || { cat /tmp/srv.log; die "server did not start"; }
+wait_pidfile $pidf server
 SRV_PID=$(cat $pidf)
 for a in 10.77.0.2 10.77.1.2 $PB; do
 	greeted=0

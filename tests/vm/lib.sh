@@ -16,6 +16,17 @@ die() {
 }
 ip link set lo up
 
+# wait_pidfile PIDFILE WHAT: waits up to 10 s for a server (WHAT, in the
+# message) to write PIDFILE; fails with the end of its log otherwise.
+wait_pidfile() {
+	local i
+	for i in $(seq 100); do
+		[ -s "$1" ] && return 0
+		sleep 0.1
+	done
+	die "$2 did not start"
+}
+
 # start_server KIND FILE [PORT]: serves FILE as export "disk" on 127.0.0.1.
 # Leaves the server's PID in $SRV_PID.
 start_server() {
@@ -46,11 +57,7 @@ EOC
 	*) die "unknown server $kind" ;;
 	esac
 	local i
-	for i in $(seq 100); do
-		[ -s $pidf ] && break
-		sleep 0.1
-	done
-	[ -s $pidf ] || { cat /tmp/srv.log; die "$kind did not start"; }
+	wait_pidfile $pidf "$kind"
 	SRV_PID=$(cat $pidf)
 	kill -0 $SRV_PID || die "$kind exited"
 	# A pidfile is not a greeting: nbd-server forks per client and is slow
