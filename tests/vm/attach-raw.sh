@@ -61,8 +61,7 @@ step "a server without CAN_MULTI_CONN gets one channel only"
 rm -f /tmp/mc.pid
 nbdkit -f -P /tmp/mc.pid -i 127.0.0.1 -p $PORT --filter=multi-conn file /tmp/disk.img \
 	multi-conn-mode=disable >/tmp/mc.log 2>&1 &
-for i in $(seq 100); do [ -s /tmp/mc.pid ] && break; sleep 0.1; done
-SRV_PID=$(cat /tmp/mc.pid) || die "nbdkit did not start"
+wait_pidfile /tmp/mc.pid nbdkit
 $NP attach --path 127.0.0.1:$PORT --channels 2 2>/tmp/err && die "2 channels accepted without CAN_MULTI_CONN"
 cat /tmp/err
 grep -q "CAN_MULTI_CONN" /tmp/err || die "refusal does not say why"

@@ -84,15 +84,8 @@ pidf=/tmp/srv.pid
 $SRV $NP serve -l $P0 -l $P1 -l $PB:$PORT -e disk=file:/tmp/disk.img --pidfile $pidf \
 	>/tmp/srv.log 2>&1 &
 wait_pidfile $pidf server
-SRV_PID=$(cat $pidf)
 for a in 10.77.0.2 10.77.1.2 $PB; do
-	greeted=0
-	for i in $(seq 40); do
-		$CLI timeout 5 bash -c "exec 3<>/dev/tcp/$a/$PORT && head -c 8 <&3" 2>/dev/null |
-			grep -q NBDMAGIC && { greeted=1; break; }
-		sleep 0.5
-	done
-	[ $greeted = 1 ] || die "no greeting from $a"
+	retry 40 0.5 $CLI bash -c "$(declare -f greets); greets $a $PORT" || die "no greeting from $a"
 done
 
 # cattach ARGS...: nbdplex attach from the client namespace, device in $DEV.
@@ -183,18 +176,15 @@ status() {
 }
 st() { awk -v p=$1 -v c=$2 'NR > 2 && $1 == p {print $c}' /tmp/status; }
 # wait_path_gone PATH SECONDS: until the driver dropped every channel of PATH.
+no_channels_on() { [ -z "$(path_col $1 3)" ]; }
 wait_path_gone() {
-	local i
-	for i in $(seq $(($2 * 10))); do
-		[ -z "$(path_col $1 3)" ] && return 0
-		sleep 0.1
-	done
+	retry $(($2 * 10)) 0.1 no_channels_on $1 && return 0
 	sysp
 	die "path $1 still has channels after $2 s"
 }
 # wait_xfer PID WHAT: bounded wait for a background transfer, which must succeed.
 wait_xfer() {
-	timeout 300 sh -c "while kill -0 $1 2>/dev/null; do sleep 0.5; done" || die "$2 stuck"
+	wait_gone 300 "$2" $1
 	wait $1 || { cat /tmp/xfer.err; die "$2 saw an I/O error"; }
 }
 # The driver shares the load between paths, not channels: with three

@@ -28,8 +28,7 @@ dd if=$DEV of=/dev/null bs=64k count=16000 iflag=direct status=none 2>/tmp/dd-r.
 r=$!
 sleep 3
 timeout 60 $NP detach $DEV || die "detach under I/O failed or hung"
-timeout 60 sh -c "while kill -0 $w 2>/dev/null || kill -0 $r 2>/dev/null; do sleep 0.2; done" ||
-	die "I/O did not end after detach"
+wait_gone 60 "I/O after detach" $w $r
 wait $w && die "writer finished without error although detached"
 wait $r || true
 cat /tmp/dd-w.err
@@ -45,7 +44,7 @@ step "rmmod with a device still attached"
 attach --path 127.0.0.1:$PORT --channels 2
 owner=$(cat /sys/block/${DEV#/dev/}/nbdplex/owner)
 kill $owner
-for i in $(seq 50); do kill -0 $owner 2>/dev/null || break; sleep 0.1; done
+retry 50 0.1 gone $owner || true
 rmmod nbdplex || die "rmmod failed"
 [ ! -e /sys/block/${DEV#/dev/} ] || die "$DEV survived rmmod"
 [ ! -e /dev/nbdplex-ctl ] || die "control device still there"

@@ -16,15 +16,45 @@ die() {
 }
 ip link set lo up
 
-# wait_pidfile PIDFILE WHAT: waits up to 10 s for a server (WHAT, in the
-# message) to write PIDFILE; fails with the end of its log otherwise.
-wait_pidfile() {
-	local i
-	for i in $(seq 100); do
-		[ -s "$1" ] && return 0
-		sleep 0.1
+# retry TIMES PAUSE COMMAND...: runs COMMAND until it succeeds, at most
+# TIMES times with PAUSE seconds between tries; returns 1 if it never did.
+retry() {
+	local _tries=$1 _pause=$2
+	shift 2
+	until "$@"; do
+		_tries=$((_tries - 1))
+		[ $_tries -gt 0 ] || return 1
+		sleep $_pause
 	done
-	die "$2 did not start"
+}
+
+# gone PID...: whether every PID has exited.
+gone() {
+	local p
+	for p; do
+		! kill -0 $p 2>/dev/null || return 1
+	done
+}
+
+# wait_gone SECONDS WHAT PID...: waits for every PID to exit; fails with
+# "WHAT stuck" after SECONDS.
+wait_gone() {
+	local _secs=$1 _what=$2
+	shift 2
+	retry $((_secs * 5)) 0.2 gone "$@" || die "$_what stuck"
+}
+
+# wait_pidfile PIDFILE WHAT: waits up to 10 s for a server (WHAT, in the
+# message) to write PIDFILE, and leaves its PID in $SRV_PID; fails with the
+# end of its log otherwise.
+wait_pidfile() {
+	retry 100 0.1 test -s "$1" || die "$2 did not start"
+	SRV_PID=$(cat "$1")
+}
+
+# greets HOST PORT: whether an NBD server answers there with its greeting.
+greets() {
+	timeout 5 bash -c "exec 3<>/dev/tcp/$1/$2 && head -c 8 <&3" 2>/dev/null | grep -q NBDMAGIC
 }
 
 # start_server KIND FILE [PORT]: serves FILE as export "disk" on 127.0.0.1.
@@ -56,29 +86,18 @@ EOC
 		;;
 	*) die "unknown server $kind" ;;
 	esac
-	local i
 	wait_pidfile $pidf "$kind"
-	SRV_PID=$(cat $pidf)
 	kill -0 $SRV_PID || die "$kind exited"
 	# A pidfile is not a greeting: nbd-server forks per client and is slow
 	# to answer in a TCG guest on a busy host. Wait until it greets.
-	for i in $(seq 60); do
-		timeout 5 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port && head -c 8 <&3" 2>/dev/null |
-			grep -q NBDMAGIC && break
-		sleep 0.5
-	done
+	retry 60 0.5 greets 127.0.0.1 $port || die "$kind does not greet on port $port"
 	echo "server $kind pid $SRV_PID port $port"
 }
 
 stop_server() {
 	[ -n "${SRV_PID:-}" ] || return 0
 	kill $SRV_PID 2>/dev/null || true
-	local i
-	for i in $(seq 50); do
-		kill -0 $SRV_PID 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -9 $SRV_PID 2>/dev/null || true
+	retry 50 0.1 gone $SRV_PID || kill -9 $SRV_PID 2>/dev/null || true
 	SRV_PID=
 }
 trap stop_server EXIT
@@ -98,12 +117,7 @@ drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 load_nbdplex() {
 	[ -f $NPKO ] || die "no $NPKO: build the kmod target first"
 	insmod $NPKO "$@" || die "insmod $NPKO failed"
-	local i
-	for i in $(seq 50); do
-		[ -c /dev/nbdplex-ctl ] && return 0
-		sleep 0.1
-	done
-	die "/dev/nbdplex-ctl did not appear"
+	retry 50 0.1 test -c /dev/nbdplex-ctl || die "/dev/nbdplex-ctl did not appear"
 }
 
 # attach ARGS...: runs nbdplex attach, leaves the device in $DEV.
@@ -116,14 +130,12 @@ attach() {
 
 # The healthy channels of $DEV.
 channels_up() { grep -c ' up ' /sys/block/${DEV#/dev/}/nbdplex/channels || true; }
+# has_channels N: whether $DEV has N healthy channels or more.
+has_channels() { [ "$(channels_up)" -ge $1 ]; }
 
 # wait_channels N SECONDS: until $DEV has N healthy channels.
 wait_channels() {
-	local i
-	for i in $(seq $(($2 * 10))); do
-		[ "$(channels_up)" -ge $1 ] && return 0
-		sleep 0.1
-	done
+	retry $(($2 * 10)) 0.1 has_channels $1 && return 0
 	cat /sys/block/${DEV#/dev/}/nbdplex/channels
 	die "$DEV did not get $1 channels within $2 s"
 }

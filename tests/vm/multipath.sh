@@ -17,8 +17,7 @@ ip -n srv link set lo up
 truncate -s 512M /tmp/disk.img
 pidf=/tmp/srv.pid
 ip netns exec srv nbdkit -f -P $pidf -p $PORT file /tmp/disk.img >/tmp/srv.log 2>&1 &
-for i in $(seq 100); do [ -s $pidf ] && break; sleep 0.1; done
-SRV_PID=$(cat $pidf) || die "nbdkit did not start in the namespace"
+wait_pidfile $pidf "nbdkit in the namespace"
 head -c 96M /dev/urandom >/tmp/data
 
 step "channels over both paths"
@@ -43,7 +42,7 @@ w=$!
 sleep 1
 kill -0 $w || die "writer finished before the path went down; nothing tested"
 ip link set p1 down
-timeout 240 sh -c "while kill -0 $w 2>/dev/null; do sleep 0.5; done" || die "writer stuck"
+wait_gone 240 writer $w
 wait $w || { cat /tmp/dd.err; die "writer saw an error"; }
 cat $ch
 [ "$(awk 'NR > 1 && $2 == 1' $ch | wc -l)" = 0 ] || die "path 1 channels still listed"

@@ -33,10 +33,8 @@ start_server nbdkit /tmp/disk.img
 wait_channels 2 30
 mdadm /dev/md0 --remove failed
 mdadm /dev/md0 --re-add $DEV
-for i in $(seq 240); do
-	mdstat | grep -q '\[UU\]' && ! mdstat | grep -q recovery && break
-	sleep 0.5
-done
+in_sync() { mdstat | grep -q '\[UU\]' && ! mdstat | grep -q recovery; }
+retry 240 0.5 in_sync || true
 mdstat
 mdstat | grep -q '\[UU\]' || die "array did not recover"
 dd if=/dev/md0 of=/tmp/back bs=1M count=64 iflag=direct status=none

@@ -16,10 +16,8 @@ w=$!
 # Kill once the writer has moved 8 MiB, not after a fixed time: on a fast
 # host 96 MiB can be done in seconds.
 ch=/sys/block/${DEV#/dev/}/nbdplex/channels
-for i in $(seq 100); do
-	[ "$(awk 'NR > 1 {s += $7} END {print s + 0}' $ch)" -ge 8388608 ] && break
-	sleep 0.05
-done
+moved_8m() { [ "$(awk 'NR > 1 {s += $7} END {print s + 0}' $ch)" -ge 8388608 ]; }
+retry 100 0.05 moved_8m || true
 kill -0 $w || die "writer finished before the server was killed; nothing tested"
 kill -9 $SRV_PID
 SRV_PID=
@@ -27,7 +25,7 @@ sleep 2
 channels_up | grep -qx 0 || die "channels still up with the server gone"
 start_server $kind /tmp/disk.img
 wait_channels 2 30
-timeout 240 sh -c "while kill -0 $w 2>/dev/null; do sleep 0.5; done" || die "writer stuck"
+wait_gone 240 writer $w
 wait $w || { cat /tmp/dd.err; die "writer saw an error"; }
 grep -a "restored" /tmp/attach.log || die "attach log shows no reconnection"
 

@@ -9,12 +9,9 @@ truncate -s 64M /tmp/disk.img
 start_server nbdplex /tmp/disk.img
 sectors() { cat /sys/block/${DEV#/dev/}/size; }
 # wait_size SECTORS: until the disk has that size, at most 60 s.
+has_sectors() { [ "$(sectors)" = $1 ]; }
 wait_size() {
-	local i
-	for i in $(seq 300); do
-		[ "$(sectors)" = $1 ] && return 0
-		sleep 0.2
-	done
+	retry 300 0.2 has_sectors $1 && return 0
 	cat /tmp/attach.log
 	die "$DEV has $(sectors) sectors, not $1"
 }
