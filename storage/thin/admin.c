@@ -26,6 +26,8 @@ int thin_vol_refresh(struct thin_pool *p, struct thin_vol *v)
 
 	if (!d)
 		return -ENOENT;
+	/* A new chain may turn what the volume owned into a base's chunks. */
+	thin_vcache_clear(v);
 	__atomic_store_n(&v->size, d->r.size, __ATOMIC_RELAXED);
 	limit = chunks_of(p, d->r.size);
 	free(v->chain);
@@ -553,6 +555,11 @@ int thin_admin(struct thin_pool *p, int argc, char **argv, FILE *out, char **err
 	}
 	if (rc == 0 && found)
 		rc = refresh_all(p);
+	else
+		/* Whatever a failed change wrote, no cache keeps a mapping
+		 * from before it. */
+		for (struct thin_vol *v = p->vols; v; v = v->next)
+			thin_vcache_clear(v);
 	pthread_rwlock_unlock(&p->io_lock);
 	thin_txn_reset(&t);
 	if (!found && !p->broken)

@@ -107,6 +107,11 @@ struct thin_level {
 
 struct thin_pool;
 
+/* Slots of a volume's mapping cache: a power of two, and a multiple of
+ * THIN_STRIPES so that every chunk a slot may hold has the same stripe.
+ * 128 KiB per open volume; 1 GiB of 64 KiB chunks fits without conflicts. */
+#define THIN_VCACHE_SLOTS (16 * THIN_STRIPES)
+
 /* An open volume (an export's handle). */
 struct thin_vol {
 	struct thin_pool *pool;
@@ -116,6 +121,14 @@ struct thin_vol {
 	struct thin_level *chain;
 	unsigned nchain;
 	char name[THIN_NAME_MAX + 1];
+	/* Chunks the volume's own device maps (level 0 of the chain), as
+	 * committed, direct-mapped: slot lchunk % THIN_VCACHE_SLOTS holds
+	 * (lchunk / THIN_VCACHE_SLOTS + 1) << 32 | pchunk, or 0. It saves a
+	 * RocksDB lookup per I/O to written space. A slot is read and filled
+	 * under its chunk's stripe lock held shared, and changed by writes and
+	 * trims under it exclusive; catalog changes, which may change the
+	 * chain, empty it under io_lock exclusive. NULL: no cache. */
+	uint64_t *vcache;
 };
 
 /* One metadata update; the key is at most 17 bytes. The value is val, or a
@@ -193,6 +206,8 @@ extern const struct np_storage_ops np_storage_thin;
 /* Writes with io_lock already held (shared or exclusive). */
 int thin_write_locked(struct thin_vol *v, const void *buf, uint64_t len, uint64_t off,
 		      uint32_t flags, bool skip_holes);
+/* Empties v's mapping cache; the caller holds io_lock exclusive. */
+void thin_vcache_clear(struct thin_vol *v);
 
 /* pool.c */
 int thin_pool_create(const char *dir, const char *data, uint32_t chunk_size, uint64_t size,

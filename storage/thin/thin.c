@@ -5,7 +5,10 @@
  * queues mapping changes for group commit. A write lands in a chunk the
  * volume owns (in place) or in a freshly allocated one, and only then is its
  * mapping committed, so a crash leaves either the old mapping with the old
- * contents or the new mapping with the new contents. */
+ * contents or the new mapping with the new contents. The chunks a volume
+ * owns are cached per volume (struct thin_vol) so that I/O to written space
+ * skips RocksDB; the cache holds committed mappings only and takes no part
+ * in what a crash leaves. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -62,15 +65,81 @@ static int lookup_cb(void *ctx, uint64_t lc, uint64_t pc)
 	return 0;
 }
 
+/* The volume's mapping cache (struct thin_vol). Slots are accessed
+ * atomically because readers of two chunks that share a slot hold its
+ * stripe shared and may fill it at once; either value is right. */
+_Static_assert(THIN_VCACHE_SLOTS % THIN_STRIPES == 0, "a slot must have one stripe");
+_Static_assert((THIN_VCACHE_SLOTS & (THIN_VCACHE_SLOTS - 1)) == 0, "slots: a power of two");
+
+static uint64_t *vcache_slot(struct thin_vol *v, uint64_t lc)
+{
+	return &v->vcache[lc & (THIN_VCACHE_SLOTS - 1)];
+}
+
+/* 0 when lc is too far out for the slot's 32-bit tag. */
+static uint64_t vcache_tag(uint64_t lc)
+{
+	uint64_t tag = lc / THIN_VCACHE_SLOTS + 1;
+
+	return tag >> 32 ? 0 : tag << 32;
+}
+
+static bool vcache_get(struct thin_vol *v, uint64_t lc, uint64_t *pc)
+{
+	uint64_t tag = vcache_tag(lc);
+	uint64_t e = __atomic_load_n(vcache_slot(v, lc), __ATOMIC_RELAXED);
+
+	if (!tag || (e & ~0xffffffffULL) != tag)
+		return false;
+	*pc = e & 0xffffffff;
+	return true;
+}
+
+/* lc is now mapped to pc in the volume's own device. Pools have at most
+ * 2^32 chunks (thin_pool_create), so pc fits the slot's low half. */
+static void vcache_put(struct thin_vol *v, uint64_t lc, uint64_t pc)
+{
+	uint64_t tag = vcache_tag(lc);
+
+	if (v->vcache && tag && pc <= 0xffffffff)
+		__atomic_store_n(vcache_slot(v, lc), tag | pc, __ATOMIC_RELAXED);
+}
+
+/* lc is about to stop being mapped in the volume's own device. */
+static void vcache_drop(struct thin_vol *v, uint64_t lc)
+{
+	uint64_t pc;
+
+	if (v->vcache && vcache_get(v, lc, &pc))
+		__atomic_store_n(vcache_slot(v, lc), 0, __ATOMIC_RELAXED);
+}
+
+void thin_vcache_clear(struct thin_vol *v)
+{
+	if (v->vcache)
+		memset(v->vcache, 0, THIN_VCACHE_SLOTS * sizeof(*v->vcache));
+}
+
 /* Resolves chunks [first, first + n) of v, walking down the chain; the
- * caller holds io_lock shared. */
-static int lookup(struct thin_vol *v, uint64_t first, uint64_t n, struct map *m)
+ * caller holds io_lock shared. With locked, it also holds the chunks'
+ * stripes, so that it may use and fill the cache: a lookup without them
+ * could fill a slot with a mapping that a trim has just removed. */
+static int lookup(struct thin_vol *v, uint64_t first, uint64_t n, struct map *m, bool locked)
 {
 	struct thin_pool *p = v->pool;
+	bool cached = locked && v->vcache;
 	uint8_t lo[17];
 	char *e = NULL;
 	int rc = 0;
 
+	if (cached) {
+		uint64_t i = 0;
+
+		for (; i < n && vcache_get(v, first + i, &m[i].pchunk); i++)
+			m[i].state = MAP_OWNED;
+		if (i == n)
+			return 0;
+	}
 	for (uint64_t i = 0; i < n; i++)
 		m[i].state = MAP_UNKNOWN;
 	for (unsigned l = 0; l < v->nchain; l++) {
@@ -104,9 +173,12 @@ static int lookup(struct thin_vol *v, uint64_t first, uint64_t n, struct map *m)
 		if (rc < 0)
 			return rc;
 	}
-	for (uint64_t i = 0; i < n; i++)
+	for (uint64_t i = 0; i < n; i++) {
 		if (m[i].state == MAP_UNKNOWN)
 			m[i].state = MAP_HOLE;
+		else if (cached && m[i].state == MAP_OWNED)
+			vcache_put(v, first + i, m[i].pchunk);
+	}
 	return 0;
 }
 
@@ -201,8 +273,14 @@ static int thin_open(const char *spec, bool readonly, void **handle, char **err)
 		return -ENOMEM;
 	snprintf(v->name, sizeof(v->name), "%s", slash + 1);
 	v->readonly = readonly;
+	v->vcache = calloc(THIN_VCACHE_SLOTS, sizeof(*v->vcache));
+	if (!v->vcache) {
+		free(v);
+		return -ENOMEM;
+	}
 	rc = thin_pool_open(dir, true, &p, err);
 	if (rc < 0) {
+		free(v->vcache);
 		free(v);
 		return rc;
 	}
@@ -227,6 +305,7 @@ static int thin_open(const char *spec, bool readonly, void **handle, char **err)
 	pthread_rwlock_unlock(&p->io_lock);
 	if (rc < 0) {
 		free(v->chain);
+		free(v->vcache);
 		free(v);
 		thin_pool_close(p);
 		return rc;
@@ -248,6 +327,7 @@ static void thin_close(void *h)
 		}
 	pthread_rwlock_unlock(&p->io_lock);
 	free(v->chain);
+	free(v->vcache);
 	free(v);
 	thin_pool_close(p);
 }
@@ -309,7 +389,7 @@ static int thin_pread(void *h, void *buf, uint64_t len, uint64_t off)
 		uint64_t n = last - first + 1 > WINDOW ? WINDOW : last - first + 1;
 
 		stripes_lock(p, &s, v->chain[0].dev, first, n, true);
-		rc = lookup(v, first, n, m);
+		rc = lookup(v, first, n, m, true);
 		for (uint64_t i = 0; i < n && len > 0 && rc == 0;) {
 			uint64_t inoff = off & (cs - 1);
 			uint64_t piece = cs - inoff < len ? cs - inoff : len;
@@ -428,7 +508,7 @@ static int write_window(struct thin_vol *v, const void *buf, uint64_t len, uint6
 		goto out_free;
 	}
 	stripes_lock(p, &s, v->chain[0].dev, first, n, false);
-	rc = lookup(v, first, n, m);
+	rc = lookup(v, first, n, m, true);
 	/* Zeroing the edges of a trim leaves holes alone: they read as zeroes. */
 	for (uint64_t i = 0; i < n && rc == 0; i++)
 		if (skip_holes && m[i].state == MAP_HOLE)
@@ -459,6 +539,10 @@ static int write_window(struct thin_vol *v, const void *buf, uint64_t len, uint6
 		rc = thin_commit(p, &t);
 	if (rc < 0 && !p->broken)
 		thin_unalloc(p, fresh, need);
+	/* The fresh chunks' mappings are committed: cache them. */
+	for (uint64_t i = 0, k = 0; i < n && rc == 0; i++)
+		if (m[i].state == MAP_HOLE || m[i].state == MAP_SHARED)
+			vcache_put(v, first + i, fresh[k++]);
 out_unlock:
 	stripes_unlock(p, &s);
 out_free:
@@ -538,7 +622,7 @@ static int unmap_window(struct thin_vol *v, uint64_t first, uint64_t n, bool fua
 	if (!m)
 		return -ENOMEM;
 	stripes_lock(p, &s, v->chain[0].dev, first, n, false);
-	rc = lookup(v, first, n, m);
+	rc = lookup(v, first, n, m, true);
 	for (uint64_t i = 0; i < n && rc == 0; i++) {
 		uint64_t lc = first + i;
 		/* A base that could still show through needs a tombstone. */
@@ -546,6 +630,9 @@ static int unmap_window(struct thin_vol *v, uint64_t first, uint64_t n, bool fua
 
 		if (m[i].state == MAP_HOLE)
 			continue;
+		/* Before the commit, which may release the chunk for reuse;
+		 * should the commit fail, the cache merely misses. */
+		vcache_drop(v, lc);
 		thin_key_map(key, v->chain[0].dev, lc);
 		if (m[i].state == MAP_OWNED)
 			rc = thin_txn_free(&t, m[i].pchunk);
@@ -649,7 +736,7 @@ static int thin_extents(void *h, struct np_io *io)
 		uint64_t last = (off + len - 1) >> p->chunk_shift;
 		uint64_t n = last - first + 1 > WINDOW ? WINDOW : last - first + 1;
 
-		rc = lookup(v, first, n, m);
+		rc = lookup(v, first, n, m, false);
 		for (uint64_t i = 0; i < n && len > 0 && more && rc == 0; i++) {
 			uint64_t inoff = off & (cs - 1);
 			uint64_t piece = cs - inoff < len ? cs - inoff : len;

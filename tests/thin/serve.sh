@@ -58,10 +58,23 @@ if vol delete "$pool" s1 2>"$TMP/err"; then fail "deleted a snapshot with two de
 grep -q "c1" "$TMP/err" || fail "delete message does not name c1: $(cat "$TMP/err")"
 
 # The served volume continues after its snapshot: writes copy, the snapshot
-# keeps the old data.
+# keeps the old data (the server read 1M before, so it had that chunk's
+# mapping cached as the volume's own).
 qemu-io -f raw "$(uri v1)" -c 'write -P 0x44 1052672 4k' -c 'read -P 0x11 1M 4k' \
 	-c 'read -P 0x44 1052672 4k' -c 'discard 40M 1M' -c 'read -P 0 40M 1M' \
 	-c flush >/dev/null || fail "write after snapshot"
+# A trimmed chunk reads as zeroes, not as what its cached mapping held.
+qemu-io -f raw "$(uri v1)" -c 'write -P 0x55 60M 64k' -c 'read -P 0x55 60M 64k' \
+	-c 'discard 60M 64k' -c 'read -P 0 60M 64k' -c 'write -P 0x66 60M 4k' \
+	-c 'read -P 0x66 60M 4k' -c 'read -P 0 62918656 60k' >/dev/null ||
+	fail "trim of a cached chunk"
+# The same on v2, with no other catalog change in between: the mappings the
+# server cached must not outlive the snapshot (s2 is read after the restart).
+qemu-io -f raw "$(uri v2)" -c 'write -P 0x77 0 64k' -c 'read -P 0x77 0 64k' >/dev/null ||
+	fail "write v2"
+vol snapshot "$pool" v2 s2 || fail "snapshot of v2 while serving"
+qemu-io -f raw "$(uri v2)" -c 'write -P 0x78 4k 4k' -c 'read -P 0x77 0 4k' \
+	-c 'read -P 0x78 4k 4k' -c 'read -P 0x77 8k 56k' >/dev/null || fail "write after snapshot of v2"
 nbdinfo --map "$(uri v1)" >"$TMP/map2"
 python3 - "$TMP/map2" <<'PY' || fail "trimmed range is not a hole: $(cat "$TMP/map2")"
 import sys
@@ -78,13 +91,16 @@ wait "$SERVER_PID" 2>/dev/null || true
 vol check "$pool" >/dev/null || fail "check after kill -9"
 vol list "$pool" >/dev/null || fail "list after kill -9"
 
-start_server -r -e v1=thin:"$pool/v1" -e s1=thin:"$pool/s1" -e c1=thin:"$pool/c1"
+start_server -r -e v1=thin:"$pool/v1" -e s1=thin:"$pool/s1" -e c1=thin:"$pool/c1" \
+	-e s2=thin:"$pool/s2"
 qemu-io -r -f raw "$(uri v1)" -c 'read -P 0x11 1M 4k' -c 'read -P 0x44 1052672 4k' \
-	-c 'read -P 0 40M 1M' -c 'read -P 0x33 100M 4k' >/dev/null || fail "v1 after restart"
+	-c 'read -P 0 40M 1M' -c 'read -P 0x33 100M 4k' -c 'read -P 0x66 60M 4k' \
+	-c 'read -P 0 62918656 60k' >/dev/null || fail "v1 after restart"
 for v in s1 c1; do
 	qemu-io -r -f raw "$(uri $v)" -c 'read -P 0x11 1M 64k' -c 'read -P 0x22 40M 1M' \
 		-c 'read -P 0x33 100M 4k' >/dev/null || fail "$v keeps the data of the snapshot"
 done
+qemu-io -r -f raw "$(uri s2)" -c 'read -P 0x77 0 64k' >/dev/null || fail "s2 keeps its data"
 vol list "$pool" | grep -q '^c1 ' || fail "list through a read-only server"
 stop_server
 [ ! -e "$pool/control.sock" ] || fail "control socket left after a clean stop"
@@ -93,6 +109,7 @@ stop_server
 vol delete "$pool" c1 || fail "delete c1"
 vol delete "$pool" s1 || fail "delete s1"
 vol delete "$pool" v2 || fail "delete v2"
+vol delete "$pool" s2 || fail "delete s2"
 vol check "$pool" >/dev/null || fail "check after deletes"
-[ "$(alloc_of v1)" = $((2 * 65536)) ] || fail "v1 allocation after fold: $(vol list "$pool")"
+[ "$(alloc_of v1)" = $((3 * 65536)) ] || fail "v1 allocation after fold: $(vol list "$pool")"
 pass

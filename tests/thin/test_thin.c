@@ -75,6 +75,17 @@ static void *open_vol(const char *name, bool ro)
 	return rc < 0 ? NULL : h;
 }
 
+/* Creates a volume and opens it for writing. */
+static void *new_vol(const char *name, const char *size)
+{
+	void *h;
+
+	CHECK_EQ(vol("create", pool, name, size, NULL), 0);
+	h = open_vol(name, false);
+	CHECK(h != NULL);
+	return h;
+}
+
 static void fill(uint8_t *buf, uint64_t len, uint64_t off, unsigned seed)
 {
 	for (uint64_t i = 0; i < len; i++)
@@ -335,6 +346,220 @@ static void test_concurrent(void)
 	check_pool();
 }
 
+/* The volume's mapping cache (struct thin_vol) must follow every change of
+ * the volume's own mappings. Each step reads what it is about to change, so
+ * that the chunks are cached; a stale entry would show old data, or turn a
+ * copy on write into a write through to a snapshot. */
+static void test_cache(void)
+{
+	void *v, *s, *o;
+
+	v = new_vol("cv", "4M");
+	o = new_vol("other", "4M");
+	if (!v || !o)
+		return;
+	CHECK_EQ(write_pat(v, 4 * CS, 0, 50, 0), 0);
+	CHECK(verify(v, 4 * CS, 0, 50));
+
+	/* A live snapshot: what the volume owned is now shared. */
+	CHECK_EQ(vol("snapshot", pool, "cv", "cs1", NULL), 0);
+	CHECK_EQ(write_pat(v, 4 * K, 8 * K, 51, 0), 0); /* copy on write */
+	CHECK_EQ(write_pat(v, CS, CS, 52, 0), 0);       /* whole chunk: fresh */
+	CHECK(verify(v, 8 * K, 0, 50));
+	CHECK(verify(v, 4 * K, 8 * K, 51));
+	CHECK(verify(v, CS - 12 * K, 12 * K, 50));
+	CHECK(verify(v, CS, CS, 52));
+	CHECK(verify(v, 2 * CS, 2 * CS, 50));
+	s = open_vol("cs1", true);
+	CHECK(s != NULL);
+	if (s) {
+		CHECK(verify(s, 4 * CS, 0, 50));
+		CHECK(verify(s, 4 * CS, 0, 50)); /* from the snapshot's own cache */
+		ops->close(s);
+	}
+
+	/* The chunks written since are the volume's again, and cached: a trim
+	 * and a zero must drop them, even once their chunks hold another
+	 * volume's data. */
+	CHECK(verify(v, 4 * K, 8 * K, 51));
+	CHECK_EQ(ops->trim(v, CS, 0, 0), 0);
+	CHECK(verify(v, CS, 0, -1));
+	CHECK_EQ(ops->zero(v, CS, CS, 0), 0);
+	CHECK(verify(v, CS, CS, -1));
+	CHECK_EQ(ops->flush(v), 0); /* the releases are durable: reusable */
+	CHECK_EQ(write_pat(o, 4 * M, 0, 53, 0), 0);
+	CHECK(verify(v, 2 * CS, 0, -1));
+	/* Trimming a shared chunk leaves a tombstone over the snapshot's. */
+	CHECK_EQ(ops->trim(v, CS, 2 * CS, 0), 0);
+	CHECK(verify(v, CS, 2 * CS, -1));
+	CHECK(verify(v, CS, 3 * CS, 50));
+
+	/* Written again: fresh chunks, cached at once. */
+	CHECK_EQ(write_pat(v, 4 * K, 4 * K, 54, 0), 0);
+	CHECK(verify(v, 4 * K, 4 * K, 54));
+	CHECK(verify(v, 4 * K, 0, -1));
+	CHECK_EQ(write_pat(v, 4 * K, 4 * K, 55, NBD_CMD_FLAG_FUA), 0); /* in place */
+	CHECK(verify(v, 4 * K, 4 * K, 55));
+
+	/* A clone of the snapshot, and a second snapshot of the volume. */
+	CHECK_EQ(vol("snapshot", pool, "cv", "cs2", NULL), 0);
+	CHECK_EQ(write_pat(v, 4 * K, 4 * K, 56, 0), 0);
+	CHECK_EQ(vol("clone", pool, "cs1", "cc", NULL), 0);
+	s = open_vol("cs2", true);
+	if (s) {
+		CHECK(verify(s, 4 * K, 4 * K, 55));
+		CHECK(verify(s, 4 * K, 0, -1));
+		CHECK(verify(s, CS - 8 * K, 8 * K, -1));
+		CHECK(verify(s, 2 * CS, CS, -1));
+		CHECK(verify(s, CS, 3 * CS, 50));
+		ops->close(s);
+	}
+	s = open_vol("cc", false);
+	if (s) {
+		CHECK(verify(s, 4 * CS, 0, 50));
+		ops->close(s);
+	}
+	CHECK(verify(v, 4 * K, 4 * K, 56));
+
+	/* Deleting snapshots folds them into the volume while it is open:
+	 * what it saw through them it now owns, and writes in place. */
+	CHECK_EQ(vol("delete", pool, "cc", NULL), 0);
+	CHECK_EQ(vol("delete", pool, "cs1", NULL), 0);
+	CHECK_EQ(vol("delete", pool, "cs2", NULL), 0);
+	CHECK(verify(v, CS, 3 * CS, 50));
+	CHECK_EQ(write_pat(v, 4 * K, 3 * CS, 57, 0), 0);
+	CHECK(verify(v, 4 * K, 3 * CS, 57));
+	CHECK(verify(v, CS - 4 * K, 3 * CS + 4 * K, 50));
+	CHECK(verify(v, 4 * K, 4 * K, 56));
+
+	/* Growing while open. */
+	CHECK_EQ(ops->resize(v, 5 * M), 0);
+	CHECK(verify(v, CS - 4 * K, 3 * CS + 4 * K, 50));
+	CHECK_EQ(write_pat(v, 4 * K, 3 * CS, 58, 0), 0);
+	CHECK(verify(v, 4 * K, 3 * CS, 58));
+	CHECK(verify(v, 1 * M, 4 * M, -1));
+	CHECK(verify(o, 4 * M, 0, 53));
+	ops->close(o);
+	ops->close(v);
+	/* A fresh open (an empty cache) sees the same. */
+	v = open_vol("cv", false);
+	if (v) {
+		CHECK(verify(v, 4 * K, 0, -1));
+		CHECK(verify(v, 4 * K, 4 * K, 56));
+		CHECK(verify(v, CS - 8 * K, 8 * K, -1));
+		CHECK(verify(v, 2 * CS, CS, -1));
+		CHECK(verify(v, 4 * K, 3 * CS, 58));
+		ops->close(v);
+	}
+	CHECK_EQ(vol("delete", pool, "cv", NULL), 0);
+	CHECK_EQ(vol("delete", pool, "other", NULL), 0);
+	check_pool();
+}
+
+/* Threads that each own some chunks of one volume write, read back and trim
+ * them while another snapshots the volume and deletes old snapshots: every
+ * snapshot makes the cached chunks shared under the threads' feet. */
+struct churn {
+	void *h;
+	unsigned id;
+	uint8_t *shadow; /* what the thread's chunks should hold */
+	int bad;
+};
+
+#define CHURN_THREADS 3
+#define CHURN_CHUNKS  12 /* per thread */
+
+static uint64_t churn_off(unsigned id, unsigned c)
+{
+	return ((uint64_t)c * CHURN_THREADS + id) * CS;
+}
+
+static void *churn_main(void *arg)
+{
+	struct churn *w = arg;
+	uint8_t *buf = malloc(CS);
+	unsigned r = w->id * 7919 + 1;
+
+	for (unsigned i = 0; i < 600 && buf; i++) {
+		unsigned c, op;
+		uint64_t at, len;
+
+		r = r * 1103515245 + 12345;
+		c = (r >> 8) % CHURN_CHUNKS;
+		op = (r >> 20) % 8;
+		at = (r >> 4) % 16 * 4 * K;
+		len = op == 0 ? CS : 4 * K;
+		if (op == 0)
+			at = 0;
+		if (op == 7) {
+			if (ops->trim(w->h, CS, churn_off(w->id, c), 0) < 0)
+				w->bad++;
+			memset(w->shadow + (uint64_t)c * CS, 0, CS);
+		} else {
+			fill(buf, len, churn_off(w->id, c) + at, 60 + i);
+			if (ops->pwrite(w->h, buf, len, churn_off(w->id, c) + at,
+					op == 1 ? NBD_CMD_FLAG_FUA : 0) < 0)
+				w->bad++;
+			memcpy(w->shadow + (uint64_t)c * CS + at, buf, len);
+		}
+		if (ops->pread(w->h, buf, CS, churn_off(w->id, c)) < 0 ||
+		    memcmp(buf, w->shadow + (uint64_t)c * CS, CS) != 0) {
+			if (w->bad++ < 5)
+				fprintf(stderr, "churn: thread %u chunk %u differs at step %u\n",
+					w->id, c, i);
+		}
+	}
+	free(buf);
+	return NULL;
+}
+
+static void test_cache_churn(void)
+{
+	struct churn w[CHURN_THREADS];
+	pthread_t t[CHURN_THREADS];
+	char name[32], old[32];
+	void *h;
+
+	h = new_vol("ch", "4M");
+	if (!h)
+		return;
+	for (unsigned i = 0; i < CHURN_THREADS; i++) {
+		w[i] = (struct churn){.h = h, .id = i, .shadow = calloc(CHURN_CHUNKS, CS)};
+		pthread_create(&t[i], NULL, churn_main, &w[i]);
+	}
+	for (unsigned k = 0; k < 30; k++) {
+		snprintf(name, sizeof(name), "chs%u", k);
+		CHECK_EQ(vol("snapshot", pool, "ch", name, NULL), 0);
+		if (k >= 2) {
+			snprintf(old, sizeof(old), "chs%u", k - 2);
+			CHECK_EQ(vol("delete", pool, old, NULL), 0);
+		}
+		usleep(2000);
+	}
+	for (unsigned i = 0; i < CHURN_THREADS; i++) {
+		pthread_join(t[i], NULL);
+		CHECK_EQ(w[i].bad, 0);
+	}
+	ops->close(h);
+	h = open_vol("ch", false);
+	for (unsigned i = 0; h && i < CHURN_THREADS; i++)
+		for (unsigned c = 0; c < CHURN_CHUNKS; c++) {
+			uint8_t *buf = malloc(CS);
+
+			CHECK(ops->pread(h, buf, CS, churn_off(i, c)) == 0 &&
+			      memcmp(buf, w[i].shadow + (uint64_t)c * CS, CS) == 0);
+			free(buf);
+		}
+	if (h)
+		ops->close(h);
+	for (unsigned i = 0; i < CHURN_THREADS; i++)
+		free(w[i].shadow);
+	CHECK_EQ(vol("delete", pool, "chs28", NULL), 0);
+	CHECK_EQ(vol("delete", pool, "chs29", NULL), 0);
+	CHECK_EQ(vol("delete", pool, "ch", NULL), 0);
+	check_pool();
+}
+
 static void test_space(void)
 {
 	uint64_t before, chunks;
@@ -522,6 +747,8 @@ int main(void)
 	test_rw_holes();
 	test_snapshot_clone();
 	test_concurrent();
+	test_cache();
+	test_cache_churn();
 	test_space();
 	test_resize();
 	test_fast_zero();
