@@ -664,7 +664,7 @@ static int thin_unmap(void *h, uint64_t len, uint64_t off, uint32_t flags)
 		return 0;
 	/* The rest of the last chunk past the end is never read (a grow zeroes
 	 * it first), so a range that reaches the end unmaps that chunk whole. */
-	if (off + len == v->size)
+	if (off + len == thin_get_size(v))
 		len = ((off + len + cs - 1) & ~(uint64_t)(cs - 1)) - off;
 	/* Zero [off, off+head) and [end-tail, end) by writing; unmap between. */
 	head = off & (cs - 1) ? cs - (off & (cs - 1)) : 0;
@@ -703,7 +703,7 @@ static int thin_zero(void *h, uint64_t len, uint64_t off, uint32_t flags)
 	/* Whole chunks are unmapped in metadata; partial ones cost writes,
 	 * which a FAST_ZERO client would rather do itself. */
 	if ((flags & NBD_CMD_FLAG_FAST_ZERO) &&
-	    ((off & mask) || (((off + len) & mask) && off + len != v->size)))
+	    ((off & mask) || (((off + len) & mask) && off + len != thin_get_size(v))))
 		return -ENOTSUP;
 	return thin_unmap(h, len, off, flags);
 }
@@ -722,14 +722,15 @@ static int thin_extents(void *h, struct np_io *io)
 	struct thin_pool *p = v->pool;
 	uint32_t cs = p->meta.chunk_size;
 	uint64_t off = io->offset, len = io->len;
+	uint64_t size = thin_get_size(v);
 	struct map *m = malloc(WINDOW * sizeof(*m));
 	bool more = true;
 	int rc = 0;
 
 	if (!m)
 		return -ENOMEM;
-	if (off + len > v->size)
-		len = off < v->size ? v->size - off : 0;
+	if (off + len > size)
+		len = off < size ? size - off : 0;
 	pthread_rwlock_rdlock(&p->io_lock);
 	while (len > 0 && more && rc == 0) {
 		uint64_t first = off >> p->chunk_shift;
