@@ -85,7 +85,7 @@ $SRV $NP serve -l $P0 -l $P1 -l $PB:$PORT -e disk=file:/tmp/disk.img --pidfile $
 	>/tmp/srv.log 2>&1 &
 wait_pidfile $pidf server
 for a in 10.77.0.2 10.77.1.2 $PB; do
-	retry 40 0.5 $CLI bash -c "$(declare -f greets); greets $a $PORT" || die "no greeting from $a"
+	retry 40 0.5 greets $a $PORT $CLI || die "no greeting from $a"
 done
 
 # cattach ARGS...: nbdplex attach from the client namespace, device in $DEV.
@@ -175,8 +175,8 @@ status() {
 	cat /tmp/status
 }
 st() { awk -v p=$1 -v c=$2 'NR > 2 && $1 == p {print $c}' /tmp/status; }
-# wait_path_gone PATH SECONDS: until the driver dropped every channel of PATH.
 no_channels_on() { [ -z "$(path_col $1 3)" ]; }
+# wait_path_gone PATH SECONDS: until the driver dropped every channel of PATH.
 wait_path_gone() {
 	retry $(($2 * 10)) 0.1 no_channels_on $1 && return 0
 	sysp

@@ -52,9 +52,11 @@ wait_pidfile() {
 	SRV_PID=$(cat "$1")
 }
 
-# greets HOST PORT: whether an NBD server answers there with its greeting.
+# greets HOST PORT [PREFIX...]: whether an NBD server answers there with its
+# greeting; PREFIX runs the check elsewhere (ip netns exec NS, say).
 greets() {
-	timeout 5 bash -c "exec 3<>/dev/tcp/$1/$2 && head -c 8 <&3" 2>/dev/null | grep -q NBDMAGIC
+	"${@:3}" timeout 5 bash -c "exec 3<>/dev/tcp/$1/$2 && head -c 8 <&3" 2>/dev/null |
+		grep -q NBDMAGIC
 }
 
 # start_server KIND FILE [PORT]: serves FILE as export "disk" on 127.0.0.1.
