@@ -1,6 +1,7 @@
 /* Unit test of the thin engine through np_storage_thin and of
  * `nbdplex volume` through np_cmd_volume: contents, holes, snapshots and
- * clones, space accounting, ENOSPC and reuse, and the tool's errors. */
+ * clones, space accounting, ENOSPC and reuse, mappings that go through
+ * memtable flushes, and the tool's errors. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -732,6 +733,92 @@ static void test_tool_errors(const char *tmp)
 	CHECK_EQ(vol("check", pool, NULL), 0);
 }
 
+/* A numeric RocksDB property of the pool, asked of the open pool's
+ * database while volumes are open. */
+static uint64_t pool_prop(const char *name)
+{
+	struct thin_pool *p;
+	char *err = NULL, *v;
+	uint64_t n = 0;
+
+	if (thin_pool_open(pool, false, &p, &err) != 0) {
+		free(err);
+		return 0;
+	}
+	if ((v = rocksdb_property_value(p->db, name)))
+		n = strtoull(v, NULL, 10);
+	free(v);
+	thin_pool_close(p);
+	return n;
+}
+
+/* Enough commits that the mappings and bitmap segments go through memtable
+ * flushes into SST files: a volume of 4K chunks written one chunk at a time
+ * in scattered order, snapshotted, partly overwritten (copy on write) and
+ * partly trimmed, then read back after a reopen. */
+static void test_flushes(const char *tmp)
+{
+	enum { N = 49152, STEP = 40507 }; /* STEP is prime to N: a permutation */
+	char saved[PATH_MAX];
+	uint64_t used, sst;
+	void *h;
+	int rc = 0;
+
+	memcpy(saved, pool, sizeof(saved));
+	snprintf(pool, sizeof(pool), "%s/pool4k", tmp);
+	CHECK_EQ(vol("init", pool, "--chunk-size", "4K", "--size", "256M", NULL), 0);
+	h = new_vol("f", "192M");
+	if (!h)
+		goto out;
+	sst = pool_prop("rocksdb.total-sst-files-size");
+	for (uint64_t i = 0; i < N && rc == 0; i++)
+		rc = write_pat(h, 4 * K, i * STEP % N * 4 * K, 30, 0);
+	CHECK_EQ(rc, 0);
+	/* The memtable filled up: it is being flushed, or it was. */
+	CHECK(pool_prop("rocksdb.num-immutable-mem-table") > 0 ||
+	      pool_prop("rocksdb.total-sst-files-size") > sst);
+	ops->close(h);
+	CHECK_EQ(vol("snapshot", pool, "f", "f-s", NULL), 0);
+	h = open_vol("f", false);
+	if (!h)
+		goto out;
+	for (uint64_t i = 0; i < N && rc == 0; i++) {
+		uint64_t k = i * STEP % N;
+
+		if (k % 3 == 0)
+			rc = write_pat(h, 4 * K, k * 4 * K, 31, 0);
+		if (k % 5 == 0 && rc == 0)
+			rc = ops->trim(h, 4 * K, k * 4 * K, 0);
+	}
+	CHECK_EQ(rc, 0);
+	CHECK_EQ(ops->flush(h), 0);
+	ops->close(h);
+
+	/* All N chunks, the copies of every third one, less the copies that
+	 * were trimmed again (every fifteenth). */
+	used = pool_used();
+	CHECK_EQ(used, N + (N + 2) / 3 - (N + 14) / 15);
+	h = open_vol("f", true);
+	if (h) {
+		for (uint64_t k = 0; k < N && rc == 0; k++)
+			if (!verify(h, 4 * K, k * 4 * K, k % 5 == 0 ? -1 : k % 3 == 0 ? 31 : 30))
+				rc = -1;
+		CHECK_EQ(rc, 0);
+		ops->close(h);
+	}
+	h = open_vol("f-s", true);
+	if (h) {
+		for (uint64_t k = 0; k < N && rc == 0; k++)
+			if (!verify(h, 4 * K, k * 4 * K, 30))
+				rc = -1;
+		CHECK_EQ(rc, 0);
+		ops->close(h);
+	}
+	check_pool();
+out:
+	memcpy(pool, saved, sizeof(pool));
+}
+
 int main(void)
 {
 	char tmp[] = "/tmp/test_thin.XXXXXX";
@@ -753,6 +840,7 @@ int main(void)
 	test_resize();
 	test_fast_zero();
 	test_tool_errors(tmp);
+	test_flushes(tmp);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp);
 	if (system(cmd) != 0)
 		fprintf(stderr, "could not remove %s\n", tmp);
