@@ -151,8 +151,8 @@ static int rdb_options(struct thin_pool *p)
 	rocksdb_options_set_memtable_whole_key_filtering(p->opts, 1);
 	/* Every write to fresh space inserts its mapping into the memtable's
 	 * skiplist, and the insert's cost grows with the skiplist: with
-	 * RocksDB's 64 MiB default it took about a fifth more CPU per write
-	 * than with 16 MiB (perf/RESULTS-thin.md). Smaller still, the extra
+	 * RocksDB's 64 MiB default such writes took about 13% more CPU than
+	 * with 16 MiB (perf/RESULTS-thin.md). Smaller still, the extra
 	 * flushes and compactions cost more than the inserts save. */
 	rocksdb_options_set_write_buffer_size(p->opts, 16 << 20);
 	rocksdb_options_increase_parallelism(p->opts, 2);
