@@ -37,7 +37,9 @@
  * was written but never mapped is free again, and a mapped chunk is never
  * free. A released chunk is not reused until a synced write has made its
  * release durable, so that a power loss cannot leave an old mapping pointing
- * at reused data.
+ * at reused data. Commits without FUA reach the WAL file only with the next
+ * synced one (RocksDB's manual WAL flush), so a killed server process, like
+ * a power loss, may undo them; it never undoes a synced one.
  *
  * Lock order: pool->io_lock (shared for I/O, exclusive for catalog changes),
  * then stripe locks in ascending order, then alloc_mu or commit_mu. Readers
