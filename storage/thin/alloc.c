@@ -4,7 +4,8 @@
  * first writer that finds no commit in progress becomes the leader, takes the
  * whole queue, writes it as one RocksDB batch (with the bitmap segments it
  * touches) and wakes the others. While a leader writes, the next group
- * gathers behind it, so a busy pool commits many writes per WAL write. */
+ * gathers behind it, and the leader hands the lead to the first of it, so a
+ * busy pool commits many writes per WAL write. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -12,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
 
 #include "storage/thin/pool.h"
 
@@ -334,38 +337,73 @@ static int commit_group(struct thin_pool *p, struct thin_txn *group)
 	return 0;
 }
 
+enum { TXN_WAITING, TXN_DONE, TXN_LEAD };
+
+/* Each waiting writer sleeps on its own transaction's state word, so that
+ * a leader wakes exactly the writers it committed for and the one that
+ * leads next, rather than every waiter. */
+static int txn_wait(struct thin_txn *t)
+{
+	int state;
+
+	while ((state = __atomic_load_n(&t->state, __ATOMIC_ACQUIRE)) == TXN_WAITING)
+		syscall(SYS_futex, &t->state, FUTEX_WAIT_PRIVATE, TXN_WAITING, NULL, NULL, 0);
+	return state;
+}
+
+/* After the store the waiter may return and its transaction go away: the
+ * wake may then hit a later futex at the same address, whose waiter
+ * checks its state again and sleeps on. */
+static void txn_wake(struct thin_txn *t, int state)
+{
+	int *word = &t->state;
+
+	__atomic_store_n(word, state, __ATOMIC_RELEASE);
+	syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
 int thin_commit(struct thin_pool *p, struct thin_txn *t)
 {
-	pthread_mutex_lock(&p->commit_mu);
-	t->done = false;
+	struct thin_txn *group, *next;
+	uint64_t n = 0;
+	int rc;
+
 	t->result = 0;
 	t->next = NULL;
+	t->state = TXN_WAITING;
+	pthread_mutex_lock(&p->commit_mu);
 	*p->queue_tail = t;
 	p->queue_tail = &t->next;
-	while (!t->done) {
-		if (!p->leader) {
-			struct thin_txn *group = p->queue;
-			int rc;
-
-			p->leader = true;
-			p->queue = NULL;
-			p->queue_tail = &p->queue;
-			pthread_mutex_unlock(&p->commit_mu);
-			rc = commit_group(p, group);
-			pthread_mutex_lock(&p->commit_mu);
-			p->ngroups++;
-			for (struct thin_txn *g = group, *n; g; g = n) {
-				n = g->next;
-				g->result = rc;
-				g->done = true;
-				p->ntxns++;
-			}
-			p->leader = false;
-			pthread_cond_broadcast(&p->commit_cv);
-		} else {
-			pthread_cond_wait(&p->commit_cv, &p->commit_mu);
-		}
+	if (p->leader) {
+		pthread_mutex_unlock(&p->commit_mu);
+		if (txn_wait(t) == TXN_DONE)
+			return t->result;
+		/* Handed the lead: p->leader stayed set. */
+		pthread_mutex_lock(&p->commit_mu);
 	}
+	p->leader = true;
+	group = p->queue;
+	p->queue = NULL;
+	p->queue_tail = &p->queue;
 	pthread_mutex_unlock(&p->commit_mu);
-	return t->result;
+
+	rc = commit_group(p, group);
+
+	pthread_mutex_lock(&p->commit_mu);
+	for (struct thin_txn *g = group; g; g = g->next)
+		n++;
+	p->ngroups++;
+	p->ntxns += n;
+	next = p->queue; /* waiting: it cannot go away before it is woken */
+	p->leader = next != NULL;
+	pthread_mutex_unlock(&p->commit_mu);
+	if (next)
+		txn_wake(next, TXN_LEAD);
+	for (struct thin_txn *g = group, *gn; g; g = gn) {
+		gn = g->next; /* read before the wake: g may be gone after it */
+		g->result = rc;
+		if (g != t)
+			txn_wake(g, TXN_DONE);
+	}
+	return rc;
 }

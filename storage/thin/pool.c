@@ -210,7 +210,6 @@ static struct thin_pool *pool_alloc(void)
 	pthread_rwlockattr_destroy(&attr);
 	pthread_mutex_init(&p->alloc_mu, NULL);
 	pthread_mutex_init(&p->commit_mu, NULL);
-	pthread_cond_init(&p->commit_cv, NULL);
 	for (int i = 0; i < THIN_STRIPES; i++)
 		pthread_rwlock_init(&p->stripes[i], NULL);
 	return p;

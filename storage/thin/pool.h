@@ -154,7 +154,7 @@ struct thin_txn {
 	uint64_t *frees; /* chunks that stop being mapped */
 	size_t nfrees, capfrees;
 	bool sync;
-	bool done;
+	int state; /* futex word of thin_commit's waiters */
 	int result;
 	struct thin_txn *next;
 };
@@ -188,7 +188,6 @@ struct thin_pool {
 	size_t npending, cappending;
 
 	pthread_mutex_t commit_mu;
-	pthread_cond_t commit_cv;
 	struct thin_txn *queue, **queue_tail;
 	bool leader;
 	uint64_t ngroups, ntxns; /* group commits and the transactions in them */
