@@ -780,6 +780,7 @@ static void test_flushes(const char *tmp)
 	ops->close(h);
 	CHECK_EQ(vol("snapshot", pool, "f", "f-s", NULL), 0);
 	h = open_vol("f", false);
+	CHECK(h != NULL);
 	if (!h)
 		goto out;
 	for (uint64_t i = 0; i < N && rc == 0; i++) {
@@ -799,6 +800,7 @@ static void test_flushes(const char *tmp)
 	used = pool_used();
 	CHECK_EQ(used, N + (N + 2) / 3 - (N + 14) / 15);
 	h = open_vol("f", true);
+	CHECK(h != NULL);
 	if (h) {
 		for (uint64_t k = 0; k < N && rc == 0; k++)
 			if (!verify(h, 4 * K, k * 4 * K, k % 5 == 0 ? -1 : k % 3 == 0 ? 31 : 30))
@@ -807,6 +809,7 @@ static void test_flushes(const char *tmp)
 		ops->close(h);
 	}
 	h = open_vol("f-s", true);
+	CHECK(h != NULL);
 	if (h) {
 		for (uint64_t k = 0; k < N && rc == 0; k++)
 			if (!verify(h, 4 * K, k * 4 * K, 30))
