@@ -439,10 +439,24 @@ static int chunk_write(struct thin_vol *v, uint64_t lc, const struct map *m, con
 	struct thin_pool *p = v->pool;
 	uint32_t cs = p->meta.chunk_size;
 	uint64_t at = (m->state == MAP_OWNED ? m->pchunk : newp) << p->chunk_shift;
+	bool punched = false;
 	uint8_t key[17];
 	char *tmp;
 	int rc;
 
+	/* A fresh chunk may still hold what a volume that released it, or a
+	 * write cut short by a crash, left there. Punching it first puts the
+	 * new contents into a hole: until they reach the disk, a power loss
+	 * shows zeroes there, never the old data, even if a RocksDB flush
+	 * has already made the mapping durable. Before a partial write it
+	 * also zeroes the rest of the chunk without writing it, and it keeps
+	 * a data file sparse. */
+	if (m->state != MAP_OWNED && !p->no_punch) {
+		punched =
+		    fallocate(p->data_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, at, cs) == 0;
+		if (!punched)
+			p->no_punch = true; /* e.g. a device without discard */
+	}
 	if (m->state == MAP_OWNED || (n == cs && src)) {
 		if (!src) {
 			if (!(tmp = scratch(tmpp, cs)))
@@ -453,15 +467,9 @@ static int chunk_write(struct thin_vol *v, uint64_t lc, const struct map *m, con
 		rc = full_pwrite(p->data_fd, src, n, at + inoff);
 		if (rc < 0 || m->state == MAP_OWNED)
 			return rc;
-	} else if (m->state == MAP_HOLE && !p->no_punch &&
-		   fallocate(p->data_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, at, cs) == 0) {
-		/* Punching the fresh chunk zeroes it without writing the
-		 * whole chunk (a 4K write would otherwise write 64K) and keeps
-		 * a data file sparse. */
+	} else if (m->state == MAP_HOLE && punched) {
 		rc = src ? full_pwrite(p->data_fd, src, n, at + inoff) : 0;
 	} else {
-		if (m->state == MAP_HOLE)
-			p->no_punch = true; /* e.g. a device without discard */
 		if (!(tmp = scratch(tmpp, cs)))
 			return -ENOMEM;
 		if (m->state == MAP_SHARED)

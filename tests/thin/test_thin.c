@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -45,6 +46,19 @@ static const struct np_storage_ops *ops = &np_storage_thin;
 			failures++;                                                                \
 		}                                                                                  \
 	} while (0)
+
+/* The test binary is linked with -Wl,--wrap=fallocate, so every fallocate
+ * of the engine comes through here and the hole punches are counted. */
+int __real_fallocate(int fd, int mode, off_t off, off_t len);
+int __wrap_fallocate(int fd, int mode, off_t off, off_t len);
+static unsigned punches;
+
+int __wrap_fallocate(int fd, int mode, off_t off, off_t len)
+{
+	if (mode & FALLOC_FL_PUNCH_HOLE)
+		__atomic_fetch_add(&punches, 1, __ATOMIC_RELAXED);
+	return __real_fallocate(fd, mode, off, len);
+}
 
 /* Runs `nbdplex volume ARGS...` in-process; returns its exit status. */
 static int vol(const char *first, ...)
@@ -685,6 +699,51 @@ static void test_fast_zero(void)
 	check_pool();
 }
 
+/* Every chunk a write maps afresh is punched before its data goes in, so
+ * that whatever a released chunk held cannot reappear after a power loss:
+ * partial and whole-chunk writes to holes, and copies on write. */
+static void test_fresh_punch(void)
+{
+	unsigned before;
+	void *h = new_vol("pz", "1M");
+
+	if (!h)
+		return;
+	before = punches;
+	CHECK_EQ(write_pat(h, 4 * K, 0, 50, 0), 0);
+	CHECK_EQ(punches, before + 1);
+	CHECK_EQ(write_pat(h, CS, CS, 51, 0), 0); /* a whole chunk */
+	CHECK_EQ(punches, before + 2);
+	CHECK_EQ(write_pat(h, 4 * K, 4 * K, 52, 0), 0); /* owned: written in place */
+	CHECK_EQ(punches, before + 2);
+	ops->close(h);
+	CHECK_EQ(vol("snapshot", pool, "pz", "pz-s", NULL), 0);
+	h = open_vol("pz", false);
+	CHECK(h != NULL);
+	if (!h)
+		return;
+	CHECK_EQ(write_pat(h, 4 * K, 8 * K, 53, 0), 0); /* copy on write */
+	CHECK_EQ(punches, before + 3);
+	CHECK_EQ(write_pat(h, CS, CS, 54, 0), 0); /* a whole shared chunk */
+	CHECK_EQ(punches, before + 4);
+	CHECK(verify(h, 4 * K, 0, 50));
+	CHECK(verify(h, 4 * K, 4 * K, 52));
+	CHECK(verify(h, 4 * K, 8 * K, 53));
+	CHECK(verify(h, CS - 12 * K, 12 * K, -1));
+	CHECK(verify(h, CS, CS, 54));
+	ops->close(h);
+	h = open_vol("pz-s", true);
+	CHECK(h != NULL);
+	if (h) {
+		CHECK(verify(h, 8 * K, 8 * K, -1));
+		CHECK(verify(h, CS, CS, 51));
+		ops->close(h);
+	}
+	CHECK_EQ(vol("delete", pool, "pz", NULL), 0);
+	CHECK_EQ(vol("delete", pool, "pz-s", NULL), 0);
+	check_pool();
+}
+
 static void test_tool_errors(const char *tmp)
 {
 	char path[PATH_MAX + 32];
@@ -842,6 +901,7 @@ int main(void)
 	test_space();
 	test_resize();
 	test_fast_zero();
+	test_fresh_punch();
 	test_tool_errors(tmp);
 	test_flushes(tmp);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp);
