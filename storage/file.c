@@ -11,9 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <linux/magic.h>
 #include <sys/stat.h>
-#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -35,16 +33,8 @@ struct file_h {
 	bool in_memory;
 	atomic_bool nowait_ok;     /* preadv2(RWF_NOWAIT) is supported here */
 	atomic_bool punch_ok;      /* fallocate(PUNCH_HOLE) is supported here */
-	pthread_mutex_t big_write; /* in memory: one large WRITE at a time */
+	pthread_mutex_t big_write; /* in memory: one large WRITE at a time (NP_BIG_WRITE) */
 };
-
-/* tmpfs lets one WRITE into a file at a time (the inode's lock), and the
- * kernel waits for that lock by spinning while its holder runs. Two loops
- * each writing 1 MiB at once spent 8% of the server's CPU spinning
- * (perf/README.md). For large WRITEs in memory this mutex is taken first: a
- * thread that finds it held sleeps and leaves its core to others. Below
- * BIG_WRITE the spin is shorter than a sleep and a wake-up. */
-#define BIG_WRITE (256u << 10)
 
 static int errf(char **err, int r, const char *fmt, const char *a, const char *b)
 {
@@ -129,12 +119,7 @@ static int file_open(const char *spec, bool readonly, void **handle, char **err)
 		r = errf(err, -EINVAL, "%s: not a regular file or block device%s", path, "");
 		goto out_free_f;
 	}
-	{
-		struct statfs sf;
-
-		f->in_memory = fstatfs(fd, &sf) == 0 && !f->is_blockdev &&
-			       (sf.f_type == TMPFS_MAGIC || sf.f_type == RAMFS_MAGIC);
-	}
+	f->in_memory = !f->is_blockdev && np_fd_in_memory(fd);
 	atomic_store(&f->nowait_ok, true);
 	atomic_store(&f->punch_ok, true);
 	pthread_mutex_init(&f->big_write, NULL);
@@ -246,7 +231,7 @@ static int file_pwrite(void *h, const void *buf, uint64_t len, uint64_t off, uin
 	struct file_h *f = h;
 	const uint8_t *p = buf;
 	int rwflags = (flags & NBD_CMD_FLAG_FUA) ? RWF_DSYNC : 0;
-	bool big = f->in_memory && len >= BIG_WRITE;
+	bool big = f->in_memory && len >= NP_BIG_WRITE;
 	int r = 0;
 
 	if (big)
@@ -476,7 +461,7 @@ static void file_rw_nowait(void *h, struct np_io **ios, unsigned n)
 		return;
 	}
 	/* A chunk of one, or a thread without AIO, goes by plain calls. (A
-	 * WRITE of BIG_WRITE or more always comes alone: its payload is read
+	 * WRITE of NP_BIG_WRITE or more always comes alone: its payload is read
 	 * straight into its buffer, engine/conn.c.) */
 	for (unsigned i = 0; i < n; i += NOW_BATCH) {
 		int k = (int)(n - i < NOW_BATCH ? n - i : NOW_BATCH);

@@ -2,8 +2,11 @@
  * parsing, extent bookkeeping, and the synchronous dispatcher that emulates
  * what an engine lacks. */
 #include <errno.h>
+#include <linux/magic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
 
 #include "net/proto.h"
 #include "storage/storage.h"
@@ -100,6 +103,15 @@ int np_parse_size(const char *s, uint64_t *out)
 		return -EINVAL;
 	*out = (uint64_t)v << shift;
 	return 0;
+}
+
+bool np_fd_in_memory(int fd)
+{
+	struct statfs sf;
+	struct stat st;
+
+	return fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && fstatfs(fd, &sf) == 0 &&
+	       (sf.f_type == TMPFS_MAGIC || sf.f_type == RAMFS_MAGIC);
 }
 
 bool np_io_add_extent(struct np_io *io, uint64_t length, uint32_t flags)

@@ -148,4 +148,17 @@ const char *np_storage_names(void); /* "file, mem, ..." for messages */
  * Returns 0 or -EINVAL. */
 int np_parse_size(const char *s, uint64_t *out);
 
+/* Whether fd is a regular file on tmpfs or ramfs, where the page cache is
+ * the storage: reads and writes never wait for a device. */
+bool np_fd_in_memory(int fd);
+
+/* tmpfs lets one WRITE into a file at a time (the inode's lock), and the
+ * kernel waits for that lock by spinning while its holder runs: two threads
+ * each writing 1 MiB at once spent 8% of the server's CPU spinning
+ * (perf/README.md). An engine takes its own mutex first for a write of
+ * NP_BIG_WRITE bytes or more into a file in memory, so that a thread which
+ * finds it held sleeps and leaves its core to others. Below that the spin
+ * is shorter than a sleep and a wake-up. */
+#define NP_BIG_WRITE (256u << 10)
+
 #endif
