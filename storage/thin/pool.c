@@ -16,6 +16,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "storage/storage.h"
 #include "storage/thin/pool.h"
 
 /* Several exports of one server may serve volumes of one pool, and RocksDB
@@ -210,6 +211,7 @@ static struct thin_pool *pool_alloc(void)
 	pthread_rwlockattr_destroy(&attr);
 	pthread_mutex_init(&p->alloc_mu, NULL);
 	pthread_mutex_init(&p->commit_mu, NULL);
+	pthread_mutex_init(&p->big_write, NULL);
 	for (int i = 0; i < THIN_STRIPES; i++)
 		pthread_rwlock_init(&p->stripes[i], NULL);
 	return p;
@@ -526,6 +528,7 @@ static int pool_load(struct thin_pool *p, char **err)
 	if (p->data_fd < 0)
 		return thin_errmsg(err, -errno, "%s: data %s: %s", p->dir, p->meta.data_path,
 				   strerror(errno));
+	p->data_in_memory = np_fd_in_memory(p->data_fd);
 	rc = data_size(p->data_fd, &have);
 	if (rc < 0 || have < p->meta.nchunks * p->meta.chunk_size)
 		return thin_errmsg(err, rc < 0 ? rc : -EUCLEAN,

@@ -173,6 +173,8 @@ struct thin_pool {
 	struct thin_meta meta;
 	uint32_t chunk_shift;
 	bool no_punch; /* the data file cannot punch holes: write zeroes */
+	bool data_in_memory;       /* the data file is on tmpfs or ramfs */
+	pthread_mutex_t big_write; /* then: one large write's data at a time */
 
 	pthread_rwlock_t io_lock;
 	struct thin_dev *devs;

@@ -509,6 +509,7 @@ static int write_window(struct thin_vol *v, const void *buf, uint64_t len, uint6
 	uint64_t *fresh = n <= SMALL ? fbuf : malloc(n * sizeof(*fresh));
 	char *tmp = NULL;
 	uint64_t need = 0, used = 0;
+	bool big = p->data_in_memory && len >= NP_BIG_WRITE;
 	int rc;
 
 	if (!m || !fresh) {
@@ -529,6 +530,9 @@ static int write_window(struct thin_vol *v, const void *buf, uint64_t len, uint6
 		need = 0;
 		goto out_unlock;
 	}
+	/* The data only: the commit below needs no turn at the file. */
+	if (big)
+		pthread_mutex_lock(&p->big_write);
 	for (uint64_t i = 0; i < n && rc == 0; i++) {
 		uint64_t inoff = off & (cs - 1);
 		uint64_t piece = cs - inoff < len ? cs - inoff : len;
@@ -543,6 +547,8 @@ static int write_window(struct thin_vol *v, const void *buf, uint64_t len, uint6
 		off += piece;
 		len -= piece;
 	}
+	if (big)
+		pthread_mutex_unlock(&p->big_write);
 	if (rc == 0 && (t.nops || fua))
 		rc = thin_commit(p, &t);
 	if (rc < 0 && !p->broken)

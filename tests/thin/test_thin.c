@@ -744,6 +744,110 @@ static void test_fresh_punch(void)
 	check_pool();
 }
 
+struct big_writer {
+	void *h;
+	unsigned id, seed;
+	uint64_t len, skew; /* each write: len bytes at k MiB + skew */
+	int rc;
+};
+
+#define BIG_VOL (32 * M)
+
+/* Writes every fourth MiB, from its id on: beside the other threads', and
+ * sharing a chunk with them wherever skew cuts one. */
+static void *big_writer_main(void *arg)
+{
+	struct big_writer *w = arg;
+
+	for (uint64_t k = w->id; k + 1 < BIG_VOL / M && w->rc == 0; k += 4)
+		w->rc = write_pat(w->h, w->len, k * M + w->skew, w->seed, 0);
+	return NULL;
+}
+
+/* What big_writer_main leaves in img, in one thread. */
+static void big_expect(uint8_t *img, const struct big_writer *w)
+{
+	for (uint64_t k = 0; k + 1 < BIG_VOL / M; k++)
+		fill(img + k * M + w->skew, w->len, k * M + w->skew, w->seed);
+}
+
+static bool big_run(void *h, uint64_t len, uint64_t skew, unsigned seed)
+{
+	struct big_writer w[4];
+	pthread_t t[4];
+	bool ok = true;
+
+	for (unsigned i = 0; i < 4; i++) {
+		w[i] = (struct big_writer){.h = h, .id = i, .seed = seed, .len = len, .skew = skew};
+		pthread_create(&t[i], NULL, big_writer_main, &w[i]);
+	}
+	for (unsigned i = 0; i < 4; i++) {
+		pthread_join(t[i], NULL);
+		CHECK_EQ(w[i].rc, 0);
+		ok = ok && w[i].rc == 0;
+	}
+	return ok;
+}
+
+static bool image_matches(void *h, const uint8_t *img)
+{
+	uint8_t *got = malloc(BIG_VOL);
+	bool ok = got && ops->pread(h, got, BIG_VOL, 0) == 0 && memcmp(got, img, BIG_VOL) == 0;
+
+	free(got);
+	return ok;
+}
+
+/* Writes of NP_BIG_WRITE or more to a pool whose data is on tmpfs take
+ * turns at the data file (pool.h, big_write). Four threads write 1 MiB
+ * each to fresh space, cutting chunks they share, then 512 KiB each over
+ * it after a snapshot (copies on write and partial chunks). */
+static void test_big_writes(const char *tmp)
+{
+	char saved[PATH_MAX], data[] = "/dev/shm/test_thin.XXXXXX";
+	uint8_t *img = calloc(1, BIG_VOL), *img1 = malloc(BIG_VOL);
+	int fd = mkstemp(data);
+	void *h;
+
+	memcpy(saved, pool, sizeof(saved));
+	snprintf(pool, sizeof(pool), "%s/poolshm", tmp);
+	CHECK(fd >= 0 && img && img1);
+	if (fd < 0 || !img || !img1)
+		goto out;
+	close(fd);
+	unlink(data); /* init makes it */
+	CHECK_EQ(vol("init", pool, "--data", data, "--size", "64M", NULL), 0);
+	h = new_vol("b", "32M");
+	if (!h)
+		goto out;
+	CHECK(((struct thin_vol *)h)->pool->data_in_memory);
+	CHECK(big_run(h, M, 4 * K, 60));
+	ops->close(h);
+	CHECK_EQ(vol("snapshot", pool, "b", "b-s", NULL), 0);
+	h = open_vol("b", false);
+	CHECK(h != NULL);
+	if (!h)
+		goto out;
+	CHECK(big_run(h, 512 * K, 300 * K, 61));
+	big_expect(img, &(struct big_writer){.len = M, .skew = 4 * K, .seed = 60});
+	memcpy(img1, img, BIG_VOL);
+	big_expect(img, &(struct big_writer){.len = 512 * K, .skew = 300 * K, .seed = 61});
+	CHECK(image_matches(h, img));
+	ops->close(h);
+	h = open_vol("b-s", true);
+	CHECK(h != NULL);
+	if (h) {
+		CHECK(image_matches(h, img1));
+		ops->close(h);
+	}
+	check_pool();
+out:
+	unlink(data);
+	free(img);
+	free(img1);
+	memcpy(pool, saved, sizeof(pool));
+}
+
 static void test_tool_errors(const char *tmp)
 {
 	char path[PATH_MAX + 32];
@@ -902,6 +1006,7 @@ int main(void)
 	test_resize();
 	test_fast_zero();
 	test_fresh_punch();
+	test_big_writes(tmp);
 	test_tool_errors(tmp);
 	test_flushes(tmp);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp);
