@@ -451,11 +451,13 @@ static int chunk_write(struct thin_vol *v, uint64_t lc, const struct map *m, con
 	 * has already made the mapping durable. Before a partial write it
 	 * also zeroes the rest of the chunk without writing it, and it keeps
 	 * a data file sparse. */
-	if (m->state != MAP_OWNED && !p->no_punch) {
+	if (m->state != MAP_OWNED && !__atomic_load_n(&p->no_punch, __ATOMIC_RELAXED)) {
 		punched =
 		    fallocate(p->data_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, at, cs) == 0;
-		if (!punched)
-			p->no_punch = true; /* e.g. a device without discard */
+		/* e.g. a device without discard; any other failure leaves only
+		 * this chunk to be written whole. */
+		if (!punched && errno == EOPNOTSUPP)
+			__atomic_store_n(&p->no_punch, true, __ATOMIC_RELAXED);
 	}
 	if (m->state == MAP_OWNED || (n == cs && src)) {
 		if (!src) {

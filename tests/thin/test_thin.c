@@ -52,11 +52,17 @@ static const struct np_storage_ops *ops = &np_storage_thin;
 int __real_fallocate(int fd, int mode, off_t off, off_t len);
 int __wrap_fallocate(int fd, int mode, off_t off, off_t len);
 static unsigned punches;
+static int punch_errno; /* when set, punches fail with it */
 
 int __wrap_fallocate(int fd, int mode, off_t off, off_t len)
 {
-	if (mode & FALLOC_FL_PUNCH_HOLE)
+	if (mode & FALLOC_FL_PUNCH_HOLE) {
 		__atomic_fetch_add(&punches, 1, __ATOMIC_RELAXED);
+		if (punch_errno) {
+			errno = punch_errno;
+			return -1;
+		}
+	}
 	return __real_fallocate(fd, mode, off, len);
 }
 
@@ -744,6 +750,43 @@ static void test_fresh_punch(void)
 	check_pool();
 }
 
+/* A punch that fails writes the fresh chunk whole (zeroes around the
+ * data). Only EOPNOTSUPP stops the pool punching; an I/O error is taken
+ * for this chunk alone. */
+static void test_punch_fails(void)
+{
+	void *h = new_vol("pf", "1M");
+	unsigned before;
+
+	if (!h)
+		return;
+	CHECK(!((struct thin_vol *)h)->pool->no_punch);
+	before = punches;
+	punch_errno = EIO;
+	CHECK_EQ(write_pat(h, 4 * K, 4 * K, 70, 0), 0);
+	CHECK_EQ(punches, before + 1);
+	CHECK(!((struct thin_vol *)h)->pool->no_punch);
+	punch_errno = EOPNOTSUPP;
+	CHECK_EQ(write_pat(h, 4 * K, CS + 8 * K, 71, 0), 0);
+	CHECK_EQ(punches, before + 2);
+	CHECK(((struct thin_vol *)h)->pool->no_punch);
+	punch_errno = 0;
+	CHECK_EQ(write_pat(h, 4 * K, 2 * CS, 72, 0), 0); /* no punch tried */
+	CHECK_EQ(punches, before + 2);
+	CHECK(verify(h, 4 * K, 0, -1));
+	CHECK(verify(h, 4 * K, 4 * K, 70));
+	CHECK(verify(h, CS - 8 * K, 8 * K, -1));
+	CHECK(verify(h, 8 * K, CS, -1));
+	CHECK(verify(h, 4 * K, CS + 8 * K, 71));
+	CHECK(verify(h, CS - 12 * K, CS + 12 * K, -1));
+	CHECK(verify(h, 4 * K, 2 * CS, 72));
+	CHECK(verify(h, CS - 4 * K, 2 * CS + 4 * K, -1));
+	/* The flag lives in the pool, which closes with its last volume. */
+	ops->close(h);
+	CHECK_EQ(vol("delete", pool, "pf", NULL), 0);
+	check_pool();
+}
+
 struct big_writer {
 	void *h;
 	unsigned id, seed;
@@ -1006,6 +1049,7 @@ int main(void)
 	test_resize();
 	test_fast_zero();
 	test_fresh_punch();
+	test_punch_fails();
 	test_big_writes(tmp);
 	test_tool_errors(tmp);
 	test_flushes(tmp);
