@@ -172,7 +172,7 @@ struct thin_pool {
 	int data_fd;
 	struct thin_meta meta;
 	uint32_t chunk_shift;
-	bool no_punch; /* the data file cannot punch holes: write zeroes (atomic) */
+	bool no_punch;             /* the data file cannot punch holes: write zeroes (atomic) */
 	bool data_in_memory;       /* the data file is on tmpfs or ramfs */
 	pthread_mutex_t big_write; /* then: one large write's data at a time */
 
