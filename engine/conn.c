@@ -26,6 +26,7 @@
 
 #define WRITE_BATCH 1024 /* iovecs per write; IOV_MAX on Linux */
 #define SENDFILE_MIN (64 * 1024) /* smaller reads are cheaper copied */
+#define MAP_READ_MIN (256 * 1024) /* smaller: cheaper read in batches (file.c) */
 #define ASYNC_BATCH 256
 #define HOLE_BLOCK 4096
 #define NP_INLINE_MAX (128 * 1024)
@@ -122,7 +123,8 @@ void np_req_free(struct np_req *r)
 
 	c->inflight_bytes -= r->charge;
 	atomic_fetch_sub_explicit(&c->loop->srv->inflight_total, r->charge, memory_order_relaxed);
-	free(r->io.buf);
+	if (!r->buf_mapped)
+		free(r->io.buf);
 	free(r->extra);
 	free(r);
 }
@@ -427,6 +429,14 @@ static void advance(struct np_conn *c, size_t written)
 	}
 }
 
+/* Why a write to the client failed. EFAULT: a reply sent from the
+ * engine's mapping of a file (map_read) that was cut short underneath. */
+static const char *write_error(int w)
+{
+	return w == UV_EFAULT ? "a reply's data is gone: the export's file was cut short under it"
+			      : uv_strerror(w);
+}
+
 static void on_write(uv_write_t *w, int status)
 {
 	struct np_conn *c = container_of(w, struct np_conn, write_req);
@@ -439,7 +449,7 @@ static void on_write(uv_write_t *w, int status)
 	}
 	c->write_busy = false;
 	if (status < 0) {
-		np_conn_close(c, uv_strerror(status));
+		np_conn_close(c, write_error(status));
 		return;
 	}
 	conn_flush(c);
@@ -609,7 +619,7 @@ static void conn_flush(struct np_conn *c)
 			break;
 		w = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
 		if (w < 0 && w != UV_EAGAIN) {
-			np_conn_close(c, uv_strerror(w));
+			np_conn_close(c, write_error(w));
 			return;
 		}
 		advance(c, w > 0 ? (size_t)w : 0);
@@ -639,7 +649,7 @@ static void conn_flush(struct np_conn *c)
 			c->out_tail = NULL;
 		w = uv_write(&c->write_req, (uv_stream_t *)&c->tcp, bufs, n, on_write);
 		if (w < 0) {
-			np_conn_close(c, uv_strerror(w));
+			np_conn_close(c, write_error(w));
 			return;
 		}
 		c->write_busy = true;
@@ -907,32 +917,44 @@ static uint32_t validate(struct np_conn *c, const struct nbd_request *h)
 	return 0;
 }
 
-/* A large READ of a range the engine can sendfile is answered at once:
- * the reply's header is built as for one data chunk, and its data leaves
- * from the file straight to the socket when its turn comes (conn_flush),
- * with no copy through a buffer of ours. Not under TLS, which encrypts
- * in user space. */
-static bool try_sendfile(struct np_conn *c, struct np_req *r)
+/* A large READ of a range that memory holds is answered at once, from the
+ * file, with no copy through a buffer of ours: the reply's header is built
+ * as for one data chunk, and its data leaves when its turn comes
+ * (conn_flush). Either by sendfile, for clients on other hosts (the NIC
+ * reads the pages), or, for a client on this host, by writev from the
+ * engine's mapping of the file: over loopback the receiver copies the
+ * data either way, so only the copy into our buffer is saved, and sendfile
+ * there costs the client more than it saves us (perf/README.md). Not under
+ * TLS, which encrypts in user space: it would read a mapping of a file
+ * cut short underneath with a SIGBUS, where the kernel's copy fails the
+ * write with EFAULT and closes only this connection. */
+static bool try_direct_read(struct np_conn *c, struct np_req *r)
 {
-	struct np_export *ex = c->export;
-	int fd;
+	const struct np_storage_ops *ops = c->export->ops;
+	void *h = c->export->h;
+	const void *map = NULL;
+	int fd = -1;
 
-	if (!c->sendfile || r->io.len < SENDFILE_MIN || c->tls || !ex->ops->sendfile_fd ||
-	    ex->ops->submit)
+	if (r->io.len < SENDFILE_MIN || c->tls || ops->submit)
 		return false;
-	fd = ex->ops->sendfile_fd(ex->h, r->io.offset, r->io.len);
-	if (fd < 0)
+	if (c->sendfile && ops->sendfile_fd)
+		fd = ops->sendfile_fd(h, r->io.offset, r->io.len);
+	else if (ops->map_read && r->io.len >= MAP_READ_MIN)
+		map = ops->map_read(h, r->io.offset, r->io.len);
+	if (fd < 0 && !map)
 		return false;
 	r->zero_scanned = true; /* no holes: one data chunk */
-	build_reply(r);
-	if (r->error) {
-		out_append(c, r);
-		return true;
+	if (map) {
+		r->io.buf = (void *)map;
+		r->buf_mapped = true;
 	}
-	r->n_iov--; /* the data iovec, which would point at no buffer */
-	r->sf_fd = fd;
-	r->sf_off = r->io.offset;
-	r->sf_len = r->io.len;
+	build_reply(r);
+	if (fd >= 0 && !r->error) {
+		r->n_iov--; /* the data iovec, which would point at no buffer */
+		r->sf_fd = fd;
+		r->sf_off = r->io.offset;
+		r->sf_len = r->io.len;
+	}
 	out_append(c, r);
 	return true;
 }
@@ -978,7 +1000,7 @@ static bool handle_request(struct np_conn *c, const struct nbd_request *h, struc
 		reply_now(c, r, err);
 		return true;
 	}
-	if (h->type == NBD_CMD_READ && try_sendfile(c, r)) {
+	if (h->type == NBD_CMD_READ && try_direct_read(c, r)) {
 		charge(r, h->count);
 		return true;
 	}

@@ -322,6 +322,7 @@ struct np_req {
 	bool wire;          /* bytes to send as they are (not to encrypt) */
 	int sf_fd;          /* READ sent with sendfile: from this file, */
 	uint64_t sf_off, sf_len; /* this range, after the iovecs; 0: none */
+	bool buf_mapped;    /* READ: io.buf is the engine's memory (map_read) */
 	bool zero_scanned;  /* zero_mask is known */
 	uint64_t zero_mask; /* READ: which granules are all zero (conn.c) */
 	struct iovec iov[2 * NP_MAX_CHUNKS + 1];

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -34,6 +35,11 @@ struct file_h {
 	atomic_bool nowait_ok;     /* preadv2(RWF_NOWAIT) is supported here */
 	atomic_bool punch_ok;      /* fallocate(PUNCH_HOLE) is supported here */
 	pthread_mutex_t big_write; /* in memory: one large WRITE at a time (NP_BIG_WRITE) */
+	/* In memory: the file mapped shared and read-only as it was at open,
+	 * for large READs to leave from (file_map_read). */
+	uint8_t *map;
+	uint64_t map_len;
+	long page;
 };
 
 static int errf(char **err, int r, const char *fmt, const char *a, const char *b)
@@ -123,6 +129,16 @@ static int file_open(const char *spec, bool readonly, void **handle, char **err)
 	atomic_store(&f->nowait_ok, true);
 	atomic_store(&f->punch_ok, true);
 	pthread_mutex_init(&f->big_write, NULL);
+	f->page = sysconf(_SC_PAGESIZE);
+	if (f->in_memory && f->size && f->page > 0) {
+		/* Only address space: pages are mapped as READs touch them. */
+		void *m = mmap(NULL, f->size, PROT_READ, MAP_SHARED, fd, 0);
+
+		if (m != MAP_FAILED) {
+			f->map = m;
+			f->map_len = f->size;
+		}
+	}
 	free(path);
 	*handle = f;
 	return 0;
@@ -140,6 +156,8 @@ static void file_close(void *h)
 {
 	struct file_h *f = h;
 
+	if (f->map)
+		munmap(f->map, f->map_len);
 	close(f->fd);
 	pthread_mutex_destroy(&f->big_write);
 	free(f);
@@ -269,6 +287,31 @@ static int file_sendfile_fd(void *h, uint64_t off, uint64_t len)
 	if (!f->in_memory || lseek(f->fd, (off_t)off, SEEK_DATA) != (off_t)off)
 		return -1;
 	return f->fd;
+}
+
+/* Pages a map_read range may span: the largest request, in 4 KiB pages. */
+#define MAP_READ_PAGES (NBD_MAX_PORTABLE_REQUEST / 4096)
+
+/* A READ of pages all in memory goes out from the mapping; where mincore
+ * finds a page missing (a hole, or swapped out) the buffered path reads
+ * it, so that a hole is sent as a hole chunk and not allocated by the
+ * touch. Past the mapped length (the file grew) too. A TRIM of the range
+ * between this check and the send leaves the file its pages back, read
+ * as zeroes by the send: right data, less sparse. */
+static const void *file_map_read(void *h, uint64_t off, uint64_t len)
+{
+	struct file_h *f = h;
+	unsigned char vec[MAP_READ_PAGES];
+	uint64_t a = off - off % (uint64_t)f->page;
+	uint64_t pages = (off + len - a + (uint64_t)f->page - 1) / (uint64_t)f->page;
+
+	if (!f->map || off + len > f->map_len || pages > sizeof(vec) ||
+	    mincore(f->map + a, off + len - a, vec) < 0)
+		return NULL;
+	for (uint64_t i = 0; i < pages; i++)
+		if (!(vec[i] & 1))
+			return NULL;
+	return f->map + off;
 }
 
 /* ---- READs and WRITEs on the loop thread, many per system call ----
@@ -620,4 +663,5 @@ const struct np_storage_ops np_storage_file = {
     .space = file_space,
     .resize = file_resize,
     .sendfile_fd = file_sendfile_fd,
+    .map_read = file_map_read,
 };

@@ -133,6 +133,15 @@ struct np_storage_ops {
 	 * off + len) without blocking (memory is the storage), or -1. Ranges
 	 * with holes should say -1: they read better as hole chunks. */
 	int (*sendfile_fd)(void *h, uint64_t off, uint64_t len);
+
+	/* Optional, called on a loop thread for a large READ when sendfile
+	 * is not used: memory that holds what pread would for [off, off +
+	 * len), readable without blocking and valid until close, or NULL. The
+	 * core sends the reply's data from it with writev and never reads it
+	 * in user space, so a file cut short underneath fails that write with
+	 * EFAULT (the connection closes) instead of raising SIGBUS. Ranges
+	 * with holes should say NULL: they read better as hole chunks. */
+	const void *(*map_read)(void *h, uint64_t off, uint64_t len);
 };
 
 /* Runs io through the synchronous operations of ops, including the core's

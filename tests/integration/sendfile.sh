@@ -1,9 +1,13 @@
 #!/bin/bash
-# Large READs from a file on tmpfs leave by sendfile (--sendfile on, or a
-# client on another host), with no copy through the server; when the socket
-# fills, the server waits for it to drain and goes on. Data checked with a
-# raw pipelining client (sendfile.py), nbdcopy and qemu-img compare; strace
-# counts the sendfile calls, and none with the default to a local client.
+# Large READs from a file on tmpfs leave with no copy through a buffer of
+# the server's: by sendfile (--sendfile on, or a client on another host),
+# or, to a client on this host, by writev from the server's mapping of the
+# file. When the socket fills, the server waits for it to drain and goes
+# on. Data checked with a raw pipelining client (sendfile.py), nbdcopy and
+# qemu-img compare; strace counts the sendfile calls, and none with the
+# default to a local client, which instead asks mincore whether the pages
+# are in memory. A file cut short under waiting replies closes only that
+# connection.
 . "$NP_SRC/tests/functions.sh"
 requires nbdcopy qemu-img python3 strace
 
@@ -29,16 +33,42 @@ n=$(strace_calls "$TMP/strace-on.txt" sendfile)
 assert_serving d
 stop_server
 
-# The default (auto) sends to a client on this host from a buffer: over
+# The default (auto) sends to a client on this host from the mapping: over
 # loopback, sendfile costs the client more than it saves the server.
 start_server -e d=file:"$IMG"
-strace_on "$SERVER_PID" "$TMP/strace-auto.txt" sendfile
+strace_on "$SERVER_PID" "$TMP/strace-auto.txt" sendfile,mincore
+PYTHONPATH="$NP_SRC/tests/integration" python3 "$NP_SRC/tests/integration/sendfile.py" \
+	"$PORT" "$IMG" || fail "reads from the mapping"
 rm -f "$TMP/copy.img"
 nbdcopy --request-size=4194304 "nbd://127.0.0.1:$PORT/d" "$TMP/copy.img" || fail "nbdcopy (auto)"
 cmp "$IMG" "$TMP/copy.img" || fail "nbdcopy copy differs (auto)"
+qemu-img compare -f raw -F raw "$IMG" "nbd://127.0.0.1:$PORT/d" >/dev/null ||
+	fail "qemu-img compare (auto)"
 strace_off
 n=$(strace_calls "$TMP/strace-auto.txt" sendfile)
 [ "$n" = 0 ] || fail "--sendfile auto: $n sendfile calls to a loopback client"
+n=$(strace_calls "$TMP/strace-auto.txt" mincore)
+[ "$n" -gt 0 ] || fail "--sendfile auto: no mincore call: large READs did not use the mapping"
+[ "$(awk '$6 == "'"$IMG"'"' "/proc/$SERVER_PID/maps" | wc -l)" -gt 0 ] ||
+	fail "the server has no mapping of $IMG"
+
+# The file loses its data under replies waiting to leave from the mapping:
+# that client gets data or a closed connection, the server serves on.
+cp "$IMG" "$TMP/saved.img"
+PYTHONPATH="$NP_SRC/tests/integration" timeout 60 python3 \
+	"$NP_SRC/tests/integration/sendfile.py" "$PORT" "$IMG" --truncate >"$TMP/trunc.txt" ||
+	fail "reads of a truncated file: $(cat "$TMP/trunc.txt")"
+assert_serving d
+# Replies cut off (rather than all read again after the truncation, as
+# zeroes, by a server too slow to have queued them first) say why.
+if ! grep -q "truncated: 8 of 8" "$TMP/trunc.txt"; then
+	grep -q "closing: a reply's data is gone: the export's file was cut short" "$TMP/server.log" ||
+		fail "no clear reason for the closed connection: $(tail -n 3 "$TMP/server.log")"
+fi
+cp "$TMP/saved.img" "$IMG"
+nbdcopy --request-size=4194304 "nbd://127.0.0.1:$PORT/d" "$TMP/copy2.img" ||
+	fail "nbdcopy after the truncation"
+cmp "$IMG" "$TMP/copy2.img" || fail "nbdcopy copy differs after the truncation"
 stop_server
 
 # A bad mode is refused, naming the setting.
