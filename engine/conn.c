@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/sendfile.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "engine/internal.h"
@@ -480,10 +481,18 @@ static void on_wpoll_close(uv_handle_t *h)
 static void on_writable(uv_poll_t *h, int status, int events)
 {
 	struct np_conn *c = h->data;
+	struct np_wpoll *p = container_of(h, struct np_wpoll, poll);
 
 	(void)events;
 	uv_poll_stop(h);
 	if (status < 0) {
+		/* libuv says EBADF for any POLLERR; the socket knows the real
+		 * cause (a client that closed with replies unread: a reset). */
+		int e = 0;
+		socklen_t len = sizeof(e);
+
+		if (getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &e, &len) == 0 && e > 0)
+			status = -e;
 		np_conn_close(c, uv_strerror(status));
 		return;
 	}

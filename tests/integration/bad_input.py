@@ -105,12 +105,15 @@ serving("a client leaving mid-payload")
 
 # A client that sends many reads and never reads the replies: the server
 # stops reading from it at the in-flight cap, and its memory stays bounded.
+# DF keeps every reply one 1 MiB data chunk: without it the mostly empty
+# export's replies shrink to hole chunks, the client's socket never fills,
+# and the server answers all thousand reads instead of stopping at the cap.
 base = rss_kib()
 hog = n.Client(PORT)
 hog.greeting()
 hog.go("m")
 hog.s.setblocking(False)
-reqs = b"".join(struct.pack(">IHHQQI", n.REQ_MAGIC, 0, n.CMD_READ, i, 0, 1 << 20)
+reqs = b"".join(struct.pack(">IHHQQI", n.REQ_MAGIC, n.FLAG_DF, n.CMD_READ, i, 0, 1 << 20)
                 for i in range(1000))  # a gigabyte of replies
 sent = 0
 deadline = time.monotonic() + 10

@@ -10,6 +10,11 @@ assert_serving m
 grep -q 'from 127.0.0.1:[0-9]*: closing: bad request magic' "$TMP/server.log" ||
 	fail "no log line naming the peer of a bad request"
 grep -q 'handshake timed out' "$TMP/server.log" || fail "no log line for the handshake timeout"
+# The client that never read closed with its replies unread: the server,
+# waiting for its socket to drain, sees a reset and says so.
+grep -q 'closing: connection reset by peer' "$TMP/server.log" ||
+	fail "no log line naming the reset of the client that never read"
+! grep -q 'bad file descriptor' "$TMP/server.log" || fail "a reset logged as a bad descriptor"
 stop_server
 
 # The server-wide budget bounds clients that each stay under their own cap.

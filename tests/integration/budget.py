@@ -23,7 +23,10 @@ def rss_mib():
 
 base = rss_mib()
 hogs = []
-reqs = b"".join(struct.pack(">IHHQQI", n.REQ_MAGIC, 0, n.CMD_READ, i, 0, 1 << 20)
+# DF: each reply is one 1 MiB data chunk, as on a written disk; without it
+# the empty export's replies would shrink to hole chunks and never fill
+# the clients' sockets, and the budget would not be reached.
+reqs = b"".join(struct.pack(">IHHQQI", n.REQ_MAGIC, n.FLAG_DF, n.CMD_READ, i, 0, 1 << 20)
                 for i in range(200))
 for _ in range(16):
     h = n.Client(PORT)
