@@ -28,6 +28,7 @@
 #define WRITE_BATCH 1024 /* iovecs per write; IOV_MAX on Linux */
 #define SENDFILE_MIN (64 * 1024) /* smaller reads are cheaper copied */
 #define MAP_READ_MIN (256 * 1024) /* smaller: cheaper read in batches (file.c) */
+#define MAP_WRITE_MIN (256 * 1024) /* smaller: cheaper written in batches */
 #define ASYNC_BATCH 256
 #define HOLE_BLOCK 4096
 #define NP_INLINE_MAX (128 * 1024)
@@ -46,6 +47,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void conn_flush(struct np_conn *c);
 static void try_finish(struct np_conn *c);
+static void reply_now(struct np_conn *c, struct np_req *r, uint32_t error);
 
 static void mark_dirty(struct np_conn *c)
 {
@@ -430,12 +432,13 @@ static void advance(struct np_conn *c, size_t written)
 	}
 }
 
-/* Why a write to the client failed. EFAULT: a reply sent from the
- * engine's mapping of a file (map_read) that was cut short underneath. */
-static const char *write_error(int w)
+/* Why a read from or a write to the client failed. EFAULT: a READ's data
+ * sent from, or a WRITE's received into, the engine's mapping of a file
+ * (map_read, map_write) that was cut short underneath. */
+static const char *socket_error(int e)
 {
-	return w == UV_EFAULT ? "a reply's data is gone: the export's file was cut short under it"
-			      : uv_strerror(w);
+	return e == UV_EFAULT ? "a request's data is gone: the export's file was cut short under it"
+			      : uv_strerror(e);
 }
 
 static void on_write(uv_write_t *w, int status)
@@ -450,7 +453,7 @@ static void on_write(uv_write_t *w, int status)
 	}
 	c->write_busy = false;
 	if (status < 0) {
-		np_conn_close(c, write_error(status));
+		np_conn_close(c, socket_error(status));
 		return;
 	}
 	conn_flush(c);
@@ -628,7 +631,7 @@ static void conn_flush(struct np_conn *c)
 			break;
 		w = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
 		if (w < 0 && w != UV_EAGAIN) {
-			np_conn_close(c, write_error(w));
+			np_conn_close(c, socket_error(w));
 			return;
 		}
 		advance(c, w > 0 ? (size_t)w : 0);
@@ -658,7 +661,7 @@ static void conn_flush(struct np_conn *c)
 			c->out_tail = NULL;
 		w = uv_write(&c->write_req, (uv_stream_t *)&c->tcp, bufs, n, on_write);
 		if (w < 0) {
-			np_conn_close(c, write_error(w));
+			np_conn_close(c, socket_error(w));
 			return;
 		}
 		c->write_busy = true;
@@ -819,6 +822,10 @@ static void dispatch(struct np_conn *c, struct np_req *r, struct batch *b)
 	struct np_export *ex = c->export;
 	struct np_loop *l = c->loop;
 
+	if (r->buf_mapped && r->io.cmd == NBD_CMD_WRITE) {
+		reply_now(c, r, 0); /* its payload is in place (try_map_write) */
+		return;
+	}
 	c->engine_busy++;
 	if (c->turn != l->turn) {
 		c->turn = l->turn;
@@ -968,8 +975,32 @@ static bool try_direct_read(struct np_conn *c, struct np_req *r)
 	return true;
 }
 
-/* Handles one request header. Returns false when the connection closes. */
-static bool handle_request(struct np_conn *c, const struct nbd_request *h, struct batch *b)
+/* A large WRITE whose payload is still arriving lands in the engine's
+ * memory (map_write) with no buffer of ours between: the engine writes
+ * the bytes that came with the request, at *pos in the input buffer, and
+ * the rest is read from the socket straight into place (on_alloc). Not
+ * under TLS, whose decrypted data would be copied in user space. */
+static bool try_map_write(struct np_conn *c, struct np_req *r, size_t *pos)
+{
+	const struct np_storage_ops *ops = c->export->ops;
+	size_t head = c->in_len - *pos;
+
+	if (!ops->map_write || r->io.len < MAP_WRITE_MIN || c->tls || head >= r->io.len)
+		return false;
+	r->io.buf = ops->map_write(c->export->h, r->io.offset, r->io.len, c->in + *pos, head);
+	if (!r->io.buf)
+		return false;
+	r->buf_mapped = true;
+	*pos += head;
+	c->payload_req = r;
+	c->payload_got = head;
+	return true;
+}
+
+/* Handles one request header, whose payload (if any) starts at *pos in the
+ * input buffer. Returns false when the connection closes. */
+static bool handle_request(struct np_conn *c, const struct nbd_request *h, struct batch *b,
+			   size_t *pos)
 {
 	bool payload = h->type == NBD_CMD_WRITE ||
 		       (c->extended && (h->flags & NBD_CMD_FLAG_PAYLOAD_LEN));
@@ -1013,6 +1044,8 @@ static bool handle_request(struct np_conn *c, const struct nbd_request *h, struc
 		charge(r, h->count);
 		return true;
 	}
+	if (h->type == NBD_CMD_WRITE && try_map_write(c, r, pos))
+		return true;
 	if (h->type == NBD_CMD_READ || h->type == NBD_CMD_WRITE) {
 		r->io.buf = malloc(h->count);
 		if (!r->io.buf) {
@@ -1077,6 +1110,8 @@ static void parse_requests(struct np_conn *c)
 			continue;
 		}
 		if (c->payload_req) {
+			/* (Not for a mapped payload: try_map_write took the
+			 * whole input, and the rest goes straight to it.) */
 			struct np_req *r = c->payload_req;
 			uint64_t want = r->io.len - c->payload_got;
 			size_t k = want < avail ? want : avail;
@@ -1102,7 +1137,7 @@ static void parse_requests(struct np_conn *c)
 			break;
 		}
 		pos += (size_t)n;
-		if (!handle_request(c, &h, &b))
+		if (!handle_request(c, &h, &b, &pos))
 			break;
 	}
 	if (!c->closed)
@@ -1235,7 +1270,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		if (nread == UV_EOF && c->phase == NP_CONN_TRANSMISSION && !c->payload_req)
 			np_conn_close(c, NULL); /* a client that leaves without DISC */
 		else
-			np_conn_close(c, nread != UV_EOF		  ? uv_strerror((int)nread)
+			np_conn_close(c, nread != UV_EOF		  ? socket_error((int)nread)
 					 : c->phase == NP_CONN_HANDSHAKE ? "client left during the handshake"
 									 : "client left mid-request");
 		np_loop_flush(c->loop);

@@ -35,8 +35,9 @@ struct file_h {
 	atomic_bool nowait_ok;     /* preadv2(RWF_NOWAIT) is supported here */
 	atomic_bool punch_ok;      /* fallocate(PUNCH_HOLE) is supported here */
 	pthread_mutex_t big_write; /* in memory: one large WRITE at a time (NP_BIG_WRITE) */
-	/* In memory: the file mapped shared and read-only as it was at open,
-	 * for large READs to leave from (file_map_read). */
+	/* In memory: the file mapped shared as it was at open (read-only
+	 * for a read-only export), for large READs to leave from and large
+	 * WRITEs to land in (file_map_read, file_map_write). */
 	uint8_t *map;
 	uint64_t map_len;
 	long page;
@@ -131,8 +132,9 @@ static int file_open(const char *spec, bool readonly, void **handle, char **err)
 	pthread_mutex_init(&f->big_write, NULL);
 	f->page = sysconf(_SC_PAGESIZE);
 	if (f->in_memory && f->size && f->page > 0) {
-		/* Only address space: pages are mapped as READs touch them. */
-		void *m = mmap(NULL, f->size, PROT_READ, MAP_SHARED, fd, 0);
+		/* Only address space: pages are mapped as requests touch them. */
+		int prot = readonly ? PROT_READ : PROT_READ | PROT_WRITE;
+		void *m = mmap(NULL, f->size, prot, MAP_SHARED, fd, 0);
 
 		if (m != MAP_FAILED) {
 			f->map = m;
@@ -289,28 +291,57 @@ static int file_sendfile_fd(void *h, uint64_t off, uint64_t len)
 	return f->fd;
 }
 
-/* Pages a map_read range may span: the largest request, in 4 KiB pages. */
-#define MAP_READ_PAGES (NBD_MAX_PORTABLE_REQUEST / 4096)
+/* Pages a mapped range may span: the largest request, in 4 KiB pages. */
+#define MAP_PAGES (NBD_MAX_PORTABLE_REQUEST / 4096)
 
-/* A READ of pages all in memory goes out from the mapping; where mincore
- * finds a page missing (a hole, or swapped out) the buffered path reads
- * it, so that a hole is sent as a hole chunk and not allocated by the
- * touch. Past the mapped length (the file grew) too. A TRIM of the range
- * between this check and the send leaves the file its pages back, read
- * as zeroes by the send: right data, less sparse. */
-static const void *file_map_read(void *h, uint64_t off, uint64_t len)
+/* Whether [off, off + len) lies in the mapping with every page of it in
+ * memory (mincore): none a hole, none swapped out. Past the mapped length
+ * (the file grew) it does not. */
+static bool map_resident(const struct file_h *f, uint64_t off, uint64_t len)
 {
-	struct file_h *f = h;
-	unsigned char vec[MAP_READ_PAGES];
+	unsigned char vec[MAP_PAGES];
 	uint64_t a = off - off % (uint64_t)f->page;
 	uint64_t pages = (off + len - a + (uint64_t)f->page - 1) / (uint64_t)f->page;
 
 	if (!f->map || off + len > f->map_len || pages > sizeof(vec) ||
 	    mincore(f->map + a, off + len - a, vec) < 0)
-		return NULL;
+		return false;
 	for (uint64_t i = 0; i < pages; i++)
 		if (!(vec[i] & 1))
-			return NULL;
+			return false;
+	return true;
+}
+
+/* A READ of pages all in memory goes out from the mapping; where a page
+ * is missing the buffered path reads it, so that a hole is sent as a hole
+ * chunk and not allocated by the touch. A TRIM of the range between this
+ * check and the send leaves the file its pages back, read as zeroes by
+ * the send: right data, less sparse. */
+static const void *file_map_read(void *h, uint64_t off, uint64_t len)
+{
+	struct file_h *f = h;
+
+	return map_resident(f, off, len) ? f->map + off : NULL;
+}
+
+/* A large WRITE lands in the mapping as it arrives: recv copies it from
+ * the socket into the file's pages, where a buffer and a pwrite would copy
+ * it twice. tmpfs keeps no dirty state to flush, so FUA asks nothing more.
+ * The pages are written as they come, not all at once when the payload is
+ * complete: a client that leaves mid-payload leaves part of its WRITE in
+ * place, as a disk may after a power cut (a WRITE never answered promises
+ * nothing about its range). Only over pages all in memory: a hole would
+ * have a page allocated in the middle of the copy from the socket, and on
+ * a full file system that fails the read with EFAULT (the connection
+ * closes) where pwrite answers ENOSPC. (A TRIM of the range racing this
+ * WRITE on a full file system can still end so.) */
+static void *file_map_write(void *h, uint64_t off, uint64_t len, const void *head, size_t head_len)
+{
+	struct file_h *f = h;
+
+	if (f->readonly || head_len >= len || !map_resident(f, off, len) ||
+	    file_pwrite(h, head, head_len, off, 0) < 0)
+		return NULL;
 	return f->map + off;
 }
 
@@ -664,4 +695,5 @@ const struct np_storage_ops np_storage_file = {
     .resize = file_resize,
     .sendfile_fd = file_sendfile_fd,
     .map_read = file_map_read,
+    .map_write = file_map_write,
 };

@@ -142,6 +142,19 @@ struct np_storage_ops {
 	 * EFAULT (the connection closes) instead of raising SIGBUS. Ranges
 	 * with holes should say NULL: they read better as hole chunks. */
 	const void *(*map_read)(void *h, uint64_t off, uint64_t len);
+
+	/* Optional, called on a loop thread for a large WRITE whose payload
+	 * is still arriving, of which the first head_len bytes (fewer than
+	 * len) came with the request: writes those to [off, off + head_len)
+	 * and returns memory that stands for [off, off + len), where the rest
+	 * of the payload is then received straight from the socket, or NULL
+	 * (the core then writes the whole payload the usual way). The data is
+	 * in place as it lands, and the WRITE is done, FUA or not, when its
+	 * last byte has: only for storage where that holds (memory is the
+	 * storage). Only the kernel writes to that memory (recv), so a file
+	 * cut short underneath fails that read with EFAULT (the connection
+	 * closes) instead of raising SIGBUS. */
+	void *(*map_write)(void *h, uint64_t off, uint64_t len, const void *head, size_t head_len);
 };
 
 /* Runs io through the synchronous operations of ops, including the core's

@@ -4,8 +4,15 @@
   proc.py cpu PID        CPU ticks (utime+stime+cutime+cstime) of PID and of
                          every live descendant process, summed.  Children that
                          exited and were reaped are already in cutime/cstime.
-  proc.py rss PID        VmRSS in KiB of PID plus live descendants (summed).
-  proc.py hwm PID        VmHWM (peak RSS) in KiB of PID plus live descendants.
+  proc.py rss PID        VmRSS less RssShmem in KiB of PID plus live
+                         descendants (summed): the process's own memory.
+                         RssShmem counts the pages of a tmpfs file that the
+                         process maps (nbdplex maps the bench's file and
+                         moves large requests through the mapping); they are
+                         the file's page cache, there whoever serves it, and
+                         not counted for a server that uses pread/pwrite.
+  proc.py hwm PID        VmHWM (peak RSS, shared memory included) in KiB of
+                         PID plus live descendants.
   proc.py children PID   number of live descendant processes.
   proc.py pids PID       PID and its live descendants, comma-separated.
   proc.py listening PORT exit 0 if something LISTENs on TCP PORT (IPv4 or v6).
@@ -106,7 +113,8 @@ def main(argv):
     if cmd == "cpu":
         print(sum(own_ticks(p) for p in [arg] + descendants(arg)))
     elif cmd == "rss":
-        print(sum(status_kib(p, "VmRSS") for p in [arg] + descendants(arg)))
+        print(sum(status_kib(p, "VmRSS") - status_kib(p, "RssShmem")
+                  for p in [arg] + descendants(arg)))
     elif cmd == "hwm":
         print(sum(status_kib(p, "VmHWM") for p in [arg] + descendants(arg)))
     elif cmd == "children":

@@ -406,7 +406,11 @@ def main(rundir, out):
 
     if rss:
         w("## Memory (RSS)\n")
-        w("VmRSS from /proc/PID/status (for nbd-server summed over its per-client processes). "
+        w("VmRSS less RssShmem from /proc/PID/status (for nbd-server summed over its per-client "
+          "processes): RssShmem counts the pages of the bench's tmpfs file that a server maps "
+          "(nbdplex sends large READs from its mapping and receives large WRITEs into it); "
+          "they are the file's page cache, there whichever server fills it, and uncounted "
+          "for a server that uses pread and pwrite. VmHWM in the note includes them. "
           "`idle`: N connections opened by perf/lib/idle_conns.py, each through a minimal "
           "handshake (NBD_OPT_GO) and then left idle; RSS read once all are open. "
           f"`write-1m-qd32-c64`: fio with 64 connections (numjobs=64), iodepth 32, 1 MiB writes "

@@ -28,11 +28,7 @@ def burst(mode, base, big_base):
     before = image()
     c = Client(port)
     c.greeting()
-    if mode == "simple":
-        r = c.replies(7, b"\0\0\0\0\0\0")
-        check(r[-1][0] == 1, "GO without structured replies")
-    else:
-        c.go("", extended=(mode == "extended"), meta=False)
+    c.go_mode(mode)
     reqs, wire, written = [], bytearray(), {}
     # Disjoint slots of 64 KiB from base on, so the writes in the burst do
     # not overlap one another (their order is the server's to choose).

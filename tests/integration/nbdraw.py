@@ -117,6 +117,15 @@ class Client:
         info = [p for t, p in r if t == REP_INFO and p[:2] == b"\0\0"][0]
         self.size, self.tflags = struct.unpack(">QH", info[2:12])
 
+    def go_mode(self, mode):
+        """GO to the default export with "simple" replies (no option
+        before it), "structured" or "extended" ones, no meta context."""
+        if mode == "simple":
+            r = self.replies(OPT_GO, b"\0\0\0\0\0\0")
+            check(r[-1][0] == REP_ACK, "GO without structured replies")
+        else:
+            self.go("", extended=(mode == "extended"), meta=False)
+
     def request(self, cmd, offset, length, flags=0, payload=b""):
         self.cookie += 1
         if self.extended:

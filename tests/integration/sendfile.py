@@ -38,12 +38,7 @@ def payload(c, chunks, offset, length):
 def reads(mode, ranges, late):
     c = Client(port)
     c.greeting()
-    if mode == "simple":
-        d = b"\0\0\0\0\0\0"
-        r = c.replies(7, d)
-        check(r[-1][0] == 1, "GO without structured replies")
-    else:
-        c.go("", extended=(mode == "extended"), meta=False)
+    c.go_mode(mode)
     # Replies may come in any order (a READ from memory is answered at
     # once, one with a hole after a worker has read it): by cookie.
     pending = {c.request(CMD_READ, o, n): (o, n) for o, n in ranges}

@@ -62,7 +62,7 @@ assert_serving d
 # Replies cut off (rather than all read again after the truncation, as
 # zeroes, by a server too slow to have queued them first) say why.
 if ! grep -q "truncated: 8 of 8" "$TMP/trunc.txt"; then
-	grep -q "closing: a reply's data is gone: the export's file was cut short" "$TMP/server.log" ||
+	grep -q "closing: a request's data is gone: the export's file was cut short" "$TMP/server.log" ||
 		fail "no clear reason for the closed connection: $(tail -n 3 "$TMP/server.log")"
 fi
 cp "$TMP/saved.img" "$IMG"

@@ -1,0 +1,120 @@
+"""Large WRITEs to a file on tmpfs land in the server's mapping of the file
+as they arrive (conn.c, try_map_write): check what the file holds after
+them, through a raw client that controls how the payload is cut up on the
+wire, with simple, structured and extended headers.
+
+usage: map_write.py PORT IMAGE data      writes, then compares the file
+       map_write.py PORT IMAGE truncate  the file is cut to nothing while
+                                         a payload is arriving
+       map_write.py PORT IMAGE leave     a client leaves mid-payload"""
+import os
+import random
+import sys
+import time
+
+from nbdraw import Client, Closed, check, finish, CMD_WRITE, CMD_READ, FLAG_FUA, FLAG_DF
+
+port, path, what = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+K, M = 1024, 1 << 20
+rng = random.Random(7)
+
+
+def connect(mode):
+    c = Client(port, timeout=30)
+    c.greeting()
+    c.go_mode(mode)
+    return c
+
+
+def answer(c, mode):
+    """Error of the next reply to a WRITE, and its cookie."""
+    if mode == "simple":
+        magic = int.from_bytes(c.recv(4), "big")
+        err = int.from_bytes(c.recv(4), "big")
+        cookie = int.from_bytes(c.recv(8), "big")
+        check(magic == 0x67446698, "simple reply magic")
+        return err, cookie
+    _magic, _flags, typ, cookie, data = c.chunk()
+    return (int.from_bytes(data[:4], "big") if typ == 32769 else 0), cookie
+
+
+def send_cut(c, offset, data, pieces, flags=0):
+    """A WRITE whose payload leaves in the given number of pieces, with
+    pauses between them, so that the server sees a header with part of the
+    payload and then the rest in several reads."""
+    c.request(CMD_WRITE, offset, len(data), flags, b"")
+    cuts = sorted(rng.sample(range(1, len(data)), pieces - 1)) if pieces > 1 else []
+    start = 0
+    for end in cuts + [len(data)]:
+        c.s.sendall(data[start:end])
+        start = end
+        time.sleep(0.01)
+    return c.cookie
+
+
+if what == "data":
+    model = bytearray(open(path, "rb").read())
+    for mode in ("simple", "structured", "extended"):
+        c = connect(mode)
+        cases = [
+            (1000, 300 * K),            # unaligned offset, odd length
+            (3 * M, 1 * M),             # aligned
+            (5 * M + 1, 256 * K),       # exactly the threshold
+            (7 * M, 256 * K - 1),       # just under it: the usual path
+            (9 * M - 5, 2 * M + 11),    # across several MiB, unaligned ends
+            (len(model) - M, M),        # the last MiB of the file
+        ]
+        pending = {}
+        for offset, length in cases:
+            data = rng.randbytes(length)
+            # Header and payload in one send: the server's first read
+            # brings part of the payload with the header (the head).
+            cookie = c.request(CMD_WRITE, offset, length, 0, data)
+            pending[cookie] = (offset, data)
+        for _ in cases:
+            err, cookie = answer(c, mode)
+            check(err == 0 and cookie in pending, f"{mode}: WRITE answered without error")
+            offset, data = pending.pop(cookie, (0, b""))
+            model[offset:offset + len(data)] = data
+        # Payloads cut into pieces with pauses: reads that end mid-payload.
+        for offset, length, pieces, flags in ((20 * M + 3, M, 5, 0), (22 * M, 3 * M, 9, FLAG_FUA)):
+            data = rng.randbytes(length)
+            cookie = send_cut(c, offset, data, pieces, flags)
+            err, got = answer(c, mode)
+            check(err == 0 and got == cookie, f"{mode}: WRITE in {pieces} pieces answered")
+            model[offset:offset + length] = data
+        # Read back through the server too (DF: one data chunk).
+        c.request(CMD_READ, 9 * M - 5, 2 * M + 11, FLAG_DF if mode != "simple" else 0)
+        if mode == "simple":
+            err, _ = answer(c, mode)
+            back = c.recv(2 * M + 11)
+        else:
+            _m, _f, typ, _ck, data = c.chunk()
+            back = data[8:]
+        check(back == bytes(model[9 * M - 5:9 * M + 2 * M + 6]), f"{mode}: read back")
+        c.s.close()
+    check(open(path, "rb").read() == bytes(model), "the file holds every WRITE, nothing else")
+
+elif what == "truncate":
+    # Header and 4 KiB of a 1 MiB payload; then the file goes to nothing;
+    # then the rest. The rest has nowhere to land: the connection closes
+    # (the server says why), with no reply that claims success.
+    c = connect("structured")
+    c.request(CMD_WRITE, 32 * M, M, 0, rng.randbytes(4 * K))
+    time.sleep(0.5)
+    os.truncate(path, 0)
+    try:
+        c.s.sendall(rng.randbytes(M - 4 * K))
+        err, _ = answer(c, "structured")
+        check(err != 0, f"a WRITE into a file cut short got error {err}, not success")
+    except (Closed, ConnectionResetError, BrokenPipeError):
+        check(True, "the connection closed")
+
+elif what == "leave":
+    c = connect("structured")
+    c.request(CMD_WRITE, 40 * M, M, 0, rng.randbytes(300 * K))
+    time.sleep(0.3)
+    c.s.close()
+    check(True, "left")
+
+finish()

@@ -1,0 +1,118 @@
+#!/bin/bash
+# Large WRITEs to a file on tmpfs are received straight into the server's
+# mapping of the file, with no buffer and no pwrite between. Data checked
+# with a raw client that cuts payloads up on the wire (map_write.py), with
+# nbdcopy, qemu-io and fio's verify; the mapping's resident pages show that
+# the writes went through it. A file cut short under an arriving payload
+# and a client that leaves mid-payload close only their connection. A
+# read-only export maps the file read-only; TLS clients take the usual
+# path.
+. "$NP_SRC/tests/functions.sh"
+requires nbdcopy qemu-io qemu-img fio python3 openssl
+
+[ -d /dev/shm ] || fail "no /dev/shm (tmpfs) to serve from"
+IMG=$(mktemp /dev/shm/nbdplex-mapwrite.XXXXXX)
+trap 'rm -f "$IMG"; np_cleanup' EXIT
+head -c 64M /dev/urandom >"$IMG"
+raw() {
+	PYTHONPATH="$NP_SRC/tests/integration" timeout 120 python3 \
+		"$NP_SRC/tests/integration/map_write.py" "$PORT" "$IMG" "$@"
+}
+
+# KiB of the server's mapping of the image that are in its page tables.
+mapped_kib() {
+	awk -v img="$IMG" '$6 == img {m = 1; next} /^[0-9a-f]+-/ {m = 0}
+		m && $1 == "Rss:" {s += $2} END {print s + 0}' "/proc/$SERVER_PID/smaps"
+}
+
+start_server -e d=file:"$IMG"
+grep -q "rw-s .*$IMG" "/proc/$SERVER_PID/maps" || fail "no writable shared mapping of $IMG"
+[ "$(mapped_kib)" = 0 ] || fail "the mapping is resident before any request"
+raw data || fail "raw writes"
+# Pages in the mapping's page tables were touched through it: by the
+# WRITEs of 256 KiB or more (8.5 MiB, less what came with each header and
+# was written by pwrite; about 8.2 MiB in all) and by one READ of 2 MiB
+# inside their range (from the mapping too, with the pages the kernel
+# maps around a fault: 2176 KiB when WRITEs do not use the mapping).
+kib=$(mapped_kib)
+[ "$kib" -ge 6144 ] || fail "large WRITEs did not land in the mapping ($kib KiB resident)"
+
+# nbdcopy: several connections and requests of 1 MiB in flight.
+head -c 64M /dev/urandom >"$TMP/src.img"
+nbdcopy --connections=4 --request-size=1048576 "$TMP/src.img" "nbd://127.0.0.1:$PORT/d" ||
+	fail "nbdcopy in"
+cmp "$TMP/src.img" "$IMG" || fail "the file differs from what nbdcopy wrote"
+qemu-img compare -f raw -F raw "$TMP/src.img" "nbd://127.0.0.1:$PORT/d" >/dev/null ||
+	fail "qemu-img compare after nbdcopy"
+
+# qemu-io: patterns at odd offsets and lengths, FUA among them, and one
+# half over a hole (which takes the usual path: file.c, file_map_write).
+fallocate -p -o $((48 << 20)) -l $((2 << 20)) "$IMG" || fail "punch a hole"
+qemu-io -f raw "nbd://127.0.0.1:$PORT/d" \
+	-c 'write -P 0x5a 12345 777k' -c 'write -f -P 0xa5 8M 2M' -c 'write -P 0x3c 33M 255k' \
+	-c 'write -P 0x77 48640k 1M' \
+	-c 'read -P 0x5a 12345 777k' -c 'read -P 0xa5 8M 2M' -c 'read -P 0x3c 33M 255k' \
+	-c 'read -P 0x77 48640k 1M' -c 'read -P 0 49664k 512k' \
+	>"$TMP/qemu-io.log" 2>&1 || fail "qemu-io: $(cat "$TMP/qemu-io.log")"
+grep -q "Pattern verification failed" "$TMP/qemu-io.log" && fail "qemu-io read back other data"
+python3 - "$IMG" <<'PY' || fail "the file does not hold qemu-io's patterns"
+import sys
+d = open(sys.argv[1], "rb").read()
+K, M = 1024, 1 << 20
+assert d[12345:12345 + 777 * K] == b"\x5a" * (777 * K)
+assert d[8 * M:10 * M] == b"\xa5" * (2 * M)
+assert d[33 * M:33 * M + 255 * K] == b"\x3c" * (255 * K)
+assert d[47 * M + 512 * K:48 * M + 512 * K] == b"\x77" * M
+assert d[48 * M + 512 * K:50 * M] == bytes(M + 512 * K)
+PY
+
+# fio: 1 MiB writes at QD8 on 2 connections, each verified after.
+fio --name=mw --ioengine=nbd --uri="nbd://127.0.0.1:$PORT/d" --rw=write --bs=1M --iodepth=8 \
+	--numjobs=2 --offset_increment=32M --size=32M --verify=crc32c --do_verify=1 \
+	--output-format=json --output="$TMP/fio.json" >"$TMP/fio.log" 2>&1 ||
+	fail "fio: $(tail -n 5 "$TMP/fio.log")"
+fio_check "$TMP/fio.json" 2 $((32 << 20)) >/dev/null
+
+# A client leaves mid-payload: part of its WRITE may stay (it was never
+# answered), the rest of the file does not change, the server serves on.
+cp "$IMG" "$TMP/before.img"
+raw leave || fail "leaving mid-payload"
+wait_until 5 grep -q "closing: client left mid-request" "$TMP/server.log" ||
+	fail "no log line for the client that left mid-payload"
+cmp -s <(head -c $((40 << 20)) "$IMG") <(head -c $((40 << 20)) "$TMP/before.img") ||
+	fail "the file changed before the abandoned WRITE's range"
+cmp -s <(tail -c +$(((41 << 20) + 1)) "$IMG") <(tail -c +$(((41 << 20) + 1)) "$TMP/before.img") ||
+	fail "the file changed after the abandoned WRITE's range"
+assert_serving d
+
+# The file is cut to nothing under an arriving payload: the rest cannot
+# land (the kernel's copy fails, no signal), that connection closes with a
+# clear reason, the others go on.
+raw truncate || fail "a payload into a truncated file"
+wait_until 5 grep -q "closing: a request's data is gone: the export's file was cut short" \
+	"$TMP/server.log" || fail "no clear reason for the closed connection: $(tail -n 3 "$TMP/server.log")"
+assert_serving d
+cp "$TMP/src.img" "$IMG"
+qemu-io -f raw "nbd://127.0.0.1:$PORT/d" -c 'write -P 0x11 1M 1M' -c 'read -P 0x11 1M 1M' \
+	>"$TMP/qemu-io2.log" 2>&1 || fail "qemu-io after the truncation"
+grep -q "Pattern verification failed" "$TMP/qemu-io2.log" && fail "wrong data after the truncation"
+stop_server
+
+# Read-only: the mapping is read-only too, and WRITEs are refused.
+start_server -r -e d=file:"$IMG"
+grep -q "r--s .*$IMG" "/proc/$SERVER_PID/maps" || fail "read-only export: no read-only mapping"
+grep -q "rw-s .*$IMG" "/proc/$SERVER_PID/maps" && fail "read-only export: a writable mapping"
+qemu-io -f raw "nbd://127.0.0.1:$PORT/d" -c 'write -P 1 0 1M' >/dev/null 2>&1 &&
+	fail "a WRITE to a read-only export succeeded"
+stop_server
+
+# TLS: the payload is decrypted in user space, so it takes the usual path.
+echo "alice:$(openssl rand -hex 32)" >"$TMP/keys.psk"
+start_server -e d=file:"$IMG" --tls-psk "$TMP/keys.psk"
+psk="nbds://alice@localhost:$PORT/d?tls-psk-file=$TMP/keys.psk"
+head -c 8M /dev/urandom >"$TMP/tls.img"
+nbdcopy --request-size=1048576 "$TMP/tls.img" "$psk" || fail "nbdcopy over TLS"
+cmp "$TMP/tls.img" <(head -c 8M "$IMG") || fail "the file differs from what came over TLS"
+[ "$(mapped_kib)" = 0 ] || fail "TLS WRITEs went through the mapping"
+stop_server
+pass
