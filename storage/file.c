@@ -35,11 +35,14 @@ struct file_h {
 	atomic_bool nowait_ok;     /* preadv2(RWF_NOWAIT) is supported here */
 	atomic_bool punch_ok;      /* fallocate(PUNCH_HOLE) is supported here */
 	pthread_mutex_t big_write; /* in memory: one large WRITE at a time (NP_BIG_WRITE) */
-	/* In memory: the file mapped shared as it was at open (read-only
-	 * for a read-only export), for large READs to leave from and large
-	 * WRITEs to land in (file_map_read, file_map_write). */
+	/* In memory: the file mapped shared as it was at open, for large
+	 * READs to leave from (file_map_read) and, where writable (not for a
+	 * read-only export, and where a copy into it can survive the file
+	 * cut short: storage/mapcopy.c), WRITEs to land in (map_copy_write,
+	 * file_map_write). */
 	uint8_t *map;
 	uint64_t map_len;
+	bool map_writable;
 	long page;
 };
 
@@ -133,12 +136,14 @@ static int file_open(const char *spec, bool readonly, void **handle, char **err)
 	f->page = sysconf(_SC_PAGESIZE);
 	if (f->in_memory && f->size && f->page > 0) {
 		/* Only address space: pages are mapped as requests touch them. */
-		int prot = readonly ? PROT_READ : PROT_READ | PROT_WRITE;
-		void *m = mmap(NULL, f->size, prot, MAP_SHARED, fd, 0);
+		bool w = !readonly && np_copy_guard_init();
+		void *m =
+		    mmap(NULL, f->size, w ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED, fd, 0);
 
 		if (m != MAP_FAILED) {
 			f->map = m;
 			f->map_len = f->size;
+			f->map_writable = w;
 		}
 	}
 	free(path);
@@ -324,6 +329,19 @@ static const void *file_map_read(void *h, uint64_t off, uint64_t len)
 	return map_resident(f, off, len) ? f->map + off : NULL;
 }
 
+/* A WRITE within the writable mapping is a copy into it: no system call,
+ * page cache lookup, folio lock or inode lock (perf/README.md). One that
+ * faults there (the file cut short, a hole on a full file system) says
+ * false and goes the usual way, which answers as pwrite does. */
+static bool map_copy_write(struct file_h *f, struct np_io *io)
+{
+	if (io->cmd != NBD_CMD_WRITE || !f->map_writable || io->offset + io->len > f->map_len ||
+	    np_copy_to_mapping(f->map + io->offset, io->buf, io->len) < 0)
+		return false;
+	io->result = 0;
+	return true;
+}
+
 /* A large WRITE lands in the mapping as it arrives: recv copies it from
  * the socket into the file's pages, where a buffer and a pwrite would copy
  * it twice. tmpfs keeps no dirty state to flush, so FUA asks nothing more.
@@ -339,8 +357,8 @@ static void *file_map_write(void *h, uint64_t off, uint64_t len, const void *hea
 {
 	struct file_h *f = h;
 
-	if (f->readonly || head_len >= len || !map_resident(f, off, len) ||
-	    file_pwrite(h, head, head_len, off, 0) < 0)
+	if (!f->map_writable || head_len >= len || !map_resident(f, off, len) ||
+	    np_copy_to_mapping(f->map + off, head, head_len) < 0)
 		return NULL;
 	return f->map + off;
 }
@@ -534,18 +552,23 @@ static void file_rw_nowait(void *h, struct np_io **ios, unsigned n)
 		}
 		return;
 	}
-	/* A chunk of one, or a thread without AIO, goes by plain calls. (A
-	 * WRITE of NP_BIG_WRITE or more always comes alone: its payload is read
-	 * straight into its buffer, engine/conn.c.) */
+	/* WRITEs land in the mapping where they can; the rest go by AIO, a
+	 * chunk of one or a thread without AIO by plain calls. */
 	for (unsigned i = 0; i < n; i += NOW_BATCH) {
-		int k = (int)(n - i < NOW_BATCH ? n - i : NOW_BATCH);
-		aio_context_t ctx = k > 1 ? loop_aio() : 0;
+		unsigned k = n - i < NOW_BATCH ? n - i : NOW_BATCH;
+		struct np_io *todo[NOW_BATCH];
+		int m = 0;
+		aio_context_t ctx;
 
+		for (unsigned j = 0; j < k; j++)
+			if (!map_copy_write(f, ios[i + j]))
+				todo[m++] = ios[i + j];
+		ctx = m > 1 ? loop_aio() : 0;
 		if (ctx)
-			rw_submit(f, ctx, ios + i, k);
+			rw_submit(f, ctx, todo, m);
 		else
-			for (int j = 0; j < k; j++)
-				ios[i + j]->result = rw_rest(f, ios[i + j], 0);
+			for (int j = 0; j < m; j++)
+				todo[j]->result = rw_rest(f, todo[j], 0);
 	}
 }
 

@@ -5,7 +5,8 @@ wire, with simple, structured and extended headers.
 
 usage: map_write.py PORT IMAGE data      writes, then compares the file
        map_write.py PORT IMAGE truncate  the file is cut to nothing while
-                                         a payload is arriving
+                                         a payload is arriving, and a
+                                         small WRITE follows
        map_write.py PORT IMAGE leave     a client leaves mid-payload"""
 import os
 import random
@@ -97,12 +98,24 @@ if what == "data":
 
 elif what == "truncate":
     # Header and 4 KiB of a 1 MiB payload; then the file goes to nothing;
-    # then the rest. The rest has nowhere to land: the connection closes
-    # (the server says why), with no reply that claims success.
+    # then a small WRITE on another connection, made before the cut (so it
+    # still sees the old size): its page is gone from the mapping, and the
+    # server writes it by pwrite instead, which grows the file back. Then
+    # the rest of the payload, which has nowhere to land: the connection
+    # closes (the server says why), with no reply that claims success.
     c = connect("structured")
+    small = connect("structured")
     c.request(CMD_WRITE, 32 * M, M, 0, rng.randbytes(4 * K))
     time.sleep(0.5)
     os.truncate(path, 0)
+    data = rng.randbytes(4 * K)
+    small.request(CMD_WRITE, 8 * M, 4 * K, 0, data)
+    err, _ = answer(small, "structured")
+    check(err == 0, f"a small WRITE after the cut: error {err}")
+    check(os.path.getsize(path) == 8 * M + 4 * K, "the small WRITE grew the file back")
+    with open(path, "rb") as f:
+        f.seek(8 * M)
+        check(f.read() == data, "the small WRITE after the cut is in the file")
     try:
         c.s.sendall(rng.randbytes(M - 4 * K))
         err, _ = answer(c, "structured")
