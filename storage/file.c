@@ -36,15 +36,104 @@ struct file_h {
 	atomic_bool punch_ok;      /* fallocate(PUNCH_HOLE) is supported here */
 	pthread_mutex_t big_write; /* in memory: one large WRITE at a time (NP_BIG_WRITE) */
 	/* In memory: the file mapped shared as it was at open, for large
-	 * READs to leave from (file_map_read) and, where writable (not for a
-	 * read-only export, and where a copy into it can survive the file
-	 * cut short: storage/mapcopy.c), WRITEs to land in (map_copy_write,
-	 * file_map_write). */
+	 * READs to leave from (file_map_read), READs to be copied from
+	 * (map_copy) and, where writable (not for a read-only export),
+	 * WRITEs to land in (map_copy, file_map_write). Copies into and out
+	 * of it survive the file cut short underneath (storage/mapcopy.c). */
 	uint8_t *map;
 	uint64_t map_len;
 	bool map_writable;
 	long page;
+	unsigned page_shift;
+	/* With the mapping, one bit per page of it: set where the file is
+	 * known to hold data (found at open, or written since), clear where
+	 * it may hold a hole. A READ is copied out of the mapping only where
+	 * every page's bit is set: touching a hole there would allocate a
+	 * page for it. A bit may be wrong the other way (another process
+	 * punched the page, or a TRIM raced a WRITE): such a READ allocates
+	 * the page, reads the right data (zeroes), and the bit is true again. */
+	_Atomic uint64_t *data_bits;
 };
+
+/* The pages [*first, *last] of the bitmap that [off, off + len) touches,
+ * clipped to the mapping; false where that is none. */
+static bool page_span(const struct file_h *f, uint64_t off, uint64_t len, uint64_t *first,
+		      uint64_t *last)
+{
+	if (!f->data_bits || len == 0 || off >= f->map_len)
+		return false;
+	if (off + len > f->map_len)
+		len = f->map_len - off;
+	*first = off >> f->page_shift;
+	*last = (off + len - 1) >> f->page_shift;
+	return true;
+}
+
+static bool bit_of(const struct file_h *f, uint64_t p)
+{
+	return atomic_load_explicit(&f->data_bits[p / 64], memory_order_relaxed) >> (p % 64) & 1;
+}
+
+/* Marks the pages [off, off + len) touches as holding data. */
+static void bits_set(struct file_h *f, uint64_t off, uint64_t len)
+{
+	uint64_t a, b;
+
+	if (page_span(f, off, len, &a, &b))
+		for (uint64_t p = a; p <= b; p++)
+			if (!bit_of(f, p))
+				atomic_fetch_or_explicit(&f->data_bits[p / 64], 1ULL << (p % 64),
+							 memory_order_relaxed);
+}
+
+/* Forgets the pages [off, off + len) may have lost: all it touches, since
+ * a page only partly punched keeps its data but nothing is lost by asking
+ * again. Before the punch, so that no READ copies a hole after it. */
+static void bits_clear(struct file_h *f, uint64_t off, uint64_t len)
+{
+	uint64_t a, b;
+
+	if (page_span(f, off, len, &a, &b))
+		for (uint64_t p = a; p <= b; p++)
+			atomic_fetch_and_explicit(&f->data_bits[p / 64], ~(1ULL << (p % 64)),
+						  memory_order_relaxed);
+}
+
+/* Whether all of [off, off + len) lies in the mapping, known to hold data. */
+static bool bits_all(const struct file_h *f, uint64_t off, uint64_t len)
+{
+	uint64_t a, b;
+
+	if (off + len > f->map_len || !page_span(f, off, len, &a, &b))
+		return false;
+	for (uint64_t p = a; p <= b; p++)
+		if (!bit_of(f, p))
+			return false;
+	return true;
+}
+
+/* At open: the file's data extents, from SEEK_DATA and SEEK_HOLE. */
+static int bits_scan(struct file_h *f)
+{
+	uint64_t words = ((f->map_len >> f->page_shift) + 64) / 64;
+	off_t pos = 0;
+
+	f->data_bits = calloc(words, sizeof(*f->data_bits));
+	if (!f->data_bits)
+		return -ENOMEM;
+	while ((uint64_t)pos < f->map_len) {
+		off_t data = lseek(f->fd, pos, SEEK_DATA), hole;
+
+		if (data < 0)
+			break; /* ENXIO: no data after pos */
+		hole = lseek(f->fd, data, SEEK_HOLE);
+		if (hole < 0)
+			hole = (off_t)f->map_len;
+		bits_set(f, (uint64_t)data, (uint64_t)(hole - data));
+		pos = hole;
+	}
+	return 0;
+}
 
 static int errf(char **err, int r, const char *fmt, const char *a, const char *b)
 {
@@ -136,7 +225,7 @@ static int file_open(const char *spec, bool readonly, void **handle, char **err)
 	f->page = sysconf(_SC_PAGESIZE);
 	if (f->in_memory && f->size && f->page > 0) {
 		/* Only address space: pages are mapped as requests touch them. */
-		bool w = !readonly && np_copy_guard_init();
+		bool guard = np_copy_guard_init(), w = !readonly && guard;
 		void *m =
 		    mmap(NULL, f->size, w ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED, fd, 0);
 
@@ -144,6 +233,11 @@ static int file_open(const char *spec, bool readonly, void **handle, char **err)
 			f->map = m;
 			f->map_len = f->size;
 			f->map_writable = w;
+			f->page_shift = (unsigned)__builtin_ctzl((unsigned long)f->page);
+			if (guard && bits_scan(f) < 0) {
+				free(f->data_bits);
+				f->data_bits = NULL;
+			}
 		}
 	}
 	free(path);
@@ -165,6 +259,7 @@ static void file_close(void *h)
 
 	if (f->map)
 		munmap(f->map, f->map_len);
+	free(f->data_bits);
 	close(f->fd);
 	pthread_mutex_destroy(&f->big_write);
 	free(f);
@@ -200,6 +295,8 @@ static int file_resize(void *h, uint64_t size)
 		return -EOPNOTSUPP;
 	if (size > (uint64_t)INT64_MAX)
 		return -EFBIG;
+	if (size < f->map_len)
+		bits_clear(f, size, f->map_len - size);
 	if (ftruncate(f->fd, (off_t)size) < 0 || fsync(f->fd) < 0)
 		return -errno;
 	__atomic_store_n(&f->size, size, __ATOMIC_RELAXED);
@@ -257,6 +354,7 @@ static int file_pwrite(void *h, const void *buf, uint64_t len, uint64_t off, uin
 	const uint8_t *p = buf;
 	int rwflags = (flags & NBD_CMD_FLAG_FUA) ? RWF_DSYNC : 0;
 	bool big = f->in_memory && len >= NP_BIG_WRITE;
+	uint64_t start = off, total = len;
 	int r = 0;
 
 	if (big)
@@ -277,6 +375,8 @@ static int file_pwrite(void *h, const void *buf, uint64_t len, uint64_t off, uin
 	}
 	if (big)
 		pthread_mutex_unlock(&f->big_write);
+	if (r == 0)
+		bits_set(f, start, total);
 	return r;
 }
 
@@ -329,15 +429,22 @@ static const void *file_map_read(void *h, uint64_t off, uint64_t len)
 	return map_resident(f, off, len) ? f->map + off : NULL;
 }
 
-/* A WRITE within the writable mapping is a copy into it: no system call,
- * page cache lookup, folio lock or inode lock (perf/README.md). One that
- * faults there (the file cut short, a hole on a full file system) says
- * false and goes the usual way, which answers as pwrite does. */
-static bool map_copy_write(struct file_h *f, struct np_io *io)
+/* A WRITE within the writable mapping is a copy into it, and so is a READ
+ * of pages all known to hold data a copy out of it: no system call, page
+ * cache lookup, folio lock or inode lock (perf/README.md). One that faults
+ * there (the file cut short, a hole on a full file system) says false and
+ * goes the usual way, which answers as pread or pwrite does. */
+static bool map_copy(struct file_h *f, struct np_io *io)
 {
-	if (io->cmd != NBD_CMD_WRITE || !f->map_writable || io->offset + io->len > f->map_len ||
-	    np_copy_to_mapping(f->map + io->offset, io->buf, io->len) < 0)
-		return false;
+	if (io->cmd == NBD_CMD_WRITE) {
+		if (!f->map_writable || io->offset + io->len > f->map_len ||
+		    np_mapped_copy(f->map + io->offset, io->buf, io->len) < 0)
+			return false;
+		bits_set(f, io->offset, io->len);
+	} else if (io->cmd != NBD_CMD_READ || !bits_all(f, io->offset, io->len) ||
+		   np_mapped_copy(io->buf, f->map + io->offset, io->len) < 0) {
+		return false; /* (bits_all: no bits without a mapping) */
+	}
 	io->result = 0;
 	return true;
 }
@@ -358,8 +465,9 @@ static void *file_map_write(void *h, uint64_t off, uint64_t len, const void *hea
 	struct file_h *f = h;
 
 	if (!f->map_writable || head_len >= len || !map_resident(f, off, len) ||
-	    np_copy_to_mapping(f->map + off, head, head_len) < 0)
+	    np_mapped_copy(f->map + off, head, head_len) < 0)
 		return NULL;
+	bits_set(f, off, len); /* every page of it is there (map_resident) */
 	return f->map + off;
 }
 
@@ -552,8 +660,8 @@ static void file_rw_nowait(void *h, struct np_io **ios, unsigned n)
 		}
 		return;
 	}
-	/* WRITEs land in the mapping where they can; the rest go by AIO, a
-	 * chunk of one or a thread without AIO by plain calls. */
+	/* Copies to and from the mapping where they can be; the rest go by
+	 * AIO, a chunk of one or a thread without AIO by plain calls. */
 	for (unsigned i = 0; i < n; i += NOW_BATCH) {
 		unsigned k = n - i < NOW_BATCH ? n - i : NOW_BATCH;
 		struct np_io *todo[NOW_BATCH];
@@ -561,7 +669,7 @@ static void file_rw_nowait(void *h, struct np_io **ios, unsigned n)
 		aio_context_t ctx;
 
 		for (unsigned j = 0; j < k; j++)
-			if (!map_copy_write(f, ios[i + j]))
+			if (!map_copy(f, ios[i + j]))
 				todo[m++] = ios[i + j];
 		ctx = m > 1 ? loop_aio() : 0;
 		if (ctx)
@@ -569,6 +677,9 @@ static void file_rw_nowait(void *h, struct np_io **ios, unsigned n)
 		else
 			for (int j = 0; j < m; j++)
 				todo[j]->result = rw_rest(f, todo[j], 0);
+		for (int j = 0; j < m; j++)
+			if (todo[j]->cmd == NBD_CMD_WRITE && todo[j]->result == 0)
+				bits_set(f, todo[j]->offset, todo[j]->len);
 	}
 }
 
@@ -593,6 +704,7 @@ static int punch(struct file_h *f, uint64_t len, uint64_t off)
 	}
 	if (!atomic_load_explicit(&f->punch_ok, memory_order_relaxed))
 		return -ENOTSUP;
+	bits_clear(f, off, len);
 	if (fallocate(f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) <
 	    0) {
 		if (errno == EOPNOTSUPP) {

@@ -1,15 +1,16 @@
-/* Copies into a shared mapping of a file, surviving the file's change
- * underneath.
+/* Copies to and from a shared mapping of a file, surviving the file's
+ * change underneath.
  *
- * A store into a page of a MAP_SHARED file mapping that the file no longer
- * has (another process cut the file short), or that cannot be allocated (a
- * hole, on a full tmpfs), raises SIGBUS, which would end the server and
- * every connection with it. np_copy_to_mapping copies with a handler armed
- * for the calling thread: the handler jumps back out of the copy, which
- * fails with -EFAULT, and the caller writes the usual way (pwrite), which
- * answers as it always did (ENOSPC, or a file grown back). A SIGBUS outside
- * such a copy (or one sent by kill) gets its old disposition back and
- * strikes again at once, as if no handler had been there.
+ * A load from or a store into a page of a MAP_SHARED file mapping that the
+ * file no longer has (another process cut the file short), or that cannot
+ * be allocated (a hole, on a full tmpfs), raises SIGBUS, which would end
+ * the server and every connection with it. np_mapped_copy copies with a
+ * handler armed for the calling thread: the handler jumps back out of the
+ * copy, which fails with -EFAULT, and the caller goes the usual way
+ * (pread, pwrite), which answers as it always did (zeroes past the end,
+ * ENOSPC, a file grown back). A SIGBUS outside such a copy (or one sent by
+ * kill) gets its old disposition back and strikes again at once, as if no
+ * handler had been there.
  *
  * SA_NODEFER leaves SIGBUS unblocked while the handler runs, so jumping out
  * of it with a jump buffer that saved no signal mask (no system call on
@@ -61,15 +62,15 @@ bool np_copy_guard_init(void)
 	return bus_ok;
 }
 
-int np_copy_to_mapping(void *dst, const void *src, size_t n)
+int np_mapped_copy(void *dst, const void *src, size_t n)
 {
 	sigjmp_buf jb;
 
 	if (sigsetjmp(jb, 0))
 		return -EFAULT;
 	copy_jmp = &jb;
-	/* The handler must see the buffer armed before the first store into
-	 * the mapping, and disarmed only after the last. */
+	/* The handler must see the buffer armed before the copy's first
+	 * access to the mapping, and disarmed only after its last. */
 	atomic_signal_fence(memory_order_seq_cst);
 	memcpy(dst, src, n);
 	atomic_signal_fence(memory_order_seq_cst);

@@ -175,14 +175,15 @@ int np_parse_size(const char *s, uint64_t *out);
  * the storage: reads and writes never wait for a device. */
 bool np_fd_in_memory(int fd);
 
-/* Copying into a shared mapping of a file (storage/mapcopy.c). After
+/* Copying to or from a shared mapping of a file (storage/mapcopy.c). After
  * np_copy_guard_init has said yes (once per process; it installs a SIGBUS
- * handler), np_copy_to_mapping copies n bytes to dst in such a mapping, or
- * returns -EFAULT where a page of it is gone (the file was cut short) or
- * cannot be had (a full file system under a hole), having copied a part,
- * instead of the SIGBUS that a plain copy would raise. Any thread. */
+ * handler), np_mapped_copy copies n bytes from src to dst, either of them
+ * in such a mapping, or returns -EFAULT where a page of it is gone (the
+ * file was cut short) or cannot be had (a full file system under a hole),
+ * having copied a part, instead of the SIGBUS that a plain copy would
+ * raise. Any thread. */
 bool np_copy_guard_init(void);
-int np_copy_to_mapping(void *dst, const void *src, size_t n);
+int np_mapped_copy(void *dst, const void *src, size_t n);
 
 /* tmpfs lets one WRITE into a file at a time (the inode's lock), and the
  * kernel waits for that lock by spinning while its holder runs: two threads

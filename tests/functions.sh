@@ -125,6 +125,14 @@ assert_serving() {
 	nbdinfo --size "nbd://127.0.0.1:$PORT/$name" >/dev/null || fail "server stopped serving"
 }
 
+# mapped_kib FILE: KiB of the server's shared mapping of FILE (the file
+# engine maps files on tmpfs) that are in its page tables: pages that
+# requests copied to or from through the mapping.
+mapped_kib() {
+	awk -v f="$1" '$6 == f {m = 1; next} /^[0-9a-f]+-/ {m = 0}
+		m && $1 == "Rss:" {s += $2} END {print s + 0}' "/proc/$SERVER_PID/smaps"
+}
+
 # strace_on PID FILE CALLS: counts the system calls CALLS (a comma list) of
 # every thread of PID into FILE until strace_off; returns once every thread
 # is traced.

@@ -1,10 +1,13 @@
 #!/bin/bash
 # A file on tmpfs: the READs and WRITEs parsed together run on the loop,
-# many per io_submit (storage/file.c). Checked with a raw client that sends
-# hundreds of requests in one burst (batch.py: every reply and every byte of
-# the file), fio's crc32c verify over four connections at QD32 and with
-# 1 MiB blocks (large WRITEs from several loops at once), and an nbdcopy of
-# the whole export; strace shows that io_submit carried them.
+# copied to or from the server's mapping of the file where they can be,
+# the rest (READs of holes) many per io_submit (storage/file.c). Checked
+# with a raw client that sends hundreds of requests in one burst (batch.py:
+# every reply and every byte of the file) over a file with holes in every
+# other 64 KiB of the bursts' range, fio's crc32c verify over four
+# connections at QD32 and with 1 MiB blocks (large WRITEs from several
+# loops at once), and an nbdcopy of the whole export; strace shows that
+# io_submit carried some, the mapping's resident pages that it took others.
 . "$NP_SRC/tests/functions.sh"
 requires fio nbdcopy python3 strace
 
@@ -12,6 +15,9 @@ requires fio nbdcopy python3 strace
 IMG=$(mktemp /dev/shm/nbdplex-batch.XXXXXX)
 trap 'rm -f "$IMG"; np_cleanup' EXIT
 head -c 32M /dev/urandom >"$IMG"
+for i in $(seq 0 2 191); do
+	fallocate -p -o $((i << 16)) -l 65536 "$IMG" || fail "punch a hole"
+done
 
 start_server -e d=file:"$IMG"
 strace_on "$SERVER_PID" "$TMP/strace.txt" io_submit
@@ -29,6 +35,8 @@ cmp "$IMG" "$TMP/copy.img" || fail "nbdcopy copy differs from the file"
 strace_off
 n=$(strace_calls "$TMP/strace.txt" io_submit)
 [ "$n" -gt 0 ] || fail "no io_submit call for batches on tmpfs ($(cat "$TMP/strace.txt"))"
+kib=$(mapped_kib "$IMG")
+[ "$kib" -ge 4096 ] || fail "requests did not go through the mapping ($kib KiB resident)"
 assert_serving d
 stop_server
 pass

@@ -1,5 +1,5 @@
-/* np_copy_to_mapping: copies into a shared mapping of a tmpfs file land in
- * the file; a copy into pages the file lost (cut short underneath) or
+/* np_mapped_copy: copies into a shared mapping of a tmpfs file land in
+ * the file; a copy into or out of pages the file lost (cut short) or
  * cannot get (a hole on a full tmpfs) fails with -EFAULT and the process
  * goes on, from several threads at once too; a SIGBUS outside a guarded
  * copy still ends the process. */
@@ -42,7 +42,7 @@ static void *race(void *arg)
 
 	for (int round = 0; round < 200; round++)
 		for (size_t off = 0; off < LEN; off += sizeof(src)) {
-			if (np_copy_to_mapping(r->map + off, src, sizeof(src)) == 0)
+			if (np_mapped_copy(r->map + off, src, sizeof(src)) == 0)
 				r->oks++;
 			else
 				r->efaults++;
@@ -63,20 +63,23 @@ static void test_copies_and_truncation(void)
 	if (fd < 0 || !m)
 		return;
 	memset(buf, 0x5a, sizeof(buf));
-	CHECK(np_copy_to_mapping(m + 12345, buf, 4096) == 0);
+	CHECK(np_mapped_copy(m + 12345, buf, 4096) == 0);
 	memset(buf, 0, sizeof(buf));
 	CHECK(pread(fd, buf, 4096, 12345) == 4096);
 	CHECK(buf[0] == 0x5a && buf[4095] == 0x5a);
 
 	/* Cut short: the copy past the new end fails, the one before works. */
 	CHECK(ftruncate(fd, LEN / 2) == 0);
-	CHECK(np_copy_to_mapping(m + LEN / 2 + 100, buf, 100) == -EFAULT);
-	CHECK(np_copy_to_mapping(m + LEN / 2 - 8192, buf, 16384) == -EFAULT);
-	CHECK(np_copy_to_mapping(m + 100, buf, 100) == 0);
+	CHECK(np_mapped_copy(m + LEN / 2 + 100, buf, 100) == -EFAULT);
+	CHECK(np_mapped_copy(m + LEN / 2 - 8192, buf, 16384) == -EFAULT);
+	CHECK(np_mapped_copy(m + 100, buf, 100) == 0);
+	/* Reading from the lost pages fails the same way. */
+	CHECK(np_mapped_copy(buf, m + LEN / 2 + 100, 100) == -EFAULT);
+	CHECK(np_mapped_copy(buf, m + 100, 100) == 0);
 	/* Again, on the same thread: the handler is still armed. */
-	CHECK(np_copy_to_mapping(m + LEN - 1, buf, 1) == -EFAULT);
+	CHECK(np_mapped_copy(m + LEN - 1, buf, 1) == -EFAULT);
 	CHECK(ftruncate(fd, LEN) == 0);
-	CHECK(np_copy_to_mapping(m + LEN - 1, buf, 1) == 0);
+	CHECK(np_mapped_copy(m + LEN - 1, buf, 1) == 0);
 
 	/* Several threads while the file shrinks and grows. */
 	{
@@ -121,7 +124,7 @@ static void test_full_tmpfs(void)
 
 		/* 64 KiB hold 16 pages; of 32 pages written, some must fail. */
 		for (int i = 0; i < 32; i++)
-			fails += np_copy_to_mapping(m + i * 4096, buf, sizeof(buf)) == -EFAULT;
+			fails += np_mapped_copy(m + i * 4096, buf, sizeof(buf)) == -EFAULT;
 		CHECK(fails > 0 && fails < 32);
 		CHECK(pwrite(fd, buf, sizeof(buf), 31 * 4096) < 0 && errno == ENOSPC);
 		munmap(m, LEN);

@@ -2,14 +2,17 @@
 # WRITEs to a file on tmpfs land in the server's mapping of the file: large
 # ones are received straight into it, with no buffer and no pwrite between,
 # the others are copied into it from their buffers. Data checked with a raw
-# client that cuts payloads up on the wire (map_write.py), with nbdcopy,
+# client that cuts payloads up on the wire (mapping.py), with nbdcopy,
 # qemu-io and fio's verify; the mapping's resident pages show that the
 # writes went through it. A file cut short under an arriving payload closes
 # only that connection (which shows the payload was being received into
 # place); WRITEs after the cut, which the mapping cannot take, are written
 # the usual way; a client that leaves mid-payload changes nothing outside
-# its WRITE. A read-only export maps the file read-only; TLS payloads,
-# decrypted in a buffer, are copied in.
+# its WRITE. Small READs are copied out of the mapping where the file is
+# known to hold data, and READs of holes (found at open, or made by TRIM)
+# allocate nothing; READs past a cut are read by pread. A read-only export
+# maps the file read-only; TLS payloads, decrypted in a buffer, are copied
+# in.
 . "$NP_SRC/tests/functions.sh"
 requires nbdcopy nbdsh qemu-io qemu-img fio python3 openssl
 
@@ -19,18 +22,12 @@ trap 'rm -f "$IMG"; np_cleanup' EXIT
 head -c 64M /dev/urandom >"$IMG"
 raw() {
 	PYTHONPATH="$NP_SRC/tests/integration" timeout 120 python3 \
-		"$NP_SRC/tests/integration/map_write.py" "$PORT" "$IMG" "$@"
-}
-
-# KiB of the server's mapping of the image that are in its page tables.
-mapped_kib() {
-	awk -v img="$IMG" '$6 == img {m = 1; next} /^[0-9a-f]+-/ {m = 0}
-		m && $1 == "Rss:" {s += $2} END {print s + 0}' "/proc/$SERVER_PID/smaps"
+		"$NP_SRC/tests/integration/mapping.py" "$PORT" "$IMG" "$@"
 }
 
 start_server -e d=file:"$IMG"
 grep -q "rw-s .*$IMG" "/proc/$SERVER_PID/maps" || fail "no writable shared mapping of $IMG"
-[ "$(mapped_kib)" = 0 ] || fail "the mapping is resident before any request"
+[ "$(mapped_kib "$IMG")" = 0 ] || fail "the mapping is resident before any request"
 # 64 WRITEs of 4 KiB, 64 KiB apart, without FUA (nbdsh; qemu-io sets FUA,
 # and those go to a worker's pwrite): copied into the mapping, one page
 # each (a write fault maps just its page).
@@ -43,14 +40,14 @@ d = open(sys.argv[1], "rb").read()
 assert all(d[(56 << 20) + i * 65536:(56 << 20) + i * 65536 + 4096] == b"a" * 4096
            for i in range(64))
 PY
-kib=$(mapped_kib)
+kib=$(mapped_kib "$IMG")
 [ "$kib" -ge 256 ] || fail "small WRITEs did not land in the mapping ($kib KiB resident)"
 raw data || fail "raw writes"
 # Pages in the mapping's page tables were touched through it: by the
 # WRITEs (8.8 MiB) and by one READ of 2 MiB inside their range (from the
 # mapping too, with the pages the kernel maps around a fault: 2176 KiB
 # when WRITEs do not use the mapping).
-kib=$(mapped_kib)
+kib=$(mapped_kib "$IMG")
 [ "$kib" -ge 6144 ] || fail "large WRITEs did not land in the mapping ($kib KiB resident)"
 
 # nbdcopy: several connections and requests of 1 MiB in flight.
@@ -107,7 +104,7 @@ assert_serving d
 # The file is cut to nothing under an arriving payload: the rest cannot
 # land (the kernel's copy fails, no signal), that connection closes with a
 # clear reason, the others go on. A small WRITE to a lost page meanwhile
-# faults in the mapping and is written by pwrite instead (map_write.py).
+# faults in the mapping and is written by pwrite instead (mapping.py).
 raw truncate || fail "WRITEs to a truncated file"
 wait_until 5 grep -q "closing: a request's data is gone: the export's file was cut short" \
 	"$TMP/server.log" || fail "no clear reason for the closed connection: $(tail -n 3 "$TMP/server.log")"
@@ -116,6 +113,52 @@ cp "$TMP/src.img" "$IMG"
 qemu-io -f raw "nbd://127.0.0.1:$PORT/d" -c 'write -P 0x11 1M 1M' -c 'read -P 0x11 1M 1M' \
 	>"$TMP/qemu-io2.log" 2>&1 || fail "qemu-io after the truncation"
 grep -q "Pattern verification failed" "$TMP/qemu-io2.log" && fail "wrong data after the truncation"
+stop_server
+
+# Small READs: copied out of the mapping where the file is known to hold
+# data, read by pread where it may hold a hole, since touching a hole in
+# the mapping would allocate a page. A file of 8 MiB of data and 8 MiB of
+# hole; READs alone first, so the resident pages are theirs.
+RIMG=$(mktemp /dev/shm/nbdplex-mapread.XXXXXX)
+trap 'rm -f "$IMG" "$RIMG"; np_cleanup' EXIT
+head -c 8M /dev/urandom >"$RIMG"
+truncate -s 16M "$RIMG"
+blocks=$(stat -c %b "$RIMG")
+start_server -e d=file:"$RIMG"
+nbdsh -u "nbd://127.0.0.1:$PORT/d" -c '
+import random
+img = open("'"$RIMG"'", "rb").read()
+rng = random.Random(3)
+for _ in range(400):
+    off = rng.randrange(0, (16 << 20) - 4096)
+    n = rng.choice([512, 4096, 4096, 60 << 10])
+    n = min(n, (16 << 20) - off)
+    assert h.pread(n, off) == img[off:off + n], off
+' || fail "small READs"
+kib=$(mapped_kib "$RIMG")
+[ "$kib" -ge 64 ] || fail "small READs of data did not come from the mapping ($kib KiB resident)"
+[ "$(stat -c %b "$RIMG")" = "$blocks" ] || fail "READs of holes allocated pages"
+# A TRIM makes a hole: READs of it then take pread too, and allocate
+# nothing.
+nbdsh -u "nbd://127.0.0.1:$PORT/d" -c 'h.trim(1 << 20, 2 << 20)' || fail "trim"
+trimmed=$(stat -c %b "$RIMG")
+[ "$trimmed" -lt "$blocks" ] || fail "the TRIM punched nothing"
+nbdsh -u "nbd://127.0.0.1:$PORT/d" -c '
+for i in range(256):
+    assert h.pread(4096, (2 << 20) + i * 4096) == bytes(4096)
+' || fail "READs of the trimmed range"
+[ "$(stat -c %b "$RIMG")" = "$trimmed" ] || fail "READs of the trimmed range allocated pages"
+# The file cut short under a client that still sees the old size: its
+# READs past the cut fault in the mapping and are read by pread instead
+# (zeroes past the end), and the server serves on.
+nbdsh -u "nbd://127.0.0.1:$PORT/d" -c '
+import os
+assert h.pread(4096, 5 << 20) != bytes(4096)
+os.truncate("'"$RIMG"'", 4 << 20)
+assert h.pread(4096, 5 << 20) == bytes(4096)
+assert h.pread(4096, 7 << 20) == bytes(4096)
+' || fail "READs past a cut"
+assert_serving d
 stop_server
 
 # Read-only: the mapping is read-only too, and WRITEs are refused.

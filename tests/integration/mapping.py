@@ -3,11 +3,11 @@ as they arrive (conn.c, try_map_write): check what the file holds after
 them, through a raw client that controls how the payload is cut up on the
 wire, with simple, structured and extended headers.
 
-usage: map_write.py PORT IMAGE data      writes, then compares the file
-       map_write.py PORT IMAGE truncate  the file is cut to nothing while
+usage: mapping.py PORT IMAGE data      writes, then compares the file
+       mapping.py PORT IMAGE truncate  the file is cut to nothing while
                                          a payload is arriving, and a
                                          small WRITE follows
-       map_write.py PORT IMAGE leave     a client leaves mid-payload"""
+       mapping.py PORT IMAGE leave     a client leaves mid-payload"""
 import os
 import random
 import sys
