@@ -979,7 +979,8 @@ static bool try_direct_read(struct np_conn *c, struct np_req *r)
  * memory (map_write) with no buffer of ours between: the engine writes
  * the bytes that came with the request, at *pos in the input buffer, and
  * the rest is read from the socket straight into place (on_alloc). Not
- * under TLS, whose decrypted data would be copied in user space. */
+ * under TLS, whose payload arrives encrypted and is decrypted into the
+ * input buffer. */
 static bool try_map_write(struct np_conn *c, struct np_req *r, size_t *pos)
 {
 	const struct np_storage_ops *ops = c->export->ops;

@@ -152,9 +152,9 @@ struct np_storage_ops {
 	 * (the core then writes the whole payload the usual way). The data is
 	 * in place as it lands, and the WRITE is done, FUA or not, when its
 	 * last byte has: only for storage where that holds (memory is the
-	 * storage). Only the kernel writes to that memory (recv), so a file
-	 * cut short underneath fails that read with EFAULT (the connection
-	 * closes) instead of raising SIGBUS. */
+	 * storage). The core itself never touches that memory, only recv
+	 * does, so a file cut short underneath fails that read with EFAULT
+	 * (the connection closes) instead of raising SIGBUS. */
 	void *(*map_write)(void *h, uint64_t off, uint64_t len, const void *head, size_t head_len);
 };
 
