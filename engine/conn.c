@@ -834,16 +834,16 @@ static void dispatch(struct np_conn *c, struct np_req *r, struct batch *b)
 	if (++c->turn_reqs > l->turn_most)
 		l->turn_most = c->turn_reqs;
 	/* Transfers the engine can do without blocking run on the loop, a
-	 * batch at a time: every WRITE without FUA, and READs up to
+	 * batch at a time: every WRITE (the engine leaves those it cannot do
+	 * so, FUA ones on a disk, say, to the pool), and READs up to
 	 * NP_INLINE_MAX. Larger reads go to the pool, where several run at
 	 * once on every core while the loop goes on parsing. A large WRITE is
 	 * cheaper inline: its payload has arrived in pieces over several loop
 	 * turns, so the pool's handoff would buy no parallel work and cost two
 	 * thread wake-ups (perf/README.md). */
 	if (ex->ops->submit ||
-	    (ex->ops->rw_nowait &&
-	     ((r->io.cmd == NBD_CMD_WRITE && !(r->io.flags & NBD_CMD_FLAG_FUA)) ||
-	      (r->io.cmd == NBD_CMD_READ && r->io.len <= NP_INLINE_MAX)))) {
+	    (ex->ops->rw_nowait && (r->io.cmd == NBD_CMD_WRITE ||
+				    (r->io.cmd == NBD_CMD_READ && r->io.len <= NP_INLINE_MAX)))) {
 		b->ios[b->n_ios++] = &r->io;
 		if (b->n_ios == ASYNC_BATCH)
 			submit_batch(c, b);

@@ -636,8 +636,9 @@ static void rw_submit(struct file_h *f, aio_context_t ctx, struct np_io **ios, i
 	}
 }
 
-/* Runs READs and WRITEs without FUA that cannot block: on tmpfs all of
- * them, in batches; elsewhere READs the page cache holds, one by one
+/* Runs READs and WRITEs that cannot block: on tmpfs all of them, in
+ * batches, FUA ones too (memory is all the storage there is: fdatasync
+ * does nothing on tmpfs); elsewhere READs the page cache holds, one by one
  * (preadv2 with RWF_NOWAIT). Anything else is left -EAGAIN, for the pool. */
 static void file_rw_nowait(void *h, struct np_io **ios, unsigned n)
 {

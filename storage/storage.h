@@ -105,10 +105,11 @@ struct np_storage_ops {
 	int (*cache)(void *h, uint64_t len, uint64_t off);
 	int (*extents)(void *h, struct np_io *io);
 
-	/* Optional, called on a loop thread with a batch of READs and of
-	 * WRITEs without FUA: runs those it can without blocking, as few
-	 * system calls as it likes, and sets each one's result; a result of
-	 * -EAGAIN sends that request to the worker pool instead. */
+	/* Optional, called on a loop thread with a batch of READs and
+	 * WRITEs: runs those it can without blocking, as few system calls as
+	 * it likes, and sets each one's result; a result of -EAGAIN sends
+	 * that request to the worker pool instead. A WRITE with FUA is done
+	 * here only if it is durable when done (on tmpfs, say). */
 	void (*rw_nowait)(void *h, struct np_io **ios, unsigned n);
 
 	/* Optional: bytes of storage the export uses and could use, for

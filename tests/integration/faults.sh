@@ -16,12 +16,15 @@ qemu-io -f raw "$u" -c 'write -P 0x42 0 1M' >/dev/null || fail "first megabyte"
 out=$(qemu-io -f raw "$u" -c 'write -P 0x43 8M 8M' 2>&1) && fail "8 MiB fitted in 4: $out"
 grep -q "No space left on device" <<<"$out" || fail "no ENOSPC reported: $out"
 assert_serving d
-# Without FUA (nbdsh; qemu-io sets it) a WRITE runs on the loop and is
-# copied into the server's mapping of the file: a page that cannot be had
-# there is still ENOSPC, small or large, not a dead server.
+# A WRITE runs on the loop and is copied into the server's mapping of the
+# file, with FUA (qemu-io sets it) or without (nbdsh): a page that cannot
+# be had there is still ENOSPC, small or large, not a dead server.
 for len in 4096 $((4 << 20)); do
 	out=$(nbdsh -u "$u" -c "h.pwrite(b'x' * $len, 40 << 20)" 2>&1) && fail "$len more bytes fitted"
 	grep -q "No space left on device" <<<"$out" || fail "no ENOSPC without FUA: $out"
+	assert_serving d
+	out=$(qemu-io -f raw "$u" -c "write -P 0x45 40M $len" 2>&1) && fail "$len more fitted (FUA)"
+	grep -q "No space left on device" <<<"$out" || fail "no ENOSPC with FUA: $out"
 	assert_serving d
 done
 out=$(qemu-io -f raw "$u" -c 'read -P 0x42 0 1M' 2>&1) || fail "data lost after ENOSPC: $out"

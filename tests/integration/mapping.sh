@@ -1,7 +1,7 @@
 #!/bin/bash
 # WRITEs to a file on tmpfs land in the server's mapping of the file: large
 # ones are received straight into it, with no buffer and no pwrite between,
-# the others are copied into it from their buffers. Data checked with a raw
+# the others are copied into it from their buffers, with FUA or not. Data checked with a raw
 # client that cuts payloads up on the wire (mapping.py), with nbdcopy,
 # qemu-io and fio's verify; the mapping's resident pages show that the
 # writes went through it. A file cut short under an arriving payload closes
@@ -28,20 +28,36 @@ raw() {
 start_server -e d=file:"$IMG"
 grep -q "rw-s .*$IMG" "/proc/$SERVER_PID/maps" || fail "no writable shared mapping of $IMG"
 [ "$(mapped_kib "$IMG")" = 0 ] || fail "the mapping is resident before any request"
-# 64 WRITEs of 4 KiB, 64 KiB apart, without FUA (nbdsh; qemu-io sets FUA,
-# and those go to a worker's pwrite): copied into the mapping, one page
-# each (a write fault maps just its page).
+# pages_in CHAR BASE KIB WHAT: the file holds 64 pages of CHAR 64 KiB apart
+# from BASE MiB on, and at least KIB of the mapping is resident.
+pages_in() {
+	python3 - "$IMG" "$1" "$2" <<'PY' || fail "the file does not hold the $4"
+import sys
+d, c, base = open(sys.argv[1], "rb").read(), sys.argv[2].encode(), int(sys.argv[3]) << 20
+assert all(d[base + i * 65536:base + i * 65536 + 4096] == c * 4096 for i in range(64))
+PY
+	kib=$(mapped_kib "$IMG")
+	[ "$kib" -ge "$3" ] || fail "$4 did not land in the mapping ($kib KiB resident)"
+}
+# 64 WRITEs of 4 KiB, 64 KiB apart, without FUA (nbdsh): copied into the
+# mapping, one page each (a write fault maps just its page).
 nbdsh -u "nbd://127.0.0.1:$PORT/d" \
 	-c 'for i in range(64): h.pwrite(b"a" * 4096, (56 << 20) + i * 65536)' ||
 	fail "small writes"
-python3 - "$IMG" <<'PY' || fail "the file does not hold the small writes"
-import sys
-d = open(sys.argv[1], "rb").read()
-assert all(d[(56 << 20) + i * 65536:(56 << 20) + i * 65536 + 4096] == b"a" * 4096
-           for i in range(64))
-PY
-kib=$(mapped_kib "$IMG")
-[ "$kib" -ge 256 ] || fail "small WRITEs did not land in the mapping ($kib KiB resident)"
+pages_in a 56 256 "small WRITEs"
+# 64 more with FUA (qemu-io in writethrough mode, its default, sets it on
+# every write): memory is all the storage tmpfs has, so they are copied in
+# too, with no pwrite for them (before, a worker's pwritev2 with RWF_DSYNC).
+fua=()
+for i in $(seq 0 63); do fua+=(-c "write -P 0x6b $(((52 << 20) + i * 65536)) 4k"); done
+strace_on "$SERVER_PID" "$TMP/strace.txt" pwrite64,pwritev,pwritev2
+qemu-io -f raw -t writethrough "nbd://127.0.0.1:$PORT/d" "${fua[@]}" >"$TMP/qemu-fua.log" 2>&1 ||
+	fail "qemu-io FUA writes: $(tail -n 3 "$TMP/qemu-fua.log")"
+strace_off
+n=$(($(strace_calls "$TMP/strace.txt" pwrite64) + $(strace_calls "$TMP/strace.txt" pwritev) +
+	$(strace_calls "$TMP/strace.txt" pwritev2)))
+[ "$n" = 0 ] || fail "FUA WRITEs on tmpfs were written by pwrite ($n calls): $(cat "$TMP/strace.txt")"
+pages_in k 52 512 "FUA WRITEs"
 raw data || fail "raw writes"
 # Pages in the mapping's page tables were touched through it: by the
 # WRITEs (8.8 MiB) and by one READ of 2 MiB inside their range (from the
@@ -58,8 +74,7 @@ cmp "$TMP/src.img" "$IMG" || fail "the file differs from what nbdcopy wrote"
 qemu-img compare -f raw -F raw "$TMP/src.img" "nbd://127.0.0.1:$PORT/d" >/dev/null ||
 	fail "qemu-img compare after nbdcopy"
 
-# qemu-io: patterns at odd offsets and lengths (with FUA, as qemu sets it
-# on every write in its default cache mode: those go by a worker's pwrite).
+# qemu-io: patterns at odd offsets and lengths (with FUA).
 # nbdsh: 1 MiB without FUA, half over a hole, where receiving it into place
 # could not answer ENOSPC (file.c, file_map_write): copied in after.
 fallocate -p -o $((48 << 20)) -l $((2 << 20)) "$IMG" || fail "punch a hole"
