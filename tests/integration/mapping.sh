@@ -1,10 +1,11 @@
 #!/bin/bash
 # WRITEs to a file on tmpfs land in the server's mapping of the file: large
 # ones are received straight into it, with no buffer and no pwrite between,
-# the others are copied into it from their buffers, with FUA or not. Data checked with a raw
-# client that cuts payloads up on the wire (mapping.py), with nbdcopy,
-# qemu-io and fio's verify; the mapping's resident pages show that the
-# writes went through it. A file cut short under an arriving payload closes
+# the others are copied into it from their buffers, with FUA or without.
+# Data checked with a raw client that cuts payloads up on the wire
+# (mapping.py), with nbdcopy, qemu-io and fio's verify; the mapping's
+# resident pages (and for FUA, no pwrite call) show that the writes went
+# through it. A file cut short under an arriving payload closes
 # only that connection (which shows the payload was being received into
 # place); WRITEs after the cut, which the mapping cannot take, are written
 # the usual way; a client that leaves mid-payload changes nothing outside
