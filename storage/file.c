@@ -571,7 +571,8 @@ static int aio_reap(aio_context_t ctx, struct io_event *ev, int n)
 	return got;
 }
 
-/* Does what is left of one request, from byte `done` on. */
+/* Does what is left of one request, from byte `done` on (file_pwrite
+ * marks the pages a WRITE wrote as data). */
 static int rw_rest(struct file_h *f, struct np_io *io, uint64_t done)
 {
 	uint8_t *p = (uint8_t *)io->buf + done;
@@ -615,12 +616,14 @@ static void rw_submit(struct file_h *f, aio_context_t ctx, struct np_io **ios, i
 			continue;
 		io = ios[i];
 		done[i] = true;
-		if (ev[k].res < 0)
+		if (ev[k].res < 0) {
 			io->result = (int)ev[k].res;
-		else if ((uint64_t)ev[k].res < io->len)
-			io->result = rw_rest(f, io, (uint64_t)ev[k].res);
-		else
-			io->result = 0;
+			continue;
+		}
+		if (io->cmd == NBD_CMD_WRITE) /* (rw_rest marks the rest) */
+			bits_set(f, io->offset, (uint64_t)ev[k].res);
+		io->result =
+		    (uint64_t)ev[k].res < io->len ? rw_rest(f, io, (uint64_t)ev[k].res) : 0;
 	}
 	for (int i = 0; i < n; i++) {
 		if (done[i])
@@ -678,9 +681,6 @@ static void file_rw_nowait(void *h, struct np_io **ios, unsigned n)
 		else
 			for (int j = 0; j < m; j++)
 				todo[j]->result = rw_rest(f, todo[j], 0);
-		for (int j = 0; j < m; j++)
-			if (todo[j]->cmd == NBD_CMD_WRITE && todo[j]->result == 0)
-				bits_set(f, todo[j]->offset, todo[j]->len);
 	}
 }
 
