@@ -13,7 +13,8 @@ import random
 import sys
 import time
 
-from nbdraw import Client, Closed, check, finish, CMD_WRITE, CMD_READ, FLAG_FUA, FLAG_DF
+from nbdraw import (Client, Closed, check, finish, CMD_WRITE, CMD_READ, FLAG_FUA, FLAG_DF,
+                    TYPE_ERROR)
 
 port, path, what = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 K, M = 1024, 1 << 20
@@ -27,16 +28,13 @@ def connect(mode):
     return c
 
 
-def answer(c, mode):
-    """Error of the next reply to a WRITE, and its cookie."""
-    if mode == "simple":
-        magic = int.from_bytes(c.recv(4), "big")
-        err = int.from_bytes(c.recv(4), "big")
-        cookie = int.from_bytes(c.recv(8), "big")
-        check(magic == 0x67446698, "simple reply magic")
-        return err, cookie
+def answer(c):
+    """Error of the next reply to a WRITE, and its cookie (a simple reply's
+    header only: a READ's data follows it)."""
     _magic, _flags, typ, cookie, data = c.chunk()
-    return (int.from_bytes(data[:4], "big") if typ == 32769 else 0), cookie
+    if typ is None:  # simple reply: chunk() gives its error
+        return data, cookie
+    return (int.from_bytes(data[:4], "big") if typ == TYPE_ERROR else 0), cookie
 
 
 def send_cut(c, offset, data, pieces, flags=0):
@@ -73,7 +71,7 @@ if what == "data":
             cookie = c.request(CMD_WRITE, offset, length, 0, data)
             pending[cookie] = (offset, data)
         for _ in cases:
-            err, cookie = answer(c, mode)
+            err, cookie = answer(c)
             check(err == 0 and cookie in pending, f"{mode}: WRITE answered without error")
             offset, data = pending.pop(cookie, (0, b""))
             model[offset:offset + len(data)] = data
@@ -81,13 +79,13 @@ if what == "data":
         for offset, length, pieces, flags in ((20 * M + 3, M, 5, 0), (22 * M, 3 * M, 9, FLAG_FUA)):
             data = rng.randbytes(length)
             cookie = send_cut(c, offset, data, pieces, flags)
-            err, got = answer(c, mode)
+            err, got = answer(c)
             check(err == 0 and got == cookie, f"{mode}: WRITE in {pieces} pieces answered")
             model[offset:offset + length] = data
         # Read back through the server too (DF: one data chunk).
         c.request(CMD_READ, 9 * M - 5, 2 * M + 11, FLAG_DF if mode != "simple" else 0)
         if mode == "simple":
-            err, _ = answer(c, mode)
+            err, _ = answer(c)
             back = c.recv(2 * M + 11)
         else:
             _m, _f, typ, _ck, data = c.chunk()
@@ -110,7 +108,7 @@ elif what == "truncate":
     os.truncate(path, 0)
     data = rng.randbytes(4 * K)
     small.request(CMD_WRITE, 8 * M, 4 * K, 0, data)
-    err, _ = answer(small, "structured")
+    err, _ = answer(small)
     check(err == 0, f"a small WRITE after the cut: error {err}")
     check(os.path.getsize(path) == 8 * M + 4 * K, "the small WRITE grew the file back")
     with open(path, "rb") as f:
@@ -118,7 +116,7 @@ elif what == "truncate":
         check(f.read() == data, "the small WRITE after the cut is in the file")
     try:
         c.s.sendall(rng.randbytes(M - 4 * K))
-        err, _ = answer(c, "structured")
+        err, _ = answer(c)
         check(err != 0, f"a WRITE into a file cut short got error {err}, not success")
     except (Closed, ConnectionResetError, BrokenPipeError):
         check(True, "the connection closed")

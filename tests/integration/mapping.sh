@@ -42,7 +42,7 @@ PY
 }
 # 64 WRITEs of 4 KiB, 64 KiB apart, without FUA (nbdsh): copied into the
 # mapping, one page each (a write fault maps just its page).
-nbdsh -u "nbd://127.0.0.1:$PORT/d" \
+nbdsh -u "$(uri d)" \
 	-c 'for i in range(64): h.pwrite(b"a" * 4096, (56 << 20) + i * 65536)' ||
 	fail "small writes"
 pages_in a 56 256 "small WRITEs"
@@ -52,7 +52,7 @@ pages_in a 56 256 "small WRITEs"
 fua=()
 for i in $(seq 0 63); do fua+=(-c "write -P 0x6b $(((52 << 20) + i * 65536)) 4k"); done
 strace_on "$SERVER_PID" "$TMP/strace.txt" pwrite64,pwritev,pwritev2
-qemu-io -f raw -t writethrough "nbd://127.0.0.1:$PORT/d" "${fua[@]}" >"$TMP/qemu-fua.log" 2>&1 ||
+qemu-io -f raw -t writethrough "$(uri d)" "${fua[@]}" >"$TMP/qemu-fua.log" 2>&1 ||
 	fail "qemu-io FUA writes: $(tail -n 3 "$TMP/qemu-fua.log")"
 strace_off
 n=$(($(strace_calls "$TMP/strace.txt" pwrite64) + $(strace_calls "$TMP/strace.txt" pwritev) +
@@ -69,19 +69,19 @@ kib=$(mapped_kib "$IMG")
 
 # nbdcopy: several connections and requests of 1 MiB in flight.
 head -c 64M /dev/urandom >"$TMP/src.img"
-nbdcopy --connections=4 --request-size=1048576 "$TMP/src.img" "nbd://127.0.0.1:$PORT/d" ||
+nbdcopy --connections=4 --request-size=1048576 "$TMP/src.img" "$(uri d)" ||
 	fail "nbdcopy in"
 cmp "$TMP/src.img" "$IMG" || fail "the file differs from what nbdcopy wrote"
-qemu-img compare -f raw -F raw "$TMP/src.img" "nbd://127.0.0.1:$PORT/d" >/dev/null ||
+qemu-img compare -f raw -F raw "$TMP/src.img" "$(uri d)" >/dev/null ||
 	fail "qemu-img compare after nbdcopy"
 
 # qemu-io: patterns at odd offsets and lengths (with FUA).
 # nbdsh: 1 MiB without FUA, half over a hole, where receiving it into place
 # could not answer ENOSPC (file.c, file_map_write): copied in after.
 fallocate -p -o $((48 << 20)) -l $((2 << 20)) "$IMG" || fail "punch a hole"
-nbdsh -u "nbd://127.0.0.1:$PORT/d" -c 'h.pwrite(b"\x77" * (1 << 20), 48640 << 10)' ||
+nbdsh -u "$(uri d)" -c 'h.pwrite(b"\x77" * (1 << 20), 48640 << 10)' ||
 	fail "a write over a hole"
-qemu-io -f raw "nbd://127.0.0.1:$PORT/d" \
+qemu-io -f raw "$(uri d)" \
 	-c 'write -P 0x5a 12345 777k' -c 'write -f -P 0xa5 8M 2M' -c 'write -P 0x3c 33M 255k' \
 	-c 'read -P 0x5a 12345 777k' -c 'read -P 0xa5 8M 2M' -c 'read -P 0x3c 33M 255k' \
 	-c 'read -P 0x77 48640k 1M' -c 'read -P 0 49664k 512k' \
@@ -99,7 +99,7 @@ assert d[48 * M + 512 * K:50 * M] == bytes(M + 512 * K)
 PY
 
 # fio: 1 MiB writes at QD8 on 2 connections, each verified after.
-fio --name=mw --ioengine=nbd --uri="nbd://127.0.0.1:$PORT/d" --rw=write --bs=1M --iodepth=8 \
+fio --name=mw --ioengine=nbd --uri="$(uri d)" --rw=write --bs=1M --iodepth=8 \
 	--numjobs=2 --offset_increment=32M --size=32M --verify=crc32c --do_verify=1 \
 	--output-format=json --output="$TMP/fio.json" >"$TMP/fio.log" 2>&1 ||
 	fail "fio: $(tail -n 5 "$TMP/fio.log")"
@@ -126,7 +126,7 @@ wait_until 5 grep -q "closing: a request's data is gone: the export's file was c
 	"$TMP/server.log" || fail "no clear reason for the closed connection: $(tail -n 3 "$TMP/server.log")"
 assert_serving d
 cp "$TMP/src.img" "$IMG"
-qemu-io -f raw "nbd://127.0.0.1:$PORT/d" -c 'write -P 0x11 1M 1M' -c 'read -P 0x11 1M 1M' \
+qemu-io -f raw "$(uri d)" -c 'write -P 0x11 1M 1M' -c 'read -P 0x11 1M 1M' \
 	>"$TMP/qemu-io2.log" 2>&1 || fail "qemu-io after the truncation"
 grep -q "Pattern verification failed" "$TMP/qemu-io2.log" && fail "wrong data after the truncation"
 stop_server
@@ -141,7 +141,7 @@ head -c 8M /dev/urandom >"$RIMG"
 truncate -s 16M "$RIMG"
 blocks=$(stat -c %b "$RIMG")
 start_server -e d=file:"$RIMG"
-nbdsh -u "nbd://127.0.0.1:$PORT/d" -c '
+nbdsh -u "$(uri d)" -c '
 import random
 img = open("'"$RIMG"'", "rb").read()
 rng = random.Random(3)
@@ -156,10 +156,10 @@ kib=$(mapped_kib "$RIMG")
 [ "$(stat -c %b "$RIMG")" = "$blocks" ] || fail "READs of holes allocated pages"
 # A TRIM makes a hole: READs of it then take pread too, and allocate
 # nothing.
-nbdsh -u "nbd://127.0.0.1:$PORT/d" -c 'h.trim(1 << 20, 2 << 20)' || fail "trim"
+nbdsh -u "$(uri d)" -c 'h.trim(1 << 20, 2 << 20)' || fail "trim"
 trimmed=$(stat -c %b "$RIMG")
 [ "$trimmed" -lt "$blocks" ] || fail "the TRIM punched nothing"
-nbdsh -u "nbd://127.0.0.1:$PORT/d" -c '
+nbdsh -u "$(uri d)" -c '
 for i in range(256):
     assert h.pread(4096, (2 << 20) + i * 4096) == bytes(4096)
 ' || fail "READs of the trimmed range"
@@ -167,7 +167,7 @@ for i in range(256):
 # The file cut short under a client that still sees the old size: its
 # READs past the cut fault in the mapping and are read by pread instead
 # (zeroes past the end), and the server serves on.
-nbdsh -u "nbd://127.0.0.1:$PORT/d" -c '
+nbdsh -u "$(uri d)" -c '
 import os
 assert h.pread(4096, 5 << 20) != bytes(4096)
 os.truncate("'"$RIMG"'", 4 << 20)
@@ -181,7 +181,7 @@ stop_server
 start_server -r -e d=file:"$IMG"
 grep -q "r--s .*$IMG" "/proc/$SERVER_PID/maps" || fail "read-only export: no read-only mapping"
 grep -q "rw-s .*$IMG" "/proc/$SERVER_PID/maps" && fail "read-only export: a writable mapping"
-qemu-io -f raw "nbd://127.0.0.1:$PORT/d" -c 'write -P 1 0 1M' >/dev/null 2>&1 &&
+qemu-io -f raw "$(uri d)" -c 'write -P 1 0 1M' >/dev/null 2>&1 &&
 	fail "a WRITE to a read-only export succeeded"
 stop_server
 

@@ -24,9 +24,9 @@ start_server --sendfile on -e d=file:"$IMG"
 strace_on "$SERVER_PID" "$TMP/strace-on.txt" sendfile
 PYTHONPATH="$NP_SRC/tests/integration" python3 "$NP_SRC/tests/integration/sendfile.py" \
 	"$PORT" "$IMG" || fail "sendfile reads"
-nbdcopy --request-size=4194304 "nbd://127.0.0.1:$PORT/d" "$TMP/copy.img" || fail "nbdcopy"
+nbdcopy --request-size=4194304 "$(uri d)" "$TMP/copy.img" || fail "nbdcopy"
 cmp "$IMG" "$TMP/copy.img" || fail "nbdcopy copy differs"
-qemu-img compare -f raw -F raw "$IMG" "nbd://127.0.0.1:$PORT/d" >/dev/null || fail "qemu-img compare"
+qemu-img compare -f raw -F raw "$IMG" "$(uri d)" >/dev/null || fail "qemu-img compare"
 strace_off
 n=$(strace_calls "$TMP/strace-on.txt" sendfile)
 [ "$n" -gt 0 ] || fail "--sendfile on: no sendfile call ($(cat "$TMP/strace-on.txt"))"
@@ -40,9 +40,9 @@ strace_on "$SERVER_PID" "$TMP/strace-auto.txt" sendfile,mincore
 PYTHONPATH="$NP_SRC/tests/integration" python3 "$NP_SRC/tests/integration/sendfile.py" \
 	"$PORT" "$IMG" || fail "reads from the mapping"
 rm -f "$TMP/copy.img"
-nbdcopy --request-size=4194304 "nbd://127.0.0.1:$PORT/d" "$TMP/copy.img" || fail "nbdcopy (auto)"
+nbdcopy --request-size=4194304 "$(uri d)" "$TMP/copy.img" || fail "nbdcopy (auto)"
 cmp "$IMG" "$TMP/copy.img" || fail "nbdcopy copy differs (auto)"
-qemu-img compare -f raw -F raw "$IMG" "nbd://127.0.0.1:$PORT/d" >/dev/null ||
+qemu-img compare -f raw -F raw "$IMG" "$(uri d)" >/dev/null ||
 	fail "qemu-img compare (auto)"
 strace_off
 n=$(strace_calls "$TMP/strace-auto.txt" sendfile)
@@ -66,7 +66,7 @@ if ! grep -q "truncated: 8 of 8" "$TMP/trunc.txt"; then
 		fail "no clear reason for the closed connection: $(tail -n 3 "$TMP/server.log")"
 fi
 cp "$TMP/saved.img" "$IMG"
-nbdcopy --request-size=4194304 "nbd://127.0.0.1:$PORT/d" "$TMP/copy2.img" ||
+nbdcopy --request-size=4194304 "$(uri d)" "$TMP/copy2.img" ||
 	fail "nbdcopy after the truncation"
 cmp "$IMG" "$TMP/copy2.img" || fail "nbdcopy copy differs after the truncation"
 stop_server
