@@ -2,14 +2,17 @@
 # A pool on a small file system (ext4 on a loop device made here) grows until
 # the file system is full: then writes get ENOSPC, the server keeps serving,
 # what was written stays, `volume check` passes, and space a TRIM frees is
-# used for new writes.
+# used for new writes. A pool on a block device (another loop device) keeps
+# the device's size.
 . "$NP_SRC/tests/functions.sh"
 . "$NP_SRC/tests/thin/functions.sh"
-requires qemu-io nbdsh losetup mkfs.ext4 mount umount
+requires qemu-io nbdsh losetup mkfs.ext4 mount umount blockdev
 [ "$(id -u)" = 0 ] || fail "needs root for losetup and mount"
 
 truncate -s 256M "$TMP/fs.img"
+truncate -s 8M "$TMP/raw.img"
 loopdev=$(losetup -f --show "$TMP/fs.img") || fail "losetup"
+rawdev=$(losetup -f --show "$TMP/raw.img") || { losetup -d "$loopdev"; fail "losetup"; }
 mkdir -p "$TMP/mnt"
 # The server must let go of the file system before it can be unmounted,
 # and that before np_cleanup removes $TMP.
@@ -20,6 +23,7 @@ cleanup() {
 	done
 	umount "$TMP/mnt" 2>/dev/null || true
 	losetup -d "$loopdev" 2>/dev/null || true
+	losetup -d "$rawdev" 2>/dev/null || true
 	np_cleanup
 }
 trap cleanup EXIT
@@ -77,4 +81,19 @@ assert_serving v
 vol check "$pool" >/dev/null || fail "check after reuse"
 stop_server
 vol check "$pool" >/dev/null || fail "check after stop"
+
+# A block device: its size from the start, and no more.
+pool=$TMP/rawpool
+vol init "$pool" --data "$rawdev" || fail "volume init on a block device"
+[ "$(pool_field "$pool" limit)" = device ] && [ "$(pool_field "$pool" bytes_allocated)" = $((8 << 20)) ] &&
+	[ "$(pool_field "$pool" bytes_max)" = $((8 << 20)) ] || fail "block device pool: $(vol list "$pool")"
+vol create "$pool" r 64M || fail "create on the block device pool"
+start_server -e r=thin:"$pool/r"
+qemu-io -f raw "$(uri r)" -c 'write -P 0x21 0 8M' >/dev/null || fail "8M into an 8M device"
+out=$(qemu-io -f raw "$(uri r)" -c 'write -P 0x22 16M 64k' 2>&1) && fail "a block device grew: $out"
+grep -q "No space left on device" <<<"$out" || fail "no ENOSPC on a full device: $out"
+qemu-io -f raw "$(uri r)" -c 'read -P 0x21 0 8M' >/dev/null || fail "data on the device"
+stop_server
+[ "$(blockdev --getsize64 "$rawdev")" = $((8 << 20)) ] || fail "the device changed size"
+vol check "$pool" >/dev/null || fail "check of the block device pool"
 pass
