@@ -54,10 +54,7 @@ vol init "$pool" --size 2M || fail "volume init --size 2M"
 	fail "maximum of a 2M pool: $(vol list "$pool")"
 vol create "$pool" w 16M || fail "create w"
 start_server -e w=thin:"$pool/w"
-qemu-io -f raw "$(uri w)" -c 'write -P 0x11 0 2M' >/dev/null || fail "2M into a 2M pool"
-out=$(qemu-io -f raw "$(uri w)" -c 'write -P 0x12 4M 64k' 2>&1) && fail "grew past --size: $out"
-grep -q "No space left on device" <<<"$out" || fail "no ENOSPC past --size: $out"
-qemu-io -f raw "$(uri w)" -c 'read -P 0x11 0 2M' >/dev/null || fail "data lost at the maximum"
+fills_at "$(uri w)" $((2 << 20))
 stop_server
 [ "$(stat -c %s "$pool/data")" = $((2 << 20)) ] || fail "data file past --size"
 vol check "$pool" >/dev/null || fail "check of the full 2M pool"
