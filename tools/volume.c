@@ -49,8 +49,14 @@ static const struct {
      "Creates a thin pool in POOLDIR (created if missing, else it must be empty).\n"
      "  --data        data file or block device (default POOLDIR/data)\n"
      "  --chunk-size  allocation unit, a power of two from 4K to 64M (default 64K)\n"
-     "  --size        size of a new data file (default 1G; an existing file or\n"
-     "                device is used at its own size)\n"},
+     "  --size        the most a new data file may grow to (default: until its\n"
+     "                file system is full)\n"
+     "A data file starts empty (an existing one at its own size) and grows in\n"
+     "steps of 1G, or an eighth of the pool once that is more, as writes need\n"
+     "chunks; a write gets ENOSPC only when it cannot grow further. When the\n"
+     "database shares the file system, growth leaves it 1/16 of that free\n"
+     "(48M to 256M, at most a quarter). A block device is used at its size.\n"
+     "Pools made before growth existed keep the size they were made with.\n"},
     {"create", 2,
      "usage: nbdplex volume create POOLDIR VOLUME SIZE\n"
      "Creates an empty thin volume; SIZE may exceed the pool's free space.\n"},
@@ -68,8 +74,12 @@ static const struct {
     {"list", 0,
      "usage: nbdplex volume list POOLDIR\n"
      "Lists volumes and snapshots: size and allocated bytes (both in bytes) and\n"
-     "origin, then a pool summary line starting with #: chunks used and free, and\n"
-     "metadata commits since the pool was opened and the writes they carried.\n"
+     "origin, then a pool summary line starting with #: chunks in the pool, used\n"
+     "and free, metadata commits since the pool was opened and the writes they\n"
+     "carried, then in bytes: bytes_used, bytes_allocated (chunks handed to the\n"
+     "pool so far), bytes_max (what it may grow to now), limit (size: --size;\n"
+     "fs: its file system's free space; device: a block device; fixed: a pool\n"
+     "made before growth existed) and data_file (the data file's size).\n"
      "Allocated counts the chunks each one holds itself: a chunk a volume shares\n"
      "with its snapshot counts for the snapshot until the volume overwrites it.\n"},
     {"delete", 1,
@@ -78,7 +88,8 @@ static const struct {
      "more volumes depend on cannot be deleted; delete them first.\n"},
     {"check", 0,
      "usage: nbdplex volume check POOLDIR\n"
-     "Verifies that every mapped chunk is allocated exactly once.\n"},
+     "Verifies that every mapped chunk is allocated exactly once and that the\n"
+     "data file holds the pool; prints the bytes used and allocated.\n"},
 };
 
 #define fail np_volume_fail

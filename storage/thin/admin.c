@@ -70,7 +70,7 @@ static int put_dev(struct thin_txn *t, const struct thin_dev *d)
 
 static int put_meta(struct thin_pool *p, struct thin_txn *t)
 {
-	return thin_txn_put_blob(t, (const uint8_t *)"M", 1, &p->meta, sizeof(p->meta));
+	return thin_txn_put_blob(t, (const uint8_t *)"M", 1, &p->meta, thin_meta_len(&p->meta));
 }
 
 static int add_dev(struct thin_pool *p, const struct thin_dev *d)
@@ -414,13 +414,16 @@ static int cmp_dev(const void *a, const void *b)
 
 static int cmd_list(struct thin_pool *p, FILE *out)
 {
-	uint64_t used = thin_pool_used(p);
 	struct thin_dev *devs = malloc((p->ndevs + 1) * sizeof(*devs));
-	int rc = 0;
+	struct thin_space sp;
+	uint64_t used, nchunks;
+	int rc = thin_pool_space(p, &sp);
 
 	/* Sorted in a copy: other readers of the table may run meanwhile. */
-	if (!devs)
-		return -ENOMEM;
+	if (!devs || rc < 0) {
+		free(devs);
+		return rc < 0 ? rc : -ENOMEM;
+	}
 	if (p->ndevs) /* an empty pool has no table at all */
 		memcpy(devs, p->devs, p->ndevs * sizeof(*devs));
 	qsort(devs, p->ndevs, sizeof(*devs), cmp_dev);
@@ -437,13 +440,17 @@ static int cmd_list(struct thin_pool *p, FILE *out)
 			(unsigned long long)d->r.size, (unsigned long long)n * p->meta.chunk_size,
 			origin);
 	}
+	used = sp.used >> p->chunk_shift;
+	nchunks = sp.allocated >> p->chunk_shift;
 	pthread_mutex_lock(&p->commit_mu);
-	fprintf(
-	    out,
-	    "# pool %s chunk_size %u chunks %llu used %llu free %llu commits %llu writes %llu\n",
-	    p->dir, p->meta.chunk_size, (unsigned long long)p->meta.nchunks,
-	    (unsigned long long)used, (unsigned long long)(p->meta.nchunks - used),
-	    (unsigned long long)p->ngroups, (unsigned long long)p->ntxns);
+	fprintf(out,
+		"# pool %s chunk_size %u chunks %llu used %llu free %llu commits %llu writes %llu "
+		"bytes_used %llu bytes_allocated %llu bytes_max %llu limit %s data_file %llu\n",
+		p->dir, p->meta.chunk_size, (unsigned long long)nchunks, (unsigned long long)used,
+		(unsigned long long)(nchunks - used), (unsigned long long)p->ngroups,
+		(unsigned long long)p->ntxns, (unsigned long long)sp.used,
+		(unsigned long long)sp.allocated, (unsigned long long)sp.max, sp.limit,
+		(unsigned long long)sp.data_size);
 	pthread_mutex_unlock(&p->commit_mu);
 	free(devs);
 	return rc;
@@ -476,12 +483,24 @@ static int check_cb(void *ctx, uint64_t lc, uint64_t pc)
 }
 
 /* Verifies that every mapped chunk is allocated exactly once and that
- * nothing else is allocated: the invariant a crash must not break. */
+ * nothing else is allocated: the invariant a crash must not break. The
+ * caller holds io_lock exclusively, so the pool does not grow meanwhile. */
 int thin_check(struct thin_pool *p, FILE *out)
 {
 	struct check_ctx c = {.p = p, .out = out};
 	uint64_t words = (p->meta.nchunks + 63) / 64, committed = 0;
-	int rc = 0;
+	struct thin_space sp;
+	int rc = thin_pool_space(p, &sp);
+
+	if (rc < 0)
+		return rc;
+	/* Growth sizes the file before it records the chunks (pool.h). */
+	if (sp.data_size < sp.allocated || sp.allocated > sp.max) {
+		fprintf(out, "data file of %llu bytes, pool of %llu bytes, maximum %llu\n",
+			(unsigned long long)sp.data_size, (unsigned long long)sp.allocated,
+			(unsigned long long)sp.max);
+		return -EUCLEAN;
+	}
 
 	c.seen = calloc(words, 8);
 	if (!c.seen)
@@ -497,8 +516,11 @@ int thin_check(struct thin_pool *p, FILE *out)
 		rc = -EUCLEAN;
 	}
 	if (rc == 0)
-		fprintf(out, "ok: %llu chunks mapped, %zu volumes and snapshots\n",
-			(unsigned long long)c.mapped, p->ndevs);
+		fprintf(out,
+			"ok: %llu chunks mapped, %zu volumes and snapshots; %llu of %llu bytes "
+			"allocated used\n",
+			(unsigned long long)c.mapped, p->ndevs, (unsigned long long)sp.used,
+			(unsigned long long)sp.allocated);
 	return rc;
 }
 

@@ -14,6 +14,8 @@
 #include <string.h>
 #include <unistd.h>
 #include <linux/futex.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 
 #include "storage/thin/pool.h"
@@ -29,21 +31,24 @@ static void bit_clear(uint64_t *b, uint64_t i)
 }
 
 /* Bitmaps are allocated in whole segments so that a segment can be copied
- * to and from the database without bounds arithmetic. */
-static uint64_t bitmap_words(const struct thin_pool *p)
+ * to and from the database without bounds arithmetic, and for cap_chunks,
+ * so that growing the pool never reallocates them. */
+static uint64_t words_for(uint64_t nchunks)
 {
-	uint64_t segs = (p->meta.nchunks + THIN_SEG_CHUNKS - 1) / THIN_SEG_CHUNKS;
+	uint64_t segs = (nchunks + THIN_SEG_CHUNKS - 1) / THIN_SEG_CHUNKS;
 
 	return segs * (THIN_SEG_BYTES / 8);
 }
 
 int thin_bitmap_load(struct thin_pool *p)
 {
-	uint64_t words = bitmap_words(p);
+	uint64_t words = words_for(p->cap_chunks), have = words_for(p->meta.nchunks);
 	rocksdb_iterator_t *it;
 	uint64_t nused = 0;
 	char *e = NULL;
 
+	/* Large bitmaps come from mmap, zeroed as they are touched: only
+	 * the pool's present size costs memory. */
 	p->committed = calloc(words, 8);
 	p->used = calloc(words, 8);
 	if (!p->committed || !p->used)
@@ -59,7 +64,7 @@ int thin_bitmap_load(struct thin_pool *p)
 			break;
 		for (int i = 1; i < 9; i++)
 			seg = seg << 8 | (uint8_t)k[i];
-		if (vlen != THIN_SEG_BYTES || (seg + 1) * THIN_SEG_BYTES / 8 > words)
+		if (vlen != THIN_SEG_BYTES || (seg + 1) * THIN_SEG_BYTES / 8 > have)
 			continue;
 		memcpy((char *)p->committed + seg * THIN_SEG_BYTES, v, THIN_SEG_BYTES);
 	}
@@ -69,11 +74,11 @@ int thin_bitmap_load(struct thin_pool *p)
 		free(e);
 		return -EIO;
 	}
-	for (uint64_t i = p->meta.nchunks; i < words * 64; i++)
+	for (uint64_t i = p->meta.nchunks; i < have * 64; i++)
 		bit_clear(p->committed, i);
-	for (uint64_t w = 0; w < words; w++)
+	for (uint64_t w = 0; w < have; w++)
 		nused += __builtin_popcountll(p->committed[w]);
-	memcpy(p->used, p->committed, words * 8);
+	memcpy(p->used, p->committed, have * 8);
 	p->nfree = p->meta.nchunks - nused;
 	return 0;
 }
@@ -88,23 +93,145 @@ uint64_t thin_pool_used(struct thin_pool *p)
 	return n;
 }
 
+/* Bytes the data file may reach on its file system now: what it holds
+ * plus what is free, less the reserve for the database. */
+static int fs_room(struct thin_pool *p, uint64_t *room)
+{
+	struct statvfs vfs;
+	struct stat st;
+	uint64_t free_bytes;
+
+	if (fstat(p->data_fd, &st) < 0 || fstatvfs(p->data_fd, &vfs) < 0)
+		return -errno;
+	free_bytes = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+	free_bytes = free_bytes > p->fs_reserve ? free_bytes - p->fs_reserve : 0;
+	*room = (uint64_t)st.st_blocks * 512 + free_bytes;
+	return 0;
+}
+
+/* Makes room for need more chunks, in one step; see pool.h for the order
+ * of the writes and why a crash between them is harmless. -ENOSPC when the
+ * pool may not or cannot grow by any chunk. */
+static int pool_grow(struct thin_pool *p, uint64_t need)
+{
+	uint32_t cs = p->meta.chunk_size;
+	uint64_t have, want, step, room = 0;
+	struct thin_meta m;
+	struct stat st;
+	char *e = NULL;
+	int rc = 0;
+
+	if (!p->grows)
+		return -ENOSPC;
+	pthread_mutex_lock(&p->grow_mu);
+	pthread_mutex_lock(&p->alloc_mu);
+	have = p->meta.nchunks;
+	/* Another writer may have grown the pool while this one waited. */
+	if (p->nfree >= need) {
+		pthread_mutex_unlock(&p->alloc_mu);
+		goto out;
+	}
+	pthread_mutex_unlock(&p->alloc_mu);
+	step = p->grow_chunks > have / 8 ? p->grow_chunks : have / 8;
+	if (step < need)
+		step = need;
+	want = have + step < p->cap_chunks ? have + step : p->cap_chunks;
+	rc = fs_room(p, &room);
+	if (rc == 0 && want > room / cs)
+		want = room / cs;
+	if (rc == 0 && want <= have)
+		rc = -ENOSPC;
+	if (rc == 0 && fstat(p->data_fd, &st) < 0)
+		rc = -errno;
+	/* A step cut short by a crash may have sized the file already. */
+	if (rc == 0 && (uint64_t)st.st_size < want * cs &&
+	    (ftruncate(p->data_fd, want * cs) < 0 || fdatasync(p->data_fd) < 0))
+		rc = -errno;
+	if (rc < 0)
+		goto out;
+	/* Catalog changes, the other writers of the record, run with io_lock
+	 * held exclusively, and growers hold it (shared, or that very lock):
+	 * the rest of the record cannot change meanwhile. */
+	m = p->meta;
+	m.nchunks = want;
+	{
+		rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
+
+		rocksdb_writeoptions_set_sync(wo, 1);
+		rocksdb_put(p->db, wo, "M", 1, (const char *)&m, thin_meta_len(&m), &e);
+		rocksdb_writeoptions_destroy(wo);
+	}
+	if (e) {
+		free(e);
+		rc = -EIO;
+		goto out;
+	}
+	pthread_mutex_lock(&p->alloc_mu);
+	p->meta.nchunks = want;
+	p->nfree += want - have;
+	pthread_mutex_unlock(&p->alloc_mu);
+out:
+	pthread_mutex_unlock(&p->grow_mu);
+	return rc;
+}
+
+int thin_pool_space(struct thin_pool *p, struct thin_space *s)
+{
+	uint64_t cs = p->meta.chunk_size, room = 0;
+	struct stat st;
+	int rc;
+
+	pthread_mutex_lock(&p->alloc_mu);
+	s->used = (p->meta.nchunks - p->nfree - p->npending) * cs;
+	s->allocated = p->meta.nchunks * cs;
+	pthread_mutex_unlock(&p->alloc_mu);
+	if (fstat(p->data_fd, &st) < 0)
+		return -errno;
+	s->data_size = S_ISREG(st.st_mode) ? (uint64_t)st.st_size : s->allocated;
+	s->max = p->cap_chunks * cs;
+	if (!p->grows) {
+		s->limit = S_ISBLK(st.st_mode) ? "device" : "fixed";
+		s->max = s->allocated;
+	} else if (p->meta.max_chunks) {
+		s->limit = "size";
+	} else {
+		s->limit = "fs";
+		rc = fs_room(p, &room);
+		if (rc < 0)
+			return rc;
+		room -= room % cs;
+		if (room < s->max)
+			s->max = room > s->allocated ? room : s->allocated;
+	}
+	return 0;
+}
+
 int thin_alloc(struct thin_pool *p, uint64_t n, uint64_t *out)
 {
 	uint64_t got = 0, words, w;
+	int rc = 0;
 
 	pthread_mutex_lock(&p->alloc_mu);
 	if (p->nfree < n && p->npending > 0) {
 		/* Released chunks become reusable once their release is
-		 * durable: pay for one synced commit rather than fail. */
+		 * durable: pay for one synced commit rather than fail, or
+		 * grow. */
 		struct thin_txn t = {.sync = true};
 
 		pthread_mutex_unlock(&p->alloc_mu);
 		thin_commit(p, &t);
 		pthread_mutex_lock(&p->alloc_mu);
 	}
+	/* Bounded: other writers may take what a step added before this one
+	 * gets to it, but each step is at least n chunks. */
+	for (int tries = 0; p->nfree < n && tries < 4 && rc == 0; tries++) {
+		pthread_mutex_unlock(&p->alloc_mu);
+		rc = pool_grow(p, n);
+		pthread_mutex_lock(&p->alloc_mu);
+	}
 	if (p->nfree < n) {
 		pthread_mutex_unlock(&p->alloc_mu);
-		return -ENOSPC;
+		return rc == -EIO ? -EIO : -ENOSPC;
 	}
 	words = (p->meta.nchunks + 63) / 64;
 	w = p->hint / 64 % words;

@@ -210,11 +210,17 @@ static struct thin_pool *pool_alloc(void)
 	pthread_rwlock_init(&p->io_lock, &attr);
 	pthread_rwlockattr_destroy(&attr);
 	pthread_mutex_init(&p->alloc_mu, NULL);
+	pthread_mutex_init(&p->grow_mu, NULL);
 	pthread_mutex_init(&p->commit_mu, NULL);
 	pthread_mutex_init(&p->big_write, NULL);
 	for (int i = 0; i < THIN_STRIPES; i++)
 		pthread_rwlock_init(&p->stripes[i], NULL);
 	return p;
+}
+
+size_t thin_meta_len(const struct thin_meta *m)
+{
+	return m->version >= 2 ? sizeof(*m) : THIN_META_V1_LEN;
 }
 
 static int data_size(int fd, uint64_t *size)
@@ -271,10 +277,13 @@ static bool dir_empty(const char *path)
 	return empty;
 }
 
+/* Opens or creates the data file. A new file starts empty and grows as
+ * chunks are needed; size, when given, is how far. */
 static int create_data(const char *path, uint64_t size, int *fdp, uint64_t *have, bool *created,
-		       char **err)
+		       bool *grows, char **err)
 {
 	struct statvfs vfs;
+	struct stat st;
 	int fd = open(path, O_RDWR);
 	int rc;
 
@@ -289,6 +298,7 @@ static int create_data(const char *path, uint64_t size, int *fdp, uint64_t *have
 			close(fd);
 			return thin_errmsg(err, rc, "%s: not a regular file or block device", path);
 		}
+		*grows = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
 		*fdp = fd;
 		return 0;
 	}
@@ -298,27 +308,19 @@ static int create_data(const char *path, uint64_t size, int *fdp, uint64_t *have
 	if (fd < 0)
 		return thin_errmsg(err, -errno, "%s: %s", path, strerror(errno));
 	*created = true;
-	if (!size)
-		size = 1ULL << 30;
-	/* The file is sparse; a pool larger than the free space would turn
-	 * writes into ENOSPC from the filesystem that `list` cannot foresee. */
-	if (fstatvfs(fd, &vfs) == 0 && size > (uint64_t)vfs.f_bavail * vfs.f_frsize) {
+	*grows = true;
+	/* A maximum larger than the whole file system can never be reached:
+	 * most likely a mistake. */
+	if (size && fstatvfs(fd, &vfs) == 0 && size > (uint64_t)vfs.f_blocks * vfs.f_frsize) {
 		close(fd);
 		unlink(path);
 		*created = false;
-		return thin_errmsg(
-		    err, -ENOSPC, "%s: --size %llu does not fit in the %llu bytes free", path,
-		    (unsigned long long)size, (unsigned long long)vfs.f_bavail * vfs.f_frsize);
+		return thin_errmsg(err, -ENOSPC,
+				   "%s: --size %llu is larger than its file system (%llu bytes)",
+				   path, (unsigned long long)size,
+				   (unsigned long long)vfs.f_blocks * vfs.f_frsize);
 	}
-	if (ftruncate(fd, size) < 0) {
-		rc = -errno;
-		close(fd);
-		unlink(path);
-		*created = false;
-		return thin_errmsg(err, rc, "%s: cannot size to %llu bytes: %s", path,
-				   (unsigned long long)size, strerror(-rc));
-	}
-	*have = size;
+	*have = 0;
 	*fdp = fd;
 	return 0;
 }
@@ -328,8 +330,8 @@ int thin_pool_create(const char *dir, const char *data, uint32_t chunk_size, uin
 {
 	char dbpath[PATH_MAX], datapath[PATH_MAX];
 	struct thin_pool *p;
-	uint64_t have = 0;
-	bool made_dir = false, made_data = false;
+	uint64_t have = 0, max;
+	bool made_dir = false, made_data = false, grows = false;
 	char *e = NULL;
 	int rc;
 
@@ -360,15 +362,16 @@ int thin_pool_create(const char *dir, const char *data, uint32_t chunk_size, uin
 		rc = -ENOMEM;
 		goto out_rmdir;
 	}
-	rc = create_data(datapath, size, &p->data_fd, &have, &made_data, err);
+	rc = create_data(datapath, size, &p->data_fd, &have, &made_data, &grows, err);
 	if (rc < 0)
 		goto out_free;
-	if (have / chunk_size == 0) {
+	max = grows ? size / chunk_size : have / chunk_size;
+	if (max == 0 && (!grows || size)) {
 		rc = thin_errmsg(err, -ENOSPC, "%s: %llu bytes is smaller than one %u-byte chunk",
-				 datapath, (unsigned long long)have, chunk_size);
+				 datapath, (unsigned long long)(size ? size : have), chunk_size);
 		goto out_free;
 	}
-	if (have / chunk_size > (1ULL << 32)) {
+	if (have / chunk_size > THIN_MAX_CHUNKS || max > THIN_MAX_CHUNKS) {
 		rc = thin_errmsg(err, -EFBIG,
 				 "%s: more than 2^32 chunks; use a larger --chunk-size", datapath);
 		goto out_free;
@@ -378,10 +381,12 @@ int thin_pool_create(const char *dir, const char *data, uint32_t chunk_size, uin
 		goto out_free;
 	}
 	memcpy(p->meta.magic, THIN_MAGIC, 8);
-	p->meta.version = 1;
+	p->meta.version = 2;
 	p->meta.chunk_size = chunk_size;
 	p->meta.nchunks = have / chunk_size;
 	p->meta.next_dev = 1;
+	/* A block device keeps its size: its maximum is what it has. */
+	p->meta.max_chunks = max;
 
 	rc = rdb_options(p);
 	if (rc < 0)
@@ -398,7 +403,7 @@ int thin_pool_create(const char *dir, const char *data, uint32_t chunk_size, uin
 	{
 		rocksdb_writebatch_t *b = rocksdb_writebatch_create();
 
-		rocksdb_writebatch_put(b, "M", 1, (const char *)&p->meta, sizeof(p->meta));
+		rocksdb_writebatch_put(b, "M", 1, (const char *)&p->meta, thin_meta_len(&p->meta));
 		rocksdb_writeoptions_set_sync(p->wo, 1);
 		rocksdb_write(p->db, p->wo, b, &e);
 		rocksdb_writebatch_destroy(b);
@@ -487,6 +492,52 @@ static struct thin_pool *registry_find(const char *dir)
 	return NULL;
 }
 
+/* Whether and how far the pool may grow (pool.h). */
+static int growth_limits(struct thin_pool *p)
+{
+	uint64_t cs = p->meta.chunk_size, cap;
+	struct statvfs vfs;
+	struct stat st, db;
+	char dbpath[PATH_MAX + 8];
+
+	p->cap_chunks = p->meta.nchunks;
+	if (fstat(p->data_fd, &st) < 0)
+		return -errno;
+	p->grows = p->meta.version >= 2 && S_ISREG(st.st_mode);
+	if (!p->grows)
+		return 0;
+	if (fstatvfs(p->data_fd, &vfs) < 0)
+		return -errno;
+	if (p->meta.max_chunks) {
+		cap = p->meta.max_chunks;
+	} else {
+		/* The file system's size as it is now bounds the bitmaps: a
+		 * file system enlarged later counts from the next open. */
+		cap = (uint64_t)vfs.f_blocks * vfs.f_frsize / cs;
+		if (cap > THIN_MAX_CHUNKS)
+			cap = THIN_MAX_CHUNKS;
+	}
+	if (cap > p->cap_chunks)
+		p->cap_chunks = cap;
+	p->grow_chunks = THIN_GROW_BYTES / cs ? THIN_GROW_BYTES / cs : 1;
+	/* A database that cannot write its log breaks the pool: when it
+	 * shares the data's file system, growth leaves it a sixteenth of
+	 * that, at least 48 MiB (RocksDB preallocates each log file at 1.1
+	 * times the 16 MiB write buffer) and at most 256 MiB, but never more
+	 * than a quarter of a small file system. */
+	snprintf(dbpath, sizeof(dbpath), "%s/db", p->dir);
+	if (stat(dbpath, &db) == 0 && db.st_dev == st.st_dev) {
+		uint64_t fs = (uint64_t)vfs.f_blocks * vfs.f_frsize;
+
+		p->fs_reserve = fs / 16 < (48ULL << 20) ? 48ULL << 20 : fs / 16;
+		if (p->fs_reserve > (256ULL << 20))
+			p->fs_reserve = 256ULL << 20;
+		if (p->fs_reserve > fs / 4)
+			p->fs_reserve = fs / 4;
+	}
+	return 0;
+}
+
 static int pool_load(struct thin_pool *p, char **err)
 {
 	char dbpath[PATH_MAX + 8];
@@ -517,12 +568,15 @@ static int pool_load(struct thin_pool *p, char **err)
 		free(e);
 		return rc;
 	}
-	if (!v || vlen != sizeof(p->meta) || memcmp(v, THIN_MAGIC, 8) != 0) {
+	if (!v || vlen < THIN_META_V1_LEN || memcmp(v, THIN_MAGIC, 8) != 0) {
 		free(v);
 		return thin_errmsg(err, -EINVAL, "%s: not an nbdplex thin pool", p->dir);
 	}
-	memcpy(&p->meta, v, sizeof(p->meta));
+	memcpy(&p->meta, v, vlen < sizeof(p->meta) ? vlen : sizeof(p->meta));
 	free(v);
+	if (vlen != thin_meta_len(&p->meta))
+		return thin_errmsg(err, -EINVAL, "%s: pool record of version %u has %zu bytes",
+				   p->dir, p->meta.version, vlen);
 	p->chunk_shift = __builtin_ctz(p->meta.chunk_size);
 	p->data_fd = open(p->meta.data_path, O_RDWR | O_CLOEXEC);
 	if (p->data_fd < 0)
@@ -534,6 +588,10 @@ static int pool_load(struct thin_pool *p, char **err)
 		return thin_errmsg(err, rc < 0 ? rc : -EUCLEAN,
 				   "%s: data %s is smaller than the pool", p->dir,
 				   p->meta.data_path);
+	rc = growth_limits(p);
+	if (rc < 0)
+		return thin_errmsg(err, rc, "%s: data %s: %s", p->dir, p->meta.data_path,
+				   strerror(-rc));
 	rc = load_devs(p, err);
 	if (rc < 0)
 		return rc;

@@ -51,6 +51,7 @@
 #define NP_THIN_POOL_H
 
 #include <limits.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -67,6 +68,8 @@
 #define THIN_MIN_CHUNK     4096
 #define THIN_MAX_CHUNK     (64 * 1024 * 1024)
 #define THIN_MAGIC         "NPTHIN01"
+#define THIN_MAX_CHUNKS    (1ULL << 32) /* pchunk fits a mapping cache slot */
+#define THIN_GROW_BYTES    (1ULL << 30) /* default growth step */
 
 enum thin_kind {
 	THIN_HIDDEN = 0, /* not written today; never matched by name */
@@ -83,7 +86,12 @@ struct thin_meta {
 	uint64_t nchunks;
 	uint64_t next_dev;
 	char data_path[PATH_MAX];
+	/* Version 2 on: how far nchunks may grow; 0: while the file system
+	 * has room. Version 1 records end before it. */
+	uint64_t max_chunks;
 };
+
+#define THIN_META_V1_LEN offsetof(struct thin_meta, max_chunks)
 
 struct thin_dev_rec {
 	uint64_t base;       /* 0: none */
@@ -181,6 +189,14 @@ struct thin_pool {
 	size_t ndevs, capdevs;
 	struct thin_vol *vols;
 
+	/* Growth (see above). The bitmaps have room for cap_chunks, so that
+	 * growing never moves them under a commit that is writing them. */
+	pthread_mutex_t grow_mu;
+	bool grows;
+	uint64_t cap_chunks;
+	uint64_t grow_chunks;
+	uint64_t fs_reserve; /* bytes growth leaves free for the database */
+
 	pthread_mutex_t alloc_mu;
 	uint64_t *used;      /* committed, in flight, or released but not yet durable */
 	uint64_t *committed; /* what the bitmap in the database says */
@@ -213,6 +229,7 @@ int thin_write_locked(struct thin_vol *v, const void *buf, uint64_t len, uint64_
 void thin_vcache_clear(struct thin_vol *v);
 
 /* pool.c */
+size_t thin_meta_len(const struct thin_meta *m);
 int thin_pool_create(const char *dir, const char *data, uint32_t chunk_size, uint64_t size,
 		     char **err);
 /* Opens (or shares) the pool in dir; with_control starts the control socket. */
@@ -243,6 +260,16 @@ void thin_txn_reset(struct thin_txn *t);
 int thin_commit(struct thin_pool *p, struct thin_txn *t);
 int thin_bitmap_load(struct thin_pool *p);
 uint64_t thin_pool_used(struct thin_pool *p);
+
+/* The space of a pool, in bytes, for `volume list` and `check`. */
+struct thin_space {
+	uint64_t used;      /* chunks mapped, or released but not yet durable */
+	uint64_t allocated; /* chunks handed to the allocator (the pool record) */
+	uint64_t max;       /* what allocated may reach now */
+	uint64_t data_size; /* the data file or device */
+	const char *limit;  /* what bounds max: size, fs, device, fixed */
+};
+int thin_pool_space(struct thin_pool *p, struct thin_space *s);
 
 /* admin.c: catalog changes, the same code behind the control socket and the
  * direct path of `nbdplex volume`. Output goes to out; on failure returns

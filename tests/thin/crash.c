@@ -8,7 +8,8 @@
  * operation and a "durable" record once FUA or a FLUSH covered it. Each 4K
  * block belongs to one thread, so its records are in program order.
  *
- * Meanwhile the child snapshots the volume and deletes old snapshots.
+ * Meanwhile the child snapshots the volume and deletes old snapshots, and
+ * the pool grows.
  *
  * Usage: thin_crash [ITERATIONS]        (the test; default 12)
  *        thin_crash child POOL LOG SEQBASE SECONDS
@@ -204,6 +205,9 @@ static int child(const char *pool, const char *log, uint64_t seqbase, double sec
 		fprintf(stderr, "child: open: %s\n", err ? err : strerror(errno));
 		return 2;
 	}
+	/* The pool grows from empty towards its 64M in steps of 1M, so that
+	 * kills also land in the middle of growth. */
+	((struct thin_vol *)h)->pool->grow_chunks = 16;
 	for (uintptr_t t = 0; t < THREADS; t++)
 		pthread_create(&th[t], NULL, child_thread, (void *)t);
 	pthread_create(&adm, NULL, admin_thread, NULL);

@@ -153,18 +153,27 @@ static unsigned extents(void *h, uint64_t len, uint64_t off, struct np_extent *e
 	return io.n_extents;
 }
 
-static uint64_t pool_used(void)
+/* The pool, for a look at its state: shares the registry entry with open
+ * volumes, else opens the DB. NULL if it cannot be opened. */
+static struct thin_pool *pool_get(void)
 {
 	struct thin_pool *p;
-	uint64_t n = 0;
 	char *err = NULL;
+	int rc = thin_pool_open(pool, false, &p, &err);
 
-	/* Shares the registry entry with open volumes, else opens the DB. */
-	if (thin_pool_open(pool, false, &p, &err) == 0) {
+	free(err);
+	return rc == 0 ? p : NULL;
+}
+
+static uint64_t pool_used(void)
+{
+	struct thin_pool *p = pool_get();
+	uint64_t n = 0;
+
+	if (p) {
 		n = thin_pool_used(p);
 		thin_pool_close(p);
 	}
-	free(err);
 	return n;
 }
 
@@ -939,18 +948,148 @@ static void test_tool_errors(const char *tmp)
 	CHECK_EQ(vol("check", pool, NULL), 0);
 }
 
+/* Rewrites the pool record as a pool made before growth had it: version 1,
+ * nchunks chunks, the data file sized to match. */
+static void make_v1(const char *data, uint64_t nchunks)
+{
+	struct thin_pool *p = pool_get();
+	struct thin_meta m;
+	char *err = NULL;
+
+	CHECK_EQ(truncate(data, nchunks * CS), 0);
+	CHECK(p != NULL);
+	if (!p)
+		return;
+	m = p->meta;
+	m.version = 1;
+	m.nchunks = nchunks;
+	rocksdb_put(p->db, p->wo, "M", 1, (const char *)&m, THIN_META_V1_LEN, &err);
+	CHECK(err == NULL);
+	free(err);
+	thin_pool_close(p);
+}
+
+static size_t meta_len(void)
+{
+	struct thin_pool *p = pool_get();
+	char *err = NULL, *v;
+	size_t len = 0;
+
+	if (!p)
+		return 0;
+	v = rocksdb_get(p->db, p->ro, "M", 1, &len, &err);
+	free(v);
+	free(err);
+	thin_pool_close(p);
+	return len;
+}
+
+/* A pool grows in steps as writes need chunks, records each step, reopens
+ * after a step cut short (a data file larger than the pool), and refuses a
+ * data file smaller than its record. A pool of version 1 keeps its size
+ * and stays version 1. */
+static void test_grow(const char *tmp)
+{
+	char saved[sizeof(pool)], data[PATH_MAX + 16];
+	struct thin_pool *p;
+	struct stat st;
+	void *h;
+
+	memcpy(saved, pool, sizeof(saved));
+	snprintf(pool, sizeof(pool), "%s/poolgrow", tmp);
+	snprintf(data, sizeof(data), "%s/data", pool);
+	CHECK_EQ(vol("init", pool, NULL), 0);
+	CHECK(stat(data, &st) == 0 && st.st_size == 0);
+	h = new_vol("g", "64M");
+	if (!h)
+		goto out;
+	p = ((struct thin_vol *)h)->pool;
+	CHECK(p->grows);
+	CHECK_EQ(p->meta.nchunks, 0);
+	p->grow_chunks = 4;
+	CHECK_EQ(write_pat(h, 10 * CS, 0, 80, 0), 0); /* a step of what it needs */
+	CHECK_EQ(p->meta.nchunks, 10);
+	CHECK_EQ(write_pat(h, CS, 20 * CS, 81, 0), 0); /* a step of 4 */
+	CHECK_EQ(p->meta.nchunks, 14);
+	CHECK(stat(data, &st) == 0 && st.st_size == (off_t)(14 * CS));
+	ops->close(h);
+	CHECK_EQ(pool_used(), 11);
+	if ((p = pool_get())) {
+		CHECK_EQ(p->meta.nchunks, 14); /* recorded */
+		thin_pool_close(p);
+	}
+	/* A crash after the file grew but before the record did. */
+	CHECK_EQ(truncate(data, 100 * CS), 0);
+	h = open_vol("g", false);
+	CHECK(h != NULL);
+	if (!h)
+		goto out;
+	p = ((struct thin_vol *)h)->pool;
+	p->grow_chunks = 4;
+	CHECK_EQ(write_pat(h, 4 * CS, 30 * CS, 82, 0), 0);
+	CHECK_EQ(p->meta.nchunks, 18);
+	CHECK(stat(data, &st) == 0 && st.st_size == (off_t)(100 * CS)); /* not shrunk */
+	CHECK(verify(h, 10 * CS, 0, 80));
+	CHECK(verify(h, CS, 20 * CS, 81));
+	CHECK(verify(h, 4 * CS, 30 * CS, 82));
+	ops->close(h);
+	check_pool();
+	/* The file lost what the record says it has: refused, not used. */
+	CHECK_EQ(truncate(data, 17 * CS), 0);
+	CHECK(open_vol("g", false) == NULL);
+	CHECK_EQ(truncate(data, 100 * CS), 0);
+
+	/* Version 1: 20 chunks, 15 of them used, no growth. */
+	make_v1(data, 20);
+	CHECK_EQ(meta_len(), THIN_META_V1_LEN);
+	h = open_vol("g", false);
+	CHECK(h != NULL);
+	if (!h)
+		goto out;
+	p = ((struct thin_vol *)h)->pool;
+	CHECK(!p->grows);
+	CHECK_EQ(write_pat(h, 5 * CS, 40 * CS, 83, 0), 0);
+	CHECK_EQ(write_pat(h, CS, 50 * CS, 84, 0), -ENOSPC);
+	CHECK_EQ(p->meta.nchunks, 20);
+	CHECK(verify(h, 10 * CS, 0, 80));
+	CHECK(verify(h, 5 * CS, 40 * CS, 83));
+	ops->close(h);
+	/* A catalog change writes the record back as it was. */
+	CHECK_EQ(vol("create", pool, "g2", "1M", NULL), 0);
+	CHECK_EQ(meta_len(), THIN_META_V1_LEN);
+	check_pool();
+
+	/* --size is the most the pool may grow to. */
+	snprintf(pool, sizeof(pool), "%s/poolmax", tmp);
+	snprintf(data, sizeof(data), "%s/data", pool);
+	CHECK_EQ(vol("init", pool, "--size", "1M", NULL), 0);
+	CHECK(stat(data, &st) == 0 && st.st_size == 0);
+	h = new_vol("m", "4M");
+	if (h) {
+		CHECK_EQ(write_pat(h, 12 * CS, 0, 85, 0), 0);
+		CHECK_EQ(write_pat(h, 8 * CS, 2 * M, 86, 0), -ENOSPC);
+		CHECK_EQ(write_pat(h, 4 * CS, 2 * M, 86, 0), 0);
+		CHECK_EQ(write_pat(h, CS, 3 * M, 87, 0), -ENOSPC);
+		CHECK(verify(h, 12 * CS, 0, 85));
+		CHECK(verify(h, 4 * CS, 2 * M, 86));
+		ops->close(h);
+	}
+	CHECK(stat(data, &st) == 0 && st.st_size == (off_t)M);
+	check_pool();
+out:
+	memcpy(pool, saved, sizeof(pool));
+}
+
 /* A numeric RocksDB property of the pool, asked of the open pool's
  * database while volumes are open. */
 static uint64_t pool_prop(const char *name)
 {
-	struct thin_pool *p;
-	char *err = NULL, *v;
+	struct thin_pool *p = pool_get();
 	uint64_t n = 0;
+	char *v;
 
-	if (thin_pool_open(pool, false, &p, &err) != 0) {
-		free(err);
+	if (!p)
 		return 0;
-	}
 	if ((v = rocksdb_property_value(p->db, name)))
 		n = strtoull(v, NULL, 10);
 	free(v);
@@ -1053,6 +1192,7 @@ int main(void)
 	test_big_writes(tmp);
 	test_tool_errors(tmp);
 	test_flushes(tmp);
+	test_grow(tmp);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp);
 	if (system(cmd) != 0)
 		fprintf(stderr, "could not remove %s\n", tmp);
