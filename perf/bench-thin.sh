@@ -164,8 +164,8 @@ cmd_ms() {
 snap() { "$NBDPLEX" volume snapshot "$WORK/pool" "$1" "$1-$2-s$3"; }
 startup() { "$NBDPLEX" volume --help; }
 rm -rf "$WORK/pool"
-# 64 GiB of chunks, sparse: init refuses a --size larger than the free
-# space, but takes an existing file at its size.
+# 80 GiB of chunks from the start, sparse: init takes an existing data
+# file at its size (a pool grows past it only as writes need more).
 truncate -s 80G "$WORK/data80" || die "truncate"
 "$NBDPLEX" volume init "$WORK/pool" --data "$WORK/data80" >/dev/null || die "volume init"
 "$NBDPLEX" volume create "$WORK/pool" v1g 1G
