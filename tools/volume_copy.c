@@ -12,11 +12,11 @@
  *
  * The pool is opened directly, like the other volume commands without a
  * server. A pool that a running server holds is refused with a message
- * that says how to copy through that server instead: a new volume could not
- * be exported by the running server anyway, since exports are fixed at its
- * start. While a copy runs, this process answers the pool's control socket,
- * so `nbdplex volume list` and the like keep working, and the volume being
- * copied cannot be deleted or resized underneath. */
+ * that says how to copy through that server instead (a new volume is then
+ * exported by adding it to the server's config and sending SIGHUP). While
+ * a copy runs, this process answers the pool's control socket, so `nbdplex
+ * volume list` and the like keep working, and the volume being copied
+ * cannot be deleted or resized underneath. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
