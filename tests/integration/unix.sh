@@ -93,15 +93,22 @@ listen = unix:$S2
 socket-mode = 0600
 allow = 192.0.2.1
 max-connections-per-client = 1
+control = $TMP/ctl.sock
 INI
 start_server -c "$TMP/unix.conf" -e d=mem:1M
 [ "$(stat -c %a "$S2")" = 600 ] || fail "socket-mode = 0600 made mode $(stat -c %a "$S2")"
 ! nbdinfo --size "$(uri d)" 2>/dev/null || fail "a TCP client outside allow = got in"
 [ "$(nbdinfo --size "$(unix_uri "$S2" d)")" = 1048576 ] || fail "allow = kept a Unix client out"
-out=$(python3 - "$(unix_uri "$S2" d)" <<'PY'
-import sys, time, nbd
+out=$(python3 - "$(unix_uri "$S2" d)" "$NBDPLEX" "$TMP/ctl.sock" "$S2" <<'PY'
+import os, re, subprocess, sys, time, nbd
 first = nbd.NBD()
 first.connect_uri(sys.argv[1])
+# Its metrics lines name it as the log does.
+stats = subprocess.run([sys.argv[2], "stats", "--control", sys.argv[3]], check=True,
+                       capture_output=True, text=True).stdout
+peer = re.escape(f'peer="unix:{sys.argv[4]} (pid {os.getpid()}, uid {os.getuid()})"')
+print("stats", "named" if re.search(r"^nbdplex_connection_bytes_total\{conn=\"\d+\"," + peer,
+                                    stats, re.M) else stats)
 second = nbd.NBD()
 try:
     second.connect_uri(sys.argv[1])
@@ -120,7 +127,8 @@ for attempt in range(100):
 print("third", third.get_size())
 PY
 ) || fail "connections per user over the Unix socket: $out"
-[ "$out" = $'second refused\nthird 1048576' ] || fail "max-connections-per-client on a Unix socket: $out"
+[ "$out" = $'stats named\nsecond refused\nthird 1048576' ] ||
+	fail "metrics or max-connections-per-client on a Unix socket: $out"
 grep -Eq "refused connection from unix:$S2 \(pid [0-9]+, uid $(id -u)\) on unix:$S2: too many" \
 	"$TMP/server.log" || fail "the refusal does not name the Unix peer"
 stop_server
