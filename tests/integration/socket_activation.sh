@@ -1,8 +1,9 @@
 #!/bin/bash
 # systemd socket activation, played by systemd-socket-activate: the server
-# serves on the sockets passed (a TCP port and a Unix socket), not on its -l
-# address, to nbdinfo, qemu-io and nbdcopy, and exits 0 on SIGTERM; a
-# connected socket (Accept=yes) is refused with a clear error.
+# serves on the sockets passed (a TCP port and a Unix socket together, then
+# a Unix socket alone), not on its -l address, to nbdinfo, qemu-io and
+# nbdcopy, and exits 0 on SIGTERM; a connected socket (Accept=yes) is
+# refused with a clear error.
 . "$NP_SRC/tests/functions.sh"
 requires systemd-socket-activate nbdinfo nbdcopy qemu-io timeout
 
@@ -56,6 +57,16 @@ grep -Eq "conn [0-9]+ from unix:$S \(pid [0-9]+, uid $(id -u)\): export 'd'" "$L
 	fail "a client of the passed Unix socket is not named by it"
 stop_server
 [ -S "$S" ] || fail "the server removed a socket it did not make"
+
+# A Unix socket alone, whose first client starts the server.
+S=$TMP/only.sock
+rm -f "$TMP/pid"
+activate "$LOG" -l "$S" "$NBDPLEX" serve -e d=mem:4M --pidfile "$TMP/pid"
+[ "$(timeout 60 nbdinfo --size "nbd+unix:///d?socket=$S")" = 4194304 ] ||
+	fail "nbdinfo over a passed Unix socket alone"
+wait_pidfile 30 "$ACT_PID" "$TMP/pid" "$LOG" server
+SERVER_PID=$ACT_PID
+stop_server
 
 # Accept=yes passes a connection, not a listener: refused, by name.
 PORT=$(free_port)
