@@ -9,10 +9,20 @@
 #include "engine/internal.h"
 
 /* IPv4 is kept as IPv4-mapped IPv6 so that one comparison serves both, and
- * a v4 rule matches a v4 client seen on a dual-stack listener. */
+ * a v4 rule matches a v4 client seen on a dual-stack listener. A Unix peer
+ * becomes a multicast address, which no TCP peer can have, that holds its
+ * user: the connection limits count it per user. */
 static void to_v6(const struct sockaddr *sa, uint8_t out[16])
 {
-	if (sa->sa_family == AF_INET6) {
+	if (sa->sa_family == AF_UNIX) {
+		const struct np_unix_peer *u = (const struct np_unix_peer *)sa;
+		uint32_t uid = u->cred ? (uint32_t)u->uid : UINT32_MAX;
+
+		memset(out, 0, 16);
+		out[0] = 0xff;
+		out[1] = 'u';
+		memcpy(out + 12, &uid, 4);
+	} else if (sa->sa_family == AF_INET6) {
 		memcpy(out, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
 	} else {
 		memset(out, 0, 10);
@@ -100,7 +110,7 @@ bool np_acl_allows(const struct np_acl *acl, const struct sockaddr *sa)
 {
 	uint8_t a[16];
 
-	if (acl->n == 0)
+	if (acl->n == 0 || sa->sa_family == AF_UNIX)
 		return true;
 	if (sa->sa_family != AF_INET && sa->sa_family != AF_INET6)
 		return false;

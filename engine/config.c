@@ -2,6 +2,8 @@
  *
  * [server]                 [export NAME]
  * listen = HOST:PORT       spec = ENGINE:SPEC        (as in -e NAME=ENGINE:SPEC)
+ * listen = unix:PATH
+ * socket-mode = OCTAL
  * threads = N              description = TEXT
  * read-only = yes|no       read-only = yes|no
  * pidfile = FILE
@@ -34,8 +36,8 @@
 #include "engine/internal.h"
 
 static const char serve_usage[] =
-	"usage: nbdplex serve [-l HOST:PORT]... [-e NAME=ENGINE:SPEC]... [-c FILE] [-r]\n"
-	"                     [--pidfile FILE] [--threads N] [--loops N]\n"
+	"usage: nbdplex serve [-l HOST:PORT|unix:PATH]... [-e NAME=ENGINE:SPEC]... [-c FILE]\n"
+	"                     [-r] [--socket-mode MODE] [--pidfile FILE] [--threads N] [--loops N]\n"
 	"                     [--handshake-timeout SECONDS] [--max-inflight SIZE]\n"
 	"                     [--max-inflight-total SIZE] [--sendfile auto|on|off]\n"
 	"                     [--coalesce-us N]\n"
@@ -48,6 +50,9 @@ static const char serve_usage[] =
 	"\n"
 	"  -l, --listen HOST:PORT   listen here; repeatable, one per NIC path\n"
 	"                           (default 0.0.0.0:10809)\n"
+	"  -l, --listen unix:PATH   listen on a Unix socket made at PATH (a stale one is\n"
+	"                           replaced, a live one refused); removed at exit\n"
+	"      --socket-mode MODE   of those sockets, in octal (default 0660)\n"
 	"  -e, --export NAME=ENGINE:SPEC\n"
 	"        file:PATH[,size=SIZE]  a sparse file (created if missing and a size is given)\n"
 	"        mem:SIZE               in memory, for tests\n"
@@ -71,7 +76,8 @@ static const char serve_usage[] =
 	"                           arrive meanwhile together\n"
 	"                           (default 20; 0: never, at most 1000)\n"
 	"      --allow ADDR[/BITS]  accept clients only from these addresses and ranges;\n"
-	"                           repeatable (per export: allow = in its [export] section)\n"
+	"                           repeatable (per export: allow = in its [export] section);\n"
+	"                           TCP clients only: Unix ones are always let in\n"
 	"      --max-connections N  in total\n"
 	"      --max-connections-per-client N   from one address\n"
 	"      --tls off|on|require TLS through STARTTLS: refused, offered, or required\n"
@@ -87,7 +93,8 @@ static const char serve_usage[] =
 	"  -v, --verbose            the same as --log-level debug\n"
 	"\n"
 	"Sizes accept K, M, G, T suffixes. SIGINT or SIGTERM finish the requests in\n"
-	"flight, flush every export and exit 0.\n";
+	"flight, flush every export and exit 0. Started by systemd socket activation\n"
+	"(LISTEN_FDS), it serves on the sockets passed, not on the listen addresses.\n";
 
 static int add_str(char ***arr, size_t *n, const char *s)
 {
@@ -187,8 +194,24 @@ static int parse_uint(const char *v, unsigned lo, unsigned hi, unsigned *out)
  * 0, -EINVAL for a bad value, or -ENOENT for an unknown key. */
 static int server_setting(struct np_config *cfg, const char *key, const char *v)
 {
-	if (!strcmp(key, "listen"))
+	if (!strcmp(key, "listen")) {
+		/* A path that cannot be bound is refused now, with the rest of
+		 * the configuration's mistakes, rather than at start. */
+		if (!strncmp(v, "unix:", 5) && (!v[5] || strlen(v + 5) >= NP_UNIX_PATH_MAX))
+			return -EINVAL;
 		return add_str(&cfg->listen, &cfg->n_listen, v);
+	}
+	if (!strcmp(key, "socket-mode")) {
+		char *end;
+		unsigned long m;
+
+		errno = 0;
+		m = strtoul(v, &end, 8);
+		if (errno || end == v || *end || *v == '-' || m > 0777)
+			return -EINVAL;
+		cfg->socket_mode = (unsigned)m;
+		return 0;
+	}
 	if (!strcmp(key, "threads"))
 		return parse_uint(v, 1, 1024, &cfg->threads);
 	if (!strcmp(key, "coalesce-us"))
@@ -361,6 +384,7 @@ int np_config_from_args(struct np_config *cfg, int argc, char **argv)
 		OPT_TLS_VERIFY,
 		OPT_METRICS,
 		OPT_CONTROL,
+		OPT_SOCKET_MODE,
 		OPT_LOG_LEVEL,
 		OPT_MAX_INFLIGHT_TOTAL,
 		OPT_SENDFILE,
@@ -387,6 +411,7 @@ int np_config_from_args(struct np_config *cfg, int argc, char **argv)
 		{"tls-verify-peer", no_argument, NULL, OPT_TLS_VERIFY},
 		{"metrics", required_argument, NULL, OPT_METRICS},
 		{"control", required_argument, NULL, OPT_CONTROL},
+		{"socket-mode", required_argument, NULL, OPT_SOCKET_MODE},
 		{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
 		{"max-inflight-total", required_argument, NULL, OPT_MAX_INFLIGHT_TOTAL},
 		{"sendfile", required_argument, NULL, OPT_SENDFILE},
@@ -408,6 +433,7 @@ int np_config_from_args(struct np_config *cfg, int argc, char **argv)
 		[OPT_TLS_VERIFY - 256] = "tls-verify-peer",
 		[OPT_METRICS - 256] = "metrics",
 		[OPT_CONTROL - 256] = "control",
+		[OPT_SOCKET_MODE - 256] = "socket-mode",
 		[OPT_LOG_LEVEL - 256] = "log-level",
 		[OPT_MAX_INFLIGHT_TOTAL - 256] = "max-inflight-total",
 		[OPT_SENDFILE - 256] = "sendfile",
@@ -423,13 +449,20 @@ int np_config_from_args(struct np_config *cfg, int argc, char **argv)
 	cfg->max_inflight_total = 256ULL << 20;
 	cfg->shutdown_timeout = 30;
 	cfg->coalesce_us = NP_COALESCE_DEFAULT_US;
+	cfg->socket_mode = 0660;
 	cfg->argc = argc;
 	cfg->argv = argv;
 	optind = 0; /* glibc: start afresh, also when parsing again on SIGHUP */
 	while (r == 0 && (c = getopt_long(argc, argv, "l:e:c:rvh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'l':
-			r = add_str(&cfg->listen, &cfg->n_listen, optarg) ? 1 : 0;
+			if (server_setting(cfg, "listen", optarg) < 0) {
+				fprintf(stderr,
+					"nbdplex serve: bad listen address '%s' (want HOST:PORT "
+					"or unix:PATH, a path of at most %d bytes)\n",
+					optarg, NP_UNIX_PATH_MAX - 1);
+				r = 2;
+			}
 			break;
 		case 'e':
 			r = parse_export_arg(cfg, optarg);
@@ -461,6 +494,7 @@ int np_config_from_args(struct np_config *cfg, int argc, char **argv)
 		case OPT_TLS_VERIFY:
 		case OPT_METRICS:
 		case OPT_CONTROL:
+		case OPT_SOCKET_MODE:
 		case OPT_LOG_LEVEL:
 		case OPT_MAX_INFLIGHT_TOTAL:
 		case OPT_SENDFILE:

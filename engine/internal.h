@@ -6,6 +6,8 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
 #include <sys/uio.h>
 #include <uv.h>
 
@@ -43,6 +45,8 @@ struct np_acl {
 int np_cidr_parse(const char *s, struct np_cidr *out);
 /* Adds a list of addresses and ranges separated by spaces or commas. */
 int np_acl_add(struct np_acl *acl, const char *list);
+/* Allow lists are about IP addresses: a Unix peer is always allowed, its
+ * socket file's mode and owner being what guards it. */
 bool np_acl_allows(const struct np_acl *acl, const struct sockaddr *sa);
 /* Whether a peer runs on this host: it has a loopback address, or the
  * address it connected to, me (what goes to one of our own addresses goes
@@ -50,6 +54,21 @@ bool np_acl_allows(const struct np_acl *acl, const struct sockaddr *sa);
  * not looked up. A peer that is not IP, or a NULL me, counts as local. */
 bool np_addr_is_local(const struct sockaddr *peer, const struct sockaddr *me);
 void np_acl_free(struct np_acl *acl);
+
+/* A peer of a Unix socket, as the listener records it in place of the
+ * empty address accept() gives (np_accepted.peer, np_conn.peer_sa): the
+ * socket's path and the peer's credentials, which name it in logs and
+ * metrics and count it, per user, against max-connections-per-client. */
+struct np_unix_peer {
+	sa_family_t family; /* AF_UNIX */
+	bool cred;          /* pid, uid and gid are known (SO_PEERCRED) */
+	pid_t pid;
+	uid_t uid;
+	gid_t gid;
+	char path[96]; /* the listening socket's, cut short if need be */
+};
+_Static_assert(sizeof(struct np_unix_peer) <= sizeof(struct sockaddr_storage),
+	       "a Unix peer fits where accepted addresses are kept");
 
 struct client_count;
 struct np_limits {
@@ -84,9 +103,13 @@ enum np_sendfile_mode { NP_SENDFILE_AUTO, NP_SENDFILE_ON, NP_SENDFILE_OFF };
 #define NP_COALESCE_DEFAULT_US 20
 #define NP_COALESCE_MAX_US     1000
 
+/* sizeof(sockaddr_un.sun_path), with the terminating NUL */
+#define NP_UNIX_PATH_MAX 108
+
 struct np_config {
-	char **listen;
+	char **listen; /* HOST:PORT or unix:PATH */
 	size_t n_listen;
+	unsigned socket_mode; /* of the sockets that listen = unix:PATH makes */
 	struct np_export_cfg *exports;
 	size_t n_exports;
 	bool readonly;
@@ -268,7 +291,12 @@ void np_loop_export_conn_gone(struct np_loop *l, struct np_export *ex);
 struct np_listener {
 	int fd;
 	uv_poll_t poll;
-	char *addr;
+	char *addr;       /* HOST:PORT or unix:PATH, for log lines */
+	char *addr_owned; /* addr, when it was made here (socket activation) */
+	const char *path; /* of a Unix socket, else NULL */
+	bool unlink;      /* the socket file is ours to remove at exit */
+	dev_t dev;        /* the file made, so as not to remove another */
+	ino_t ino;
 };
 
 struct np_server {
@@ -391,7 +419,7 @@ void np_req_free(struct np_req *r);
 /* Notes which parts of a finished READ are zeroes, for hole chunks; done by
  * whichever thread did the read, so a large scan is off the loop. */
 void np_req_scan_zeroes(struct np_req *r);
-/* "ADDR:PORT" or "[V6ADDR]:PORT", for log lines. */
+/* "ADDR:PORT", "[V6ADDR]:PORT" or "unix:PATH[pid N uid N]", for log lines. */
 void np_format_peer(const struct sockaddr *sa, char *out, size_t len);
 /* Closes an accepted socket that never became a connection. */
 void np_server_drop_fd(struct np_server *srv, const struct np_accepted *a);

@@ -17,6 +17,8 @@
 #include <arpa/inet.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "engine/internal.h"
@@ -32,12 +34,24 @@ static int sd_notifyf(int unset, const char *fmt, ...)
 	return 0;
 }
 #define sd_notify(unset, text) sd_notifyf(unset, "%s", text)
+
+/* Nor can it take sockets from one: say so rather than ignore them. */
+static int sd_listen_fds(int unset_environment)
+{
+	(void)unset_environment;
+	if (getenv("LISTEN_FDS"))
+		np_warn("LISTEN_FDS is set, but this build has no libsystemd for socket "
+			"activation: listening on the configured addresses");
+	return 0;
+}
+#define SD_LISTEN_FDS_START    3
 #endif
 
 #define ACCEPT_BATCH 64
 
 static void loop_close_handles(struct np_loop *l);
 static void on_drain_timeout(uv_timer_t *t);
+static void listener_close(struct np_listener *lis);
 
 /* ---- wake-ups from other threads ---- */
 
@@ -296,8 +310,7 @@ static void on_signal(uv_signal_t *s, int signum)
 	srv->stopping = true;
 	for (size_t i = 0; i < srv->n_listeners; i++) {
 		uv_poll_stop(&srv->listeners[i].poll);
-		close(srv->listeners[i].fd);
-		srv->listeners[i].fd = -1;
+		listener_close(&srv->listeners[i]);
 	}
 	request_shutdown(srv);
 }
@@ -332,6 +345,23 @@ void np_format_peer(const struct sockaddr *sa, char *out, size_t len)
 
 		uv_ip4_name(a, ip, sizeof(ip));
 		snprintf(out, len, "%s:%u", ip, ntohs(a->sin_port));
+	} else if (sa->sa_family == AF_UNIX) {
+		const struct np_unix_peer *u = (const struct np_unix_peer *)sa;
+		char who[64] = "";
+		size_t n = strnlen(u->path, sizeof(u->path)), room;
+
+		if (u->cred)
+			snprintf(who, sizeof(who), " (pid %d, uid %u)", (int)u->pid,
+				 (unsigned)u->uid);
+		/* Who is on the other end says more than the whole path: a
+		 * long path keeps its tail. */
+		room = len > 6 + strlen(who) ? len - 6 - strlen(who) : 0;
+		if (n <= room)
+			snprintf(out, len, "unix:%.*s%s", (int)n, u->path, who);
+		else if (room > 3)
+			snprintf(out, len, "unix:...%s%s", u->path + n - (room - 3), who);
+		else
+			snprintf(out, len, "unix%s", who);
 	} else {
 		snprintf(out, len, "?");
 	}
@@ -341,6 +371,28 @@ void np_server_drop_fd(struct np_server *srv, const struct np_accepted *a)
 {
 	np_limits_release(&srv->limits, (const struct sockaddr *)&a->peer);
 	close(a->fd);
+}
+
+/* Names a Unix peer (accept() gives an empty address): the socket it came
+ * through and, from the kernel, who it is. */
+static void unix_peer(const struct np_listener *lis, struct np_accepted *a)
+{
+	struct np_unix_peer *u = (struct np_unix_peer *)&a->peer;
+	struct ucred cr;
+	socklen_t len = sizeof(cr);
+	size_t n = strlen(lis->path);
+
+	memset(&a->peer, 0, sizeof(a->peer));
+	u->family = AF_UNIX;
+	if (getsockopt(a->fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) == 0) {
+		u->cred = true;
+		u->pid = cr.pid;
+		u->uid = cr.uid;
+		u->gid = cr.gid;
+	}
+	if (n >= sizeof(u->path))
+		n = sizeof(u->path) - 1;
+	memcpy(u->path, lis->path, n);
 }
 
 static void on_listen_ready(uv_poll_t *p, int status, int events)
@@ -364,6 +416,8 @@ static void on_listen_ready(uv_poll_t *p, int status, int events)
 				np_warn("accept on %s: %s", lis->addr, strerror(errno));
 			break;
 		}
+		if (lis->path)
+			unix_peer(lis, &a);
 		if (!np_acl_allows(&srv->cfg->allow, ss))
 			refused = "not in the allow list";
 		else
@@ -411,6 +465,106 @@ static int split_hostport(const char *s, char *host, size_t hostlen, char *port,
 	return 0;
 }
 
+static void listener_start(struct np_server *srv, struct np_listener *lis)
+{
+	uv_poll_init(&srv->loops[0].uv, &lis->poll, lis->fd);
+	lis->poll.data = srv;
+	uv_poll_start(&lis->poll, UV_READABLE, on_listen_ready);
+}
+
+/* Closes a listener's socket and removes the socket file it made, unless
+ * someone put another file in its place since. */
+static void listener_close(struct np_listener *lis)
+{
+	struct stat st;
+
+	if (lis->fd >= 0)
+		close(lis->fd);
+	lis->fd = -1;
+	if (lis->unlink && stat(lis->path, &st) == 0 && st.st_dev == lis->dev &&
+	    st.st_ino == lis->ino && unlink(lis->path) < 0)
+		np_warn("removing %s: %s", lis->addr, strerror(errno));
+	lis->unlink = false;
+}
+
+/* Binds a Unix socket at its path. A socket file left there by a server
+ * that is gone (killed, or its machine crashed) is replaced; one that a
+ * server still answers on is not, as two servers would share out clients
+ * by chance; nor is any other kind of file. */
+static int bind_unix(int fd, const struct sockaddr_un *sun, const char *addr)
+{
+	struct stat st;
+	int probe, r, e;
+
+	if (bind(fd, (const struct sockaddr *)sun, sizeof(*sun)) == 0)
+		return 0;
+	if (errno != EADDRINUSE) {
+		np_err("listen on %s: %s", addr, strerror(errno));
+		return -1;
+	}
+	if (lstat(sun->sun_path, &st) == 0 && !S_ISSOCK(st.st_mode)) {
+		np_err("listen on %s: the file exists and is not a socket", addr);
+		return -1;
+	}
+	probe = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	r = probe < 0 ? -1 : connect(probe, (const struct sockaddr *)sun, sizeof(*sun));
+	e = errno;
+	if (probe >= 0)
+		close(probe);
+	if (r == 0 || e == EAGAIN) {
+		np_err("listen on %s: another server is listening on it", addr);
+		return -1;
+	}
+	if (e != ECONNREFUSED && e != ENOENT) {
+		np_err("listen on %s: cannot tell whether it is in use: %s", addr, strerror(e));
+		return -1;
+	}
+	np_warn("%s: replacing the stale socket of a server that is gone", addr);
+	if ((unlink(sun->sun_path) < 0 && errno != ENOENT) ||
+	    bind(fd, (const struct sockaddr *)sun, sizeof(*sun)) < 0) {
+		np_err("listen on %s: %s", addr, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static int listen_unix(struct np_server *srv, struct np_listener *lis, const char *addr)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	const char *path = addr + 5;
+	struct stat st;
+	int fd;
+
+	/* config.c refused longer paths */
+	memcpy(sun.sun_path, path, strlen(path) + 1);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		np_err("listen on %s: %s", addr, strerror(errno));
+		return -1;
+	}
+	if (bind_unix(fd, &sun, addr) < 0) {
+		close(fd);
+		return -1;
+	}
+	lis->fd = fd;
+	lis->path = path;
+	if (stat(path, &st) == 0) {
+		lis->unlink = true;
+		lis->dev = st.st_dev;
+		lis->ino = st.st_ino;
+	}
+	/* Clients cannot connect before listen(), so none gets in while the
+	 * mode is still the umask's. */
+	if (!lis->unlink || chmod(path, srv->cfg->socket_mode) < 0 || listen(fd, 1024) < 0) {
+		np_err("listen on %s: %s", addr, strerror(errno));
+		listener_close(lis);
+		return -1;
+	}
+	listener_start(srv, lis);
+	np_info("listening on %s (mode %04o)", addr, srv->cfg->socket_mode);
+	return 0;
+}
+
 static int listen_on(struct np_server *srv, struct np_listener *lis, const char *addr)
 {
 	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
@@ -421,6 +575,8 @@ static int listen_on(struct np_server *srv, struct np_listener *lis, const char 
 
 	lis->fd = -1;
 	lis->addr = (char *)addr;
+	if (!strncmp(addr, "unix:", 5))
+		return listen_unix(srv, lis, addr);
 	if (split_hostport(addr, host, sizeof(host), port, sizeof(port)) < 0) {
 		np_err("listen address '%s': want HOST:PORT", addr);
 		return -1;
@@ -441,10 +597,93 @@ static int listen_on(struct np_server *srv, struct np_listener *lis, const char 
 	}
 	freeaddrinfo(res);
 	lis->fd = fd;
-	uv_poll_init(&srv->loops[0].uv, &lis->poll, fd);
-	lis->poll.data = srv;
-	uv_poll_start(&lis->poll, UV_READABLE, on_listen_ready);
+	listener_start(srv, lis);
 	np_info("listening on %s", addr);
+	return 0;
+}
+
+/* Socket activation: takes the n listening sockets a service manager
+ * (systemd, systemd-socket-activate) passed, TCP or Unix. Theirs stay
+ * theirs: the socket files are not removed at exit. */
+static int listen_activated(struct np_server *srv, struct np_listener *lis, int fd)
+{
+	struct sockaddr_storage ss;
+	const struct sockaddr_un *sun = (const struct sockaddr_un *)&ss;
+	socklen_t len = sizeof(ss), ilen = sizeof(int);
+	int type = 0, listening = 0, flags;
+	char name[NP_UNIX_PATH_MAX + 8];
+
+	lis->fd = fd;
+	memset(&ss, 0, sizeof(ss));
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &ilen) < 0 || type != SOCK_STREAM ||
+	    getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &ilen) < 0 || !listening ||
+	    getsockname(fd, (struct sockaddr *)&ss, &len) < 0 ||
+	    (ss.ss_family != AF_INET && ss.ss_family != AF_INET6 && ss.ss_family != AF_UNIX)) {
+		np_err("socket activation: file descriptor %d is not a listening TCP or Unix "
+		       "stream socket (Accept=yes is not supported)",
+		       fd);
+		return -1;
+	}
+	flags = fcntl(fd, F_GETFL);
+	if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0 ||
+	    fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
+		np_err("socket activation: file descriptor %d: %s", fd, strerror(errno));
+		return -1;
+	}
+	if (ss.ss_family == AF_UNIX) {
+		/* An abstract socket's name starts with a NUL, shown as @. */
+		size_t n = len > offsetof(struct sockaddr_un, sun_path)
+			       ? len - offsetof(struct sockaddr_un, sun_path)
+			       : 0;
+
+		if (n && !sun->sun_path[0])
+			snprintf(name, sizeof(name), "unix:@%.*s", (int)n - 1, sun->sun_path + 1);
+		else
+			snprintf(name, sizeof(name), "unix:%.*s", (int)strnlen(sun->sun_path, n),
+				 sun->sun_path);
+	} else {
+		np_format_peer((const struct sockaddr *)&ss, name, sizeof(name));
+	}
+	lis->addr = lis->addr_owned = strdup(name);
+	if (!lis->addr) {
+		np_err("out of memory");
+		return -1;
+	}
+	if (ss.ss_family == AF_UNIX)
+		lis->path = lis->addr + 5;
+	listener_start(srv, lis);
+	np_info("listening on %s (socket activation)", lis->addr);
+	return 0;
+}
+
+/* Opens the listeners: the sockets passed by socket activation if any,
+ * else the configured addresses. */
+static int listen_all(struct np_server *srv)
+{
+	struct np_config *cfg = srv->cfg;
+	int n = sd_listen_fds(1);
+	size_t count = n > 0 ? (size_t)n : cfg->n_listen;
+
+	if (n < 0) {
+		np_err("socket activation: %s", strerror(-n));
+		return -1;
+	}
+	srv->listeners = calloc(count, sizeof(*srv->listeners));
+	if (!srv->listeners)
+		return -1;
+	if (n > 0)
+		np_info("socket activation: %d socket(s) passed; the listen addresses "
+			"configured are not used",
+			n);
+	for (size_t i = 0; i < count; i++) {
+		int r =
+		    n > 0 ? listen_activated(srv, &srv->listeners[i], SD_LISTEN_FDS_START + (int)i)
+			  : listen_on(srv, &srv->listeners[i], cfg->listen[i]);
+
+		if (r < 0)
+			return -1;
+		srv->n_listeners++;
+	}
 	return 0;
 }
 
@@ -583,17 +822,13 @@ int np_serve(struct np_config *cfg)
 	if (np_tls_server_init(&srv) < 0)
 		goto out_close_exports;
 	srv.loops = calloc(srv.n_loops, sizeof(*srv.loops));
-	srv.listeners = calloc(cfg->n_listen, sizeof(*srv.listeners));
-	if (!srv.loops || !srv.listeners)
+	if (!srv.loops)
 		goto out_close_exports;
 	for (unsigned i = 0; i < srv.n_loops; i++)
 		if (loop_init(&srv, &srv.loops[i], i) < 0)
 			goto out_close_exports;
-	for (size_t i = 0; i < cfg->n_listen; i++) {
-		if (listen_on(&srv, &srv.listeners[i], cfg->listen[i]) < 0)
-			goto out_close_exports;
-		srv.n_listeners++;
-	}
+	if (listen_all(&srv) < 0)
+		goto out_close_exports;
 	if (np_pool_start(&srv.pool, threads) < 0) {
 		np_err("cannot start %u worker threads", threads);
 		goto out_stop_pool;
@@ -650,9 +885,10 @@ out_close_exports:
 			free(l->ex[k]);
 		pthread_mutex_destroy(&l->lock);
 	}
-	for (size_t i = 0; i < srv.n_listeners; i++)
-		if (srv.listeners[i].fd >= 0)
-			close(srv.listeners[i].fd);
+	for (size_t i = 0; i < srv.n_listeners; i++) {
+		listener_close(&srv.listeners[i]);
+		free(srv.listeners[i].addr_owned);
+	}
 	free(srv.loops);
 	free(srv.listeners);
 	np_exports_close(&srv);

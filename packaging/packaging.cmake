@@ -4,6 +4,7 @@
 # puts, under the prefix:
 #   bin/nbdplex
 #   lib/systemd/system/nbdplex.service      (ExecStart names PREFIX/bin/nbdplex)
+#   lib/systemd/system/nbdplex.socket       (socket activation of that service)
 #   share/man/man1/nbdplex.1.gz, share/man/man5/nbdplex.conf.5.gz
 #   share/doc/nbdplex/nbdplex.conf.example
 #   src/nbdplex-VERSION/                    kmod/'s sources and dkms.conf
@@ -111,6 +112,10 @@ install(CODE "
     file(CHMOD \"\${_conf}\" PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
   endif()
 ")
+
+# The socket unit names no installed path: copied as it is.
+install(FILES ${NP_PKG_SRC}/nbdplex.socket DESTINATION ${NP_UNITDIR}
+        PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
 
 # ---- CPack: the Debian package
 set(CPACK_PACKAGE_NAME ${PROJECT_NAME})

@@ -88,6 +88,7 @@ has() {
 }
 has -rwxr-xr-x usr/bin/nbdplex
 has -rw-r--r-- usr/lib/systemd/system/nbdplex.service
+has -rw-r--r-- usr/lib/systemd/system/nbdplex.socket
 has -rw-r--r-- usr/share/man/man1/nbdplex.1.gz
 has -rw-r--r-- usr/share/man/man5/nbdplex.conf.5.gz
 has -rw-r--r-- usr/share/doc/nbdplex/nbdplex.conf.example
@@ -202,6 +203,14 @@ key 'ExecReload=/bin/kill -HUP $MAINPID'
 # The example's file export lives where the unit lets the server write.
 grep -Eq '^spec = file:/var/lib/nbdplex/' "$R/etc/nbdplex/nbdplex.conf" ||
 	fail "the default config's export is not under /var/lib/nbdplex"
+# The socket unit: one server for every connection, on the default port and
+# a Unix socket outside the service's RuntimeDirectory (removed at its stop).
+SU=$R/usr/lib/systemd/system/nbdplex.socket
+for k in ListenStream=10809 ListenStream=/run/nbdplex.sock SocketMode=0660 Accept=no \
+	WantedBy=sockets.target; do
+	grep -qx "$k" "$SU" || fail "nbdplex.socket lacks '$k'"
+done
+grep -q '^ListenStream=/run/nbdplex/' "$SU" && fail "nbdplex.socket's Unix socket is under /run/nbdplex"
 if command -v systemd-analyze >/dev/null; then
 	# Verify a copy that runs the extracted binary (nothing is installed in
 	# /usr/bin here). verify reports problems on stderr and may still exit
@@ -209,8 +218,9 @@ if command -v systemd-analyze >/dev/null; then
 	# that the check sees problems.
 	mkdir -p "$TMP/unit" "$TMP/unit-bad"
 	sed "s|^ExecStart=/usr/bin/nbdplex|ExecStart=$R/usr/bin/nbdplex|" "$U" >"$TMP/unit/nbdplex.service"
+	cp "$SU" "$TMP/unit/nbdplex.socket"
 	sed 's/^Restart=/Restrat=/' "$TMP/unit/nbdplex.service" >"$TMP/unit-bad/nbdplex.service"
-	out=$(systemd-analyze verify --man=no "$TMP/unit/nbdplex.service" 2>&1) ||
+	out=$(systemd-analyze verify --man=no "$TMP/unit/nbdplex.service" "$TMP/unit/nbdplex.socket" 2>&1) ||
 		fail "systemd-analyze verify: $out"
 	[ -z "$out" ] || fail "systemd-analyze verify complains: $out"
 	bad=$(systemd-analyze verify --man=no "$TMP/unit-bad/nbdplex.service" 2>&1 || true)
@@ -281,11 +291,12 @@ mkdir -p "$TMP/run"
 sed -e "s|/var/lib/nbdplex|$STATE|g" \
 	-e "s|/run/nbdplex|$TMP/run|g" \
 	-e "s|^listen = .*|listen = 127.0.0.1:$PORT2|" \
+	-e 's/^#\(listen = unix:\)/\1/' \
 	-e '/^#listen = /d' \
-	-e '/^\[server\]$/,/^\[/s/^#\(threads\|loops\|read-only\|handshake-timeout\|max-inflight\|sendfile\|allow\|max-connections\|max-connections-per-client\|metrics\|control\|log-level\) = /\1 = /' \
+	-e '/^\[server\]$/,/^\[/s/^#\(socket-mode\|threads\|loops\|read-only\|handshake-timeout\|max-inflight\|sendfile\|allow\|max-connections\|max-connections-per-client\|metrics\|control\|log-level\) = /\1 = /' \
 	-e "s|^metrics = .*|metrics = 127.0.0.1:$MPORT|" \
 	"$R/usr/share/doc/nbdplex/nbdplex.conf.example" >"$TMP/example.conf"
-for k in threads loops read-only handshake-timeout max-inflight sendfile allow max-connections max-connections-per-client metrics control log-level; do
+for k in socket-mode threads loops read-only handshake-timeout max-inflight sendfile allow max-connections max-connections-per-client metrics control log-level; do
 	grep -q "^$k = " "$TMP/example.conf" || fail "the example shows no '$k' setting"
 done
 # Play systemd's side of NOTIFY_SOCKET: the Type=notify unit starts only
@@ -317,6 +328,13 @@ json=$(nbdinfo --json "$(uri default)") || fail "nbdinfo --json failed"
 grep -q '"description": "sparse file on the server"' <<<"$json" ||
 	fail "nbdinfo does not show the example's description"
 nbdinfo --can write "$(uri default)" || fail "the example's export is read-only"
+# Its Unix socket too, with the mode it says, under what stands for /run/nbdplex.
+USOCK=$(sed -n 's/^listen = unix://p' "$TMP/example.conf")
+[ "$USOCK" = "$TMP/run/nbdplex.sock" ] || fail "the example's Unix socket is '$USOCK', not under /run/nbdplex"
+[ "$(stat -c %a "$USOCK")" = "$(sed -n 's/^socket-mode = 0*//p' "$TMP/example.conf")" ] ||
+	fail "the example's Unix socket has mode $(stat -c %a "$USOCK")"
+size=$(nbdinfo --size "nbd+unix:///default?socket=$USOCK") || fail "nbdinfo on the example's Unix socket failed"
+[ "$size" = 1073741824 ] || fail "the default export is $size bytes over the Unix socket"
 [ "$(stat -c %s "$STATE/default.img")" = 1073741824 ] || fail "the server did not create default.img of 1G"
 [ "$(stat -c %b "$STATE/default.img")" -lt 1024 ] || fail "default.img is not sparse"
 # The example's statistics endpoints answer.
@@ -360,7 +378,8 @@ step "cmake --install into a scratch prefix"
 P=$TMP/prefix
 cmake --install "$BUILD" --prefix "$P" >"$TMP/install.log" 2>&1 ||
 	fail "cmake --install failed: $(tail -n 20 "$TMP/install.log")"
-for f in bin/nbdplex lib/systemd/system/nbdplex.service share/man/man1/nbdplex.1.gz \
+for f in bin/nbdplex lib/systemd/system/nbdplex.service lib/systemd/system/nbdplex.socket \
+	share/man/man1/nbdplex.1.gz \
 	share/man/man5/nbdplex.conf.5.gz share/doc/nbdplex/nbdplex.conf.example \
 	etc/nbdplex/nbdplex.conf "src/nbdplex-$VERSION/dkms.conf"; do
 	[ -f "$P/$f" ] || fail "cmake --install did not install $f"

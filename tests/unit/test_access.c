@@ -110,5 +110,36 @@ int main(void)
 	np_limits_release(&lim, (struct sockaddr *)&a2);
 	CHECK(lim.total == 0);
 	np_limits_free(&lim);
+
+	/* Unix peers: past any allow list, counted per user. */
+	{
+		struct sockaddr_storage u0, u0b, u1;
+		struct np_unix_peer *p0 = (struct np_unix_peer *)&u0;
+
+		memset(&u0, 0, sizeof(u0));
+		p0->family = AF_UNIX;
+		p0->cred = true;
+		p0->pid = 100;
+		p0->uid = 0;
+		u0b = u1 = u0;
+		((struct np_unix_peer *)&u0b)->pid = 101;
+		((struct np_unix_peer *)&u1)->uid = 1000;
+		CHECK(np_acl_add(&acl, "192.0.2.1") == 0);
+		CHECK(np_acl_allows(&acl, (struct sockaddr *)&u0));
+		CHECK(np_addr_is_local((struct sockaddr *)&u0, NULL));
+		np_acl_free(&acl);
+		CHECK(np_limits_init(&lim, 0, 1) == 0);
+		CHECK(np_limits_take(&lim, (struct sockaddr *)&u0) == NULL);
+		CHECK(np_limits_take(&lim, (struct sockaddr *)&u0b) != NULL); /* same user */
+		CHECK(np_limits_take(&lim, (struct sockaddr *)&u1) == NULL);
+		CHECK(np_limits_take(&lim, (struct sockaddr *)&a1) == NULL); /* not a Unix peer */
+		np_limits_release(&lim, (struct sockaddr *)&u0);
+		CHECK(np_limits_take(&lim, (struct sockaddr *)&u0b) == NULL);
+		np_limits_release(&lim, (struct sockaddr *)&u0b);
+		np_limits_release(&lim, (struct sockaddr *)&u1);
+		np_limits_release(&lim, (struct sockaddr *)&a1);
+		CHECK(lim.total == 0);
+		np_limits_free(&lim);
+	}
 	return check_done();
 }
