@@ -25,13 +25,13 @@
 
 #include "engine/internal.h"
 
-#define WRITE_BATCH 1024 /* iovecs per write; IOV_MAX on Linux */
-#define SENDFILE_MIN (64 * 1024) /* smaller reads are cheaper copied */
-#define MAP_READ_MIN (256 * 1024) /* smaller: cheaper read in batches (file.c) */
-#define MAP_WRITE_MIN (256 * 1024) /* smaller: cheaper written in batches */
-#define ASYNC_BATCH 256
-#define HOLE_BLOCK 4096
-#define NP_INLINE_MAX (128 * 1024)
+#define WRITE_BATCH       1024         /* iovecs per write; IOV_MAX on Linux */
+#define SENDFILE_MIN      (64 * 1024)  /* smaller reads are cheaper copied */
+#define MAP_READ_MIN      (256 * 1024) /* smaller: cheaper read in batches (file.c) */
+#define MAP_WRITE_MIN     (256 * 1024) /* smaller: cheaper written in batches */
+#define ASYNC_BATCH       256
+#define HOLE_BLOCK        4096
+#define NP_INLINE_MAX     (128 * 1024)
 #define NP_HS_MAX_PENDING (1024 * 1024)
 
 /* Requests parsed in one go: those for the engine's submit or rw_nowait,
@@ -80,7 +80,7 @@ static bool over_budget(const struct np_conn *c, uint64_t own_cap)
 	return c->inflight_bytes >= own_cap ||
 	       (c->inflight_bytes > 0 && c->phase == NP_CONN_TRANSMISSION &&
 		atomic_load_explicit(&srv->inflight_total, memory_order_relaxed) >=
-			srv->cfg->max_inflight_total);
+		    srv->cfg->max_inflight_total);
 }
 
 static struct np_req *req_new(struct np_conn *c)
@@ -252,7 +252,8 @@ static void reply_read_chunks(struct np_req *r)
 		do {
 			k++;
 			run_end = base + k * g > end ? end : base + k * g;
-		} while (run_end < end && (chunks == NP_MAX_CHUNKS || (r->zero_mask >> k & 1) == zero));
+		} while (run_end < end &&
+			 (chunks == NP_MAX_CHUNKS || (r->zero_mask >> k & 1) == zero));
 		if (zero) {
 			uint8_t *p = add_chunk(r, h, run_end == end ? NBD_REPLY_FLAG_DONE : 0,
 					       NBD_REPLY_TYPE_OFFSET_HOLE, 12);
@@ -367,9 +368,9 @@ static void build_reply(struct np_req *r)
 		c->n_errors += r->error != 0;
 	}
 	if (r->error)
-		np_debug("conn %llu: %s offset %llu length %llu: error %u", (unsigned long long)c->id,
-			 nbd_cmd_name(cmd), (unsigned long long)r->io.offset,
-			 (unsigned long long)r->io.len, r->error);
+		np_debug("conn %llu: %s offset %llu length %llu: error %u",
+			 (unsigned long long)c->id, nbd_cmd_name(cmd),
+			 (unsigned long long)r->io.offset, (unsigned long long)r->io.len, r->error);
 }
 
 void np_req_done(struct np_io *io)
@@ -929,7 +930,7 @@ static uint32_t validate(struct np_conn *c, const struct nbd_request *h)
 		return NBD_EINVAL;
 	if (!in_range)
 		return (h->type == NBD_CMD_WRITE || h->type == NBD_CMD_WRITE_ZEROES) ? NBD_ENOSPC
-										    : NBD_EINVAL;
+										     : NBD_EINVAL;
 	return 0;
 }
 
@@ -1003,8 +1004,8 @@ static bool try_map_write(struct np_conn *c, struct np_req *r, size_t *pos)
 static bool handle_request(struct np_conn *c, const struct nbd_request *h, struct batch *b,
 			   size_t *pos)
 {
-	bool payload = h->type == NBD_CMD_WRITE ||
-		       (c->extended && (h->flags & NBD_CMD_FLAG_PAYLOAD_LEN));
+	bool payload =
+	    h->type == NBD_CMD_WRITE || (c->extended && (h->flags & NBD_CMD_FLAG_PAYLOAD_LEN));
 	struct np_req *r;
 	uint32_t err;
 
@@ -1271,9 +1272,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		if (nread == UV_EOF && c->phase == NP_CONN_TRANSMISSION && !c->payload_req)
 			np_conn_close(c, NULL); /* a client that leaves without DISC */
 		else
-			np_conn_close(c, nread != UV_EOF		  ? socket_error((int)nread)
-					 : c->phase == NP_CONN_HANDSHAKE ? "client left during the handshake"
-									 : "client left mid-request");
+			np_conn_close(c, nread != UV_EOF ? socket_error((int)nread)
+					 : c->phase == NP_CONN_HANDSHAKE
+					     ? "client left during the handshake"
+					     : "client left mid-request");
 		np_loop_flush(c->loop);
 		return;
 	}
@@ -1363,8 +1365,8 @@ void np_conn_accept(struct np_loop *l, const struct np_accepted *a)
 	l->conns = c;
 	l->n_conns++;
 	uv_timer_init(&l->uv, &c->timer);
-	uv_timer_start(&c->timer, on_handshake_timeout, (uint64_t)srv->cfg->handshake_timeout * 1000,
-		       0);
+	uv_timer_start(&c->timer, on_handshake_timeout,
+		       (uint64_t)srv->cfg->handshake_timeout * 1000, 0);
 	np_hs_init(&c->hs, &np_export_hs_ops, c);
 	c->hs.tls_mode = srv->cfg->tls_mode;
 	if (c->hs.why || queue_bytes(c, c->hs.out.data, c->hs.out.len) < 0) {
