@@ -48,6 +48,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void conn_flush(struct np_conn *c);
 static void try_finish(struct np_conn *c);
 static void reply_now(struct np_conn *c, struct np_req *r, uint32_t error);
+static void conn_end(struct np_conn *c);
+static void end_if_stopped(struct np_conn *c);
 
 static void mark_dirty(struct np_conn *c)
 {
@@ -112,11 +114,12 @@ static void resume_if_drained(struct np_conn *c)
 {
 	if (c->paused && !c->closing && !over_budget(c, cap_of(c) / 2)) {
 		c->paused = false;
-		if (!c->reading) {
+		if (!c->reading && !c->stopping) {
 			uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 			c->reading = true;
 		}
 		conn_input(c);
+		end_if_stopped(c);
 	}
 }
 
@@ -772,7 +775,10 @@ void np_conn_close(struct np_conn *c, const char *why)
 	try_finish(c);
 }
 
-void np_conn_drain(struct np_conn *c)
+/* The client is done (NBD_CMD_DISC, or the end of its handshake): nothing
+ * more is read or parsed, and the connection closes once the requests it
+ * holds are answered. */
+static void conn_end(struct np_conn *c)
 {
 	if (c->closing)
 		return;
@@ -789,6 +795,31 @@ void np_conn_drain(struct np_conn *c)
 		c->skip_req = NULL;
 	}
 	try_finish(c);
+}
+
+/* A stopped connection ends once it has parsed every complete request it
+ * had received; a pause (a budget) holds the rest until replies drain. */
+static void end_if_stopped(struct np_conn *c)
+{
+	if (c->stopping && !c->paused && !c->closing)
+		conn_end(c);
+}
+
+void np_conn_drain(struct np_conn *c)
+{
+	if (c->closing || c->stopping)
+		return;
+	if (c->phase != NP_CONN_TRANSMISSION) {
+		conn_end(c);
+		return;
+	}
+	/* The client has sent these requests and may be waiting for their
+	 * replies: what is already in our buffers is answered, however a
+	 * budget paused its parsing; only the socket is no longer read. */
+	c->stopping = true;
+	stop_reading(c);
+	conn_input(c);
+	end_if_stopped(c);
 }
 
 /* ---- transmission ---- */
@@ -1011,7 +1042,7 @@ static bool handle_request(struct np_conn *c, const struct nbd_request *h, struc
 
 	if (h->type == NBD_CMD_DISC) {
 		np_debug("conn %llu: client disconnects", (unsigned long long)c->id);
-		np_conn_drain(c);
+		conn_end(c);
 		return false;
 	}
 	err = validate(c, h);
@@ -1182,12 +1213,15 @@ static bool start_transmission(struct np_conn *c)
 	return true;
 }
 
+/* Goes on with what the client has sent: first what is already in the
+ * input buffer, where a pause leaves the requests it did not parse (the
+ * client may send nothing more until they are answered: one that waits
+ * at its own cap), then, under TLS, what GnuTLS can decrypt. */
 static void conn_input(struct np_conn *c)
 {
+	np_conn_process(c);
 	if (c->tls_up)
 		np_tls_pump(c);
-	else
-		np_conn_process(c);
 }
 
 void np_conn_process(struct np_conn *c)
@@ -1215,7 +1249,7 @@ void np_conn_process(struct np_conn *c)
 		if (st == NP_HS_CLOSE) {
 			np_info("conn %llu from %s: handshake ended: %s", (unsigned long long)c->id,
 				c->peer, c->hs.why ? c->hs.why : "closed");
-			np_conn_drain(c);
+			conn_end(c);
 			return;
 		}
 		if (st != NP_HS_GO) {

@@ -367,6 +367,7 @@ struct np_conn {
 	struct np_fairq_owner pool_queue; /* its requests waiting for a worker;
 					   * under pool.lock */
 	bool reading, paused, closing, graceful, closed;
+	bool stopping; /* by np_conn_drain: the socket is no longer read */
 	unsigned open_handles; /* of tcp and timer, while closing */
 
 	void *tls;          /* gnutls_session_t once STARTTLS was accepted */
@@ -395,7 +396,9 @@ void np_req_scan_zeroes(struct np_req *r);
 void np_format_peer(const struct sockaddr *sa, char *out, size_t len);
 /* Closes an accepted socket that never became a connection. */
 void np_server_drop_fd(struct np_server *srv, const struct np_accepted *a);
-/* Stops reading; closes once in-flight requests are answered. */
+/* The server's end of a connection (a reload that removed its export,
+ * shutdown): stops reading the socket, answers every request already
+ * received, buffered ones a budget had paused included, then closes. */
 void np_conn_drain(struct np_conn *c);
 void np_conn_close(struct np_conn *c, const char *why);
 /* Completion of an engine request, on the connection's loop thread. */

@@ -55,13 +55,16 @@ class Client:
         self.cookie = 0
 
     def recv(self, n):
-        b = b""
-        while len(b) < n:
-            chunk = self.s.recv(n - len(b))
-            if not chunk:
-                raise Closed(f"closed after {len(b)} of {n} bytes")
-            b += chunk
-        return b
+        # Into one buffer: appending chunk by chunk copies a 32 MiB reply
+        # thousands of times.
+        b = bytearray(n)
+        view, got = memoryview(b), 0
+        while got < n:
+            k = self.s.recv_into(view[got:], n - got)
+            if not k:
+                raise Closed(f"closed after {got} of {n} bytes")
+            got += k
+        return bytes(b)
 
     def closed(self, timeout=5):
         """True when the server closes the connection within timeout."""
