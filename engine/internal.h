@@ -96,6 +96,7 @@ struct np_config {
 	unsigned handshake_timeout;  /* seconds */
 	uint64_t max_inflight;       /* bytes per connection */
 	uint64_t max_inflight_total; /* bytes over all connections */
+	uint32_t max_request;        /* bytes of one READ or WRITE */
 	unsigned shutdown_timeout;   /* seconds to drain on SIGTERM */
 	unsigned coalesce_us;        /* a loop's wait before it polls (server.c) */
 	struct np_acl allow;         /* who may connect at all */
@@ -308,7 +309,17 @@ void np_loops_reap(struct np_server *srv);
 /* ---- conn.c: one client connection ---- */
 #define NP_MAX_CHUNKS 8 /* reply chunks per READ: data and holes */
 #define NP_INBUF_SIZE (NP_HS_MAX_OPTION + 64 * 1024)
-#define NP_MAX_REQUEST NBD_MAX_PORTABLE_REQUEST
+/* A READ or WRITE may be of max_request bytes: 64 MiB unless set, from the
+ * 32 MiB every client must take to 256 MiB. Clients that do not negotiate
+ * block sizes (NBD_OPT_EXPORT_NAME, the kernel's nbd.ko) send what they
+ * like, and other servers take 64 MiB. The caps on bytes in flight are at
+ * least NP_MAX_REQUEST; a connection starts a request while it holds less
+ * than its cap (over_budget in conn.c), so one larger than what is left,
+ * or than the cap, still runs, and a connection holds at most its cap plus
+ * one request. */
+#define NP_MAX_REQUEST         NBD_MAX_PORTABLE_REQUEST
+#define NP_MAX_REQUEST_DEFAULT (64U << 20)
+#define NP_MAX_REQUEST_LIMIT   (256U << 20)
 #define NP_MAX_EXTENTS 1024
 
 struct np_req {

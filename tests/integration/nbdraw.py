@@ -120,6 +120,12 @@ class Client:
         info = [p for t, p in r if t == REP_INFO and p[:2] == b"\0\0"][0]
         self.size, self.tflags = struct.unpack(">QH", info[2:12])
 
+    def export_name(self, name=""):
+        """NBD_OPT_EXPORT_NAME: the old way in, with no negotiation at all
+        (simple replies, no block sizes); after greeting()'s NO_ZEROES."""
+        self.option(OPT_EXPORT_NAME, name.encode())
+        self.size, self.tflags = struct.unpack(">QH", self.recv(10))
+
     def go_mode(self, mode):
         """GO to the default export with "simple" replies (no option
         before it), "structured" or "extended" ones, no meta context."""
