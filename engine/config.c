@@ -20,6 +20,7 @@
  * control = SOCKET
  * log-level = error|warn|info|debug
  * max-inflight-total = SIZE
+ * max-request = SIZE
  * sendfile = auto|on|off
  * coalesce-us = MICROSECONDS
  *
@@ -39,7 +40,8 @@ static const char serve_usage[] =
 	"usage: nbdplex serve [-l HOST:PORT|unix:PATH]... [-e NAME=ENGINE:SPEC]... [-c FILE]\n"
 	"                     [-r] [--socket-mode MODE] [--pidfile FILE] [--threads N] [--loops N]\n"
 	"                     [--handshake-timeout SECONDS] [--max-inflight SIZE]\n"
-	"                     [--max-inflight-total SIZE] [--sendfile auto|on|off]\n"
+	"                     [--max-inflight-total SIZE] [--max-request SIZE]\n"
+	"                     [--sendfile auto|on|off]\n"
 	"                     [--coalesce-us N]\n"
 	"                     [--allow ADDR[/BITS]]... [--max-connections N]\n"
 	"                     [--max-connections-per-client N] [--tls off|on|require]\n"
@@ -67,6 +69,8 @@ static const char serve_usage[] =
 	"      --handshake-timeout S   close clients that do not finish the handshake (30)\n"
 	"      --max-inflight SIZE  bytes of requests in flight per connection (64M)\n"
 	"      --max-inflight-total SIZE   over all connections (256M)\n"
+	"      --max-request SIZE   largest READ or WRITE, advertised to clients\n"
+	"                           (default 64M; 32M to 256M)\n"
 	"      --sendfile auto|on|off   large reads from tmpfs files by sendfile(2);\n"
 	"                           auto: only to clients on another host (default);\n"
 	"                           else from the server's mapping of the file\n"
@@ -228,6 +232,15 @@ static int server_setting(struct np_config *cfg, const char *key, const char *v)
 
 		return r < 0 || *dst < NP_MAX_REQUEST ? -EINVAL : 0;
 	}
+	if (!strcmp(key, "max-request")) {
+		uint64_t v64;
+		int r = np_parse_size(v, &v64);
+
+		if (r < 0 || v64 < NP_MAX_REQUEST || v64 > NP_MAX_REQUEST_LIMIT)
+			return -EINVAL;
+		cfg->max_request = (uint32_t)v64;
+		return 0;
+	}
 	if (!strcmp(key, "allow"))
 		return np_acl_add(&cfg->allow, v);
 	if (!strcmp(key, "max-connections"))
@@ -387,6 +400,7 @@ int np_config_from_args(struct np_config *cfg, int argc, char **argv)
 		OPT_SOCKET_MODE,
 		OPT_LOG_LEVEL,
 		OPT_MAX_INFLIGHT_TOTAL,
+		OPT_MAX_REQUEST,
 		OPT_SENDFILE,
 		OPT_COALESCE,
 	};
@@ -414,6 +428,7 @@ int np_config_from_args(struct np_config *cfg, int argc, char **argv)
 		{"socket-mode", required_argument, NULL, OPT_SOCKET_MODE},
 		{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
 		{"max-inflight-total", required_argument, NULL, OPT_MAX_INFLIGHT_TOTAL},
+		{"max-request", required_argument, NULL, OPT_MAX_REQUEST},
 		{"sendfile", required_argument, NULL, OPT_SENDFILE},
 		{"coalesce-us", required_argument, NULL, OPT_COALESCE},
 		{NULL, 0, NULL, 0},
@@ -436,6 +451,7 @@ int np_config_from_args(struct np_config *cfg, int argc, char **argv)
 		[OPT_SOCKET_MODE - 256] = "socket-mode",
 		[OPT_LOG_LEVEL - 256] = "log-level",
 		[OPT_MAX_INFLIGHT_TOTAL - 256] = "max-inflight-total",
+		[OPT_MAX_REQUEST - 256] = "max-request",
 		[OPT_SENDFILE - 256] = "sendfile",
 		[OPT_COALESCE - 256] = "coalesce-us",
 	};
@@ -447,6 +463,7 @@ int np_config_from_args(struct np_config *cfg, int argc, char **argv)
 	cfg->handshake_timeout = 30;
 	cfg->max_inflight = 64ULL << 20;
 	cfg->max_inflight_total = 256ULL << 20;
+	cfg->max_request = NP_MAX_REQUEST_DEFAULT;
 	cfg->shutdown_timeout = 30;
 	cfg->coalesce_us = NP_COALESCE_DEFAULT_US;
 	cfg->socket_mode = 0660;
@@ -497,6 +514,7 @@ int np_config_from_args(struct np_config *cfg, int argc, char **argv)
 		case OPT_SOCKET_MODE:
 		case OPT_LOG_LEVEL:
 		case OPT_MAX_INFLIGHT_TOTAL:
+		case OPT_MAX_REQUEST:
 		case OPT_SENDFILE:
 		case OPT_COALESCE:
 			if (server_setting(cfg, keys[c - 256], optarg ? optarg : "yes") < 0) {

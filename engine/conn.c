@@ -25,13 +25,13 @@
 
 #include "engine/internal.h"
 
-#define WRITE_BATCH 1024 /* iovecs per write; IOV_MAX on Linux */
-#define SENDFILE_MIN (64 * 1024) /* smaller reads are cheaper copied */
-#define MAP_READ_MIN (256 * 1024) /* smaller: cheaper read in batches (file.c) */
-#define MAP_WRITE_MIN (256 * 1024) /* smaller: cheaper written in batches */
-#define ASYNC_BATCH 256
-#define HOLE_BLOCK 4096
-#define NP_INLINE_MAX (128 * 1024)
+#define WRITE_BATCH       1024         /* iovecs per write; IOV_MAX on Linux */
+#define SENDFILE_MIN      (64 * 1024)  /* smaller reads are cheaper copied */
+#define MAP_READ_MIN      (256 * 1024) /* smaller: cheaper read in batches (file.c) */
+#define MAP_WRITE_MIN     (256 * 1024) /* smaller: cheaper written in batches */
+#define ASYNC_BATCH       256
+#define HOLE_BLOCK        4096
+#define NP_INLINE_MAX     (128 * 1024)
 #define NP_HS_MAX_PENDING (1024 * 1024)
 
 /* Requests parsed in one go: those for the engine's submit or rw_nowait,
@@ -48,6 +48,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void conn_flush(struct np_conn *c);
 static void try_finish(struct np_conn *c);
 static void reply_now(struct np_conn *c, struct np_req *r, uint32_t error);
+static void conn_end(struct np_conn *c);
+static void end_if_stopped(struct np_conn *c);
 
 static void mark_dirty(struct np_conn *c)
 {
@@ -80,7 +82,7 @@ static bool over_budget(const struct np_conn *c, uint64_t own_cap)
 	return c->inflight_bytes >= own_cap ||
 	       (c->inflight_bytes > 0 && c->phase == NP_CONN_TRANSMISSION &&
 		atomic_load_explicit(&srv->inflight_total, memory_order_relaxed) >=
-			srv->cfg->max_inflight_total);
+		    srv->cfg->max_inflight_total);
 }
 
 static struct np_req *req_new(struct np_conn *c)
@@ -112,11 +114,12 @@ static void resume_if_drained(struct np_conn *c)
 {
 	if (c->paused && !c->closing && !over_budget(c, cap_of(c) / 2)) {
 		c->paused = false;
-		if (!c->reading) {
+		if (!c->reading && !c->stopping) {
 			uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 			c->reading = true;
 		}
 		conn_input(c);
+		end_if_stopped(c);
 	}
 }
 
@@ -252,7 +255,8 @@ static void reply_read_chunks(struct np_req *r)
 		do {
 			k++;
 			run_end = base + k * g > end ? end : base + k * g;
-		} while (run_end < end && (chunks == NP_MAX_CHUNKS || (r->zero_mask >> k & 1) == zero));
+		} while (run_end < end &&
+			 (chunks == NP_MAX_CHUNKS || (r->zero_mask >> k & 1) == zero));
 		if (zero) {
 			uint8_t *p = add_chunk(r, h, run_end == end ? NBD_REPLY_FLAG_DONE : 0,
 					       NBD_REPLY_TYPE_OFFSET_HOLE, 12);
@@ -367,9 +371,9 @@ static void build_reply(struct np_req *r)
 		c->n_errors += r->error != 0;
 	}
 	if (r->error)
-		np_debug("conn %llu: %s offset %llu length %llu: error %u", (unsigned long long)c->id,
-			 nbd_cmd_name(cmd), (unsigned long long)r->io.offset,
-			 (unsigned long long)r->io.len, r->error);
+		np_debug("conn %llu: %s offset %llu length %llu: error %u",
+			 (unsigned long long)c->id, nbd_cmd_name(cmd),
+			 (unsigned long long)r->io.offset, (unsigned long long)r->io.len, r->error);
 }
 
 void np_req_done(struct np_io *io)
@@ -771,7 +775,10 @@ void np_conn_close(struct np_conn *c, const char *why)
 	try_finish(c);
 }
 
-void np_conn_drain(struct np_conn *c)
+/* The client is done (NBD_CMD_DISC, or the end of its handshake): nothing
+ * more is read or parsed, and the connection closes once the requests it
+ * holds are answered. */
+static void conn_end(struct np_conn *c)
 {
 	if (c->closing)
 		return;
@@ -788,6 +795,31 @@ void np_conn_drain(struct np_conn *c)
 		c->skip_req = NULL;
 	}
 	try_finish(c);
+}
+
+/* A stopped connection ends once it has parsed every complete request it
+ * had received; a pause (a budget) holds the rest until replies drain. */
+static void end_if_stopped(struct np_conn *c)
+{
+	if (c->stopping && !c->paused && !c->closing)
+		conn_end(c);
+}
+
+void np_conn_drain(struct np_conn *c)
+{
+	if (c->closing || c->stopping)
+		return;
+	if (c->phase != NP_CONN_TRANSMISSION) {
+		conn_end(c);
+		return;
+	}
+	/* The client has sent these requests and may be waiting for their
+	 * replies: what is already in our buffers is answered, however a
+	 * budget paused its parsing; only the socket is no longer read. */
+	c->stopping = true;
+	stop_reading(c);
+	conn_input(c);
+	end_if_stopped(c);
 }
 
 /* ---- transmission ---- */
@@ -929,7 +961,7 @@ static uint32_t validate(struct np_conn *c, const struct nbd_request *h)
 		return NBD_EINVAL;
 	if (!in_range)
 		return (h->type == NBD_CMD_WRITE || h->type == NBD_CMD_WRITE_ZEROES) ? NBD_ENOSPC
-										    : NBD_EINVAL;
+										     : NBD_EINVAL;
 	return 0;
 }
 
@@ -1003,14 +1035,14 @@ static bool try_map_write(struct np_conn *c, struct np_req *r, size_t *pos)
 static bool handle_request(struct np_conn *c, const struct nbd_request *h, struct batch *b,
 			   size_t *pos)
 {
-	bool payload = h->type == NBD_CMD_WRITE ||
-		       (c->extended && (h->flags & NBD_CMD_FLAG_PAYLOAD_LEN));
+	bool payload =
+	    h->type == NBD_CMD_WRITE || (c->extended && (h->flags & NBD_CMD_FLAG_PAYLOAD_LEN));
 	struct np_req *r;
 	uint32_t err;
 
 	if (h->type == NBD_CMD_DISC) {
 		np_debug("conn %llu: client disconnects", (unsigned long long)c->id);
-		np_conn_drain(c);
+		conn_end(c);
 		return false;
 	}
 	err = validate(c, h);
@@ -1181,12 +1213,15 @@ static bool start_transmission(struct np_conn *c)
 	return true;
 }
 
+/* Goes on with what the client has sent: first what is already in the
+ * input buffer, where a pause leaves the requests it did not parse (the
+ * client may send nothing more until they are answered: one that waits
+ * at its own cap), then, under TLS, what GnuTLS can decrypt. */
 static void conn_input(struct np_conn *c)
 {
+	np_conn_process(c);
 	if (c->tls_up)
 		np_tls_pump(c);
-	else
-		np_conn_process(c);
 }
 
 void np_conn_process(struct np_conn *c)
@@ -1214,7 +1249,7 @@ void np_conn_process(struct np_conn *c)
 		if (st == NP_HS_CLOSE) {
 			np_info("conn %llu from %s: handshake ended: %s", (unsigned long long)c->id,
 				c->peer, c->hs.why ? c->hs.why : "closed");
-			np_conn_drain(c);
+			conn_end(c);
 			return;
 		}
 		if (st != NP_HS_GO) {
@@ -1271,9 +1306,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		if (nread == UV_EOF && c->phase == NP_CONN_TRANSMISSION && !c->payload_req)
 			np_conn_close(c, NULL); /* a client that leaves without DISC */
 		else
-			np_conn_close(c, nread != UV_EOF		  ? socket_error((int)nread)
-					 : c->phase == NP_CONN_HANDSHAKE ? "client left during the handshake"
-									 : "client left mid-request");
+			np_conn_close(c, nread != UV_EOF ? socket_error((int)nread)
+					 : c->phase == NP_CONN_HANDSHAKE
+					     ? "client left during the handshake"
+					     : "client left mid-request");
 		np_loop_flush(c->loop);
 		return;
 	}
@@ -1363,8 +1399,8 @@ void np_conn_accept(struct np_loop *l, const struct np_accepted *a)
 	l->conns = c;
 	l->n_conns++;
 	uv_timer_init(&l->uv, &c->timer);
-	uv_timer_start(&c->timer, on_handshake_timeout, (uint64_t)srv->cfg->handshake_timeout * 1000,
-		       0);
+	uv_timer_start(&c->timer, on_handshake_timeout,
+		       (uint64_t)srv->cfg->handshake_timeout * 1000, 0);
 	np_hs_init(&c->hs, &np_export_hs_ops, c);
 	c->hs.tls_mode = srv->cfg->tls_mode;
 	if (c->hs.why || queue_bytes(c, c->hs.out.data, c->hs.out.len) < 0) {

@@ -39,7 +39,9 @@ static void apply_settings(struct np_export *ex, const struct np_export_cfg *ec)
 	ex->allow = &ec->allow;
 }
 
-static int open_one(struct np_export *ex, const struct np_export_cfg *ec, bool all_readonly)
+/* max_request: the server's (as started; a reload keeps it). */
+static int open_one(struct np_export *ex, const struct np_export_cfg *ec, bool all_readonly,
+		    uint32_t max_request)
 {
 	const char *colon = strchr(ec->spec, ':');
 	char engine[32];
@@ -74,12 +76,12 @@ static int open_one(struct np_export *ex, const struct np_export_cfg *ec, bool a
 	ex->hs.tflags = tflags_from_caps(ex->caps, ex->readonly);
 	ex->hs.min_block = 1;
 	ex->hs.pref_block = 4096;
-	ex->hs.max_block = NP_MAX_REQUEST;
+	ex->hs.max_block = max_request;
 	if (ex->ops->block_size)
 		ex->ops->block_size(ex->h, &ex->hs.min_block, &ex->hs.pref_block,
 				    &ex->hs.max_block);
-	if (ex->hs.max_block > NP_MAX_REQUEST)
-		ex->hs.max_block = NP_MAX_REQUEST;
+	if (ex->hs.max_block > max_request)
+		ex->hs.max_block = max_request;
 	np_info("export '%s': %s, %llu bytes%s", ec->name, ec->spec,
 		(unsigned long long)ex->hs.size, ex->readonly ? ", read-only" : "");
 	return 0;
@@ -106,7 +108,7 @@ static int add_export(struct np_server *srv, const struct np_export_cfg *ec, boo
 
 	if (!ex)
 		return -1;
-	if (open_one(ex, ec, all_readonly) < 0) {
+	if (open_one(ex, ec, all_readonly, srv->cfg->max_request) < 0) {
 		free(ex);
 		return -1;
 	}

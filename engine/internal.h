@@ -119,6 +119,7 @@ struct np_config {
 	unsigned handshake_timeout;  /* seconds */
 	uint64_t max_inflight;       /* bytes per connection */
 	uint64_t max_inflight_total; /* bytes over all connections */
+	uint32_t max_request;        /* bytes of one READ or WRITE */
 	unsigned shutdown_timeout;   /* seconds to drain on SIGTERM */
 	unsigned coalesce_us;        /* a loop's wait before it polls (server.c) */
 	struct np_acl allow;         /* who may connect at all */
@@ -336,7 +337,17 @@ void np_loops_reap(struct np_server *srv);
 /* ---- conn.c: one client connection ---- */
 #define NP_MAX_CHUNKS 8 /* reply chunks per READ: data and holes */
 #define NP_INBUF_SIZE (NP_HS_MAX_OPTION + 64 * 1024)
-#define NP_MAX_REQUEST NBD_MAX_PORTABLE_REQUEST
+/* A READ or WRITE may be of max_request bytes: 64 MiB unless set, from the
+ * 32 MiB every client must take to 256 MiB. Clients that do not negotiate
+ * block sizes (NBD_OPT_EXPORT_NAME, the kernel's nbd.ko) send what they
+ * like, and other servers take 64 MiB. The caps on bytes in flight are at
+ * least NP_MAX_REQUEST; a connection starts a request while it holds less
+ * than its cap (over_budget in conn.c), so one larger than what is left,
+ * or than the cap, still runs, and a connection holds at most its cap plus
+ * one request. */
+#define NP_MAX_REQUEST         NBD_MAX_PORTABLE_REQUEST
+#define NP_MAX_REQUEST_DEFAULT (64U << 20)
+#define NP_MAX_REQUEST_LIMIT   (256U << 20)
 #define NP_MAX_EXTENTS 1024
 
 struct np_req {
@@ -395,6 +406,7 @@ struct np_conn {
 	struct np_fairq_owner pool_queue; /* its requests waiting for a worker;
 					   * under pool.lock */
 	bool reading, paused, closing, graceful, closed;
+	bool stopping; /* by np_conn_drain: the socket is no longer read */
 	unsigned open_handles; /* of tcp and timer, while closing */
 
 	void *tls;          /* gnutls_session_t once STARTTLS was accepted */
@@ -423,7 +435,9 @@ void np_req_scan_zeroes(struct np_req *r);
 void np_format_peer(const struct sockaddr *sa, char *out, size_t len);
 /* Closes an accepted socket that never became a connection. */
 void np_server_drop_fd(struct np_server *srv, const struct np_accepted *a);
-/* Stops reading; closes once in-flight requests are answered. */
+/* The server's end of a connection (a reload that removed its export,
+ * shutdown): stops reading the socket, answers every request already
+ * received, buffered ones a budget had paused included, then closes. */
 void np_conn_drain(struct np_conn *c);
 void np_conn_close(struct np_conn *c, const char *why);
 /* Completion of an engine request, on the connection's loop thread. */

@@ -354,13 +354,15 @@ uint32_t raw_caps(void *hv)
 	return caps;
 }
 
+/* The largest request is the server's (--max-request): I/O of any length
+ * is split as the device needs. */
 static void raw_block_size(void *hv, uint32_t *min, uint32_t *pref, uint32_t *max)
 {
 	struct raw_handle *h = hv;
 
+	(void)max;
 	*min = h->bs;
 	*pref = h->pref;
-	*max = NBD_MAX_PORTABLE_REQUEST;
 }
 
 /* ---- synchronous operations ---- */

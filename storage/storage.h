@@ -93,7 +93,8 @@ struct np_storage_ops {
 	uint64_t (*get_size)(void *h);
 	uint32_t (*caps)(void *h);
 	/* Optional: block size constraints (NBD_INFO_BLOCK_SIZE). Leave a value
-	 * untouched to keep the core's default (1, 4096, 32 MiB). */
+	 * untouched to keep the core's default (1, 4096, the server's
+	 * --max-request: 64 MiB unless set). */
 	void (*block_size)(void *h, uint32_t *min, uint32_t *pref, uint32_t *max);
 
 	/* Synchronous operations, may block; called on worker threads. */

@@ -16,7 +16,7 @@ import json, sys
 e = json.load(open(sys.argv[1]))["exports"][0]
 want = {"can_flush": True, "can_fua": True, "can_trim": True, "can_zero": True,
         "can_fast_zero": True, "can_multi_conn": True, "can_cache": True,
-        "can_df": True, "is_read_only": False, "block_size_maximum": 33554432}
+        "can_df": True, "is_read_only": False, "block_size_maximum": 67108864}
 bad = {k: e.get(k) for k, v in want.items() if e.get(k) != v}
 assert not bad, bad
 assert "base:allocation" in e["contexts"], e["contexts"]

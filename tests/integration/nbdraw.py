@@ -55,13 +55,16 @@ class Client:
         self.cookie = 0
 
     def recv(self, n):
-        b = b""
-        while len(b) < n:
-            chunk = self.s.recv(n - len(b))
-            if not chunk:
-                raise Closed(f"closed after {len(b)} of {n} bytes")
-            b += chunk
-        return b
+        # Into one buffer: appending chunk by chunk copies a 32 MiB reply
+        # thousands of times.
+        b = bytearray(n)
+        view, got = memoryview(b), 0
+        while got < n:
+            k = self.s.recv_into(view[got:], n - got)
+            if not k:
+                raise Closed(f"closed after {got} of {n} bytes")
+            got += k
+        return bytes(b)
 
     def closed(self, timeout=5):
         """True when the server closes the connection within timeout."""
@@ -116,6 +119,12 @@ class Client:
         assert r[-1][0] == REP_ACK, r
         info = [p for t, p in r if t == REP_INFO and p[:2] == b"\0\0"][0]
         self.size, self.tflags = struct.unpack(">QH", info[2:12])
+
+    def export_name(self, name=""):
+        """NBD_OPT_EXPORT_NAME: the old way in, with no negotiation at all
+        (simple replies, no block sizes); after greeting()'s NO_ZEROES."""
+        self.option(OPT_EXPORT_NAME, name.encode())
+        self.size, self.tflags = struct.unpack(">QH", self.recv(10))
 
     def go_mode(self, mode):
         """GO to the default export with "simple" replies (no option
