@@ -60,6 +60,8 @@ static void check_config(const struct np_config *cfg)
 	REQUIRE(cfg->threads <= 1024 && cfg->loops <= 256);
 	REQUIRE(cfg->handshake_timeout >= 1 && cfg->handshake_timeout <= 3600);
 	REQUIRE(cfg->max_inflight >= NP_MAX_REQUEST);
+	REQUIRE(cfg->max_request >= NP_MAX_REQUEST && cfg->max_request <= NP_MAX_REQUEST_LIMIT);
+	REQUIRE(cfg->socket_mode <= 0777);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -75,6 +75,9 @@ read-only = no
 pidfile = /run/nbdplex.pid
 handshake-timeout = 10
 max-inflight = 128M
+max-request = 48M
+listen = unix:/run/nbdplex.sock
+socket-mode = 0600
 
 [export disk]
 spec = file:/var/lib/disk.img,size=1G
@@ -88,7 +91,8 @@ spec = mem:64M
     "no_spec.ini": b"[export a]\ndescription = no spec\n",
     "redefine_cli.ini": b"; comment\n[export cli]\nspec = mem:2M\n# another\n[export b]\n"
     b"spec=thin:/pool/vol\nread-only=true\n",
-    "bad_values.ini": b"[server]\nmax-inflight = 1K\nthreads = -1\n",
+    "bad_values.ini": b"[server]\nmax-inflight = 1K\nthreads = -1\nmax-request = 512M\n"
+    b"socket-mode = 999\n",
     "access.ini": b"[server]\nallow = 127.0.0.1, 10.0.0.0/8 ::1 fd00::/8\nmax-connections = 100\n"
     b"max-connections-per-client = 4\n[export cli]\nhidden = yes\nallow = 192.168.1.0/24\n",
     "bad_allow.ini": b"[server]\nallow = 10.0.0.0/33\n[export x]\nspec = mem:1M\nallow = ::1/129\n",

@@ -293,10 +293,10 @@ sed -e "s|/var/lib/nbdplex|$STATE|g" \
 	-e "s|^listen = .*|listen = 127.0.0.1:$PORT2|" \
 	-e 's/^#\(listen = unix:\)/\1/' \
 	-e '/^#listen = /d' \
-	-e '/^\[server\]$/,/^\[/s/^#\(socket-mode\|threads\|loops\|read-only\|handshake-timeout\|max-inflight\|sendfile\|allow\|max-connections\|max-connections-per-client\|metrics\|control\|log-level\) = /\1 = /' \
+	-e '/^\[server\]$/,/^\[/s/^#\(socket-mode\|threads\|loops\|read-only\|handshake-timeout\|max-inflight\|max-request\|sendfile\|allow\|max-connections\|max-connections-per-client\|metrics\|control\|log-level\) = /\1 = /' \
 	-e "s|^metrics = .*|metrics = 127.0.0.1:$MPORT|" \
 	"$R/usr/share/doc/nbdplex/nbdplex.conf.example" >"$TMP/example.conf"
-for k in socket-mode threads loops read-only handshake-timeout max-inflight sendfile allow max-connections max-connections-per-client metrics control log-level; do
+for k in socket-mode threads loops read-only handshake-timeout max-inflight max-request sendfile allow max-connections max-connections-per-client metrics control log-level; do
 	grep -q "^$k = " "$TMP/example.conf" || fail "the example shows no '$k' setting"
 done
 # Play systemd's side of NOTIFY_SOCKET: the Type=notify unit starts only
