@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "engine/internal.h"
+#include "util/size.h"
 
 static const char serve_usage[] =
 	"usage: nbdplex serve [-l HOST:PORT|unix:PATH]... [-e NAME=ENGINE:SPEC]... [-c FILE]\n"

@@ -21,7 +21,9 @@
 #endif
 
 #include "net/proto.h"
+#include "storage/lib/memfile.h"
 #include "storage/storage.h"
+#include "util/size.h"
 
 struct file_h {
 	int fd;

@@ -9,6 +9,7 @@
 
 #include "net/proto.h"
 #include "storage/storage.h"
+#include "util/size.h"
 
 #define MEM_PAGE (64 * 1024)
 

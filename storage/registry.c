@@ -1,12 +1,9 @@
-/* The engine registry and what the core does for every engine alike: size
- * parsing, extent bookkeeping, and the synchronous dispatcher that emulates
- * what an engine lacks. */
+/* The engine registry and what the core does for every engine alike:
+ * extent bookkeeping, and the synchronous dispatcher that emulates what an
+ * engine lacks. */
 #include <errno.h>
-#include <linux/magic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/statfs.h>
 
 #include "net/proto.h"
 #include "storage/storage.h"
@@ -61,57 +58,6 @@ const char *np_storage_names(void)
 		}
 	}
 	return names;
-}
-
-int np_parse_size(const char *s, uint64_t *out)
-{
-	char *end;
-	unsigned long long v;
-	unsigned shift = 0;
-
-	if (!s || !*s || *s == '-')
-		return -EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || end == s)
-		return -EINVAL;
-	switch (*end) {
-	case '\0':
-		break;
-	case 'k':
-	case 'K':
-		shift = 10;
-		break;
-	case 'm':
-	case 'M':
-		shift = 20;
-		break;
-	case 'g':
-	case 'G':
-		shift = 30;
-		break;
-	case 't':
-	case 'T':
-		shift = 40;
-		break;
-	default:
-		return -EINVAL;
-	}
-	if (*end && end[1] != '\0' && strcmp(end + 1, "iB") != 0 && strcmp(end + 1, "B") != 0)
-		return -EINVAL;
-	if (shift && v > (UINT64_MAX >> shift))
-		return -EINVAL;
-	*out = (uint64_t)v << shift;
-	return 0;
-}
-
-bool np_fd_in_memory(int fd)
-{
-	struct statfs sf;
-	struct stat st;
-
-	return fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && fstatfs(fd, &sf) == 0 &&
-	       (sf.f_type == TMPFS_MAGIC || sf.f_type == RAMFS_MAGIC);
 }
 
 bool np_io_add_extent(struct np_io *io, uint64_t length, uint32_t flags)

@@ -169,31 +169,4 @@ void np_io_run_sync(const struct np_storage_ops *ops, void *h, uint32_t caps, st
 const struct np_storage_ops *np_storage_find(const char *name);
 const char *np_storage_names(void); /* "file, mem, ..." for messages */
 
-/* Parses a size with an optional K, M, G, T suffix (powers of 1024).
- * Returns 0 or -EINVAL. */
-int np_parse_size(const char *s, uint64_t *out);
-
-/* Whether fd is a regular file on tmpfs or ramfs, where the page cache is
- * the storage: reads and writes never wait for a device. */
-bool np_fd_in_memory(int fd);
-
-/* Copying to or from a shared mapping of a file (storage/mapcopy.c). After
- * np_copy_guard_init has said yes (once per process; it installs a SIGBUS
- * handler), np_mapped_copy copies n bytes from src to dst, either of them
- * in such a mapping, or returns -EFAULT where a page of it is gone (the
- * file was cut short) or cannot be had (a full file system under a hole),
- * having copied a part, instead of the SIGBUS that a plain copy would
- * raise. Any thread. */
-bool np_copy_guard_init(void);
-int np_mapped_copy(void *dst, const void *src, size_t n);
-
-/* tmpfs lets one WRITE into a file at a time (the inode's lock), and the
- * kernel waits for that lock by spinning while its holder runs: two threads
- * each writing 1 MiB at once spent 8% of the server's CPU spinning
- * (perf/README.md). An engine takes its own mutex first for a write of
- * NP_BIG_WRITE bytes or more into a file in memory, so that a thread which
- * finds it held sleeps and leaves its core to others. Below that the spin
- * is shorter than a sleep and a wake-up. */
-#define NP_BIG_WRITE (256u << 10)
-
 #endif

@@ -36,6 +36,7 @@
 #include "tools/progress.h"
 #include "tools/volume.h"
 #include "tools/volume_copy.h"
+#include "util/size.h"
 
 #define BUF_BYTES   (4u << 20)
 #define EXT_WINDOW  (1ULL << 30) /* bytes of extents asked for at once */

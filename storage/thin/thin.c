@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "net/proto.h"
+#include "storage/lib/memfile.h"
 #include "storage/storage.h"
 #include "storage/thin/pool.h"
 
