@@ -20,7 +20,6 @@
 #include <valgrind/valgrind.h>
 #endif
 
-#include "net/proto.h"
 #include "storage/lib/memfile.h"
 #include "storage/storage.h"
 #include "util/size.h"
@@ -161,8 +160,9 @@ static int file_open(const char *spec, bool readonly, void **handle, char **err)
 	if (opt) {
 		*opt++ = '\0';
 		if (strncmp(opt, "size=", 5) != 0 || np_parse_size(opt + 5, &want) < 0) {
-			r = errf(err, -EINVAL, "file engine: bad option '%s' in '%s' (want size=SIZE)",
-				 opt, spec);
+			r = errf(err, -EINVAL,
+				 "file engine: bad option '%s' in '%s' (want size=SIZE)", opt,
+				 spec);
 			goto out_free_path;
 		}
 		have_size = true;
@@ -212,8 +212,8 @@ static int file_open(const char *spec, bool readonly, void **handle, char **err)
 
 			snprintf(sz, sizeof(sz), "%llu", (unsigned long long)f->size);
 			r = errf(err, -EINVAL,
-				 "%s: file is %s bytes, refusing to shrink or change it to size=", path,
-				 sz);
+				 "%s: file is %s bytes, refusing to shrink or change it to size=",
+				 path, sz);
 			goto out_free_f;
 		}
 	} else {
@@ -285,7 +285,7 @@ static uint64_t file_get_size(void *h)
 	return size;
 }
 
-/* NBD_CMD_RESIZE: grows with a hole or cuts the file, then makes the new
+/* RESIZE: grows with a hole or cuts the file, then makes the new
  * size durable before the client hears of it. */
 static int file_resize(void *h, uint64_t size)
 {
@@ -354,7 +354,7 @@ static int file_pwrite(void *h, const void *buf, uint64_t len, uint64_t off, uin
 {
 	struct file_h *f = h;
 	const uint8_t *p = buf;
-	int rwflags = (flags & NBD_CMD_FLAG_FUA) ? RWF_DSYNC : 0;
+	int rwflags = (flags & NP_IO_FUA) ? RWF_DSYNC : 0;
 	bool big = f->in_memory && len >= NP_BIG_WRITE;
 	uint64_t start = off, total = len;
 	int r = 0;
@@ -398,8 +398,9 @@ static int file_sendfile_fd(void *h, uint64_t off, uint64_t len)
 	return f->fd;
 }
 
-/* Pages a mapped range may span: the largest request, in 4 KiB pages. */
-#define MAP_PAGES (NBD_MAX_PORTABLE_REQUEST / 4096)
+/* Pages a mapped range may span, in 4 KiB pages: the largest request that
+ * every client may send (32 MiB); a larger READ goes the usual way. */
+#define MAP_PAGES ((32u << 20) / 4096)
 
 /* Whether [off, off + len) lies in the mapping with every page of it in
  * memory (mincore): none a hole, none swapped out. Past the mapped length
@@ -438,12 +439,12 @@ static const void *file_map_read(void *h, uint64_t off, uint64_t len)
  * goes the usual way, which answers as pread or pwrite does. */
 static bool map_copy(struct file_h *f, struct np_io *io)
 {
-	if (io->cmd == NBD_CMD_WRITE) {
+	if (io->op == NP_OP_WRITE) {
 		if (!f->map_writable || io->offset + io->len > f->map_len ||
 		    np_mapped_copy(f->map + io->offset, io->buf, io->len) < 0)
 			return false;
 		bits_set(f, io->offset, io->len);
-	} else if (io->cmd != NBD_CMD_READ || !bits_all(f, io->offset, io->len) ||
+	} else if (io->op != NP_OP_READ || !bits_all(f, io->offset, io->len) ||
 		   np_mapped_copy(io->buf, f->map + io->offset, io->len) < 0) {
 		return false; /* (bits_all: no bits without a mapping) */
 	}
@@ -579,7 +580,7 @@ static int rw_rest(struct file_h *f, struct np_io *io, uint64_t done)
 {
 	uint8_t *p = (uint8_t *)io->buf + done;
 
-	if (io->cmd == NBD_CMD_READ)
+	if (io->op == NP_OP_READ)
 		return read_full(f, p, io->len - done, io->offset + done, 0);
 	return file_pwrite(f, p, io->len - done, io->offset + done, 0);
 }
@@ -596,8 +597,7 @@ static void rw_submit(struct file_h *f, aio_context_t ctx, struct np_io **ios, i
 	for (int i = 0; i < n; i++) {
 		memset(&cb[i], 0, sizeof(cb[i]));
 		cb[i].aio_data = (uint64_t)i;
-		cb[i].aio_lio_opcode =
-		    ios[i]->cmd == NBD_CMD_READ ? IOCB_CMD_PREAD : IOCB_CMD_PWRITE;
+		cb[i].aio_lio_opcode = ios[i]->op == NP_OP_READ ? IOCB_CMD_PREAD : IOCB_CMD_PWRITE;
 		cb[i].aio_fildes = (uint32_t)f->fd;
 		cb[i].aio_buf = (uint64_t)(uintptr_t)ios[i]->buf;
 		cb[i].aio_nbytes = ios[i]->len;
@@ -622,7 +622,7 @@ static void rw_submit(struct file_h *f, aio_context_t ctx, struct np_io **ios, i
 			io->result = (int)ev[k].res;
 			continue;
 		}
-		if (io->cmd == NBD_CMD_WRITE) /* (rw_rest marks the rest) */
+		if (io->op == NP_OP_WRITE) /* (rw_rest marks the rest) */
 			bits_set(f, io->offset, (uint64_t)ev[k].res);
 		io->result =
 		    (uint64_t)ev[k].res < io->len ? rw_rest(f, io, (uint64_t)ev[k].res) : 0;
@@ -654,7 +654,7 @@ static void file_rw_nowait(void *h, struct np_io **ios, unsigned n)
 			struct np_io *io = ios[i];
 			int r = -EAGAIN;
 
-			if (io->cmd == NBD_CMD_READ &&
+			if (io->op == NP_OP_READ &&
 			    atomic_load_explicit(&f->nowait_ok, memory_order_relaxed)) {
 				r = read_full(f, io->buf, io->len, io->offset, RWF_NOWAIT);
 				if (r == -EOPNOTSUPP || r == -EINVAL) {
@@ -693,7 +693,7 @@ static int file_flush(void *h)
 
 static int fua_done(struct file_h *f, uint32_t flags, int r)
 {
-	if (r == 0 && (flags & NBD_CMD_FLAG_FUA))
+	if (r == 0 && (flags & NP_IO_FUA))
 		r = file_flush(f);
 	return r;
 }
@@ -739,7 +739,7 @@ static int file_zero(void *h, uint64_t len, uint64_t off, uint32_t flags)
 		uint64_t range[2] = {off, len};
 
 		r = ioctl(f->fd, BLKZEROOUT, range) < 0 ? -errno : 0;
-	} else if (flags & NBD_CMD_FLAG_NO_HOLE) {
+	} else if (flags & NP_IO_NO_HOLE) {
 		r = fallocate(f->fd, FALLOC_FL_ZERO_RANGE, (off_t)off, (off_t)len) < 0 ? -errno : 0;
 	} else {
 		r = punch(f, len, off);
@@ -779,7 +779,7 @@ static int file_extents(void *h, struct np_io *io)
 		if ((uint64_t)data > pos) {
 			uint64_t n = ((uint64_t)data < end ? (uint64_t)data : end) - pos;
 
-			if (!np_io_add_extent(io, n, NBD_STATE_HOLE | NBD_STATE_ZERO))
+			if (!np_io_add_extent(io, n, NP_EXTENT_HOLE | NP_EXTENT_ZERO))
 				return 0;
 			pos += n;
 			if (pos >= end)

@@ -29,7 +29,6 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "net/proto.h"
 #include "storage/raw_int.h"
 
 /* iocbs in flight per loop; more requests wait in a FIFO for a slot. */
@@ -201,7 +200,7 @@ static int raw_prep(struct raw_loop *lh, struct raw_req *req, struct np_io *io)
 	req->locked = false;
 	if (hi - lo > RAW_AIO_MAX_LEN)
 		return RAW_PUNT;
-	if (io->cmd == NBD_CMD_WRITE) {
+	if (io->op == NP_OP_WRITE) {
 		if (!exact)
 			return RAW_PUNT;
 		if (!raw_range_trylock(h, &req->range, lo, hi))
@@ -218,12 +217,12 @@ static int raw_prep(struct raw_loop *lh, struct raw_req *req, struct np_io *io)
 		}
 		buf = req->bounce;
 	}
-	if (io->cmd == NBD_CMD_WRITE) {
+	if (io->op == NP_OP_WRITE) {
 		if (req->bounce)
 			memcpy(req->bounce, io->buf, (size_t)io->len);
 		io_prep_pwrite(&req->cb, h->fd, buf, (size_t)(hi - lo), (long long)lo);
 		/* FUA natively: the write completes only once it is durable. */
-		if (io->flags & NBD_CMD_FLAG_FUA)
+		if (io->flags & NP_IO_FUA)
 			req->cb.aio_rw_flags = RWF_DSYNC;
 	} else {
 		io_prep_pread(&req->cb, h->fd, buf, (size_t)(hi - lo), (long long)lo);
@@ -256,7 +255,7 @@ static struct np_io *raw_finish(struct raw_loop *lh, struct raw_req *req, long r
 		io->result = -EIO; /* a short transfer inside the device */
 	else
 		io->result = 0;
-	if (io->result == 0 && io->cmd == NBD_CMD_READ && req->bounce)
+	if (io->result == 0 && io->op == NP_OP_READ && req->bounce)
 		memcpy(io->buf, (char *)req->bounce + req->skip, (size_t)io->len);
 	raw_unprep(lh, req);
 	return io;
@@ -463,14 +462,14 @@ void raw_submit(void *loop_handle, struct np_io **ios, unsigned n)
 			raw_defer(lh, io, -ESHUTDOWN);
 			continue;
 		}
-		switch (io->cmd) {
-		case NBD_CMD_READ:
-		case NBD_CMD_WRITE:
+		switch (io->op) {
+		case NP_OP_READ:
+		case NP_OP_WRITE:
 			if (io->offset > h->size || io->len > h->size - io->offset)
 				raw_defer(lh, io, -EINVAL);
 			else if (io->len == 0)
 				raw_defer(lh, io, 0);
-			else if (io->cmd == NBD_CMD_WRITE && h->readonly)
+			else if (io->op == NP_OP_WRITE && h->readonly)
 				raw_defer(lh, io, -EPERM);
 			else
 				raw_list_push(&lh->pend_head, &lh->pend_tail, io);

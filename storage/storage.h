@@ -28,22 +28,46 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define NP_STORAGE_API_VERSION 1
+#define NP_STORAGE_API_VERSION 2
 
 /* Capabilities, from caps(). */
-#define NP_CAP_WRITE (1U << 0)      /* writes are possible at all */
-#define NP_CAP_FLUSH (1U << 1)      /* flush() does something useful */
-#define NP_CAP_FUA (1U << 2)        /* pwrite/zero/trim honour NBD_CMD_FLAG_FUA natively */
-#define NP_CAP_TRIM (1U << 3)       /* trim() implemented */
-#define NP_CAP_ZERO (1U << 4)       /* zero() implemented (else emulated by writes) */
-#define NP_CAP_FAST_ZERO (1U << 5)  /* zero() honours NBD_CMD_FLAG_FAST_ZERO */
-#define NP_CAP_MULTI_CONN (1U << 6) /* a flush covers writes from every connection */
-#define NP_CAP_EXTENTS (1U << 7)    /* extents() reports holes and zeroes */
-#define NP_CAP_CACHE (1U << 8)      /* cache() prefetches */
-#define NP_CAP_ROTATIONAL (1U << 9) /* the medium seeks */
-#define NP_CAP_RESIZE (1U << 10)    /* resize() implemented (NBD_CMD_RESIZE) */
+#define NP_CAP_WRITE      (1U << 0)  /* writes are possible at all */
+#define NP_CAP_FLUSH      (1U << 1)  /* flush() does something useful */
+#define NP_CAP_FUA        (1U << 2)  /* pwrite/zero/trim honour NP_IO_FUA natively */
+#define NP_CAP_TRIM       (1U << 3)  /* trim() implemented */
+#define NP_CAP_ZERO       (1U << 4)  /* zero() implemented (else emulated by writes) */
+#define NP_CAP_FAST_ZERO  (1U << 5)  /* zero() honours NP_IO_FAST_ZERO */
+#define NP_CAP_MULTI_CONN (1U << 6)  /* a flush covers writes from every connection */
+#define NP_CAP_EXTENTS    (1U << 7)  /* extents() reports holes and zeroes */
+#define NP_CAP_CACHE      (1U << 8)  /* cache() prefetches */
+#define NP_CAP_ROTATIONAL (1U << 9)  /* the medium seeks */
+#define NP_CAP_RESIZE     (1U << 10) /* resize() implemented (NP_OP_RESIZE) */
 
-/* One extent of a BLOCK_STATUS answer; flags are NBD_STATE_HOLE/ZERO. */
+/* What an engine is asked to do. These are the engine interface's own
+ * codes, not the wire's: the core converts each request once, where it
+ * validates it (np_io_from_wire), so engines know nothing of NBD. */
+enum np_op {
+	NP_OP_READ,
+	NP_OP_WRITE,
+	NP_OP_FLUSH,
+	NP_OP_TRIM,
+	NP_OP_ZERO,    /* reads back as zeroes afterwards (WRITE_ZEROES) */
+	NP_OP_CACHE,   /* a hint to prefetch */
+	NP_OP_EXTENTS, /* which parts are holes or read as zeroes (BLOCK_STATUS) */
+	NP_OP_RESIZE,  /* the new size travels in offset */
+};
+
+/* Flags of a request (struct np_io's flags, and the flags argument of
+ * pwrite, trim and zero). */
+#define NP_IO_FUA       (1U << 0) /* durable when done */
+#define NP_IO_NO_HOLE   (1U << 1) /* ZERO: keep the range allocated */
+#define NP_IO_FAST_ZERO (1U << 2) /* ZERO: -ENOTSUP rather than slowly */
+
+/* Flags of an extent. */
+#define NP_EXTENT_HOLE (1U << 0) /* not allocated */
+#define NP_EXTENT_ZERO (1U << 1) /* reads as zeroes */
+
+/* One extent of an EXTENTS answer. */
 struct np_extent {
 	uint64_t length;
 	uint32_t flags;
@@ -53,14 +77,14 @@ struct np_extent {
  * buffers; an engine fills result (and for BLOCK_STATUS the extents), then
  * calls done exactly once. */
 struct np_io {
-	uint16_t cmd;    /* NBD_CMD_* */
-	uint16_t flags;  /* NBD_CMD_FLAG_* */
+	enum np_op op;
+	uint32_t flags; /* NP_IO_* */
 	uint64_t offset;
 	uint64_t len;
-	void *buf;       /* READ: destination; WRITE: source; len bytes */
-	int result;      /* 0 or a negative errno */
+	void *buf;  /* READ: destination; WRITE: source; len bytes */
+	int result; /* 0 or a negative errno */
 
-	/* BLOCK_STATUS: the engine appends up to max_extents extents covering
+	/* EXTENTS: the engine appends up to max_extents extents covering
 	 * [offset, offset + len) from the start; it may stop early. */
 	struct np_extent *extents;
 	uint32_t n_extents;
@@ -88,7 +112,7 @@ struct np_storage_ops {
 
 	/* The export's size now. It may change while the export is served (a
 	 * file grown underneath, a thin volume resized): the core asks again
-	 * at every handshake and after NBD_CMD_RESIZE, from any thread, so it
+	 * at every handshake and after NP_OP_RESIZE, from any thread, so it
 	 * must be cheap and thread-safe. */
 	uint64_t (*get_size)(void *h);
 	uint32_t (*caps)(void *h);
@@ -127,7 +151,7 @@ struct np_storage_ops {
 	void (*submit)(void *loop_handle, struct np_io **ios, unsigned n);
 
 	/* Optional, with NP_CAP_RESIZE: makes the export size bytes long
-	 * (NBD_CMD_RESIZE); new space reads as zeroes. May block; runs on a
+	 * (NP_OP_RESIZE); new space reads as zeroes. May block; runs on a
 	 * worker thread through np_io_run_sync. */
 	int (*resize)(void *h, uint64_t size);
 
@@ -162,7 +186,7 @@ struct np_storage_ops {
 
 /* Runs io through the synchronous operations of ops, including the core's
  * emulations (zero by writing, FUA by flush); sets io->result. Does not call
- * io->done. */
+ * io->done. (storage/dispatch.c) */
 void np_io_run_sync(const struct np_storage_ops *ops, void *h, uint32_t caps, struct np_io *io);
 
 /* The registry of engines compiled in. */
