@@ -1,36 +1,14 @@
-/* The registry of the engines built in. */
-#include <errno.h>
-#include <stdlib.h>
+/* Looking up the engines built in. The table itself, np_storage_engines, is
+ * generated from the engines added (storage/engines.cmake). */
+#include <stdio.h>
 #include <string.h>
 
-#include "storage/storage.h"
-
-extern const struct np_storage_ops np_storage_file;
-extern const struct np_storage_ops np_storage_mem;
-#ifdef NP_HAVE_RAW
-extern const struct np_storage_ops np_storage_raw;
-#endif
-#ifdef NP_HAVE_THIN
-extern const struct np_storage_ops np_storage_thin;
-#endif
-
-static const struct np_storage_ops *const engines[] = {
-    &np_storage_file,
-    &np_storage_mem,
-#ifdef NP_HAVE_RAW
-    &np_storage_raw,
-#endif
-#ifdef NP_HAVE_THIN
-    &np_storage_thin,
-#endif
-};
-
-#define N_ENGINES (sizeof(engines) / sizeof(engines[0]))
+#include "storage/registry.h"
 
 const struct np_storage_ops *np_storage_find(const char *name)
 {
-	for (size_t i = 0; i < N_ENGINES; i++) {
-		const struct np_storage_ops *ops = engines[i];
+	for (size_t i = 0; np_storage_engines[i]; i++) {
+		const struct np_storage_ops *ops = np_storage_engines[i];
 
 		/* Refuse an engine built against another version of the
 		 * interface rather than call through a mismatched table. */
@@ -45,13 +23,19 @@ const struct np_storage_ops *np_storage_find(const char *name)
 
 const char *np_storage_names(void)
 {
-	static char names[128];
+	static char names[256];
 
 	if (!names[0]) {
-		for (size_t i = 0; i < N_ENGINES; i++) {
-			if (i)
-				strcat(names, ", ");
-			strcat(names, engines[i]->name);
+		size_t len = 0;
+
+		/* Names that do not fit are cut: this is only for messages. */
+		for (size_t i = 0; np_storage_engines[i] && len < sizeof(names); i++) {
+			int n = snprintf(names + len, sizeof(names) - len, "%s%s", i ? ", " : "",
+					 np_storage_engines[i]->name);
+
+			if (n < 0)
+				break;
+			len += (size_t)n;
 		}
 	}
 	return names;

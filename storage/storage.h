@@ -189,8 +189,4 @@ struct np_storage_ops {
  * io->done. (storage/dispatch.c) */
 void np_io_run_sync(const struct np_storage_ops *ops, void *h, uint32_t caps, struct np_io *io);
 
-/* The registry of engines compiled in. */
-const struct np_storage_ops *np_storage_find(const char *name);
-const char *np_storage_names(void); /* "file, mem, ..." for messages */
-
 #endif

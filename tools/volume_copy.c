@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "net/proto.h"
+#include "storage/registry.h"
 #include "storage/storage.h"
 #include "storage/thin/pool.h"
 #include "tools/progress.h"

@@ -1,11 +1,14 @@
 # The raw engine: a block device served with O_DIRECT through libaio.
 #
-# Included by the top-level CMakeLists.txt (in its scope) once the npcore
-# library exists and before the nbdplex executable is defined. Adds the
-# engine to NP_EXTRA_SOURCES, NP_EXTRA_LIBS and NP_EXTRA_DEFS (NP_HAVE_RAW,
-# which makes storage/registry.c list it), and registers the tests (label
-# "raw"). Without libaio the engine is left out with a warning.
+# Included by the top-level CMakeLists.txt (in its scope) through
+# storage/engines.cmake's loop. Without libaio, or with NP_WITH_RAW off, the
+# engine is left out (with a warning for the missing library) and its tests
+# are not registered.
 
+option(NP_WITH_RAW "the raw engine (libaio)" ON)
+if(NOT NP_WITH_RAW)
+	return()
+endif()
 find_library(NP_AIO_LIBRARY aio)
 find_path(NP_AIO_INCLUDE_DIR libaio.h)
 if(NOT NP_AIO_LIBRARY OR NOT NP_AIO_INCLUDE_DIR)
@@ -13,13 +16,11 @@ if(NOT NP_AIO_LIBRARY OR NOT NP_AIO_INCLUDE_DIR)
 	return()
 endif()
 
-set(NP_RAW_SOURCES ${CMAKE_SOURCE_DIR}/storage/raw.c ${CMAKE_SOURCE_DIR}/storage/raw_aio.c)
-list(APPEND NP_EXTRA_SOURCES ${NP_RAW_SOURCES})
-list(APPEND NP_EXTRA_LIBS ${NP_AIO_LIBRARY})
-list(APPEND NP_EXTRA_DEFS NP_HAVE_RAW)
+np_add_engine(NAME raw
+	SOURCES ${CMAKE_CURRENT_LIST_DIR}/raw.c ${CMAKE_CURRENT_LIST_DIR}/raw_aio.c
+	LIBS ${NP_AIO_LIBRARY})
 
-# The top-level CMakeLists builds the extra sources into npcore, so the unit
-# test links npcore alone, exactly the code the server runs.
+# The unit test links npcore alone, exactly the code the server runs.
 add_executable(test_raw ${CMAKE_SOURCE_DIR}/tests/raw/test_raw.c)
 target_link_libraries(test_raw PRIVATE npcore)
 add_test(NAME raw_unit COMMAND bash ${CMAKE_SOURCE_DIR}/tests/raw/test_raw.sh $<TARGET_FILE:test_raw>)

@@ -40,7 +40,7 @@ struct file_h {
 	 * READs to leave from (file_map_read), READs to be copied from
 	 * (map_copy) and, where writable (not for a read-only export),
 	 * WRITEs to land in (map_copy, file_map_write). Copies into and out
-	 * of it survive the file cut short underneath (storage/mapcopy.c). */
+	 * of it survive the file cut short underneath (storage/lib/mapcopy.c). */
 	uint8_t *map;
 	uint64_t map_len;
 	bool map_writable;

@@ -29,7 +29,7 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "storage/raw_int.h"
+#include "storage/raw/raw_int.h"
 
 /* iocbs in flight per loop; more requests wait in a FIFO for a slot. */
 #define RAW_SLOTS 256

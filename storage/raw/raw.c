@@ -27,7 +27,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "storage/raw_int.h"
+#include "storage/raw/raw_int.h"
 
 /* The largest piece written at once when zeroes have to be written out. */
 #define RAW_ZERO_CHUNK (1024U * 1024)
