@@ -40,3 +40,24 @@ const char *np_storage_names(void)
 	}
 	return names;
 }
+
+void np_storage_usage(FILE *f, int indent)
+{
+	for (size_t i = 0; np_storage_engines[i]; i++) {
+		const struct np_storage_ops *ops = np_storage_engines[i];
+		const char *line = ops->usage ? ops->usage : "SPEC\t";
+
+		while (*line) {
+			size_t len = strcspn(line, "\n"), tab = strcspn(line, "\t");
+			int spec = (int)(tab < len ? tab : len);
+			int pad = 21 - (int)strlen(ops->name) - 1 - spec;
+
+			fprintf(f, "%*s%s:%.*s%*s", indent, "", ops->name, spec, line,
+				(pad > 0 ? pad : 0) + 2, "");
+			if (tab < len)
+				fprintf(f, "%.*s", (int)(len - tab - 1), line + tab + 1);
+			fputc('\n', f);
+			line += len + (line[len] == '\n');
+		}
+	}
+}

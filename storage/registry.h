@@ -4,6 +4,8 @@
 #ifndef NP_STORAGE_REGISTRY_H
 #define NP_STORAGE_REGISTRY_H
 
+#include <stdio.h>
+
 #include "storage/storage.h"
 
 /* Every engine built in, in the order added, ending with NULL. */
@@ -14,6 +16,9 @@ extern const struct np_storage_ops *const np_storage_engines[];
 const struct np_storage_ops *np_storage_find(const char *name);
 /* "file, mem, ...", for messages. */
 const char *np_storage_names(void);
+/* Prints every engine's usage lines, "ENGINE:SPEC  what", indented by
+ * indent spaces, for --help. */
+void np_storage_usage(FILE *f, int indent);
 
 /* A subcommand an engine contributes (`nbdplex volume` for thin). */
 struct np_engine_cmd {

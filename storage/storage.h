@@ -104,6 +104,9 @@ struct np_storage_ops {
 	uint32_t size;        /* sizeof(struct np_storage_ops) */
 	uint32_t api_version; /* NP_STORAGE_API_VERSION */
 	const char *name;     /* the ENGINE in -e NAME=ENGINE:SPEC */
+	/* For serve --help: one line per form of SPEC, each the SPEC's syntax,
+	 * a tab and what it serves ("SIZE\tin memory, for tests"). */
+	const char *usage;
 
 	/* Opens SPEC (the text after "ENGINE:"). On failure returns -errno and
 	 * may set *err to a malloc'd message naming what was wrong. */

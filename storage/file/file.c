@@ -817,6 +817,7 @@ const struct np_storage_ops np_storage_file = {
     .size = sizeof(struct np_storage_ops),
     .api_version = NP_STORAGE_API_VERSION,
     .name = "file",
+    .usage = "PATH[,size=SIZE]\ta sparse file (created if missing and a size is given)",
     .open = file_open,
     .close = file_close,
     .get_size = file_get_size,

@@ -178,6 +178,7 @@ const struct np_storage_ops np_storage_mem = {
     .size = sizeof(struct np_storage_ops),
     .api_version = NP_STORAGE_API_VERSION,
     .name = "mem",
+    .usage = "SIZE\tin memory, for tests",
     .open = mem_open,
     .close = mem_close,
     .get_size = mem_get_size,

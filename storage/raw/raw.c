@@ -561,6 +561,7 @@ const struct np_storage_ops np_storage_raw = {
     .size = sizeof(struct np_storage_ops),
     .api_version = NP_STORAGE_API_VERSION,
     .name = "raw",
+    .usage = "DEVICE\ta block device, O_DIRECT through libaio",
     .open = raw_open,
     .close = raw_close,
     .get_size = raw_get_size,

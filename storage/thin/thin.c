@@ -772,6 +772,7 @@ const struct np_storage_ops np_storage_thin = {
     .size = sizeof(struct np_storage_ops),
     .api_version = NP_STORAGE_API_VERSION,
     .name = "thin",
+    .usage = "POOLDIR/VOLUME\ta volume of a thin pool",
     .open = thin_open,
     .close = thin_close,
     .get_size = thin_get_size,
