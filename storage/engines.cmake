@@ -11,6 +11,7 @@
 target_sources(npcore PRIVATE
   ${CMAKE_SOURCE_DIR}/storage/registry.c
   ${CMAKE_SOURCE_DIR}/storage/dispatch.c
+  ${CMAKE_SOURCE_DIR}/storage/lib/aio.c
   ${CMAKE_SOURCE_DIR}/storage/lib/mapcopy.c
   ${CMAKE_SOURCE_DIR}/storage/lib/memfile.c
 )

@@ -3,7 +3,6 @@
  * come from SEEK_DATA/SEEK_HOLE, FLUSH is fdatasync and FUA is RWF_DSYNC. */
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/aio_abi.h>
 #include <linux/fs.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -13,13 +12,10 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
-#if __has_include(<valgrind/valgrind.h>)
-#include <valgrind/valgrind.h>
-#endif
 
+#include "storage/lib/aio.h"
 #include "storage/lib/memfile.h"
 #include "storage/storage.h"
 #include "util/size.h"
@@ -484,26 +480,19 @@ static void *file_map_write(void *h, uint64_t off, uint64_t len, const void *hea
  * thread has its own context, made on first use and destroyed with the
  * thread. */
 
-#define NOW_BATCH      64 /* iocbs per io_submit; the context holds at least this */
-#define AIO_RING_MAGIC 0xa10a10a1
-
-/* The header of the completion ring at an AIO context's address (the
- * kernel's fs/aio.c layout, version 1), then the events. */
-struct aio_ring_view {
-	unsigned id, nr, head, tail, magic, compat_features, incompat_features, header_length;
-	struct io_event events[];
-};
+#define NOW_BATCH 64 /* iocbs per io_submit; the context holds at least this */
 
 static pthread_key_t aio_key;
 static bool aio_key_ok;
 static pthread_once_t aio_once = PTHREAD_ONCE_INIT;
-static __thread aio_context_t tl_aio;
+static __thread struct np_aio tl_aio;
 static __thread int tl_aio_state; /* 0 not tried, 1 usable, -1 unavailable */
-static __thread bool tl_ring_ok;  /* completions may be read from the ring */
 
 static void aio_ctx_destroy(void *ctx)
 {
-	syscall(SYS_io_destroy, (aio_context_t)(uintptr_t)ctx);
+	struct np_aio a = {.ctx = (aio_context_t)(uintptr_t)ctx};
+
+	np_aio_destroy(&a);
 }
 
 static void aio_key_init(void)
@@ -511,67 +500,22 @@ static void aio_key_init(void)
 	aio_key_ok = pthread_key_create(&aio_key, aio_ctx_destroy) == 0;
 }
 
-/* Valgrind learns what a read filled only from io_getevents. */
-static bool under_valgrind(void)
-{
-#if __has_include(<valgrind/valgrind.h>)
-	return RUNNING_ON_VALGRIND;
-#else
-	return false;
-#endif
-}
-
-/* This thread's AIO context, or 0 when there is none to be had (the
+/* This thread's AIO context, or NULL when there is none to be had (the
  * system-wide limit fs.aio-max-nr, say); then requests go one by one. */
-static aio_context_t loop_aio(void)
+static const struct np_aio *loop_aio(void)
 {
 	if (tl_aio_state == 0) {
 		tl_aio_state = -1;
 		pthread_once(&aio_once, aio_key_init);
-		if (aio_key_ok && syscall(SYS_io_setup, NOW_BATCH, &tl_aio) == 0) {
-			struct aio_ring_view *ring = (void *)(uintptr_t)tl_aio;
-
-			if (pthread_setspecific(aio_key, (void *)(uintptr_t)tl_aio) != 0) {
-				aio_ctx_destroy((void *)(uintptr_t)tl_aio);
-				return 0;
+		if (aio_key_ok && np_aio_setup(&tl_aio, NOW_BATCH) == 0) {
+			if (pthread_setspecific(aio_key, (void *)(uintptr_t)tl_aio.ctx) != 0) {
+				np_aio_destroy(&tl_aio);
+				return NULL;
 			}
-			tl_ring_ok = ring->magic == AIO_RING_MAGIC &&
-				     ring->incompat_features == 0 &&
-				     ring->header_length == sizeof(*ring) &&
-				     ring->nr >= NOW_BATCH && !under_valgrind();
 			tl_aio_state = 1;
 		}
 	}
-	return tl_aio_state == 1 ? tl_aio : 0;
-}
-
-/* Collects n completions into ev: those already in the ring without a
- * system call, the rest with io_getevents. Returns how many it got. */
-static int aio_reap(aio_context_t ctx, struct io_event *ev, int n)
-{
-	int got = 0;
-
-	if (tl_ring_ok) {
-		struct aio_ring_view *ring = (void *)(uintptr_t)ctx;
-		unsigned head = ring->head;
-		unsigned tail = __atomic_load_n(&ring->tail, __ATOMIC_ACQUIRE);
-
-		while (got < n && head != tail) {
-			ev[got++] = ring->events[head];
-			head = head + 1 == ring->nr ? 0 : head + 1;
-		}
-		__atomic_store_n(&ring->head, head, __ATOMIC_RELEASE);
-	}
-	while (got < n) {
-		long r = syscall(SYS_io_getevents, ctx, (long)(n - got), (long)(n - got), ev + got,
-				 NULL);
-
-		if (r < 0 && errno != EINTR)
-			break;
-		if (r > 0)
-			got += (int)r;
-	}
-	return got;
+	return tl_aio_state == 1 ? &tl_aio : NULL;
 }
 
 /* Does what is left of one request, from byte `done` on (file_pwrite
@@ -587,7 +531,7 @@ static int rw_rest(struct file_h *f, struct np_io *io, uint64_t done)
 
 /* Up to NOW_BATCH requests in one io_submit. Anything the kernel does not
  * take, or finishes short, is completed by plain calls. */
-static void rw_submit(struct file_h *f, aio_context_t ctx, struct np_io **ios, int n)
+static void rw_submit(struct file_h *f, const struct np_aio *aio, struct np_io **ios, int n)
 {
 	struct iocb cb[NOW_BATCH], *cbp[NOW_BATCH];
 	struct io_event ev[NOW_BATCH];
@@ -595,21 +539,16 @@ static void rw_submit(struct file_h *f, aio_context_t ctx, struct np_io **ios, i
 	int sent, got;
 
 	for (int i = 0; i < n; i++) {
-		memset(&cb[i], 0, sizeof(cb[i]));
-		cb[i].aio_data = (uint64_t)i;
-		cb[i].aio_lio_opcode = ios[i]->op == NP_OP_READ ? IOCB_CMD_PREAD : IOCB_CMD_PWRITE;
-		cb[i].aio_fildes = (uint32_t)f->fd;
-		cb[i].aio_buf = (uint64_t)(uintptr_t)ios[i]->buf;
-		cb[i].aio_nbytes = ios[i]->len;
-		cb[i].aio_offset = (int64_t)ios[i]->offset;
+		np_aio_prep(&cb[i], ios[i]->op == NP_OP_WRITE, f->fd, ios[i]->buf, ios[i]->len,
+			    ios[i]->offset, (uint64_t)i);
 		cbp[i] = &cb[i];
 	}
-	do
-		sent = (int)syscall(SYS_io_submit, ctx, (long)n, cbp);
-	while (sent < 0 && errno == EINTR);
+	sent = np_aio_submit(aio, cbp, (unsigned)n);
 	if (sent < 0)
 		sent = 0;
-	got = aio_reap(ctx, ev, sent);
+	got = sent ? np_aio_reap(aio, ev, (unsigned)sent, (unsigned)sent) : 0;
+	if (got < 0)
+		got = 0;
 	for (int k = 0; k < got; k++) {
 		int i = (int)ev[k].data;
 		struct np_io *io;
@@ -672,14 +611,14 @@ static void file_rw_nowait(void *h, struct np_io **ios, unsigned n)
 		unsigned k = n - i < NOW_BATCH ? n - i : NOW_BATCH;
 		struct np_io *todo[NOW_BATCH];
 		int m = 0;
-		aio_context_t ctx;
+		const struct np_aio *aio;
 
 		for (unsigned j = 0; j < k; j++)
 			if (!map_copy(f, ios[i + j]))
 				todo[m++] = ios[i + j];
-		ctx = m > 1 ? loop_aio() : 0;
-		if (ctx)
-			rw_submit(f, ctx, todo, m);
+		aio = m > 1 ? loop_aio() : NULL;
+		if (aio)
+			rw_submit(f, aio, todo, m);
 		else
 			for (int j = 0; j < m; j++)
 				todo[j]->result = rw_rest(f, todo[j], 0);
