@@ -6,7 +6,7 @@
 set -euo pipefail
 
 build=(cmake gcc make pkg-config libuv1-dev libjemalloc-dev libinih-dev
-       librocksdb-dev libaio-dev libgnutls28-dev libsystemd-dev
+       librocksdb-dev libgnutls28-dev libsystemd-dev
        libmicrohttpd-dev libnbd-dev valgrind)
 # (valgrind for <valgrind/valgrind.h>: storage/lib/aio.c asks whether it runs
 # under valgrind, so it must be there at the first build)

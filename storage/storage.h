@@ -12,7 +12,7 @@
  *   in batches. An engine may also offer rw_nowait, which the core calls
  *   on the loop thread first with each batch of READs and WRITEs (page-cache
  *   hits without a thread hop).
- * - Asynchronous submission (loop_open/submit), for engines such as libaio
+ * - Asynchronous submission (loop_open/submit), for engines such as kernel AIO
  *   that complete on an event the loop polls. The core hands each loop's
  *   batch of parsed requests to submit() at once; the engine calls io->done
  *   on that loop's thread when each one finishes.

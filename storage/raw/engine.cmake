@@ -1,24 +1,16 @@
-# The raw engine: a block device served with O_DIRECT through libaio.
+# The raw engine: a block device served with O_DIRECT through kernel AIO
+# (storage/lib/aio.c: straight system calls, no library).
 #
-# Included by the top-level CMakeLists.txt (in its scope) through
-# storage/engines.cmake's loop. Without libaio, or with NP_WITH_RAW off, the
-# engine is left out (with a warning for the missing library) and its tests
-# are not registered.
+# Included by the top-level CMakeLists.txt (in its scope) in its loop over
+# storage/*/engine.cmake. With NP_WITH_RAW off the engine is left out and
+# its tests are not registered.
 
-option(NP_WITH_RAW "the raw engine (libaio)" ON)
+option(NP_WITH_RAW "the raw engine (O_DIRECT block devices)" ON)
 if(NOT NP_WITH_RAW)
 	return()
 endif()
-find_library(NP_AIO_LIBRARY aio)
-find_path(NP_AIO_INCLUDE_DIR libaio.h)
-if(NOT NP_AIO_LIBRARY OR NOT NP_AIO_INCLUDE_DIR)
-	message(WARNING "raw engine left out: libaio not found (install libaio-dev)")
-	return()
-endif()
 
-np_add_engine(NAME raw
-	SOURCES ${CMAKE_CURRENT_LIST_DIR}/raw.c ${CMAKE_CURRENT_LIST_DIR}/raw_aio.c
-	LIBS ${NP_AIO_LIBRARY})
+np_add_engine(NAME raw SOURCES ${CMAKE_CURRENT_LIST_DIR}/raw.c ${CMAKE_CURRENT_LIST_DIR}/raw_aio.c)
 
 # The unit test links npcore alone, exactly the code the server runs.
 add_executable(test_raw ${CMAKE_SOURCE_DIR}/tests/raw/test_raw.c)

@@ -4,7 +4,7 @@
  *
  * This file holds open/close, the capability queries, the synchronous
  * operations the core runs on worker threads, and the range lock that keeps
- * read-modify-write of partial blocks correct. The per-loop libaio path is in
+ * read-modify-write of partial blocks correct. The per-loop kernel AIO path is in
  * raw_aio.c.
  *
  * O_DIRECT needs offsets, lengths and buffers aligned to the device's logical
@@ -561,7 +561,7 @@ const struct np_storage_ops np_storage_raw = {
     .size = sizeof(struct np_storage_ops),
     .api_version = NP_STORAGE_API_VERSION,
     .name = "raw",
-    .usage = "DEVICE\ta block device, O_DIRECT through libaio",
+    .usage = "DEVICE\ta block device, O_DIRECT through kernel AIO",
     .open = raw_open,
     .close = raw_close,
     .get_size = raw_get_size,
