@@ -35,7 +35,10 @@
 #include <unistd.h>
 
 #include "engine/internal.h"
+#include "storage/registry.h"
+#include "util/size.h"
 
+/* serve --help, up to the list of the engines built in. */
 static const char serve_usage[] =
 	"usage: nbdplex serve [-l HOST:PORT|unix:PATH]... [-e NAME=ENGINE:SPEC]... [-c FILE]\n"
 	"                     [-r] [--socket-mode MODE] [--pidfile FILE] [--threads N] [--loops N]\n"
@@ -55,11 +58,10 @@ static const char serve_usage[] =
 	"  -l, --listen unix:PATH   listen on a Unix socket made at PATH (a stale one is\n"
 	"                           replaced, a live one refused); removed at exit\n"
 	"      --socket-mode MODE   of those sockets, in octal (default 0660)\n"
-	"  -e, --export NAME=ENGINE:SPEC\n"
-	"        file:PATH[,size=SIZE]  a sparse file (created if missing and a size is given)\n"
-	"        mem:SIZE               in memory, for tests\n"
-	"        raw:DEVICE             a block device, O_DIRECT through libaio\n"
-	"        thin:POOLDIR/VOLUME    a volume of a thin pool\n"
+	"  -e, --export NAME=ENGINE:SPEC\n";
+
+/* The rest of serve_usage, after the engines' lines (np_storage_usage). */
+static const char serve_usage_tail[] =
 	"                           repeatable; the first export is also the default name\n"
 	"  -c, --config FILE        INI file with [server] and [export NAME] sections\n"
 	"  -r, --read-only          every export read-only\n"
@@ -99,6 +101,13 @@ static const char serve_usage[] =
 	"Sizes accept K, M, G, T suffixes. SIGINT or SIGTERM finish the requests in\n"
 	"flight, flush every export and exit 0. Started by systemd socket activation\n"
 	"(LISTEN_FDS), it serves on the sockets passed, not on the listen addresses.\n";
+
+static void print_usage(FILE *f)
+{
+	fputs(serve_usage, f);
+	np_storage_usage(f, 8);
+	fputs(serve_usage_tail, f);
+}
 
 static int add_str(char ***arr, size_t *n, const char *s)
 {
@@ -494,7 +503,7 @@ int np_config_from_args(struct np_config *cfg, int argc, char **argv)
 			np_log_level = NP_LOG_DEBUG;
 			break;
 		case 'h':
-			fputs(serve_usage, stdout);
+			print_usage(stdout);
 			r = -1;
 			break;
 		case OPT_PIDFILE:
@@ -524,7 +533,7 @@ int np_config_from_args(struct np_config *cfg, int argc, char **argv)
 			}
 			break;
 		default:
-			fputs(serve_usage, stderr);
+			print_usage(stderr);
 			r = 2;
 			break;
 		}

@@ -14,6 +14,7 @@
  * max_inflight, and past it the connection stops reading until replies
  * drain. */
 #include <arpa/inet.h>
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -221,8 +222,8 @@ void np_req_scan_zeroes(struct np_req *r)
 
 	r->zero_scanned = true;
 	r->zero_mask = 0;
-	if (r->io.cmd != NBD_CMD_READ || r->io.result || !c->structured ||
-	    (r->io.flags & NBD_CMD_FLAG_DF))
+	if (r->cmd != NBD_CMD_READ || r->io.result || !c->structured ||
+	    (r->cmd_flags & NBD_CMD_FLAG_DF))
 		return;
 	g = granule(r, &base);
 	for (unsigned k = 0; base + k * g < end; k++) {
@@ -291,7 +292,7 @@ static void reply_block_status(struct np_req *r)
 
 	if (io->n_extents == 0)
 		np_io_add_extent(io, io->len, 0);
-	if (io->flags & NBD_CMD_FLAG_REQ_ONE)
+	if (r->cmd_flags & NBD_CMD_FLAG_REQ_ONE)
 		io->n_extents = 1;
 	/* Extents past the requested range are trimmed to it. */
 	for (n = 0; n < io->n_extents && total < io->len; n++) {
@@ -330,7 +331,7 @@ static void reply_block_status(struct np_req *r)
 static void build_reply(struct np_req *r)
 {
 	struct np_conn *c = r->conn;
-	uint16_t cmd = r->io.cmd;
+	uint16_t cmd = r->cmd;
 	bool content = cmd == NBD_CMD_READ || cmd == NBD_CMD_BLOCK_STATUS;
 
 	r->n_iov = 0;
@@ -382,7 +383,7 @@ void np_req_done(struct np_io *io)
 	struct np_conn *c = r->conn;
 
 	c->engine_busy--;
-	if (io->cmd == NBD_CMD_RESIZE && io->result == 0)
+	if (r->cmd == NBD_CMD_RESIZE && io->result == 0)
 		np_export_refresh_size(c->export);
 	if (c->closing && !c->graceful) {
 		np_req_free(r);
@@ -854,7 +855,7 @@ static void dispatch(struct np_conn *c, struct np_req *r, struct batch *b)
 	struct np_export *ex = c->export;
 	struct np_loop *l = c->loop;
 
-	if (r->buf_mapped && r->io.cmd == NBD_CMD_WRITE) {
+	if (r->buf_mapped && r->io.op == NP_OP_WRITE) {
 		reply_now(c, r, 0); /* its payload is in place (try_map_write) */
 		return;
 	}
@@ -874,8 +875,8 @@ static void dispatch(struct np_conn *c, struct np_req *r, struct batch *b)
 	 * turns, so the pool's handoff would buy no parallel work and cost two
 	 * thread wake-ups (perf/README.md). */
 	if (ex->ops->submit ||
-	    (ex->ops->rw_nowait && (r->io.cmd == NBD_CMD_WRITE ||
-				    (r->io.cmd == NBD_CMD_READ && r->io.len <= NP_INLINE_MAX)))) {
+	    (ex->ops->rw_nowait &&
+	     (r->io.op == NP_OP_WRITE || (r->io.op == NP_OP_READ && r->io.len <= NP_INLINE_MAX)))) {
 		b->ios[b->n_ios++] = &r->io;
 		if (b->n_ios == ASYNC_BATCH)
 			submit_batch(c, b);
@@ -904,6 +905,33 @@ static void skip_payload(struct np_conn *c, struct np_req *r, uint32_t err, uint
 	r->error = err;
 	c->skip = len;
 	c->skip_req = r;
+}
+
+/* Extents go to the wire as the engine flagged them. */
+_Static_assert(NP_EXTENT_HOLE == NBD_STATE_HOLE && NP_EXTENT_ZERO == NBD_STATE_ZERO,
+	       "engine extent flags are the wire's block status flags");
+
+/* The one place where a request's wire command and flags become the engine
+ * interface's op code and flags, once validate() has accepted it. Flags
+ * that concern only the reply (DF, REQ_ONE) stay with the np_req. */
+static void np_io_from_wire(struct np_io *io, const struct nbd_request *h)
+{
+	static const enum np_op ops[] = {
+	    [NBD_CMD_READ] = NP_OP_READ,
+	    [NBD_CMD_WRITE] = NP_OP_WRITE,
+	    [NBD_CMD_FLUSH] = NP_OP_FLUSH,
+	    [NBD_CMD_TRIM] = NP_OP_TRIM,
+	    [NBD_CMD_CACHE] = NP_OP_CACHE,
+	    [NBD_CMD_WRITE_ZEROES] = NP_OP_ZERO,
+	    [NBD_CMD_BLOCK_STATUS] = NP_OP_EXTENTS,
+	    [NBD_CMD_RESIZE] = NP_OP_RESIZE,
+	};
+
+	assert(h->type < sizeof(ops) / sizeof(ops[0]) && h->type != NBD_CMD_DISC);
+	io->op = ops[h->type];
+	io->flags = (h->flags & NBD_CMD_FLAG_FUA ? NP_IO_FUA : 0) |
+		    (h->flags & NBD_CMD_FLAG_NO_HOLE ? NP_IO_NO_HOLE : 0) |
+		    (h->flags & NBD_CMD_FLAG_FAST_ZERO ? NP_IO_FAST_ZERO : 0);
 }
 
 /* Checks a request against the export and the negotiated features; returns
@@ -1058,8 +1086,8 @@ static bool handle_request(struct np_conn *c, const struct nbd_request *h, struc
 		return false;
 	}
 	r->cookie = h->cookie;
-	r->io.cmd = h->type;
-	r->io.flags = h->flags;
+	r->cmd = h->type;
+	r->cmd_flags = h->flags;
 	r->io.offset = h->offset;
 	r->io.len = h->count;
 	if (err) {
@@ -1073,6 +1101,7 @@ static bool handle_request(struct np_conn *c, const struct nbd_request *h, struc
 		reply_now(c, r, err);
 		return true;
 	}
+	np_io_from_wire(&r->io, h);
 	if (h->type == NBD_CMD_READ && try_direct_read(c, r)) {
 		charge(r, h->count);
 		return true;

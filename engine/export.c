@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "engine/internal.h"
+#include "storage/registry.h"
 
 static uint16_t tflags_from_caps(uint32_t caps, bool readonly)
 {

@@ -355,6 +355,8 @@ struct np_req {
 	struct np_conn *conn;
 	struct np_req *next;
 	uint64_t cookie;
+	uint16_t cmd;       /* NBD_CMD_* as sent (io.op is the engine's) */
+	uint16_t cmd_flags; /* NBD_CMD_FLAG_* as sent (DF, REQ_ONE: the reply's) */
 	uint64_t t0;        /* when it was parsed, for latency */
 	uint32_t error;     /* NBD error decided before any engine ran */
 	uint64_t charge;    /* bytes counted against the in-flight cap */

@@ -3,11 +3,9 @@
 #include <string.h>
 
 #include "engine/internal.h"
+#include "storage/registry.h"
 #ifdef NP_HAVE_ATTACH
 #include "tools/attach.h"
-#endif
-#ifdef NP_HAVE_THIN
-#include "tools/volume.h"
 #endif
 
 #ifndef NP_VERSION
@@ -36,9 +34,6 @@ struct command {
 static const struct command commands[] = {
 	{"serve", np_cmd_serve, "serve exports over NBD"},
 	{"stats", np_cmd_stats, "print a running server's statistics"},
-#ifdef NP_HAVE_THIN
-	{"volume", np_cmd_volume, "manage thin pools: init, create, snapshot, clone, list, ..."},
-#endif
 #ifdef NP_HAVE_ATTACH
 	{"attach", np_cmd_attach, "attach an export as /dev/nbdplexN through nbdplex.ko"},
 	{"detach", np_cmd_detach, "detach a device made by attach"},
@@ -50,6 +45,8 @@ static void usage(FILE *f)
 	fprintf(f, "usage: nbdplex COMMAND [ARGS...]\n\ncommands:\n");
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].help);
+	for (const struct np_engine_cmd *c = np_engine_cmds; c->name; c++)
+		fprintf(f, "  %-8s %s\n", c->name, c->help);
 	fprintf(f, "\n'nbdplex COMMAND --help' describes each.\n");
 }
 
@@ -70,6 +67,10 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		if (!strcmp(argv[1], commands[i].name))
 			return commands[i].fn(argc - 1, argv + 1);
+	const struct np_engine_cmd *ec = np_engine_cmd_find(argv[1]);
+
+	if (ec)
+		return ec->fn(argc - 1, argv + 1);
 	fprintf(stderr, "nbdplex: unknown command '%s'\n", argv[1]);
 	usage(stderr);
 	return 2;

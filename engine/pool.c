@@ -76,7 +76,7 @@ static void *worker(void *arg)
 
 		ex = req->conn->export;
 		np_io_run_sync(ex->ops, ex->h, ex->caps, &req->io);
-		if (req->io.cmd == NBD_CMD_READ)
+		if (req->io.op == NP_OP_READ)
 			np_req_scan_zeroes(req);
 		np_loop_complete(req->conn->loop, req);
 	}

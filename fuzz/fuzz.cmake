@@ -5,7 +5,8 @@
 # sees their coverage (the rest comes from npcore):
 #   fuzz_handshake  net/handshake.c, the option negotiation
 #   fuzz_codec      net/codec.c, request and reply headers
-#   fuzz_config     engine/config.c, INI files (and access.c, allow lists)
+#   fuzz_config     engine/config.c, INI files (and access.c, allow lists,
+#                   and util/size.c, sizes)
 # `cmake --build DIR --target fuzz` builds all three; fuzz/README.md says how
 # to run them.
 #
@@ -19,7 +20,7 @@ if(CMAKE_C_COMPILER_ID STREQUAL "Clang")
     -fno-sanitize-recover=undefined)
   set(NP_FUZZ_SOURCES_handshake net/handshake.c net/codec.c)
   set(NP_FUZZ_SOURCES_codec net/codec.c)
-  set(NP_FUZZ_SOURCES_config engine/config.c engine/access.c storage/registry.c)
+  set(NP_FUZZ_SOURCES_config engine/config.c engine/access.c util/size.c)
   foreach(t handshake codec config)
     add_executable(fuzz_${t} fuzz/fuzz_${t}.c ${NP_FUZZ_SOURCES_${t}})
     target_compile_options(fuzz_${t} PRIVATE ${NP_FUZZ_FLAGS})

@@ -136,8 +136,8 @@ set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
 # under it; an empty line becomes the paragraph separator " .".
 set(CPACK_PACKAGE_DESCRIPTION "nbdplex serves block devices over the standard NBD protocol, so every NBD
 client works with it (nbd-client, qemu-img, libnbd's nbdinfo and nbdcopy,
-fio). Storage engines: sparse files, raw block devices through libaio with
-O_DIRECT, and RocksDB-backed thin volumes with snapshots and clones.
+fio). Storage engines: sparse files, raw block devices through kernel AIO
+with O_DIRECT, and RocksDB-backed thin volumes with snapshots and clones.
 
 The package also ships the sources of nbdplex.ko for DKMS: a blk-mq client
 driver that spreads one disk's requests over several TCP channels, one per
@@ -151,7 +151,7 @@ else()
   set(NP_DEPENDS "libc6" "libuv1" "libinih1")
   # FOUND_VARIABLE:PACKAGE for the optional libraries
   foreach(pair GNUTLS_FOUND:libgnutls30 MHD_FOUND:libmicrohttpd12 SYSTEMD_FOUND:libsystemd0
-               JEMALLOC_FOUND:libjemalloc2 NP_AIO_LIBRARY:libaio1 NP_ROCKSDB_LIB:librocksdb7.8
+               JEMALLOC_FOUND:libjemalloc2 NP_ROCKSDB_LIB:librocksdb7.8
                LIBNBD_FOUND:libnbd0)
     string(REPLACE ":" ";" pair "${pair}")
     list(GET pair 0 found)

@@ -6,9 +6,9 @@
 set -euo pipefail
 
 build=(cmake gcc make pkg-config libuv1-dev libjemalloc-dev libinih-dev
-       librocksdb-dev libaio-dev libgnutls28-dev libsystemd-dev
+       librocksdb-dev libgnutls28-dev libsystemd-dev
        libmicrohttpd-dev libnbd-dev valgrind)
-# (valgrind for <valgrind/valgrind.h>: storage/file.c asks whether it runs
+# (valgrind for <valgrind/valgrind.h>: storage/lib/aio.c asks whether it runs
 # under valgrind, so it must be there at the first build)
 tests=(libnbd-bin python3-libnbd qemu-utils fio nbdkit nbd-server nbd-client
        util-linux e2fsprogs strace procps openssl dpkg-dev groff-base man-db

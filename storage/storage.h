@@ -12,7 +12,7 @@
  *   in batches. An engine may also offer rw_nowait, which the core calls
  *   on the loop thread first with each batch of READs and WRITEs (page-cache
  *   hits without a thread hop).
- * - Asynchronous submission (loop_open/submit), for engines such as libaio
+ * - Asynchronous submission (loop_open/submit), for engines such as kernel AIO
  *   that complete on an event the loop polls. The core hands each loop's
  *   batch of parsed requests to submit() at once; the engine calls io->done
  *   on that loop's thread when each one finishes.
@@ -28,22 +28,46 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define NP_STORAGE_API_VERSION 1
+#define NP_STORAGE_API_VERSION 2
 
 /* Capabilities, from caps(). */
-#define NP_CAP_WRITE (1U << 0)      /* writes are possible at all */
-#define NP_CAP_FLUSH (1U << 1)      /* flush() does something useful */
-#define NP_CAP_FUA (1U << 2)        /* pwrite/zero/trim honour NBD_CMD_FLAG_FUA natively */
-#define NP_CAP_TRIM (1U << 3)       /* trim() implemented */
-#define NP_CAP_ZERO (1U << 4)       /* zero() implemented (else emulated by writes) */
-#define NP_CAP_FAST_ZERO (1U << 5)  /* zero() honours NBD_CMD_FLAG_FAST_ZERO */
-#define NP_CAP_MULTI_CONN (1U << 6) /* a flush covers writes from every connection */
-#define NP_CAP_EXTENTS (1U << 7)    /* extents() reports holes and zeroes */
-#define NP_CAP_CACHE (1U << 8)      /* cache() prefetches */
-#define NP_CAP_ROTATIONAL (1U << 9) /* the medium seeks */
-#define NP_CAP_RESIZE (1U << 10)    /* resize() implemented (NBD_CMD_RESIZE) */
+#define NP_CAP_WRITE      (1U << 0)  /* writes are possible at all */
+#define NP_CAP_FLUSH      (1U << 1)  /* flush() does something useful */
+#define NP_CAP_FUA        (1U << 2)  /* pwrite/zero/trim honour NP_IO_FUA natively */
+#define NP_CAP_TRIM       (1U << 3)  /* trim() implemented */
+#define NP_CAP_ZERO       (1U << 4)  /* zero() implemented (else emulated by writes) */
+#define NP_CAP_FAST_ZERO  (1U << 5)  /* zero() honours NP_IO_FAST_ZERO */
+#define NP_CAP_MULTI_CONN (1U << 6)  /* a flush covers writes from every connection */
+#define NP_CAP_EXTENTS    (1U << 7)  /* extents() reports holes and zeroes */
+#define NP_CAP_CACHE      (1U << 8)  /* cache() prefetches */
+#define NP_CAP_ROTATIONAL (1U << 9)  /* the medium seeks */
+#define NP_CAP_RESIZE     (1U << 10) /* resize() implemented (NP_OP_RESIZE) */
 
-/* One extent of a BLOCK_STATUS answer; flags are NBD_STATE_HOLE/ZERO. */
+/* What an engine is asked to do. These are the engine interface's own
+ * codes, not the wire's: the core converts each request once, where it
+ * validates it (np_io_from_wire), so engines know nothing of NBD. */
+enum np_op {
+	NP_OP_READ,
+	NP_OP_WRITE,
+	NP_OP_FLUSH,
+	NP_OP_TRIM,
+	NP_OP_ZERO,    /* reads back as zeroes afterwards (WRITE_ZEROES) */
+	NP_OP_CACHE,   /* a hint to prefetch */
+	NP_OP_EXTENTS, /* which parts are holes or read as zeroes (BLOCK_STATUS) */
+	NP_OP_RESIZE,  /* the new size travels in offset */
+};
+
+/* Flags of a request (struct np_io's flags, and the flags argument of
+ * pwrite, trim and zero). */
+#define NP_IO_FUA       (1U << 0) /* durable when done */
+#define NP_IO_NO_HOLE   (1U << 1) /* ZERO: keep the range allocated */
+#define NP_IO_FAST_ZERO (1U << 2) /* ZERO: -ENOTSUP rather than slowly */
+
+/* Flags of an extent. */
+#define NP_EXTENT_HOLE (1U << 0) /* not allocated */
+#define NP_EXTENT_ZERO (1U << 1) /* reads as zeroes */
+
+/* One extent of an EXTENTS answer. */
 struct np_extent {
 	uint64_t length;
 	uint32_t flags;
@@ -53,14 +77,14 @@ struct np_extent {
  * buffers; an engine fills result (and for BLOCK_STATUS the extents), then
  * calls done exactly once. */
 struct np_io {
-	uint16_t cmd;    /* NBD_CMD_* */
-	uint16_t flags;  /* NBD_CMD_FLAG_* */
+	enum np_op op;
+	uint32_t flags; /* NP_IO_* */
 	uint64_t offset;
 	uint64_t len;
-	void *buf;       /* READ: destination; WRITE: source; len bytes */
-	int result;      /* 0 or a negative errno */
+	void *buf;  /* READ: destination; WRITE: source; len bytes */
+	int result; /* 0 or a negative errno */
 
-	/* BLOCK_STATUS: the engine appends up to max_extents extents covering
+	/* EXTENTS: the engine appends up to max_extents extents covering
 	 * [offset, offset + len) from the start; it may stop early. */
 	struct np_extent *extents;
 	uint32_t n_extents;
@@ -80,6 +104,9 @@ struct np_storage_ops {
 	uint32_t size;        /* sizeof(struct np_storage_ops) */
 	uint32_t api_version; /* NP_STORAGE_API_VERSION */
 	const char *name;     /* the ENGINE in -e NAME=ENGINE:SPEC */
+	/* For serve --help: one line per form of SPEC, each the SPEC's syntax,
+	 * a tab and what it serves ("SIZE\tin memory, for tests"). */
+	const char *usage;
 
 	/* Opens SPEC (the text after "ENGINE:"). On failure returns -errno and
 	 * may set *err to a malloc'd message naming what was wrong. */
@@ -88,7 +115,7 @@ struct np_storage_ops {
 
 	/* The export's size now. It may change while the export is served (a
 	 * file grown underneath, a thin volume resized): the core asks again
-	 * at every handshake and after NBD_CMD_RESIZE, from any thread, so it
+	 * at every handshake and after NP_OP_RESIZE, from any thread, so it
 	 * must be cheap and thread-safe. */
 	uint64_t (*get_size)(void *h);
 	uint32_t (*caps)(void *h);
@@ -127,7 +154,7 @@ struct np_storage_ops {
 	void (*submit)(void *loop_handle, struct np_io **ios, unsigned n);
 
 	/* Optional, with NP_CAP_RESIZE: makes the export size bytes long
-	 * (NBD_CMD_RESIZE); new space reads as zeroes. May block; runs on a
+	 * (NP_OP_RESIZE); new space reads as zeroes. May block; runs on a
 	 * worker thread through np_io_run_sync. */
 	int (*resize)(void *h, uint64_t size);
 
@@ -162,38 +189,7 @@ struct np_storage_ops {
 
 /* Runs io through the synchronous operations of ops, including the core's
  * emulations (zero by writing, FUA by flush); sets io->result. Does not call
- * io->done. */
+ * io->done. (storage/dispatch.c) */
 void np_io_run_sync(const struct np_storage_ops *ops, void *h, uint32_t caps, struct np_io *io);
-
-/* The registry of engines compiled in. */
-const struct np_storage_ops *np_storage_find(const char *name);
-const char *np_storage_names(void); /* "file, mem, ..." for messages */
-
-/* Parses a size with an optional K, M, G, T suffix (powers of 1024).
- * Returns 0 or -EINVAL. */
-int np_parse_size(const char *s, uint64_t *out);
-
-/* Whether fd is a regular file on tmpfs or ramfs, where the page cache is
- * the storage: reads and writes never wait for a device. */
-bool np_fd_in_memory(int fd);
-
-/* Copying to or from a shared mapping of a file (storage/mapcopy.c). After
- * np_copy_guard_init has said yes (once per process; it installs a SIGBUS
- * handler), np_mapped_copy copies n bytes from src to dst, either of them
- * in such a mapping, or returns -EFAULT where a page of it is gone (the
- * file was cut short) or cannot be had (a full file system under a hole),
- * having copied a part, instead of the SIGBUS that a plain copy would
- * raise. Any thread. */
-bool np_copy_guard_init(void);
-int np_mapped_copy(void *dst, const void *src, size_t n);
-
-/* tmpfs lets one WRITE into a file at a time (the inode's lock), and the
- * kernel waits for that lock by spinning while its holder runs: two threads
- * each writing 1 MiB at once spent 8% of the server's CPU spinning
- * (perf/README.md). An engine takes its own mutex first for a write of
- * NP_BIG_WRITE bytes or more into a file in memory, so that a thread which
- * finds it held sleeps and leaves its core to others. Below that the spin
- * is shorter than a sleep and a wake-up. */
-#define NP_BIG_WRITE (256u << 10)
 
 #endif

@@ -19,6 +19,7 @@
 #include "storage/thin/pool.h"
 #include "tools/volume.h"
 #include "tools/volume_copy.h"
+#include "util/size.h"
 
 static const char usage_all[] =
     "usage: nbdplex volume COMMAND POOLDIR [ARGS]\n"

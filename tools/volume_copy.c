@@ -31,11 +31,13 @@
 #include <unistd.h>
 
 #include "net/proto.h"
+#include "storage/registry.h"
 #include "storage/storage.h"
 #include "storage/thin/pool.h"
 #include "tools/progress.h"
 #include "tools/volume.h"
 #include "tools/volume_copy.h"
+#include "util/size.h"
 
 #define BUF_BYTES   (4u << 20)
 #define EXT_WINDOW  (1ULL << 30) /* bytes of extents asked for at once */
@@ -74,7 +76,7 @@ struct eng {
 static int eng_run(struct vc_ep *ep, uint16_t cmd, void *buf, uint64_t len, uint64_t off)
 {
 	struct eng *e = ep->priv;
-	struct np_io io = {.cmd = cmd, .offset = off, .len = len, .buf = buf};
+	struct np_io io = {.op = cmd, .offset = off, .len = len, .buf = buf};
 
 	np_io_run_sync(e->ops, e->h, e->caps, &io);
 	return io.result;
@@ -84,29 +86,29 @@ static int eng_extents(struct vc_ep *ep, struct np_io *io)
 {
 	struct eng *e = ep->priv;
 
-	io->cmd = NBD_CMD_BLOCK_STATUS;
+	io->op = NP_OP_EXTENTS;
 	np_io_run_sync(e->ops, e->h, e->caps, io);
 	return io->result;
 }
 
 static int eng_read(struct vc_ep *ep, void *buf, uint64_t len, uint64_t off)
 {
-	return eng_run(ep, NBD_CMD_READ, buf, len, off);
+	return eng_run(ep, NP_OP_READ, buf, len, off);
 }
 
 static int eng_write(struct vc_ep *ep, const void *buf, uint64_t len, uint64_t off)
 {
-	return eng_run(ep, NBD_CMD_WRITE, (void *)buf, len, off);
+	return eng_run(ep, NP_OP_WRITE, (void *)buf, len, off);
 }
 
 static int eng_zero(struct vc_ep *ep, uint64_t len, uint64_t off)
 {
-	return eng_run(ep, NBD_CMD_WRITE_ZEROES, NULL, len, off);
+	return eng_run(ep, NP_OP_ZERO, NULL, len, off);
 }
 
 static int eng_flush(struct vc_ep *ep)
 {
-	return eng_run(ep, NBD_CMD_FLUSH, NULL, 0, 0);
+	return eng_run(ep, NP_OP_FLUSH, NULL, 0, 0);
 }
 
 static void eng_close(struct vc_ep *ep)
@@ -317,7 +319,7 @@ static int run_copy(struct copy *c)
 
 			if (n > c->len - pos)
 				n = c->len - pos;
-			if (ext[i].flags & NBD_STATE_ZERO)
+			if (ext[i].flags & NP_EXTENT_ZERO)
 				rc = add_zeroes(c, pos, n);
 			else
 				rc = copy_data(c, pos, n);

@@ -158,7 +158,7 @@ static int nbd_ep_zero(struct vc_ep *ep, uint64_t len, uint64_t off)
 		for (uint32_t i = 0; i < io.n_extents && len > 0; i++) {
 			uint64_t k = ext[i].length < len ? ext[i].length : len;
 
-			if (!(ext[i].flags & NBD_STATE_ZERO) && (rc = zero_range(ep, k, off)) < 0)
+			if (!(ext[i].flags & NP_EXTENT_ZERO) && (rc = zero_range(ep, k, off)) < 0)
 				return rc;
 			off += k;
 			len -= k;

@@ -12,6 +12,7 @@
 
 #include "storage/storage.h"
 #include "storage/thin/pool.h"
+#include "util/size.h"
 
 static uint64_t chunks_of(struct thin_pool *p, uint64_t bytes)
 {

@@ -16,6 +16,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "storage/lib/memfile.h"
 #include "storage/storage.h"
 #include "storage/thin/pool.h"
 

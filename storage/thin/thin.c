@@ -18,7 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "net/proto.h"
+#include "storage/lib/memfile.h"
 #include "storage/storage.h"
 #include "storage/thin/pool.h"
 
@@ -337,7 +337,7 @@ static uint64_t thin_get_size(void *h)
 	return __atomic_load_n(&((struct thin_vol *)h)->size, __ATOMIC_RELAXED);
 }
 
-/* NBD_CMD_RESIZE, as `nbdplex volume resize` would do it: one catalog
+/* RESIZE, as `nbdplex volume resize` would do it: one catalog
  * change under the pool's exclusive lock. An exported volume can grow;
  * shrinking it is refused while any export has it open. */
 static int thin_resize(void *h, uint64_t size)
@@ -587,9 +587,8 @@ int thin_write_locked(struct thin_vol *v, const void *buf, uint64_t len, uint64_
 	while (len > 0 && rc == 0) {
 		uint64_t piece = window_bytes(p, len, off);
 
-		rc = p->broken
-			 ? -EIO
-			 : write_window(v, buf, piece, off, flags & NBD_CMD_FLAG_FUA, skip_holes);
+		rc = p->broken ? -EIO
+			       : write_window(v, buf, piece, off, flags & NP_IO_FUA, skip_holes);
 		if (buf)
 			buf = (const char *)buf + piece;
 		off += piece;
@@ -670,7 +669,7 @@ static int thin_unmap(void *h, uint64_t len, uint64_t off, uint32_t flags)
 	struct thin_vol *v = h;
 	struct thin_pool *p = v->pool;
 	uint32_t cs = p->meta.chunk_size;
-	bool fua = flags & NBD_CMD_FLAG_FUA;
+	bool fua = flags & NP_IO_FUA;
 	uint64_t head, tail, first, n;
 	int rc = 0;
 
@@ -713,12 +712,12 @@ static int thin_zero(void *h, uint64_t len, uint64_t off, uint32_t flags)
 	uint64_t mask = v->pool->meta.chunk_size - 1;
 
 	/* NO_HOLE asks for allocated zeroes. */
-	if (flags & NBD_CMD_FLAG_NO_HOLE)
-		return flags & NBD_CMD_FLAG_FAST_ZERO ? -ENOTSUP
-						      : do_write(h, NULL, len, off, flags, false);
+	if (flags & NP_IO_NO_HOLE)
+		return flags & NP_IO_FAST_ZERO ? -ENOTSUP
+					       : do_write(h, NULL, len, off, flags, false);
 	/* Whole chunks are unmapped in metadata; partial ones cost writes,
 	 * which a FAST_ZERO client would rather do itself. */
-	if ((flags & NBD_CMD_FLAG_FAST_ZERO) &&
+	if ((flags & NP_IO_FAST_ZERO) &&
 	    ((off & mask) || (((off + len) & mask) && off + len != thin_get_size(v))))
 		return -ENOTSUP;
 	return thin_unmap(h, len, off, flags);
@@ -757,7 +756,7 @@ static int thin_extents(void *h, struct np_io *io)
 		for (uint64_t i = 0; i < n && len > 0 && more && rc == 0; i++) {
 			uint64_t inoff = off & (cs - 1);
 			uint64_t piece = cs - inoff < len ? cs - inoff : len;
-			uint32_t fl = m[i].state == MAP_HOLE ? NBD_STATE_HOLE | NBD_STATE_ZERO : 0;
+			uint32_t fl = m[i].state == MAP_HOLE ? NP_EXTENT_HOLE | NP_EXTENT_ZERO : 0;
 
 			more = np_io_add_extent(io, piece, fl);
 			off += piece;
@@ -773,6 +772,7 @@ const struct np_storage_ops np_storage_thin = {
     .size = sizeof(struct np_storage_ops),
     .api_version = NP_STORAGE_API_VERSION,
     .name = "thin",
+    .usage = "POOLDIR/VOLUME\ta volume of a thin pool",
     .open = thin_open,
     .close = thin_close,
     .get_size = thin_get_size,

@@ -1,5 +1,5 @@
 """READs and WRITEs sent in one burst reach the server as one batch, which
-it runs on the loop (for a file on tmpfs: many per io_submit, storage/file.c).
+it runs on the loop (for a file on tmpfs: many per io_submit, storage/file/file.c).
 Check that every reply is right and every write lands where it was aimed:
 hundreds of requests of mixed sizes and alignments in one send, FUA WRITEs,
 large WRITEs and a READ too big for the loop among them, with structured,

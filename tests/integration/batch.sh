@@ -1,7 +1,7 @@
 #!/bin/bash
 # A file on tmpfs: the READs and WRITEs parsed together run on the loop,
 # copied to or from the server's mapping of the file where they can be,
-# the rest (READs of holes) many per io_submit (storage/file.c). Checked
+# the rest (READs of holes) many per io_submit (storage/file/file.c). Checked
 # with a raw client that sends hundreds of requests in one burst (batch.py:
 # every reply and every byte of the file) over a file with holes in every
 # other 64 KiB of the bursts' range, fio's crc32c verify over four

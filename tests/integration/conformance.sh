@@ -1,6 +1,6 @@
 #!/bin/bash
 # One conformance suite, the same client checks against every engine: file,
-# mem, raw (a real loop device, O_DIRECT through libaio) and thin (a volume of
+# mem, raw (a real loop device, O_DIRECT through kernel AIO) and thin (a volume of
 # a RocksDB pool): qemu-io patterns (aligned and not), discard and zeroes
 # reading back as zeroes, an nbdcopy round trip, fio verify over two
 # connections, and nbdinfo --map agreeing with what was written.

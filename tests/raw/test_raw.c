@@ -94,7 +94,7 @@ static void tio_done(struct np_io *io)
 {
 	struct tio *x = (struct tio *)io;
 
-	check(!x->finished, "done called twice for cmd %u at %llu", io->cmd,
+	check(!x->finished, "done called twice for cmd %u at %llu", io->op,
 	      (unsigned long long)io->offset);
 	check(pthread_equal(pthread_self(), loop_thread), "done called off the loop thread");
 	check(!in_submit, "done called from inside submit()");
@@ -124,17 +124,17 @@ static void tio_init(struct t *t, struct tio *x, uint16_t cmd, uint64_t off, uin
 {
 	memset(x, 0, sizeof(*x));
 	x->t = t;
-	x->io.cmd = cmd;
+	x->io.op = cmd;
 	x->io.offset = off;
 	x->io.len = len;
 	x->io.done = tio_done;
-	if (cmd == NBD_CMD_READ || cmd == NBD_CMD_WRITE) {
+	if (cmd == NP_OP_READ || cmd == NP_OP_WRITE) {
 		/* Page-aligned unless asked otherwise, so that both the
 		 * direct and the bounce paths are exercised. */
 		if (posix_memalign(&x->mem, 4096, len + 8) != 0)
 			abort();
 		x->io.buf = (uint8_t *)x->mem + (misalign ? 3 : 0);
-		if (cmd == NBD_CMD_WRITE)
+		if (cmd == NP_OP_WRITE)
 			fill(t, x->io.buf, len);
 	}
 }
@@ -205,9 +205,9 @@ static void test_fill_aligned(struct t *t)
 	static struct tio xs[MAX_IOS];
 
 	for (i = 0; i < n; i++) {
-		tio_init(t, &xs[i], NBD_CMD_WRITE, i * chunk, chunk, i % 3 == 0);
+		tio_init(t, &xs[i], NP_OP_WRITE, i * chunk, chunk, i % 3 == 0);
 		if (i % 5 == 0)
-			xs[i].io.flags = NBD_CMD_FLAG_FUA;
+			xs[i].io.flags = NP_IO_FUA;
 	}
 	submit(t, xs, n);
 	for (i = 0; i < n; i++) {
@@ -232,7 +232,7 @@ static void test_reads(struct t *t, bool aligned)
 		off = rnd_below(t, t->size - len + 1);
 		if (aligned)
 			off = off / t->bs * t->bs;
-		tio_init(t, &xs[i], NBD_CMD_READ, off, len, i % 2);
+		tio_init(t, &xs[i], NP_OP_READ, off, len, i % 2);
 	}
 	submit(t, xs, n);
 	for (i = 0; i < n; i++) {
@@ -260,7 +260,7 @@ static void test_unaligned_shared_blocks(struct t *t)
 	for (i = 0; i < n; i++) {
 		uint64_t len = 1 + rnd_below(t, t->bs * 3 / 2);
 
-		tio_init(t, &xs[i], NBD_CMD_WRITE, pos, len, i % 2);
+		tio_init(t, &xs[i], NP_OP_WRITE, pos, len, i % 2);
 		pos += len;
 	}
 	submit(t, xs, n);
@@ -286,8 +286,8 @@ static void test_aligned_vs_rmw(struct t *t)
 	for (i = 0; i < blocks; i++) {
 		uint64_t b = base + (uint64_t)i * t->bs;
 
-		tio_init(t, &xs[2 * i], NBD_CMD_WRITE, b, t->bs, false);
-		tio_init(t, &xs[2 * i + 1], NBD_CMD_WRITE, b + 10, 20, true);
+		tio_init(t, &xs[2 * i], NP_OP_WRITE, b, t->bs, false);
+		tio_init(t, &xs[2 * i + 1], NP_OP_WRITE, b + 10, 20, true);
 	}
 	submit(t, xs, 2 * blocks);
 	for (i = 0; i < blocks; i++)
@@ -299,7 +299,7 @@ static void test_aligned_vs_rmw(struct t *t)
 		static struct tio rs[MAX_IOS];
 
 		for (i = 0; i < blocks; i++)
-			tio_init(t, &rs[i], NBD_CMD_READ, base + (uint64_t)i * t->bs, t->bs, false);
+			tio_init(t, &rs[i], NP_OP_READ, base + (uint64_t)i * t->bs, t->bs, false);
 		submit(t, rs, blocks);
 		for (i = 0; i < blocks; i++) {
 			uint8_t *got = rs[i].io.buf, *big = xs[2 * i].io.buf;
@@ -381,20 +381,20 @@ static void test_trim_zero(struct t *t)
 	int r;
 
 	/* Aligned trim and zero on the async path; unaligned ones too. */
-	tio_init(t, &xs[n++], NBD_CMD_TRIM, a, 64 * bs, false);
-	tio_init(t, &xs[n++], NBD_CMD_WRITE_ZEROES, a + 100 * bs, 64 * bs, false);
-	tio_init(t, &xs[n++], NBD_CMD_WRITE_ZEROES, a + 200 * bs + 17, 5 * bs + 100, false);
-	tio_init(t, &xs[n++], NBD_CMD_WRITE_ZEROES, a + 300 * bs + 1, 10, false);
-	xs[n - 1].io.flags = NBD_CMD_FLAG_FUA;
-	tio_init(t, &xs[n++], NBD_CMD_TRIM, a + 400 * bs + 9, 8 * bs, false);
-	tio_init(t, &xs[n++], NBD_CMD_FLUSH, 0, 0, false);
+	tio_init(t, &xs[n++], NP_OP_TRIM, a, 64 * bs, false);
+	tio_init(t, &xs[n++], NP_OP_ZERO, a + 100 * bs, 64 * bs, false);
+	tio_init(t, &xs[n++], NP_OP_ZERO, a + 200 * bs + 17, 5 * bs + 100, false);
+	tio_init(t, &xs[n++], NP_OP_ZERO, a + 300 * bs + 1, 10, false);
+	xs[n - 1].io.flags = NP_IO_FUA;
+	tio_init(t, &xs[n++], NP_OP_TRIM, a + 400 * bs + 9, 8 * bs, false);
+	tio_init(t, &xs[n++], NP_OP_FLUSH, 0, 0, false);
 	submit(t, xs, n);
 	for (i = 0; i < n; i++) {
 		struct np_io *io = &xs[i].io;
 
-		check(io->result == 0, "cmd %u at %llu: %d", io->cmd,
-		      (unsigned long long)io->offset, io->result);
-		if (io->cmd == NBD_CMD_WRITE_ZEROES)
+		check(io->result == 0, "cmd %u at %llu: %d", io->op, (unsigned long long)io->offset,
+		      io->result);
+		if (io->op == NP_OP_ZERO)
 			memset(t->shadow + io->offset, 0, io->len);
 	}
 	/* Trims read back as zeroes on loop devices and files (they punch
@@ -403,11 +403,11 @@ static void test_trim_zero(struct t *t)
 	memset(t->shadow + a + 401 * bs, 0, 7 * bs);
 
 	/* The synchronous path, with and without FUA. */
-	r = t->ops->zero(t->h, 3 * bs + 5, a + 500 * bs + 3, NBD_CMD_FLAG_FUA);
+	r = t->ops->zero(t->h, 3 * bs + 5, a + 500 * bs + 3, NP_IO_FUA);
 	check(r == 0, "sync zero: %d", r);
 	memset(t->shadow + a + 500 * bs + 3, 0, 3 * bs + 5);
 	/* A fast zero either zeroes or refuses leaving the data alone. */
-	r = t->ops->zero(t->h, 9 * bs + 7, a + 700 * bs + 1, NBD_CMD_FLAG_FAST_ZERO);
+	r = t->ops->zero(t->h, 9 * bs + 7, a + 700 * bs + 1, NP_IO_FAST_ZERO);
 	check(r == 0 || r == -ENOTSUP, "sync fast zero: %d", r);
 	if (r == 0)
 		memset(t->shadow + a + 700 * bs + 1, 0, 9 * bs + 7);
@@ -432,9 +432,9 @@ static void test_bad_input(struct t *t)
 	uint8_t buf[16];
 	int r;
 
-	tio_init(t, &xs[0], NBD_CMD_READ, t->size - 4, 8, false);
-	tio_init(t, &xs[1], NBD_CMD_WRITE, UINT64_MAX - 2, 8, false);
-	tio_init(t, &xs[2], NBD_CMD_READ, 0, 0, false);
+	tio_init(t, &xs[0], NP_OP_READ, t->size - 4, 8, false);
+	tio_init(t, &xs[1], NP_OP_WRITE, UINT64_MAX - 2, 8, false);
+	tio_init(t, &xs[2], NP_OP_READ, 0, 0, false);
 	submit(t, xs, 3);
 	check(xs[0].io.result == -EINVAL, "read past the end: %d", xs[0].io.result);
 	check(xs[1].io.result == -EINVAL, "write at 2^64-3: %d", xs[1].io.result);

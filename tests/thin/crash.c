@@ -115,13 +115,13 @@ static void *child_thread(void *arg)
 		if (kind == 9) {
 			log_rec(REC_ZERO, b, n, seq);
 			rc = (rand_r(&rnd) % 2 ? ops->trim : ops->zero)(h, n * BS, b * BS,
-									NBD_CMD_FLAG_FUA);
+									NP_IO_FUA);
 			fua = true;
 		} else {
 			for (uint32_t k = 0; k < n; k++)
 				pattern(buf + k * BS, b + k, seq);
 			log_rec(REC_WRITE, b, n, seq);
-			rc = ops->pwrite(h, buf, n * BS, b * BS, fua ? NBD_CMD_FLAG_FUA : 0);
+			rc = ops->pwrite(h, buf, n * BS, b * BS, fua ? NP_IO_FUA : 0);
 		}
 		if (rc < 0) {
 			fprintf(stderr, "child: op failed: %s\n", strerror(-rc));

@@ -10,7 +10,7 @@ python3 -c 'import nbd' || fail "python3-libnbd is missing"
 "$NBDPLEX" volume create "$TMP/pool" f 16M || fail "volume create"
 truncate -s 1M "$TMP/ro.img"
 start_server -e m=mem:64M -e f=thin:"$TMP/pool/f" -e ro=file:"$TMP/ro.img",size=1M \
-	-c <(printf '[export ro]\nread-only = yes\n')
+	-c <(printf '[export ro]\nread-only = yes\n') --max-request 32M
 python3 "$NP_SRC/tests/integration/protocol.py" "$PORT" || fail "protocol checks on thin"
 stop_server
 "$NBDPLEX" volume check "$TMP/pool" >/dev/null || fail "pool inconsistent after the checks"

@@ -23,7 +23,7 @@
 #define K  1024ULL
 #define M  (1024 * K)
 #define CS (64 * K)
-#define HZ (NBD_STATE_HOLE | NBD_STATE_ZERO)
+#define HZ (NP_EXTENT_HOLE | NP_EXTENT_ZERO)
 
 static int failures;
 static char pool[PATH_MAX];
@@ -145,7 +145,7 @@ static int write_pat(void *h, uint64_t len, uint64_t off, unsigned seed, uint32_
 /* Returns the extents of [off, off+len) in ext (up to 64). */
 static unsigned extents(void *h, uint64_t len, uint64_t off, struct np_extent *ext)
 {
-	struct np_io io = {.cmd = NBD_CMD_BLOCK_STATUS, .offset = off, .len = len};
+	struct np_io io = {.op = NP_OP_EXTENTS, .offset = off, .len = len};
 
 	io.extents = ext;
 	io.max_extents = 64;
@@ -225,7 +225,7 @@ static void test_rw_holes(void)
 	CHECK_EQ(ext[2].flags, HZ);
 
 	/* An unaligned write over several chunks, FUA. */
-	CHECK_EQ(write_pat(h, 5 * CS + 123, 10 * CS + 77, 2, NBD_CMD_FLAG_FUA), 0);
+	CHECK_EQ(write_pat(h, 5 * CS + 123, 10 * CS + 77, 2, NP_IO_FUA), 0);
 	CHECK(verify(h, 5 * CS + 123, 10 * CS + 77, 2));
 	CHECK(verify(h, 77, 10 * CS, -1));
 	CHECK_EQ(ops->flush(h), 0);
@@ -347,7 +347,7 @@ static void *worker_main(void *arg)
 	for (unsigned i = 0; i < 64 && w->rc == 0; i++) {
 		uint64_t off = 40 * CS + ((uint64_t)i * 4 + w->id) * 4 * K;
 
-		w->rc = write_pat(w->h, 4 * K, off, 10 + w->id, i % 8 == 0 ? NBD_CMD_FLAG_FUA : 0);
+		w->rc = write_pat(w->h, 4 * K, off, 10 + w->id, i % 8 == 0 ? NP_IO_FUA : 0);
 	}
 	return NULL;
 }
@@ -428,7 +428,7 @@ static void test_cache(void)
 	CHECK_EQ(write_pat(v, 4 * K, 4 * K, 54, 0), 0);
 	CHECK(verify(v, 4 * K, 4 * K, 54));
 	CHECK(verify(v, 4 * K, 0, -1));
-	CHECK_EQ(write_pat(v, 4 * K, 4 * K, 55, NBD_CMD_FLAG_FUA), 0); /* in place */
+	CHECK_EQ(write_pat(v, 4 * K, 4 * K, 55, NP_IO_FUA), 0); /* in place */
 	CHECK(verify(v, 4 * K, 4 * K, 55));
 
 	/* A clone of the snapshot, and a second snapshot of the volume. */
@@ -528,7 +528,7 @@ static void *churn_main(void *arg)
 		} else {
 			fill(buf, len, churn_off(w->id, c) + at, 60 + i);
 			if (ops->pwrite(w->h, buf, len, churn_off(w->id, c) + at,
-					op == 1 ? NBD_CMD_FLAG_FUA : 0) < 0)
+					op == 1 ? NP_IO_FUA : 0) < 0)
 				w->bad++;
 			memcpy(w->shadow + (uint64_t)c * CS + at, buf, len);
 		}
@@ -690,17 +690,17 @@ static void test_fast_zero(void)
 	CHECK(ops->caps(h) & NP_CAP_FAST_ZERO);
 	CHECK_EQ(write_pat(h, size, 0, 40, 0), 0);
 	/* Zeroing part of a chunk would cost a write: FAST_ZERO declines. */
-	CHECK_EQ(ops->zero(h, 4 * K, 0, NBD_CMD_FLAG_FAST_ZERO), -ENOTSUP);
-	CHECK_EQ(ops->zero(h, CS, 0, NBD_CMD_FLAG_FAST_ZERO | NBD_CMD_FLAG_NO_HOLE), -ENOTSUP);
+	CHECK_EQ(ops->zero(h, 4 * K, 0, NP_IO_FAST_ZERO), -ENOTSUP);
+	CHECK_EQ(ops->zero(h, CS, 0, NP_IO_FAST_ZERO | NP_IO_NO_HOLE), -ENOTSUP);
 	CHECK(verify(h, size, 0, 40));
 	/* A range that reaches the end unmaps the last, partial chunk. */
-	CHECK_EQ(ops->zero(h, size - CS, CS, NBD_CMD_FLAG_FAST_ZERO), 0);
+	CHECK_EQ(ops->zero(h, size - CS, CS, NP_IO_FAST_ZERO), 0);
 	CHECK(verify(h, CS, 0, 40));
 	CHECK(verify(h, size - CS, CS, -1));
 	CHECK_EQ(extents(h, size, 0, ext), 2);
 	CHECK_EQ(ext[1].flags, HZ);
 	CHECK_EQ(ext[1].length, size - CS);
-	CHECK_EQ(ops->zero(h, CS, 0, NBD_CMD_FLAG_FAST_ZERO), 0);
+	CHECK_EQ(ops->zero(h, CS, 0, NP_IO_FAST_ZERO), 0);
 	CHECK_EQ(extents(h, size, 0, ext), 1);
 	ops->close(h);
 	/* Growing must not bring back what was past the old end. */

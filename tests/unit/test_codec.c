@@ -5,6 +5,7 @@
 #include "net/proto.h"
 #include "storage/storage.h"
 #include "tests/unit/check.h"
+#include "util/size.h"
 
 static void test_request_roundtrip(bool ext)
 {

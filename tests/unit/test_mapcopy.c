@@ -14,7 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "storage/storage.h"
+#include "storage/lib/memfile.h"
 #include "tests/unit/check.h"
 
 #define LEN (1 << 20)

@@ -3,7 +3,6 @@
  * come from SEEK_DATA/SEEK_HOLE, FLUSH is fdatasync and FUA is RWF_DSYNC. */
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/aio_abi.h>
 #include <linux/fs.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -13,15 +12,13 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
-#if __has_include(<valgrind/valgrind.h>)
-#include <valgrind/valgrind.h>
-#endif
 
-#include "net/proto.h"
+#include "storage/lib/aio.h"
+#include "storage/lib/memfile.h"
 #include "storage/storage.h"
+#include "util/size.h"
 
 struct file_h {
 	int fd;
@@ -39,7 +36,7 @@ struct file_h {
 	 * READs to leave from (file_map_read), READs to be copied from
 	 * (map_copy) and, where writable (not for a read-only export),
 	 * WRITEs to land in (map_copy, file_map_write). Copies into and out
-	 * of it survive the file cut short underneath (storage/mapcopy.c). */
+	 * of it survive the file cut short underneath (storage/lib/mapcopy.c). */
 	uint8_t *map;
 	uint64_t map_len;
 	bool map_writable;
@@ -159,8 +156,9 @@ static int file_open(const char *spec, bool readonly, void **handle, char **err)
 	if (opt) {
 		*opt++ = '\0';
 		if (strncmp(opt, "size=", 5) != 0 || np_parse_size(opt + 5, &want) < 0) {
-			r = errf(err, -EINVAL, "file engine: bad option '%s' in '%s' (want size=SIZE)",
-				 opt, spec);
+			r = errf(err, -EINVAL,
+				 "file engine: bad option '%s' in '%s' (want size=SIZE)", opt,
+				 spec);
 			goto out_free_path;
 		}
 		have_size = true;
@@ -210,8 +208,8 @@ static int file_open(const char *spec, bool readonly, void **handle, char **err)
 
 			snprintf(sz, sizeof(sz), "%llu", (unsigned long long)f->size);
 			r = errf(err, -EINVAL,
-				 "%s: file is %s bytes, refusing to shrink or change it to size=", path,
-				 sz);
+				 "%s: file is %s bytes, refusing to shrink or change it to size=",
+				 path, sz);
 			goto out_free_f;
 		}
 	} else {
@@ -283,7 +281,7 @@ static uint64_t file_get_size(void *h)
 	return size;
 }
 
-/* NBD_CMD_RESIZE: grows with a hole or cuts the file, then makes the new
+/* RESIZE: grows with a hole or cuts the file, then makes the new
  * size durable before the client hears of it. */
 static int file_resize(void *h, uint64_t size)
 {
@@ -352,7 +350,7 @@ static int file_pwrite(void *h, const void *buf, uint64_t len, uint64_t off, uin
 {
 	struct file_h *f = h;
 	const uint8_t *p = buf;
-	int rwflags = (flags & NBD_CMD_FLAG_FUA) ? RWF_DSYNC : 0;
+	int rwflags = (flags & NP_IO_FUA) ? RWF_DSYNC : 0;
 	bool big = f->in_memory && len >= NP_BIG_WRITE;
 	uint64_t start = off, total = len;
 	int r = 0;
@@ -396,8 +394,9 @@ static int file_sendfile_fd(void *h, uint64_t off, uint64_t len)
 	return f->fd;
 }
 
-/* Pages a mapped range may span: the largest request, in 4 KiB pages. */
-#define MAP_PAGES (NBD_MAX_PORTABLE_REQUEST / 4096)
+/* Pages a mapped range may span, in 4 KiB pages: the largest request that
+ * every client may send (32 MiB); a larger READ goes the usual way. */
+#define MAP_PAGES ((32u << 20) / 4096)
 
 /* Whether [off, off + len) lies in the mapping with every page of it in
  * memory (mincore): none a hole, none swapped out. Past the mapped length
@@ -436,12 +435,12 @@ static const void *file_map_read(void *h, uint64_t off, uint64_t len)
  * goes the usual way, which answers as pread or pwrite does. */
 static bool map_copy(struct file_h *f, struct np_io *io)
 {
-	if (io->cmd == NBD_CMD_WRITE) {
+	if (io->op == NP_OP_WRITE) {
 		if (!f->map_writable || io->offset + io->len > f->map_len ||
 		    np_mapped_copy(f->map + io->offset, io->buf, io->len) < 0)
 			return false;
 		bits_set(f, io->offset, io->len);
-	} else if (io->cmd != NBD_CMD_READ || !bits_all(f, io->offset, io->len) ||
+	} else if (io->op != NP_OP_READ || !bits_all(f, io->offset, io->len) ||
 		   np_mapped_copy(io->buf, f->map + io->offset, io->len) < 0) {
 		return false; /* (bits_all: no bits without a mapping) */
 	}
@@ -481,26 +480,19 @@ static void *file_map_write(void *h, uint64_t off, uint64_t len, const void *hea
  * thread has its own context, made on first use and destroyed with the
  * thread. */
 
-#define NOW_BATCH      64 /* iocbs per io_submit; the context holds at least this */
-#define AIO_RING_MAGIC 0xa10a10a1
-
-/* The header of the completion ring at an AIO context's address (the
- * kernel's fs/aio.c layout, version 1), then the events. */
-struct aio_ring_view {
-	unsigned id, nr, head, tail, magic, compat_features, incompat_features, header_length;
-	struct io_event events[];
-};
+#define NOW_BATCH 64 /* iocbs per io_submit; the context holds at least this */
 
 static pthread_key_t aio_key;
 static bool aio_key_ok;
 static pthread_once_t aio_once = PTHREAD_ONCE_INIT;
-static __thread aio_context_t tl_aio;
+static __thread struct np_aio tl_aio;
 static __thread int tl_aio_state; /* 0 not tried, 1 usable, -1 unavailable */
-static __thread bool tl_ring_ok;  /* completions may be read from the ring */
 
 static void aio_ctx_destroy(void *ctx)
 {
-	syscall(SYS_io_destroy, (aio_context_t)(uintptr_t)ctx);
+	struct np_aio a = {.ctx = (aio_context_t)(uintptr_t)ctx};
+
+	np_aio_destroy(&a);
 }
 
 static void aio_key_init(void)
@@ -508,67 +500,22 @@ static void aio_key_init(void)
 	aio_key_ok = pthread_key_create(&aio_key, aio_ctx_destroy) == 0;
 }
 
-/* Valgrind learns what a read filled only from io_getevents. */
-static bool under_valgrind(void)
-{
-#if __has_include(<valgrind/valgrind.h>)
-	return RUNNING_ON_VALGRIND;
-#else
-	return false;
-#endif
-}
-
-/* This thread's AIO context, or 0 when there is none to be had (the
+/* This thread's AIO context, or NULL when there is none to be had (the
  * system-wide limit fs.aio-max-nr, say); then requests go one by one. */
-static aio_context_t loop_aio(void)
+static const struct np_aio *loop_aio(void)
 {
 	if (tl_aio_state == 0) {
 		tl_aio_state = -1;
 		pthread_once(&aio_once, aio_key_init);
-		if (aio_key_ok && syscall(SYS_io_setup, NOW_BATCH, &tl_aio) == 0) {
-			struct aio_ring_view *ring = (void *)(uintptr_t)tl_aio;
-
-			if (pthread_setspecific(aio_key, (void *)(uintptr_t)tl_aio) != 0) {
-				aio_ctx_destroy((void *)(uintptr_t)tl_aio);
-				return 0;
+		if (aio_key_ok && np_aio_setup(&tl_aio, NOW_BATCH) == 0) {
+			if (pthread_setspecific(aio_key, (void *)(uintptr_t)tl_aio.ctx) != 0) {
+				np_aio_destroy(&tl_aio);
+				return NULL;
 			}
-			tl_ring_ok = ring->magic == AIO_RING_MAGIC &&
-				     ring->incompat_features == 0 &&
-				     ring->header_length == sizeof(*ring) &&
-				     ring->nr >= NOW_BATCH && !under_valgrind();
 			tl_aio_state = 1;
 		}
 	}
-	return tl_aio_state == 1 ? tl_aio : 0;
-}
-
-/* Collects n completions into ev: those already in the ring without a
- * system call, the rest with io_getevents. Returns how many it got. */
-static int aio_reap(aio_context_t ctx, struct io_event *ev, int n)
-{
-	int got = 0;
-
-	if (tl_ring_ok) {
-		struct aio_ring_view *ring = (void *)(uintptr_t)ctx;
-		unsigned head = ring->head;
-		unsigned tail = __atomic_load_n(&ring->tail, __ATOMIC_ACQUIRE);
-
-		while (got < n && head != tail) {
-			ev[got++] = ring->events[head];
-			head = head + 1 == ring->nr ? 0 : head + 1;
-		}
-		__atomic_store_n(&ring->head, head, __ATOMIC_RELEASE);
-	}
-	while (got < n) {
-		long r = syscall(SYS_io_getevents, ctx, (long)(n - got), (long)(n - got), ev + got,
-				 NULL);
-
-		if (r < 0 && errno != EINTR)
-			break;
-		if (r > 0)
-			got += (int)r;
-	}
-	return got;
+	return tl_aio_state == 1 ? &tl_aio : NULL;
 }
 
 /* Does what is left of one request, from byte `done` on (file_pwrite
@@ -577,14 +524,14 @@ static int rw_rest(struct file_h *f, struct np_io *io, uint64_t done)
 {
 	uint8_t *p = (uint8_t *)io->buf + done;
 
-	if (io->cmd == NBD_CMD_READ)
+	if (io->op == NP_OP_READ)
 		return read_full(f, p, io->len - done, io->offset + done, 0);
 	return file_pwrite(f, p, io->len - done, io->offset + done, 0);
 }
 
 /* Up to NOW_BATCH requests in one io_submit. Anything the kernel does not
  * take, or finishes short, is completed by plain calls. */
-static void rw_submit(struct file_h *f, aio_context_t ctx, struct np_io **ios, int n)
+static void rw_submit(struct file_h *f, const struct np_aio *aio, struct np_io **ios, int n)
 {
 	struct iocb cb[NOW_BATCH], *cbp[NOW_BATCH];
 	struct io_event ev[NOW_BATCH];
@@ -592,22 +539,16 @@ static void rw_submit(struct file_h *f, aio_context_t ctx, struct np_io **ios, i
 	int sent, got;
 
 	for (int i = 0; i < n; i++) {
-		memset(&cb[i], 0, sizeof(cb[i]));
-		cb[i].aio_data = (uint64_t)i;
-		cb[i].aio_lio_opcode =
-		    ios[i]->cmd == NBD_CMD_READ ? IOCB_CMD_PREAD : IOCB_CMD_PWRITE;
-		cb[i].aio_fildes = (uint32_t)f->fd;
-		cb[i].aio_buf = (uint64_t)(uintptr_t)ios[i]->buf;
-		cb[i].aio_nbytes = ios[i]->len;
-		cb[i].aio_offset = (int64_t)ios[i]->offset;
+		np_aio_prep(&cb[i], ios[i]->op == NP_OP_WRITE, f->fd, ios[i]->buf, ios[i]->len,
+			    ios[i]->offset, (uint64_t)i);
 		cbp[i] = &cb[i];
 	}
-	do
-		sent = (int)syscall(SYS_io_submit, ctx, (long)n, cbp);
-	while (sent < 0 && errno == EINTR);
+	sent = np_aio_submit(aio, cbp, (unsigned)n);
 	if (sent < 0)
 		sent = 0;
-	got = aio_reap(ctx, ev, sent);
+	got = sent ? np_aio_reap(aio, ev, (unsigned)sent, (unsigned)sent) : 0;
+	if (got < 0)
+		got = 0;
 	for (int k = 0; k < got; k++) {
 		int i = (int)ev[k].data;
 		struct np_io *io;
@@ -620,7 +561,7 @@ static void rw_submit(struct file_h *f, aio_context_t ctx, struct np_io **ios, i
 			io->result = (int)ev[k].res;
 			continue;
 		}
-		if (io->cmd == NBD_CMD_WRITE) /* (rw_rest marks the rest) */
+		if (io->op == NP_OP_WRITE) /* (rw_rest marks the rest) */
 			bits_set(f, io->offset, (uint64_t)ev[k].res);
 		io->result =
 		    (uint64_t)ev[k].res < io->len ? rw_rest(f, io, (uint64_t)ev[k].res) : 0;
@@ -652,7 +593,7 @@ static void file_rw_nowait(void *h, struct np_io **ios, unsigned n)
 			struct np_io *io = ios[i];
 			int r = -EAGAIN;
 
-			if (io->cmd == NBD_CMD_READ &&
+			if (io->op == NP_OP_READ &&
 			    atomic_load_explicit(&f->nowait_ok, memory_order_relaxed)) {
 				r = read_full(f, io->buf, io->len, io->offset, RWF_NOWAIT);
 				if (r == -EOPNOTSUPP || r == -EINVAL) {
@@ -670,14 +611,14 @@ static void file_rw_nowait(void *h, struct np_io **ios, unsigned n)
 		unsigned k = n - i < NOW_BATCH ? n - i : NOW_BATCH;
 		struct np_io *todo[NOW_BATCH];
 		int m = 0;
-		aio_context_t ctx;
+		const struct np_aio *aio;
 
 		for (unsigned j = 0; j < k; j++)
 			if (!map_copy(f, ios[i + j]))
 				todo[m++] = ios[i + j];
-		ctx = m > 1 ? loop_aio() : 0;
-		if (ctx)
-			rw_submit(f, ctx, todo, m);
+		aio = m > 1 ? loop_aio() : NULL;
+		if (aio)
+			rw_submit(f, aio, todo, m);
 		else
 			for (int j = 0; j < m; j++)
 				todo[j]->result = rw_rest(f, todo[j], 0);
@@ -691,7 +632,7 @@ static int file_flush(void *h)
 
 static int fua_done(struct file_h *f, uint32_t flags, int r)
 {
-	if (r == 0 && (flags & NBD_CMD_FLAG_FUA))
+	if (r == 0 && (flags & NP_IO_FUA))
 		r = file_flush(f);
 	return r;
 }
@@ -737,7 +678,7 @@ static int file_zero(void *h, uint64_t len, uint64_t off, uint32_t flags)
 		uint64_t range[2] = {off, len};
 
 		r = ioctl(f->fd, BLKZEROOUT, range) < 0 ? -errno : 0;
-	} else if (flags & NBD_CMD_FLAG_NO_HOLE) {
+	} else if (flags & NP_IO_NO_HOLE) {
 		r = fallocate(f->fd, FALLOC_FL_ZERO_RANGE, (off_t)off, (off_t)len) < 0 ? -errno : 0;
 	} else {
 		r = punch(f, len, off);
@@ -777,7 +718,7 @@ static int file_extents(void *h, struct np_io *io)
 		if ((uint64_t)data > pos) {
 			uint64_t n = ((uint64_t)data < end ? (uint64_t)data : end) - pos;
 
-			if (!np_io_add_extent(io, n, NBD_STATE_HOLE | NBD_STATE_ZERO))
+			if (!np_io_add_extent(io, n, NP_EXTENT_HOLE | NP_EXTENT_ZERO))
 				return 0;
 			pos += n;
 			if (pos >= end)
@@ -815,6 +756,7 @@ const struct np_storage_ops np_storage_file = {
     .size = sizeof(struct np_storage_ops),
     .api_version = NP_STORAGE_API_VERSION,
     .name = "file",
+    .usage = "PATH[,size=SIZE]\ta sparse file (created if missing and a size is given)",
     .open = file_open,
     .close = file_close,
     .get_size = file_get_size,

@@ -22,7 +22,7 @@
 #include <stdatomic.h>
 #include <string.h>
 
-#include "storage/storage.h"
+#include "storage/lib/memfile.h"
 
 static __thread sigjmp_buf *copy_jmp; /* set only during a guarded copy */
 static struct sigaction old_bus;

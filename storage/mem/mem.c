@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "net/proto.h"
 #include "storage/storage.h"
+#include "util/size.h"
 
 #define MEM_PAGE (64 * 1024)
 
@@ -152,7 +152,7 @@ static int mem_extents(void *h, struct np_io *io)
 	FOR_EACH_PIECE(io->offset, io->len, pg, in, n)
 	{
 		(void)in;
-		more = np_io_add_extent(io, n, m->pages[pg] ? 0 : NBD_STATE_HOLE | NBD_STATE_ZERO);
+		more = np_io_add_extent(io, n, m->pages[pg] ? 0 : NP_EXTENT_HOLE | NP_EXTENT_ZERO);
 		if (!more)
 			break;
 	}
@@ -175,18 +175,19 @@ static int mem_space(void *h, uint64_t *used, uint64_t *capacity)
 }
 
 const struct np_storage_ops np_storage_mem = {
-	.size = sizeof(struct np_storage_ops),
-	.api_version = NP_STORAGE_API_VERSION,
-	.name = "mem",
-	.open = mem_open,
-	.close = mem_close,
-	.get_size = mem_get_size,
-	.caps = mem_caps,
-	.pread = mem_pread,
-	.pwrite = mem_pwrite,
-	.flush = mem_flush,
-	.trim = mem_zero,
-	.zero = mem_zero,
-	.extents = mem_extents,
-	.space = mem_space,
+    .size = sizeof(struct np_storage_ops),
+    .api_version = NP_STORAGE_API_VERSION,
+    .name = "mem",
+    .usage = "SIZE\tin memory, for tests",
+    .open = mem_open,
+    .close = mem_close,
+    .get_size = mem_get_size,
+    .caps = mem_caps,
+    .pread = mem_pread,
+    .pwrite = mem_pwrite,
+    .flush = mem_flush,
+    .trim = mem_zero,
+    .zero = mem_zero,
+    .extents = mem_extents,
+    .space = mem_space,
 };

@@ -1,10 +1,12 @@
-/* The raw engine's asynchronous path: one libaio context per event loop.
+/* The raw engine's asynchronous path: one kernel AIO context per event loop
+ * (storage/lib/aio.c, the path the file engine uses too).
  *
  * Reads, and writes whose offset and length are block-aligned, go to the
  * device from the loop thread: every request of a submit() batch becomes an
  * iocb, and all of them leave in one io_submit. Each iocb signals the loop's
  * eventfd when it completes; a uv_poll_t on that eventfd drains the
- * completions with io_getevents and calls io->done on the loop thread.
+ * completions (from the kernel's ring, or io_getevents) and calls io->done
+ * on the loop thread.
  *
  * What may block goes to libuv's worker pool through np_io_run_sync: flush
  * (fdatasync), trim and zero (ioctls that wait for the device), writes that
@@ -20,7 +22,6 @@
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
-#include <libaio.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,8 +30,8 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "net/proto.h"
-#include "storage/raw_int.h"
+#include "storage/lib/aio.h"
+#include "storage/raw/raw_int.h"
 
 /* iocbs in flight per loop; more requests wait in a FIFO for a slot. */
 #define RAW_SLOTS 256
@@ -57,7 +58,7 @@ struct raw_req {
 struct raw_loop {
 	struct raw_handle *h;
 	uv_loop_t *loop;
-	io_context_t ctx;
+	struct np_aio aio;
 	int efd;
 	uv_poll_t poll;
 
@@ -117,7 +118,7 @@ static void raw_close_cb(uv_handle_t *handle)
 {
 	struct raw_loop *lh = handle->data;
 
-	io_destroy(lh->ctx);
+	np_aio_destroy(&lh->aio);
 	close(lh->efd);
 	free(lh->batch);
 	free(lh->reqs);
@@ -201,7 +202,7 @@ static int raw_prep(struct raw_loop *lh, struct raw_req *req, struct np_io *io)
 	req->locked = false;
 	if (hi - lo > RAW_AIO_MAX_LEN)
 		return RAW_PUNT;
-	if (io->cmd == NBD_CMD_WRITE) {
+	if (io->op == NP_OP_WRITE) {
 		if (!exact)
 			return RAW_PUNT;
 		if (!raw_range_trylock(h, &req->range, lo, hi))
@@ -218,18 +219,17 @@ static int raw_prep(struct raw_loop *lh, struct raw_req *req, struct np_io *io)
 		}
 		buf = req->bounce;
 	}
-	if (io->cmd == NBD_CMD_WRITE) {
+	if (io->op == NP_OP_WRITE) {
 		if (req->bounce)
 			memcpy(req->bounce, io->buf, (size_t)io->len);
-		io_prep_pwrite(&req->cb, h->fd, buf, (size_t)(hi - lo), (long long)lo);
+		np_aio_prep(&req->cb, true, h->fd, buf, hi - lo, lo, (uint64_t)(uintptr_t)req);
 		/* FUA natively: the write completes only once it is durable. */
-		if (io->flags & NBD_CMD_FLAG_FUA)
+		if (io->flags & NP_IO_FUA)
 			req->cb.aio_rw_flags = RWF_DSYNC;
 	} else {
-		io_prep_pread(&req->cb, h->fd, buf, (size_t)(hi - lo), (long long)lo);
+		np_aio_prep(&req->cb, false, h->fd, buf, hi - lo, lo, (uint64_t)(uintptr_t)req);
 	}
-	io_set_eventfd(&req->cb, lh->efd);
-	req->cb.data = req;
+	np_aio_notify(&req->cb, lh->efd);
 	return 0;
 }
 
@@ -252,11 +252,11 @@ static struct np_io *raw_finish(struct raw_loop *lh, struct raw_req *req, long r
 
 	if (res < 0)
 		io->result = (int)res;
-	else if ((unsigned long)res != req->cb.u.c.nbytes)
+	else if ((uint64_t)res != req->cb.aio_nbytes)
 		io->result = -EIO; /* a short transfer inside the device */
 	else
 		io->result = 0;
-	if (io->result == 0 && io->cmd == NBD_CMD_READ && req->bounce)
+	if (io->result == 0 && io->op == NP_OP_READ && req->bounce)
 		memcpy(io->buf, (char *)req->bounce + req->skip, (size_t)io->len);
 	raw_unprep(lh, req);
 	return io;
@@ -269,7 +269,7 @@ static void raw_submit_batch(struct raw_loop *lh, unsigned n)
 
 	/* Each round submits at least one iocb or fails one, so this ends. */
 	while (sent < n) {
-		int r = io_submit(lh->ctx, (long)(n - sent), lh->batch + sent);
+		int r = np_aio_submit(&lh->aio, lh->batch + sent, n - sent);
 		struct raw_req *req;
 
 		if (r > 0) {
@@ -283,7 +283,7 @@ static void raw_submit_batch(struct raw_loop *lh, unsigned n)
 			unsigned i;
 
 			for (i = n; i-- > sent;) {
-				req = lh->batch[i]->data;
+				req = (struct raw_req *)(uintptr_t)lh->batch[i]->aio_data;
 				req->io->next = lh->pend_head;
 				lh->pend_head = req->io;
 				if (!lh->pend_tail)
@@ -292,8 +292,8 @@ static void raw_submit_batch(struct raw_loop *lh, unsigned n)
 			}
 			return;
 		}
-		req = lh->batch[sent]->data;
-		raw_defer(lh, raw_finish(lh, req, r < 0 ? r : -EIO), r < 0 ? r : -EIO);
+		req = (struct raw_req *)(uintptr_t)lh->batch[sent]->aio_data;
+		raw_defer(lh, raw_finish(lh, req, r), r);
 		sent++;
 	}
 }
@@ -333,7 +333,6 @@ static void raw_poll_cb(uv_poll_t *poll, int status, int events)
 {
 	struct raw_loop *lh = poll->data;
 	struct io_event ev[RAW_REAP];
-	struct timespec zero = {0, 0};
 	struct np_io *io, *next;
 	uint64_t count;
 	int round, n = 0, i;
@@ -346,10 +345,11 @@ static void raw_poll_cb(uv_poll_t *poll, int status, int events)
 		/* EAGAIN: a spurious wake-up; reap anyway */
 	}
 	for (round = 0; round < RAW_REAP_ROUNDS; round++) {
-		n = io_getevents(lh->ctx, 0, RAW_REAP, ev, &zero);
+		n = np_aio_reap(&lh->aio, ev, 0, RAW_REAP);
 		for (i = 0; i < n; i++) {
 			lh->aio_inflight--;
-			io = raw_finish(lh, ev[i].data, (long)ev[i].res);
+			io = raw_finish(lh, (struct raw_req *)(uintptr_t)ev[i].data,
+					(long)ev[i].res);
 			raw_complete(lh, io);
 		}
 		if (n < RAW_REAP)
@@ -384,10 +384,10 @@ int raw_loop_open(void *hv, void *loop, void **loop_handle)
 	lh->h = hv;
 	lh->loop = loop;
 	lh->nslots = RAW_SLOTS;
-	r = io_setup((int)lh->nslots, &lh->ctx);
+	r = np_aio_setup(&lh->aio, lh->nslots);
 	if (r == -EAGAIN) {
 		lh->nslots = RAW_SLOTS_MIN;
-		r = io_setup((int)lh->nslots, &lh->ctx);
+		r = np_aio_setup(&lh->aio, lh->nslots);
 	}
 	if (r < 0)
 		goto out_free;
@@ -423,7 +423,7 @@ int raw_loop_open(void *hv, void *loop, void **loop_handle)
 out_close_efd:
 	close(lh->efd);
 out_destroy:
-	io_destroy(lh->ctx);
+	np_aio_destroy(&lh->aio);
 out_free:
 	free(lh->batch);
 	free(lh->reqs);
@@ -463,14 +463,14 @@ void raw_submit(void *loop_handle, struct np_io **ios, unsigned n)
 			raw_defer(lh, io, -ESHUTDOWN);
 			continue;
 		}
-		switch (io->cmd) {
-		case NBD_CMD_READ:
-		case NBD_CMD_WRITE:
+		switch (io->op) {
+		case NP_OP_READ:
+		case NP_OP_WRITE:
 			if (io->offset > h->size || io->len > h->size - io->offset)
 				raw_defer(lh, io, -EINVAL);
 			else if (io->len == 0)
 				raw_defer(lh, io, 0);
-			else if (io->cmd == NBD_CMD_WRITE && h->readonly)
+			else if (io->op == NP_OP_WRITE && h->readonly)
 				raw_defer(lh, io, -EPERM);
 			else
 				raw_list_push(&lh->pend_head, &lh->pend_tail, io);

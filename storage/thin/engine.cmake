@@ -1,5 +1,11 @@
 # The thin engine (RocksDB) and `nbdplex volume`. Included by the top-level
-# CMakeLists.txt after npcore exists; adds to npcore and registers the tests.
+# CMakeLists.txt (in its scope) through storage/engines.cmake's loop; adds
+# the engine and its subcommand and registers the tests. Without RocksDB,
+# or with NP_WITH_THIN off, it is left out.
+option(NP_WITH_THIN "the thin engine (RocksDB) and nbdplex volume" ON)
+if(NOT NP_WITH_THIN)
+  return()
+endif()
 find_library(NP_ROCKSDB_LIB rocksdb)
 find_path(NP_ROCKSDB_INC rocksdb/c.h)
 if(NOT NP_ROCKSDB_LIB OR NOT NP_ROCKSDB_INC)
@@ -7,17 +13,22 @@ if(NOT NP_ROCKSDB_LIB OR NOT NP_ROCKSDB_INC)
   return()
 endif()
 
+np_add_engine(NAME thin
+  SOURCES
+    ${CMAKE_CURRENT_LIST_DIR}/thin.c
+    ${CMAKE_CURRENT_LIST_DIR}/pool.c
+    ${CMAKE_CURRENT_LIST_DIR}/alloc.c
+    ${CMAKE_CURRENT_LIST_DIR}/admin.c
+    ${CMAKE_CURRENT_LIST_DIR}/control.c
+  LIBS ${NP_ROCKSDB_LIB}
+  COMMAND volume np_cmd_volume "manage thin pools: init, create, snapshot, clone, list, ...")
+
+# `nbdplex volume` itself (the tools).
 list(APPEND NP_EXTRA_SOURCES
-  ${CMAKE_SOURCE_DIR}/storage/thin/thin.c
-  ${CMAKE_SOURCE_DIR}/storage/thin/pool.c
-  ${CMAKE_SOURCE_DIR}/storage/thin/alloc.c
-  ${CMAKE_SOURCE_DIR}/storage/thin/admin.c
-  ${CMAKE_SOURCE_DIR}/storage/thin/control.c
   ${CMAKE_SOURCE_DIR}/tools/volume.c
   ${CMAKE_SOURCE_DIR}/tools/volume_copy.c
   ${CMAKE_SOURCE_DIR}/tools/progress.c
 )
-list(APPEND NP_EXTRA_LIBS ${NP_ROCKSDB_LIB})
 # volume import/export speak NBD through libnbd; without it they copy
 # files only.
 pkg_check_modules(LIBNBD IMPORTED_TARGET libnbd)
@@ -28,7 +39,6 @@ else()
   message(STATUS "thin engine: libnbd-dev not found, volume import/export without NBD")
   list(APPEND NP_EXTRA_SOURCES ${CMAKE_SOURCE_DIR}/tools/volume_nbd_none.c)
 endif()
-list(APPEND NP_EXTRA_DEFS NP_HAVE_THIN)
 
 add_executable(test_thin ${CMAKE_SOURCE_DIR}/tests/thin/test_thin.c)
 target_link_libraries(test_thin PRIVATE npcore)

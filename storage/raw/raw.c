@@ -4,7 +4,7 @@
  *
  * This file holds open/close, the capability queries, the synchronous
  * operations the core runs on worker threads, and the range lock that keeps
- * read-modify-write of partial blocks correct. The per-loop libaio path is in
+ * read-modify-write of partial blocks correct. The per-loop kernel AIO path is in
  * raw_aio.c.
  *
  * O_DIRECT needs offsets, lengths and buffers aligned to the device's logical
@@ -27,8 +27,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "net/proto.h"
-#include "storage/raw_int.h"
+#include "storage/raw/raw_int.h"
 
 /* The largest piece written at once when zeroes have to be written out. */
 #define RAW_ZERO_CHUNK (1024U * 1024)
@@ -401,7 +400,7 @@ static int raw_pwrite(void *hv, const void *buf, uint64_t len, uint64_t off, uin
 	if (r < 0 || len == 0)
 		return r;
 	raw_range_lock(h, &range, raw_down(h, off), raw_up(h, off + len));
-	r = raw_write_locked(h, buf, len, off, (flags & NBD_CMD_FLAG_FUA) ? RWF_DSYNC : 0);
+	r = raw_write_locked(h, buf, len, off, (flags & NP_IO_FUA) ? RWF_DSYNC : 0);
 	raw_range_unlock(h, &range);
 	return r;
 }
@@ -501,7 +500,7 @@ static int raw_zero(void *hv, uint64_t len, uint64_t off, uint32_t flags)
 	alo = raw_up(h, off);
 	ahi = raw_down(h, off + len);
 	raw_range_lock(h, &range, lo, hi);
-	if (flags & NBD_CMD_FLAG_FAST_ZERO) {
+	if (flags & NP_IO_FAST_ZERO) {
 		/* The client would rather write zeroes itself than wait for
 		 * us to: only a fast zero of the whole blocks will do, tried
 		 * first so that a refusal leaves the range untouched. */
@@ -519,7 +518,7 @@ static int raw_zero(void *hv, uint64_t len, uint64_t off, uint32_t flags)
 		}
 	}
 	raw_range_unlock(h, &range);
-	if (r == 0 && (flags & NBD_CMD_FLAG_FUA))
+	if (r == 0 && (flags & NP_IO_FUA))
 		r = raw_flush(h);
 	return r;
 }
@@ -553,7 +552,7 @@ static int raw_trim(void *hv, uint64_t len, uint64_t off, uint32_t flags)
 		if (raw_unsupported(r))
 			r = 0;
 	}
-	if (r == 0 && (flags & NBD_CMD_FLAG_FUA))
+	if (r == 0 && (flags & NP_IO_FUA))
 		r = raw_flush(h);
 	return r;
 }
@@ -562,6 +561,7 @@ const struct np_storage_ops np_storage_raw = {
     .size = sizeof(struct np_storage_ops),
     .api_version = NP_STORAGE_API_VERSION,
     .name = "raw",
+    .usage = "DEVICE\ta block device, O_DIRECT through kernel AIO",
     .open = raw_open,
     .close = raw_close,
     .get_size = raw_get_size,

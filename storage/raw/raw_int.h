@@ -1,8 +1,8 @@
 /* Internal declarations of the raw engine, shared by raw.c (open, the
- * synchronous operations, the range lock) and raw_aio.c (the per-loop libaio
+ * synchronous operations, the range lock) and raw_aio.c (the per-loop kernel AIO
  * path). Nothing here is visible to the core. */
-#ifndef NP_STORAGE_RAW_INT_H
-#define NP_STORAGE_RAW_INT_H
+#ifndef NP_STORAGE_RAW_RAW_INT_H
+#define NP_STORAGE_RAW_RAW_INT_H
 
 #include <pthread.h>
 #include <stdbool.h>
