@@ -18,6 +18,7 @@
 
 #include "net/proto.h"
 #include "tools/attach_tls.h"
+#include "util/fullio.h"
 
 /* No single handshake step may take longer than this. */
 #define HANDSHAKE_TIMEOUT_S 30
@@ -40,25 +41,14 @@ struct conn {
 
 static int io_all(struct conn *c, void *buf, size_t len, int writing)
 {
-	int fd = c->fd;
-	uint8_t *p = buf;
+	int r;
 
 	if (c->tls)
 		return np_tls_io(c->tls, buf, len, writing);
-
-	while (len) {
-		ssize_t n = writing ? send(fd, p, len, MSG_NOSIGNAL) : recv(fd, p, len, 0);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return -ECONNRESET;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
+	r = writing ? np_write_full(c->fd, buf, len) : np_read_full(c->fd, buf, len);
+	/* A server that closes in the middle of a message has reset the
+	 * session, as far as the handshake is concerned. */
+	return r == -ENODATA ? -ECONNRESET : r;
 }
 
 static int split_path(const char *path, char *host, size_t hostlen, char *port, size_t portlen)
