@@ -1,5 +1,6 @@
-# The thin engine (RocksDB) and `nbdplex volume`. Included by the top-level
-# CMakeLists.txt after npcore exists; adds to npcore and registers the tests.
+# The thin engine (RocksDB). Included by the top-level CMakeLists.txt after
+# npcore exists; adds to npcore and registers the tests. tools/tools.cmake
+# adds `nbdplex volume` where this engine is built.
 find_library(NP_ROCKSDB_LIB rocksdb)
 find_path(NP_ROCKSDB_INC rocksdb/c.h)
 if(NOT NP_ROCKSDB_LIB OR NOT NP_ROCKSDB_INC)
@@ -13,32 +14,19 @@ list(APPEND NP_EXTRA_SOURCES
   ${CMAKE_SOURCE_DIR}/storage/thin/alloc.c
   ${CMAKE_SOURCE_DIR}/storage/thin/admin.c
   ${CMAKE_SOURCE_DIR}/storage/thin/control.c
-  ${CMAKE_SOURCE_DIR}/tools/volume.c
-  ${CMAKE_SOURCE_DIR}/tools/volume_copy.c
-  ${CMAKE_SOURCE_DIR}/tools/progress.c
 )
 list(APPEND NP_EXTRA_LIBS ${NP_ROCKSDB_LIB})
-# volume import/export speak NBD through libnbd; without it they copy
-# files only.
-pkg_check_modules(LIBNBD IMPORTED_TARGET libnbd)
-if(LIBNBD_FOUND)
-  list(APPEND NP_EXTRA_SOURCES ${CMAKE_SOURCE_DIR}/tools/volume_nbd.c)
-  list(APPEND NP_EXTRA_LIBS PkgConfig::LIBNBD)
-else()
-  message(STATUS "thin engine: libnbd-dev not found, volume import/export without NBD")
-  list(APPEND NP_EXTRA_SOURCES ${CMAKE_SOURCE_DIR}/tools/volume_nbd_none.c)
-endif()
 list(APPEND NP_EXTRA_DEFS NP_HAVE_THIN)
 
 add_executable(test_thin ${CMAKE_SOURCE_DIR}/tests/thin/test_thin.c)
-target_link_libraries(test_thin PRIVATE npcore)
+target_link_libraries(test_thin PRIVATE nptools)
 # test_thin counts the engine's hole punches (__wrap_fallocate).
 target_link_options(test_thin PRIVATE "-Wl,--wrap=fallocate")
 add_test(NAME thin_unit COMMAND test_thin)
 set_tests_properties(thin_unit PROPERTIES LABELS "thin" TIMEOUT 300)
 
 add_executable(thin_crash ${CMAKE_SOURCE_DIR}/tests/thin/crash.c)
-target_link_libraries(thin_crash PRIVATE npcore)
+target_link_libraries(thin_crash PRIVATE nptools)
 add_test(NAME thin_crash COMMAND thin_crash 12)
 set_tests_properties(thin_crash PROPERTIES LABELS "thin" TIMEOUT 300)
 
