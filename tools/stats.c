@@ -1,22 +1,17 @@
 /* `nbdplex stats`: asks a running server's control socket for its
  * statistics. */
-#include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <unistd.h>
 
 #include "tools/stats.h"
+#include "util/ctl.h"
 
 /* nbdplex stats --control PATH: prints the server's statistics. */
 int np_cmd_stats(int argc, char **argv)
 {
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	char *words[] = {"stats"};
 	const char *path = NULL;
-	char buf[65536];
-	ssize_t n;
-	int fd;
+	int rc;
 
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -39,19 +34,10 @@ int np_cmd_stats(int argc, char **argv)
 		fprintf(stderr, "nbdplex stats: give the server's --control SOCKET\n");
 		return 2;
 	}
-	if (strlen(path) >= sizeof(sa.sun_path)) {
-		fprintf(stderr, "nbdplex stats: %s: path too long\n", path);
-		return 2;
-	}
-	strcpy(sa.sun_path, path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-	    write(fd, "stats\n", 6) != 6) {
-		fprintf(stderr, "nbdplex stats: %s: %s\n", path, strerror(errno));
+	rc = np_ctl_call(path, NP_CTL_RAW, 1, words, np_ctl_out_file, stdout, NULL);
+	if (rc < 0) {
+		fprintf(stderr, "nbdplex stats: %s: %s\n", path, strerror(-rc));
 		return 1;
 	}
-	while ((n = read(fd, buf, sizeof(buf))) > 0)
-		fwrite(buf, 1, (size_t)n, stdout);
-	close(fd);
-	return n < 0 ? 1 : 0;
+	return 0;
 }

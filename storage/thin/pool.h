@@ -59,6 +59,8 @@
 
 #include <rocksdb/c.h>
 
+#include "util/err.h"
+
 #define THIN_NAME_MAX      128
 #define THIN_TOMBSTONE     UINT64_MAX
 #define THIN_SEG_BYTES     512 /* one bitmap segment: 4096 chunks */
@@ -213,10 +215,7 @@ struct thin_pool {
 
 	pthread_rwlock_t stripes[THIN_STRIPES]; /* writers exclusive, readers shared */
 
-	bool ctl_running;
-	int ctl_fd;
-	int ctl_wake[2];
-	pthread_t ctl_thread;
+	struct np_ctl *ctl; /* POOLDIR/control.sock, when served */
 };
 
 /* thin.c */
@@ -239,7 +238,8 @@ struct thin_dev *thin_dev_find(struct thin_pool *p, const char *name);
 struct thin_dev *thin_dev_get(struct thin_pool *p, uint64_t id);
 void thin_key_dev(uint8_t *key, uint64_t id);
 void thin_key_map(uint8_t *key, uint64_t dev, uint64_t lchunk);
-int thin_errmsg(char **err, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* The repository's error convention (util/err.h), under thin's old name. */
+#define thin_errmsg np_errmsg
 bool thin_name_ok(const char *name);
 /* Calls cb for each entry of dev's own map in [from, to) (to UINT64_MAX: to
  * the end), in order, until cb returns non-zero. */
