@@ -3,7 +3,8 @@
  * While a server has a pool open, RocksDB's lock keeps `nbdplex volume` from
  * opening it, so the process that has it open answers catalog commands on
  * an NP_CTL_STATUS socket (util/ctl.h): the words of the command, then the
- * command's output and a last line "OK" or "ERR <errno> <message>".
+ * command's output and a last line "OK" or "ERR <errno> <message>". The
+ * verbs turn the words into calls of the typed API (thin_admin.h).
  *
  * The socket is mode 0600: whoever may change the catalog may also open
  * the pool directly. */
@@ -13,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "storage/storage.h"
 #include "storage/thin/pool.h"
 #include "util/ctl.h"
 
@@ -23,16 +25,64 @@ static int verb_ping(void *ctx, int argc, char **argv, FILE *out, char **err)
 	return 0;
 }
 
-static int verb_admin(void *ctx, int argc, char **argv, FILE *out, char **err)
+static int parse_size(const char *s, uint64_t *out, char **err)
 {
-	return thin_admin(ctx, argc, argv, out, err);
+	if (np_parse_size(s, out) < 0 || *out == 0 || *out > THIN_MAX_SIZE)
+		return thin_errmsg(err, -EINVAL, "size %s: expected 1 byte to 4E, with K/M/G/T", s);
+	return 0;
 }
 
+static int verb_create(void *ctx, int argc, char **argv, FILE *out, char **err)
+{
+	uint64_t size;
+	int rc = parse_size(argv[2], &size, err);
+
+	return rc < 0 ? rc : thin_admin_create(ctx, argv[1], size, err);
+}
+
+static int verb_resize(void *ctx, int argc, char **argv, FILE *out, char **err)
+{
+	uint64_t size;
+	int rc = parse_size(argv[2], &size, err);
+
+	return rc < 0 ? rc : thin_admin_resize(ctx, argv[1], size, err);
+}
+
+static int verb_snapshot(void *ctx, int argc, char **argv, FILE *out, char **err)
+{
+	return thin_admin_snapshot(ctx, argv[1], argv[2], err);
+}
+
+static int verb_clone(void *ctx, int argc, char **argv, FILE *out, char **err)
+{
+	return thin_admin_clone(ctx, argv[1], argv[2], err);
+}
+
+static int verb_delete(void *ctx, int argc, char **argv, FILE *out, char **err)
+{
+	return thin_admin_delete(ctx, argv[1], err);
+}
+
+static int verb_check(void *ctx, int argc, char **argv, FILE *out, char **err)
+{
+	return thin_admin_check(ctx, out, err);
+}
+
+static int verb_list(void *ctx, int argc, char **argv, FILE *out, char **err)
+{
+	return thin_admin_print_list(ctx, out, err);
+}
+
+/* The one place where the words of a request become typed calls. */
 static const struct np_ctl_verb verbs[] = {
-    {"ping", 0, verb_ping, "ping"},   {"list", -1, verb_admin, NULL},
-    {"check", -1, verb_admin, NULL},  {"create", -1, verb_admin, NULL},
-    {"resize", -1, verb_admin, NULL}, {"snapshot", -1, verb_admin, NULL},
-    {"clone", -1, verb_admin, NULL},  {"delete", -1, verb_admin, NULL},
+    {"ping", 0, verb_ping, "ping"},
+    {"list", 0, verb_list, "list"},
+    {"check", 0, verb_check, "check"},
+    {"create", 2, verb_create, "create VOLUME SIZE"},
+    {"resize", 2, verb_resize, "resize VOLUME SIZE"},
+    {"snapshot", 2, verb_snapshot, "snapshot VOLUME SNAPSHOT"},
+    {"clone", 2, verb_clone, "clone SNAPSHOT NEWVOLUME"},
+    {"delete", 1, verb_delete, "delete NAME"},
 };
 
 static void sock_path(const char *dir, char *path, size_t size)

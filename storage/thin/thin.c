@@ -343,16 +343,15 @@ static uint64_t thin_get_size(void *h)
 static int thin_resize(void *h, uint64_t size)
 {
 	struct thin_vol *v = h;
-	char name[sizeof(v->name)], sz[32];
-	char *argv[] = {"resize", name, sz};
+	char name[sizeof(v->name)];
 	char *err = NULL;
 	int rc;
 
 	if (v->readonly)
 		return -EPERM;
+	/* A copy: the catalog change refreshes v under the pool's lock. */
 	snprintf(name, sizeof(name), "%s", v->name);
-	snprintf(sz, sizeof(sz), "%llu", (unsigned long long)size);
-	rc = thin_admin(v->pool, 3, argv, NULL, &err);
+	rc = thin_admin_resize(v->pool, name, size, &err);
 	free(err);
 	return rc;
 }
