@@ -130,14 +130,15 @@ static int read_reply(struct conn *c, uint32_t opt, uint32_t *type, uint8_t *dat
 		      uint32_t *len)
 {
 	uint8_t hdr[NBD_OPT_REPLY_HDR_SIZE];
+	struct nbd_opt_reply rep;
 	int r = io_all(c, hdr, sizeof(hdr), 0);
 
 	if (r)
 		return r;
-	if (np_get64(hdr) != NBD_REP_MAGIC || np_get32(hdr + 8) != opt)
+	if (nbd_opt_reply_decode(hdr, sizeof(hdr), &rep) < 0 || rep.opt != opt)
 		return -EBADMSG;
-	*type = np_get32(hdr + 12);
-	*len = np_get32(hdr + 16);
+	*type = rep.type;
+	*len = rep.length;
 	if (*len > size - 1)
 		return -E2BIG;
 	r = io_all(c, data, *len, 0);
@@ -160,17 +161,15 @@ static int prefix_path(char *err, size_t errlen, const char *path)
 static int opt_go(struct conn *c, uint32_t opt, const char *path, const char *name,
 		  struct np_export_info *info, char *err, size_t errlen)
 {
-	size_t nlen = strlen(name);
-	uint8_t req[4 + NBD_MAX_STRING + 4], data[1024];
+	static const uint16_t want[] = {NBD_INFO_BLOCK_SIZE};
+	uint8_t req[4 + NBD_MAX_STRING + 2 + 2 * 1], data[1024];
+	size_t n = nbd_opt_go_encode(req, name, strlen(name), want, 1);
 	int got_export = 0, r;
 
-	np_put32(req, (uint32_t)nlen);
-	memcpy(req + 4, name, nlen);
-	np_put16(req + 4 + nlen, 1);
-	np_put16(req + 6 + nlen, NBD_INFO_BLOCK_SIZE);
-	r = send_opt(c, opt, req, (uint32_t)(nlen + 8));
+	r = send_opt(c, opt, req, (uint32_t)n);
 	/* A server sends at most a few infos; bound the loop anyway. */
 	for (int i = 0; !r && i < 64; i++) {
+		struct nbd_info ni;
 		uint32_t type, len;
 
 		r = read_reply(c, opt, &type, data, sizeof(data), &len);
@@ -197,14 +196,16 @@ static int opt_go(struct conn *c, uint32_t opt, const char *path, const char *na
 			return np_nbd_fail(err, errlen,
 					   "%s: server refused export '%s': %s (error %#x)", path,
 					   name, len ? (char *)data : "no reason given", type);
-		if (type != NBD_REP_INFO || len < 2)
+		/* An info too short for its type is ignored, like one we do
+		 * not know. */
+		if (type != NBD_REP_INFO || nbd_info_decode(data, len, &ni) < 0)
 			continue;
-		if (np_get16(data) == NBD_INFO_EXPORT && len >= 12) {
-			info->size = np_get64(data + 2);
-			info->flags = np_get16(data + 10);
+		if (ni.type == NBD_INFO_EXPORT) {
+			info->size = ni.size;
+			info->flags = ni.tflags;
 			got_export = 1;
-		} else if (np_get16(data) == NBD_INFO_BLOCK_SIZE && len >= 14) {
-			info->min_block = np_get32(data + 2);
+		} else if (ni.type == NBD_INFO_BLOCK_SIZE) {
+			info->min_block = ni.min_block;
 		}
 	}
 	return np_nbd_fail(err, errlen, "%s: handshake failed: %s", path,
@@ -222,8 +223,7 @@ static int opt_export_name(struct conn *c, const char *path, const char *name, i
 	if (r)
 		return np_nbd_fail(err, errlen, "%s: server refused export '%s' (%s)", path, name,
 				   strerror(-r));
-	info->size = np_get64(reply);
-	info->flags = np_get16(reply + 8);
+	nbd_export_name_reply_decode(reply, sizeof(reply), &info->size, &info->flags);
 	return 0;
 }
 
@@ -257,7 +257,7 @@ static int starttls(struct conn *c, const char *path, struct np_tls *tls, char *
 static int negotiate(struct conn *c, const char *path, const char *name, struct np_tls *tls,
 		     uint32_t opt, struct np_export_info *info, char *err, size_t errlen)
 {
-	uint8_t greet[18], cflags[4];
+	uint8_t greet[NBD_GREETING_SIZE], cflags[4];
 	uint16_t hflags;
 	int r;
 
@@ -270,9 +270,8 @@ static int negotiate(struct conn *c, const char *path, const char *name, struct 
 	r = io_all(c, greet, sizeof(greet), 0);
 	if (r)
 		return np_nbd_fail(err, errlen, "%s: no greeting: %s", path, strerror(-r));
-	if (np_get64(greet) != NBD_MAGIC || np_get64(greet + 8) != NBD_IHAVEOPT)
+	if (nbd_greeting_decode(greet, sizeof(greet), &hflags) < 0)
 		return np_nbd_fail(err, errlen, "%s: not a newstyle NBD server", path);
-	hflags = np_get16(greet + 16);
 	if (!(hflags & NBD_FLAG_FIXED_NEWSTYLE))
 		return np_nbd_fail(err, errlen, "%s: server does not support fixed newstyle", path);
 	np_put32(cflags, NBD_FLAG_C_FIXED_NEWSTYLE | (hflags & NBD_FLAG_NO_ZEROES));
@@ -343,6 +342,7 @@ int np_nbd_check(const char *path, const char *name, struct np_tls *tls, FILE *o
 {
 	struct np_export_info info;
 	struct nbd_request req = {.type = NBD_CMD_READ};
+	struct nbd_reply reply;
 	struct timeval tv = {.tv_sec = HANDSHAKE_TIMEOUT_S};
 	uint8_t hdr[NBD_EXT_REQUEST_SIZE], rep[NBD_SIMPLE_REPLY_SIZE];
 	struct conn c = {.fd = -1};
@@ -371,10 +371,10 @@ int np_nbd_check(const char *path, const char *name, struct np_tls *tls, FILE *o
 			    strerror(-r));
 		goto out_close;
 	}
-	if (np_get32(rep) != NBD_SIMPLE_REPLY_MAGIC || np_get32(rep + 4) ||
-	    np_get64(rep + 8) != 1) {
+	if (nbd_reply_decode(rep, sizeof(rep), &reply) != NBD_SIMPLE_REPLY_SIZE ||
+	    reply.magic != NBD_SIMPLE_REPLY_MAGIC || reply.error || reply.cookie != 1) {
 		np_nbd_fail(err, errlen, "%s: bad reply to a read (magic %#x, error %u)", path,
-			    np_get32(rep), np_get32(rep + 4));
+			    reply.magic, reply.error);
 		goto out_close;
 	}
 	r = io_all(&c, buf, req.count, 0);
