@@ -168,20 +168,19 @@ static int merge_cb(void *ctx, uint64_t lc, uint64_t pc)
 static int check_size(uint64_t size, char **err)
 {
 	if (size == 0 || size > THIN_MAX_SIZE)
-		return thin_errmsg(err, -EINVAL, "size %llu: expected 1 byte to 4E",
-				   (unsigned long long)size);
+		return np_errmsg(err, -EINVAL, "size %llu: expected 1 byte to 4E",
+				 (unsigned long long)size);
 	return 0;
 }
 
 static int need_new_name(struct thin_pool *p, const char *name, char **err)
 {
 	if (!thin_name_ok(name))
-		return thin_errmsg(
-		    err, -EINVAL,
-		    "name %s: use 1-%d of A-Z a-z 0-9 . _ -, not starting with . or -", name,
-		    THIN_NAME_MAX);
+		return np_errmsg(err, -EINVAL,
+				 "name %s: use 1-%d of A-Z a-z 0-9 . _ -, not starting with . or -",
+				 name, THIN_NAME_MAX);
 	if (thin_dev_find(p, name))
-		return thin_errmsg(err, -EEXIST, "%s: %s already exists", p->dir, name);
+		return np_errmsg(err, -EEXIST, "%s: %s already exists", p->dir, name);
 	return 0;
 }
 
@@ -190,13 +189,13 @@ static struct thin_dev *need(struct thin_pool *p, const char *name, int kind, ch
 	struct thin_dev *d = thin_dev_find(p, name);
 
 	if (!d) {
-		thin_errmsg(err, -ENOENT, "%s: no volume or snapshot named %s", p->dir, name);
+		np_errmsg(err, -ENOENT, "%s: no volume or snapshot named %s", p->dir, name);
 		return NULL;
 	}
 	if (kind && (int)d->r.kind != kind) {
-		thin_errmsg(err, -EINVAL, "%s: %s is a %s, not a %s", p->dir, name,
-			    d->r.kind == THIN_SNAPSHOT ? "snapshot" : "volume",
-			    kind == THIN_SNAPSHOT ? "snapshot" : "volume");
+		np_errmsg(err, -EINVAL, "%s: %s is a %s, not a %s", p->dir, name,
+			  d->r.kind == THIN_SNAPSHOT ? "snapshot" : "volume",
+			  kind == THIN_SNAPSHOT ? "snapshot" : "volume");
 		return NULL;
 	}
 	return d;
@@ -301,8 +300,8 @@ static int cmd_resize(struct thin_pool *p, const struct change *a, struct thin_t
 	 * and every open volume is refreshed after); shrinking could race a
 	 * write already checked against the old size. */
 	if (size < vol->r.size && is_open(p, a->name))
-		return thin_errmsg(err, -EBUSY, "%s: %s is exported; stop the export to shrink it",
-				   p->dir, a->name);
+		return np_errmsg(err, -EBUSY, "%s: %s is exported; stop the export to shrink it",
+				 p->dir, a->name);
 	d = *vol;
 	newc = chunks_of(p, size);
 	if (size > d.r.size && (d.r.size & (p->meta.chunk_size - 1))) {
@@ -319,8 +318,8 @@ static int cmd_resize(struct thin_pool *p, const struct change *a, struct thin_t
 					       d.r.size, 0, true);
 		free(v.chain);
 		if (rc < 0)
-			return thin_errmsg(err, rc, "%s: %s: cannot zero the tail: %s", p->dir,
-					   a->name, strerror(-rc));
+			return np_errmsg(err, rc, "%s: %s: cannot zero the tail: %s", p->dir,
+					 a->name, strerror(-rc));
 		d = *vol;
 	}
 	if (newc < chunks_of(p, d.r.size)) {
@@ -349,8 +348,8 @@ static int cmd_delete(struct thin_pool *p, const struct change *a, struct thin_t
 	if (!d)
 		return -ENOENT;
 	if (is_open(p, a->name))
-		return thin_errmsg(err, -EBUSY, "%s: %s is exported; stop the export to delete it",
-				   p->dir, a->name);
+		return np_errmsg(err, -EBUSY, "%s: %s is exported; stop the export to delete it",
+				 p->dir, a->name);
 	if (d->r.nchildren >= 2) {
 		char *names = NULL;
 		size_t len = 0;
@@ -361,8 +360,8 @@ static int cmd_delete(struct thin_pool *p, const struct change *a, struct thin_t
 				fprintf(f, " %s", p->devs[i].r.name);
 		if (f)
 			fclose(f);
-		rc = thin_errmsg(err, -EBUSY, "%s: cannot delete %s: %s depend on it:%s", p->dir,
-				 a->name, "volumes", names ? names : "");
+		rc = np_errmsg(err, -EBUSY, "%s: cannot delete %s: %s depend on it:%s", p->dir,
+			       a->name, "volumes", names ? names : "");
 		free(names);
 		return rc;
 	}
@@ -469,7 +468,7 @@ int thin_admin_list(struct thin_pool *p, struct thin_vol_info **vols, size_t *n,
 	free(devs);
 	if (rc < 0) {
 		free(v);
-		return thin_errmsg(err, rc, "%s: list failed: %s", p->dir, strerror(-rc));
+		return np_errmsg(err, rc, "%s: list failed: %s", p->dir, strerror(-rc));
 	}
 	*vols = v;
 	*n = nd;
@@ -592,7 +591,7 @@ static int change(struct thin_pool *p, const char *what,
 
 	pthread_rwlock_wrlock(&p->io_lock);
 	if (p->broken)
-		rc = thin_errmsg(err, -EIO, "%s: a metadata write failed; reopen the pool", p->dir);
+		rc = np_errmsg(err, -EIO, "%s: a metadata write failed; reopen the pool", p->dir);
 	else
 		rc = fn(p, a, &t, err);
 	if (rc == 0)
@@ -605,7 +604,7 @@ static int change(struct thin_pool *p, const char *what,
 	pthread_rwlock_unlock(&p->io_lock);
 	thin_txn_reset(&t);
 	if (rc < 0)
-		thin_errmsg(err, rc, "%s: %s failed: %s", p->dir, what, strerror(-rc));
+		np_errmsg(err, rc, "%s: %s failed: %s", p->dir, what, strerror(-rc));
 	return rc;
 }
 
@@ -650,12 +649,12 @@ int thin_admin_check(struct thin_pool *p, FILE *report, char **err)
 
 	pthread_rwlock_wrlock(&p->io_lock);
 	if (p->broken)
-		rc = thin_errmsg(err, -EIO, "%s: a metadata write failed; reopen the pool", p->dir);
+		rc = np_errmsg(err, -EIO, "%s: a metadata write failed; reopen the pool", p->dir);
 	else
 		rc = thin_check(p, report);
 	pthread_rwlock_unlock(&p->io_lock);
 	if (rc < 0)
-		thin_errmsg(err, rc, "%s: inconsistent", p->dir);
+		np_errmsg(err, rc, "%s: inconsistent", p->dir);
 	return rc;
 }
 
@@ -663,7 +662,7 @@ int thin_admin_space(struct thin_pool *p, struct thin_space *s, char **err)
 {
 	int rc = thin_pool_space(p, s);
 
-	return rc < 0 ? thin_errmsg(err, rc, "%s: %s", p->dir, strerror(-rc)) : 0;
+	return rc < 0 ? np_errmsg(err, rc, "%s: %s", p->dir, strerror(-rc)) : 0;
 }
 
 uint32_t thin_admin_chunk_size(const struct thin_pool *p)

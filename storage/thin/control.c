@@ -28,7 +28,7 @@ static int verb_ping(void *ctx, int argc, char **argv, FILE *out, char **err)
 static int parse_size(const char *s, uint64_t *out, char **err)
 {
 	if (np_parse_size(s, out) < 0 || *out == 0 || *out > THIN_MAX_SIZE)
-		return thin_errmsg(err, -EINVAL, "size %s: expected 1 byte to 4E, with K/M/G/T", s);
+		return np_errmsg(err, -EINVAL, "size %s: expected 1 byte to 4E, with K/M/G/T", s);
 	return 0;
 }
 
