@@ -464,8 +464,4 @@ void np_tls_pump(struct np_conn *c);
 int np_tls_encrypt(struct np_conn *c);
 void np_tls_conn_free(struct np_conn *c);
 
-/* ---- tools ---- */
-int np_cmd_serve(int argc, char **argv);
-int np_cmd_stats(int argc, char **argv);
-
 #endif

@@ -8,17 +8,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/un.h>
-#include <unistd.h>
 
 #include "engine/internal.h"
+#include "util/ctl.h"
+#include "util/err.h"
 
 struct np_metrics {
 	struct MHD_Daemon *httpd;
-	int control_fd;
-	pthread_t control_thread;
-	bool control_running;
-	char *control_path;
+	struct np_ctl *control;
 };
 
 static enum MHD_Result on_http(void *cls, struct MHD_Connection *conn, const char *url,
@@ -57,8 +54,8 @@ static enum MHD_Result on_http(void *cls, struct MHD_Connection *conn, const cha
 
 static int start_http(struct np_server *srv, struct np_metrics *m, const char *addr)
 {
-	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-				 .ai_flags = AI_NUMERICSERV};
+	struct addrinfo hints = {
+	    .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
 	struct addrinfo *res;
 	const char *colon = strrchr(addr, ':');
 	char host[256];
@@ -94,72 +91,41 @@ static int start_http(struct np_server *srv, struct np_metrics *m, const char *a
 	return 0;
 }
 
-/* The control socket: each client sends one command line and gets the
- * answer, then the connection closes. Only "stats" exists today. */
-static void *control_main(void *arg)
+/* The control socket: one request per connection (util/ctl.h). The answer
+ * is raw, as `nbdplex stats` and scripts read it. */
+static int verb_stats(void *ctx, int argc, char **argv, FILE *out, char **err)
 {
-	struct np_server *srv = arg;
-	struct np_metrics *m = srv->metrics;
+	struct np_buf b = {0};
+	int rc = np_stats_collect(ctx, &b);
 
-	for (;;) {
-		char cmd[64];
-		ssize_t n;
-		int fd = accept4(m->control_fd, NULL, NULL, SOCK_CLOEXEC);
-
-		if (fd < 0) {
-			if (errno == EINTR || errno == ECONNABORTED)
-				continue;
-			return NULL; /* closed by np_metrics_stop */
-		}
-		{
-			struct timeval tv = {.tv_sec = 5};
-
-			setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-			setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-		}
-		n = read(fd, cmd, sizeof(cmd) - 1);
-		if (n > 0) {
-			struct np_buf b = {0};
-
-			cmd[n] = '\0';
-			cmd[strcspn(cmd, "\r\n")] = '\0';
-			if (strcmp(cmd, "stats") == 0)
-				np_stats_collect(srv, &b);
-			else
-				np_buf_append(&b, "error: unknown command\n", 23);
-			for (size_t off = 0; off < b.len;) {
-				ssize_t w = write(fd, b.data + off, b.len - off);
-
-				if (w <= 0)
-					break;
-				off += (size_t)w;
-			}
-			np_buf_free(&b);
-		}
-		close(fd);
-	}
+	if (b.len)
+		fwrite(b.data, 1, b.len, out);
+	np_buf_free(&b);
+	return rc < 0 ? np_errmsg(err, -EIO, "cannot collect statistics") : 0;
 }
+
+static const struct np_ctl_verb control_verbs[] = {
+    {"stats", 0, verb_stats, "stats"},
+};
 
 static int start_control(struct np_server *srv, struct np_metrics *m, const char *path)
 {
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct np_ctl_config cfg = {
+	    .path = path,
+	    .backlog = 16,
+	    .max_line = 64,
+	    .framing = NP_CTL_RAW,
+	    .verbs = control_verbs,
+	    .nverbs = sizeof(control_verbs) / sizeof(control_verbs[0]),
+	    .ctx = srv,
+	};
+	char *err = NULL;
 
-	if (strlen(path) >= sizeof(sa.sun_path)) {
-		np_err("--control %s: path too long", path);
+	if (np_ctl_listen(&cfg, &m->control, &err) < 0) {
+		np_err("--control %s", err ? err : path);
+		free(err);
 		return -1;
 	}
-	strcpy(sa.sun_path, path);
-	m->control_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	unlink(path); /* a socket left by a server that was killed */
-	if (m->control_fd < 0 || bind(m->control_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-	    listen(m->control_fd, 16) < 0) {
-		np_err("--control %s: %s", path, strerror(errno));
-		return -1;
-	}
-	m->control_path = strdup(path);
-	if (pthread_create(&m->control_thread, NULL, control_main, srv) != 0)
-		return -1;
-	m->control_running = true;
 	return 0;
 }
 
@@ -172,7 +138,6 @@ int np_metrics_start(struct np_server *srv)
 	m = calloc(1, sizeof(*m));
 	if (!m)
 		return -1;
-	m->control_fd = -1;
 	srv->metrics = m;
 	if (srv->cfg->metrics && start_http(srv, m, srv->cfg->metrics) < 0)
 		return -1;
@@ -189,61 +154,7 @@ void np_metrics_stop(struct np_server *srv)
 		return;
 	if (m->httpd)
 		MHD_stop_daemon(m->httpd);
-	if (m->control_fd >= 0) {
-		/* Wakes the thread blocked in accept. */
-		shutdown(m->control_fd, SHUT_RDWR);
-		if (m->control_running)
-			pthread_join(m->control_thread, NULL);
-		close(m->control_fd);
-		unlink(m->control_path);
-	}
-	free(m->control_path);
+	np_ctl_close(m->control);
 	free(m);
 	srv->metrics = NULL;
-}
-
-/* nbdplex stats --control PATH: prints the server's statistics. */
-int np_cmd_stats(int argc, char **argv)
-{
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	const char *path = NULL;
-	char buf[65536];
-	ssize_t n;
-	int fd;
-
-	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-			printf("usage: nbdplex stats --control SOCKET\n\n"
-			       "Prints the statistics of the server started with --control SOCKET,\n"
-			       "in Prometheus' text format (the same as its --metrics endpoint).\n");
-			return 0;
-		}
-		if (!strcmp(argv[i], "--control") && i + 1 < argc)
-			path = argv[++i];
-		else if (!strncmp(argv[i], "--control=", 10))
-			path = argv[i] + 10;
-		else {
-			fprintf(stderr, "nbdplex stats: unexpected argument '%s'\n", argv[i]);
-			return 2;
-		}
-	}
-	if (!path) {
-		fprintf(stderr, "nbdplex stats: give the server's --control SOCKET\n");
-		return 2;
-	}
-	if (strlen(path) >= sizeof(sa.sun_path)) {
-		fprintf(stderr, "nbdplex stats: %s: path too long\n", path);
-		return 2;
-	}
-	strcpy(sa.sun_path, path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-	    write(fd, "stats\n", 6) != 6) {
-		fprintf(stderr, "nbdplex stats: %s: %s\n", path, strerror(errno));
-		return 1;
-	}
-	while ((n = read(fd, buf, sizeof(buf))) > 0)
-		fwrite(buf, 1, (size_t)n, stdout);
-	close(fd);
-	return n < 0 ? 1 : 0;
 }

@@ -6,7 +6,9 @@
  * size; a decoded header re-encodes to the very bytes it came from. The
  * input is also parsed as a stream of requests the way the server parses a
  * socket read, and its 32-bit words go through the error mapping, which
- * must round-trip every NBD error it knows and map the rest to EIO. */
+ * must round-trip every NBD error it knows and map the rest to EIO. The
+ * client side's decoders (greeting, option reply, info, EXPORT_NAME reply)
+ * get the same input. */
 #include <errno.h>
 #include <string.h>
 
@@ -134,6 +136,42 @@ static void check_words(const uint8_t *in, size_t len)
 	}
 }
 
+/* The client side of the handshake (nbdplex attach): each decoder needs
+ * its fixed size, refuses a wrong magic, and an option reply re-encodes to
+ * its bytes; an info decodes all of its data or refuses it as too short. */
+static void check_client(const uint8_t *in, size_t len)
+{
+	uint8_t again[NBD_OPT_REPLY_HDR_SIZE];
+	struct nbd_opt_reply rep;
+	struct nbd_info info;
+	uint64_t size;
+	uint16_t flags;
+	int r = nbd_greeting_decode(in, len, &flags);
+
+	if (len < NBD_GREETING_SIZE)
+		REQUIRE(r == 0);
+	else
+		REQUIRE(r == (np_get64(in) == NBD_MAGIC && np_get64(in + 8) == NBD_IHAVEOPT
+				  ? NBD_GREETING_SIZE
+				  : -EBADMSG));
+	r = nbd_opt_reply_decode(in, len, &rep);
+	if (len < NBD_OPT_REPLY_HDR_SIZE) {
+		REQUIRE(r == 0);
+	} else if (np_get64(in) != NBD_REP_MAGIC) {
+		REQUIRE(r == -EBADMSG);
+	} else {
+		REQUIRE(r == NBD_OPT_REPLY_HDR_SIZE);
+		nbd_opt_reply_encode(again, rep.opt, rep.type, rep.length);
+		REQUIRE(!memcmp(again, in, sizeof(again)));
+	}
+	r = nbd_info_decode(in, len, &info);
+	REQUIRE(r == (int)len || r == -EBADMSG);
+	if (len < 2)
+		REQUIRE(r == -EBADMSG);
+	r = nbd_export_name_reply_decode(in, len, &size, &flags);
+	REQUIRE(r == (len < NBD_EXPORT_NAME_REPLY_SIZE ? 0 : NBD_EXPORT_NAME_REPLY_SIZE));
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	check_request(data, size, false);
@@ -141,5 +179,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check_reply(data, size);
 	check_stream(data, size);
 	check_words(data, size);
+	check_client(data, size);
 	return 0;
 }

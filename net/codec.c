@@ -111,6 +111,74 @@ void nbd_opt_reply_encode(uint8_t buf[NBD_OPT_REPLY_HDR_SIZE], uint32_t opt, uin
 	np_put32(buf + 16, length);
 }
 
+size_t nbd_opt_go_encode(uint8_t *buf, const char *name, size_t nlen, const uint16_t *infos,
+			 uint16_t n)
+{
+	np_put32(buf, (uint32_t)nlen);
+	memcpy(buf + 4, name, nlen);
+	np_put16(buf + 4 + nlen, n);
+	for (uint16_t i = 0; i < n; i++)
+		np_put16(buf + 6 + nlen + 2 * i, infos[i]);
+	return 6 + nlen + 2 * (size_t)n;
+}
+
+int nbd_greeting_decode(const uint8_t *buf, size_t len, uint16_t *hflags)
+{
+	if (len < NBD_GREETING_SIZE)
+		return 0;
+	if (np_get64(buf) != NBD_MAGIC || np_get64(buf + 8) != NBD_IHAVEOPT)
+		return -EBADMSG;
+	*hflags = np_get16(buf + 16);
+	return NBD_GREETING_SIZE;
+}
+
+int nbd_opt_reply_decode(const uint8_t *buf, size_t len, struct nbd_opt_reply *rep)
+{
+	if (len < NBD_OPT_REPLY_HDR_SIZE)
+		return 0;
+	if (np_get64(buf) != NBD_REP_MAGIC)
+		return -EBADMSG;
+	rep->opt = np_get32(buf + 8);
+	rep->type = np_get32(buf + 12);
+	rep->length = np_get32(buf + 16);
+	return NBD_OPT_REPLY_HDR_SIZE;
+}
+
+int nbd_info_decode(const uint8_t *buf, size_t len, struct nbd_info *info)
+{
+	memset(info, 0, sizeof(*info));
+	if (len < 2)
+		return -EBADMSG;
+	info->type = np_get16(buf);
+	switch (info->type) {
+	case NBD_INFO_EXPORT:
+		if (len < 12)
+			return -EBADMSG;
+		info->size = np_get64(buf + 2);
+		info->tflags = np_get16(buf + 10);
+		break;
+	case NBD_INFO_BLOCK_SIZE:
+		if (len < 14)
+			return -EBADMSG;
+		info->min_block = np_get32(buf + 2);
+		info->pref_block = np_get32(buf + 6);
+		info->max_block = np_get32(buf + 10);
+		break;
+	default:
+		break;
+	}
+	return (int)len;
+}
+
+int nbd_export_name_reply_decode(const uint8_t *buf, size_t len, uint64_t *size, uint16_t *tflags)
+{
+	if (len < NBD_EXPORT_NAME_REPLY_SIZE)
+		return 0;
+	*size = np_get64(buf);
+	*tflags = np_get16(buf + 8);
+	return NBD_EXPORT_NAME_REPLY_SIZE;
+}
+
 uint32_t nbd_errno_to_wire(int neg_errno)
 {
 	switch (-neg_errno) {
@@ -165,17 +233,27 @@ int nbd_wire_to_errno(uint32_t err)
 
 const char *nbd_cmd_name(uint16_t type)
 {
-	static const char *const names[] = {"READ", "WRITE", "DISC", "FLUSH", "TRIM",
-					    "CACHE", "WRITE_ZEROES", "BLOCK_STATUS", "RESIZE"};
+	static const char *const names[] = {"READ",         "WRITE",        "DISC",
+					    "FLUSH",        "TRIM",         "CACHE",
+					    "WRITE_ZEROES", "BLOCK_STATUS", "RESIZE"};
 
 	return type < sizeof(names) / sizeof(names[0]) ? names[type] : "UNKNOWN";
 }
 
 const char *nbd_opt_name(uint32_t opt)
 {
-	static const char *const names[] = {
-		"0", "EXPORT_NAME", "ABORT", "LIST", "PEEK_EXPORT", "STARTTLS", "INFO", "GO",
-		"STRUCTURED_REPLY", "LIST_META_CONTEXT", "SET_META_CONTEXT", "EXTENDED_HEADERS"};
+	static const char *const names[] = {"0",
+					    "EXPORT_NAME",
+					    "ABORT",
+					    "LIST",
+					    "PEEK_EXPORT",
+					    "STARTTLS",
+					    "INFO",
+					    "GO",
+					    "STRUCTURED_REPLY",
+					    "LIST_META_CONTEXT",
+					    "SET_META_CONTEXT",
+					    "EXTENDED_HEADERS"};
 
 	return opt < sizeof(names) / sizeof(names[0]) ? names[opt] : "UNKNOWN";
 }

@@ -127,6 +127,8 @@
 #define NBD_EXT_CHUNK_SIZE 32
 #define NBD_OPT_HDR_SIZE 16
 #define NBD_OPT_REPLY_HDR_SIZE 20
+#define NBD_GREETING_SIZE 18        /* NBDMAGIC, IHAVEOPT, handshake flags */
+#define NBD_EXPORT_NAME_REPLY_SIZE 10 /* size, transmission flags (then 124 zeroes) */
 #define NBD_MAX_STRING 4096
 #define NBD_MAX_PORTABLE_REQUEST (32U * 1024 * 1024)
 
@@ -215,6 +217,44 @@ void nbd_opt_encode(uint8_t buf[NBD_OPT_HDR_SIZE], uint32_t opt, uint32_t length
 /* Option reply header: magic, option, type, length. */
 void nbd_opt_reply_encode(uint8_t buf[NBD_OPT_REPLY_HDR_SIZE], uint32_t opt, uint32_t type,
 			  uint32_t length);
+
+/* The client's side of the handshake (nbdplex attach). Each decoder
+ * returns the bytes consumed, 0 when more are needed, or -EBADMSG. */
+
+/* The data of NBD_OPT_GO or NBD_OPT_INFO: the export name (nlen bytes, at
+ * most NBD_MAX_STRING) and n information requests. buf holds 6 + nlen + 2n
+ * bytes; returns that size. */
+size_t nbd_opt_go_encode(uint8_t *buf, const char *name, size_t nlen, const uint16_t *infos,
+			 uint16_t n);
+
+/* The server's greeting; refuses one that is not fixed-newstyle's magic. */
+int nbd_greeting_decode(const uint8_t *buf, size_t len, uint16_t *hflags);
+
+struct nbd_opt_reply {
+	uint32_t opt;
+	uint32_t type;
+	uint32_t length; /* of the data that follows */
+};
+
+int nbd_opt_reply_decode(const uint8_t *buf, size_t len, struct nbd_opt_reply *rep);
+
+/* The data of an NBD_REP_INFO reply. Fields the type does not carry are 0;
+ * a type this codec does not know decodes to its type alone. */
+struct nbd_info {
+	uint16_t type;
+	uint64_t size;   /* NBD_INFO_EXPORT */
+	uint16_t tflags; /* NBD_INFO_EXPORT */
+	uint32_t min_block, pref_block, max_block; /* NBD_INFO_BLOCK_SIZE */
+};
+
+/* Decodes all len bytes of the data; -EBADMSG when they are too few for
+ * the type. */
+int nbd_info_decode(const uint8_t *buf, size_t len, struct nbd_info *info);
+
+/* The reply to NBD_OPT_EXPORT_NAME, without the zeroes that follow unless
+ * NBD_FLAG_NO_ZEROES was agreed. */
+int nbd_export_name_reply_decode(const uint8_t *buf, size_t len, uint64_t *size,
+				 uint16_t *tflags);
 
 /* Maps a negative errno to the NBD error sent to a client. */
 uint32_t nbd_errno_to_wire(int neg_errno);

@@ -1,6 +1,6 @@
 # Unit tests (C) and integration tests that drive real NBD clients.
 
-foreach(t codec handshake access fairq coalesce mapcopy)
+foreach(t codec handshake access fairq coalesce mapcopy fullio ctl)
   add_executable(test_${t} tests/unit/test_${t}.c)
   target_link_libraries(test_${t} PRIVATE npcore)
   add_test(NAME unit_${t} COMMAND test_${t})
@@ -12,7 +12,7 @@ endforeach()
 file(GLOB NP_INTEGRATION_TESTS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/integration/*.sh)
 # attach_tls drives `nbdplex attach --check`: registered only where attach
 # is built, so that no test passes without its feature.
-if(NOT "NP_HAVE_ATTACH" IN_LIST NP_EXTRA_DEFS)
+if(NOT "NP_HAVE_ATTACH" IN_LIST NP_TOOLS_DEFS)
   list(FILTER NP_INTEGRATION_TESTS EXCLUDE REGEX "/attach_tls\\.sh$")
 endif()
 foreach(script ${NP_INTEGRATION_TESTS})

@@ -20,9 +20,10 @@
 #include "tools/attach_nbd.h"
 #include "tools/attach_status.h"
 #include "tools/attach_tls.h"
+#include "util/err.h"
 
-#define CTL_DEV "/dev/" NPK_CTL_NAME
-#define POLL_MS 200
+#define CTL_DEV        "/dev/" NPK_CTL_NAME
+#define POLL_MS        200
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 /* How often the size of an export that may change (SEND_RESIZE) is asked. */
@@ -116,54 +117,52 @@ static void usage_attach(FILE *f)
 }
 
 /* Opens one channel on path p and hands it to the driver. */
-static int add_channel(struct attach *a, int p, char *err, size_t errlen)
+static int add_channel(struct attach *a, int p, char **err)
 {
 	struct np_export_info info;
 	struct npk_channel ch = {.index = a->index, .path = (uint32_t)p};
-	int fd = np_nbd_connect(a->paths[p], a->name, a->tls_creds, &info, err, errlen);
+	int fd = np_nbd_connect(a->paths[p], a->name, a->tls_creds, &info, err), r;
 
 	if (fd < 0)
-		return -1;
+		return fd;
 	if (info.size != a->info.size || info.flags != a->info.flags) {
-		snprintf(err, errlen, "%s: export changed (size %llu flags %#x, was %llu %#x)",
-			 a->paths[p], (unsigned long long)info.size, info.flags,
-			 (unsigned long long)a->info.size, a->info.flags);
 		close(fd);
-		return -1;
+		return np_errmsg(err, -ESTALE,
+				 "%s: export changed (size %llu flags %#x, was %llu %#x)",
+				 a->paths[p], (unsigned long long)info.size, info.flags,
+				 (unsigned long long)a->info.size, a->info.flags);
 	}
 	ch.fd = fd;
 	if (ioctl(a->ctl, NPK_IOC_ADD_CHANNEL, &ch) < 0) {
-		snprintf(err, errlen, "adding a channel to nbdplex%u: %s", a->index, strerror(errno));
+		r = np_errmsg(err, -errno, "adding a channel to nbdplex%u: %s", a->index,
+			      strerror(errno));
 		close(fd);
-		return -1;
+		return r;
 	}
 	/* The driver holds its own reference to the socket. */
 	close(fd);
 	return 0;
 }
 
-static int setup(struct attach *a, char *err, size_t errlen)
+static int setup(struct attach *a, char **err)
 {
 	struct npk_create cr = {0};
-	int fd, p;
+	int fd, p, r;
 
 	a->ctl = open(CTL_DEV, O_RDWR | O_CLOEXEC);
-	if (a->ctl < 0) {
-		snprintf(err, errlen, "cannot open %s: %s (is nbdplex.ko loaded?)", CTL_DEV,
-			 strerror(errno));
-		return -1;
-	}
-	fd = np_nbd_connect(a->paths[0], a->name, a->tls_creds, &a->info, err, errlen);
+	if (a->ctl < 0)
+		return np_errmsg(err, -errno, "cannot open %s: %s (is nbdplex.ko loaded?)", CTL_DEV,
+				 strerror(errno));
+	fd = np_nbd_connect(a->paths[0], a->name, a->tls_creds, &a->info, err);
 	if (fd < 0)
-		return -1;
+		return fd;
 	if (a->channels > 1 && !(a->info.flags & NBD_FLAG_CAN_MULTI_CONN)) {
-		snprintf(err, errlen,
-			 "the server does not advertise CAN_MULTI_CONN for this export, so a "
-			 "flush on one of %d channels would not cover writes on the others; "
-			 "use --channels 1",
-			 a->channels);
 		close(fd);
-		return -1;
+		return np_errmsg(err, -EINVAL,
+				 "the server does not advertise CAN_MULTI_CONN for this export, so "
+				 "a flush on one of %d channels would not cover writes on the "
+				 "others; use --channels 1",
+				 a->channels);
 	}
 	cr.size = a->info.size;
 	cr.block_size = 512;
@@ -175,10 +174,10 @@ static int setup(struct attach *a, char *err, size_t errlen)
 	cr.fd = fd;
 	cr.path = 0;
 	if (ioctl(a->ctl, NPK_IOC_CREATE, &cr) < 0) {
-		snprintf(err, errlen, "creating the disk (%llu bytes): %s", (unsigned long long)cr.size,
-			 strerror(errno));
+		r = np_errmsg(err, -errno, "creating the disk (%llu bytes): %s",
+			      (unsigned long long)cr.size, strerror(errno));
 		close(fd);
-		return -1;
+		return r;
 	}
 	close(fd);
 	a->index = cr.index;
@@ -186,21 +185,24 @@ static int setup(struct attach *a, char *err, size_t errlen)
 	a->disk_size = cr.size;
 	/* Requests no larger than a share of SPREAD_KB, so that one sequential
 	 * stream keeps every path busy (sysfs max_sectors_kb overrides it). */
-	if (np_attach_spread(a->index, a->channels, SPREAD_KB))
-		fprintf(stderr, "nbdplex attach: warning: cannot set the request size of nbdplex%u: %s\n",
-			a->index, strerror(errno));
+	r = np_attach_spread(a->index, a->channels, SPREAD_KB);
+	if (r < 0)
+		fprintf(stderr,
+			"nbdplex attach: warning: cannot set the request size of nbdplex%u: %s\n",
+			a->index, strerror(-r));
 	for (int i = 0; i < a->channels; i++)
 		a->want[i % a->npaths]++;
 	for (int i = 1; i < a->channels; i++) {
 		p = i % a->npaths;
-		if (add_channel(a, p, err, errlen))
+		r = add_channel(a, p, err);
+		if (r < 0)
 			goto out_remove;
 	}
 	return 0;
 
 out_remove:
 	ioctl(a->ctl, NPK_IOC_REMOVE, (unsigned long)a->index);
-	return -1;
+	return r;
 }
 
 /* Follows the size of an export whose server advertises SEND_RESIZE: asks
@@ -210,18 +212,26 @@ static void follow_size(struct attach *a)
 {
 	struct np_export_info info;
 	struct npk_resize rs = {.index = a->index};
-	char err[512] = "";
-	int p;
+	char *err = NULL;
+	int p, r = 0;
 
-	for (p = 0; p < a->npaths; p++)
-		if (!np_nbd_size(a->paths[p], a->name, a->tls_creds, &info, err, sizeof(err)))
+	for (p = 0; p < a->npaths; p++) {
+		/* The last path's reason is the one reported. */
+		free(err);
+		err = NULL;
+		r = np_nbd_size(a->paths[p], a->name, a->tls_creds, &info, &err);
+		if (r == 0)
 			break;
+	}
 	if (p == a->npaths) {
 		if (!a->size_failing)
-			logmsg("nbdplex%u: cannot ask for the export's size: %s", a->index, err);
+			logmsg("nbdplex%u: cannot ask for the export's size: %s", a->index,
+			       err ? err : strerror(-r));
 		a->size_failing = 1;
+		free(err);
 		return;
 	}
+	free(err);
 	a->size_failing = 0;
 	a->info.size = info.size; /* what a new channel now reports */
 	rs.size = info.size - info.size % a->block_size;
@@ -229,7 +239,8 @@ static void follow_size(struct attach *a)
 		return;
 	if (ioctl(a->ctl, NPK_IOC_RESIZE, &rs) < 0) {
 		logmsg("nbdplex%u: resizing from %llu to %llu bytes: %s", a->index,
-		       (unsigned long long)a->disk_size, (unsigned long long)rs.size, strerror(errno));
+		       (unsigned long long)a->disk_size, (unsigned long long)rs.size,
+		       strerror(errno));
 		return;
 	}
 	logmsg("nbdplex%u: resized from %llu to %llu bytes", a->index,
@@ -240,8 +251,6 @@ static void follow_size(struct attach *a)
 /* Keeps every path at its number of channels until the disk is removed. */
 static void keep_up(struct attach *a)
 {
-	char err[512];
-
 	while (!stop) {
 		struct npk_info info = {.index = a->index};
 		long long t = now_ms();
@@ -253,7 +262,10 @@ static void keep_up(struct attach *a)
 		for (int p = 0; p < a->npaths; p++) {
 			if ((int)info.per_path[p] >= a->want[p] || t < a->next_try[p])
 				continue;
-			if (add_channel(a, p, err, sizeof(err)) == 0) {
+			char *err = NULL;
+			int r = add_channel(a, p, &err);
+
+			if (r == 0) {
 				logmsg("nbdplex%u: channel on %s restored", a->index, a->paths[p]);
 				a->backoff[p] = 0;
 				continue;
@@ -262,7 +274,9 @@ static void keep_up(struct attach *a)
 			if (a->backoff[p] > BACKOFF_MAX_MS)
 				a->backoff[p] = BACKOFF_MAX_MS;
 			a->next_try[p] = t + a->backoff[p];
-			logmsg("nbdplex%u: %s; retrying in %d ms", a->index, err, a->backoff[p]);
+			logmsg("nbdplex%u: %s; retrying in %d ms", a->index,
+			       err ? err : strerror(-r), a->backoff[p]);
+			free(err);
 		}
 		if ((a->info.flags & NBD_FLAG_SEND_RESIZE) && t >= a->next_size) {
 			a->next_size = t + RESIZE_POLL_MS;
@@ -281,16 +295,21 @@ static void on_term(int sig)
 static int parse_attach(struct attach *a, int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"path", required_argument, 0, 'p'},	 {"channels", required_argument, 0, 'n'},
-		{"export", required_argument, 0, 'e'},	 {"dead-timeout", required_argument, 0, 't'},
-		{"foreground", no_argument, 0, 'f'},	 {"log", required_argument, 0, 'l'},
-		{"help", no_argument, 0, 'h'},		 {"tls", no_argument, 0, 'T'},
-		{"tls-certificates", required_argument, 0, 'C'},
-		{"tls-psk", required_argument, 0, 'K'},
-		{"tls-username", required_argument, 0, 'U'},
-		{"tls-hostname", required_argument, 0, 'H'},
-		{"tls-priority", required_argument, 0, 'P'},
-		{"check", no_argument, 0, 'c'},		 {0, 0, 0, 0},
+	    {"path", required_argument, 0, 'p'},
+	    {"channels", required_argument, 0, 'n'},
+	    {"export", required_argument, 0, 'e'},
+	    {"dead-timeout", required_argument, 0, 't'},
+	    {"foreground", no_argument, 0, 'f'},
+	    {"log", required_argument, 0, 'l'},
+	    {"help", no_argument, 0, 'h'},
+	    {"tls", no_argument, 0, 'T'},
+	    {"tls-certificates", required_argument, 0, 'C'},
+	    {"tls-psk", required_argument, 0, 'K'},
+	    {"tls-username", required_argument, 0, 'U'},
+	    {"tls-hostname", required_argument, 0, 'H'},
+	    {"tls-priority", required_argument, 0, 'P'},
+	    {"check", no_argument, 0, 'c'},
+	    {0, 0, 0, 0},
 	};
 	char *end;
 	int c;
@@ -300,7 +319,8 @@ static int parse_attach(struct attach *a, int argc, char **argv)
 		switch (c) {
 		case 'p':
 			if (a->npaths == NPK_MAX_PATHS) {
-				fprintf(stderr, "nbdplex attach: at most %d paths\n", NPK_MAX_PATHS);
+				fprintf(stderr, "nbdplex attach: at most %d paths\n",
+					NPK_MAX_PATHS);
 				return 2;
 			}
 			a->paths[a->npaths++] = optarg;
@@ -308,7 +328,8 @@ static int parse_attach(struct attach *a, int argc, char **argv)
 		case 'n':
 			a->channels = (int)strtol(optarg, &end, 10);
 			if (*end || a->channels < 1 || a->channels > NPK_MAX_CHANNELS) {
-				fprintf(stderr, "nbdplex attach: --channels must be 1..%d, not '%s'\n",
+				fprintf(stderr,
+					"nbdplex attach: --channels must be 1..%d, not '%s'\n",
 					NPK_MAX_CHANNELS, optarg);
 				return 2;
 			}
@@ -319,7 +340,8 @@ static int parse_attach(struct attach *a, int argc, char **argv)
 		case 't':
 			a->dead_timeout = (unsigned)strtoul(optarg, &end, 10);
 			if (*end || !*optarg) {
-				fprintf(stderr, "nbdplex attach: bad --dead-timeout '%s'\n", optarg);
+				fprintf(stderr, "nbdplex attach: bad --dead-timeout '%s'\n",
+					optarg);
 				return 2;
 			}
 			break;
@@ -371,10 +393,18 @@ static int parse_attach(struct attach *a, int argc, char **argv)
 	return 0;
 }
 
+/* Prints a failure and frees its message; returns the exit status. */
+static int report(int rc, char *err)
+{
+	fprintf(stderr, "nbdplex attach: %s\n", err ? err : strerror(-rc));
+	free(err);
+	return 1;
+}
+
 int np_cmd_attach(int argc, char **argv)
 {
 	struct attach a = {.name = "", .ctl = -1};
-	char err[512] = "";
+	char *err = NULL, dev[64];
 	int pipefd[2], r;
 	pid_t pid;
 
@@ -386,29 +416,26 @@ int np_cmd_attach(int argc, char **argv)
 	if (a.log) {
 		log_file = fopen(a.log, "a");
 		if (!log_file) {
-			fprintf(stderr, "nbdplex attach: cannot open log %s: %s\n", a.log, strerror(errno));
+			fprintf(stderr, "nbdplex attach: cannot open log %s: %s\n", a.log,
+				strerror(errno));
 			return 1;
 		}
 	}
 	signal(SIGPIPE, SIG_IGN);
 	if (a.tls) {
-		a.tls_creds = np_tls_load(&a.tls_opts, err, sizeof(err));
-		if (!a.tls_creds) {
-			fprintf(stderr, "nbdplex attach: %s\n", err);
-			return 1;
-		}
+		r = np_tls_load(&a.tls_opts, &a.tls_creds, &err);
+		if (r < 0)
+			return report(r, err);
 	}
 	if (a.check) {
-		r = np_nbd_check(a.paths[0], a.name, a.tls_creds, stdout, err, sizeof(err));
+		r = np_nbd_check(a.paths[0], a.name, a.tls_creds, stdout, &err);
 		np_tls_free(a.tls_creds);
-		if (r)
-			fprintf(stderr, "nbdplex attach: %s\n", err);
-		return r ? 1 : 0;
+		return r < 0 ? report(r, err) : 0;
 	}
 	if (a.foreground) {
-		r = setup(&a, err, sizeof(err));
-		if (r) {
-			fprintf(stderr, "nbdplex attach: %s\n", err);
+		r = setup(&a, &err);
+		if (r < 0) {
+			report(r, err);
 		} else {
 			printf("/dev/" NPK_DISK_PREFIX "%u\n", a.index);
 			fflush(stdout);
@@ -451,8 +478,11 @@ int np_cmd_attach(int argc, char **argv)
 	}
 	close(pipefd[0]);
 	setsid();
-	if (setup(&a, err, sizeof(err))) {
-		if (write(pipefd[1], err, strlen(err)) < 0)
+	r = setup(&a, &err);
+	if (r < 0) {
+		const char *msg = err ? err : strerror(-r);
+
+		if (write(pipefd[1], msg, strlen(msg)) < 0)
 			_exit(1);
 		_exit(1);
 	}
@@ -465,8 +495,8 @@ int np_cmd_attach(int argc, char **argv)
 		if (r > 2)
 			close(r);
 	}
-	snprintf(err, sizeof(err), "/dev/" NPK_DISK_PREFIX "%u", a.index);
-	if (write(pipefd[1], err, strlen(err)) < 0)
+	snprintf(dev, sizeof(dev), "/dev/" NPK_DISK_PREFIX "%u", a.index);
+	if (write(pipefd[1], dev, strlen(dev)) < 0)
 		_exit(1);
 	close(pipefd[1]);
 	signal(SIGTERM, on_term);
@@ -479,7 +509,7 @@ int np_attach_plan(int argc, char **argv, const char **paths, int *want)
 	struct attach a = {0};
 
 	if (parse_attach(&a, argc, argv))
-		return -1;
+		return -EINVAL;
 	for (int p = 0; p < NPK_MAX_PATHS; p++) {
 		paths[p] = p < a.npaths ? a.paths[p] : NULL;
 		want[p] = 0;
@@ -537,7 +567,8 @@ int np_cmd_detach(int argc, char **argv)
 		return 1;
 	}
 	info.index = index;
-	if (ioctl(ctl, NPK_IOC_INFO, &info) < 0 || ioctl(ctl, NPK_IOC_REMOVE, (unsigned long)index) < 0) {
+	if (ioctl(ctl, NPK_IOC_INFO, &info) < 0 ||
+	    ioctl(ctl, NPK_IOC_REMOVE, (unsigned long)index) < 0) {
 		fprintf(stderr, "nbdplex detach: %s: %s\n", argv[1],
 			errno == ENODEV ? "no such device" : strerror(errno));
 		close(ctl);
@@ -545,11 +576,12 @@ int np_cmd_detach(int argc, char **argv)
 	}
 	close(ctl);
 	/* The owner polls every POLL_MS; give it ample time to notice. */
-	for (int i = 0; i < 100 && info.owner > 0 && info.owner != getpid() && alive(info.owner); i++)
+	for (int i = 0; i < 100 && info.owner > 0 && info.owner != getpid() && alive(info.owner);
+	     i++)
 		usleep(100 * 1000);
 	if (info.owner > 0 && info.owner != getpid() && alive(info.owner)) {
-		fprintf(stderr, "nbdplex detach: %s removed, but process %d is still running\n", argv[1],
-			(int)info.owner);
+		fprintf(stderr, "nbdplex detach: %s removed, but process %d is still running\n",
+			argv[1], (int)info.owner);
 		return 1;
 	}
 	return 0;

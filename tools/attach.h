@@ -15,7 +15,7 @@ int np_cmd_detach(int argc, char **argv);
 
 /* For attach --status: parses an attach command line (argv[0] is "attach")
  * into its paths and the channels it keeps on each (paths[] and want[] have
- * NPK_MAX_PATHS entries). Returns the number of paths, or -1. */
+ * NPK_MAX_PATHS entries). Returns the number of paths, or -EINVAL. */
 int np_attach_plan(int argc, char **argv, const char **paths, int *want);
 
 #endif

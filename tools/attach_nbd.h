@@ -22,25 +22,20 @@ struct np_export_info {
  * with fixed newstyle and NBD_OPT_GO. With tls (not NULL), first upgrades
  * with NBD_OPT_STARTTLS, negotiates over TLS and hands the record layer to
  * the kernel; there is no fallback to plaintext. Returns a connected socket
- * in transmission phase, or -1 with a message in err. */
+ * in transmission phase, or -errno with a message in *err. */
 int np_nbd_connect(const char *path, const char *name, struct np_tls *tls,
-		   struct np_export_info *info, char *err, size_t errlen);
+		   struct np_export_info *info, char **err);
 
 /* Asks for the export's size and flags with a short handshake of its own
  * (NBD_OPT_INFO, then NBD_OPT_ABORT), as np_nbd_connect would negotiate
- * them. Returns 0, or -1 with a message in err. */
+ * them. Returns 0, or -errno with a message in *err. */
 int np_nbd_size(const char *path, const char *name, struct np_tls *tls, struct np_export_info *info,
-		char *err, size_t errlen);
+		char **err);
 
 /* Connects like np_nbd_connect, then reads the first NP_CHECK_READ bytes of
  * the export (fewer if it is smaller) through the socket as the driver
  * would, writes them to out, reports the session on stderr and
- * disconnects. Needs no driver. Returns 0, or -1 with a message in err. */
-int np_nbd_check(const char *path, const char *name, struct np_tls *tls, FILE *out, char *err,
-		 size_t errlen);
-
-/* Formats a message into err; returns -1, for "return np_nbd_fail(...)". */
-int np_nbd_fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+ * disconnects. Needs no driver. Returns 0, or -errno with a message in *err. */
+int np_nbd_check(const char *path, const char *name, struct np_tls *tls, FILE *out, char **err);
 
 #endif

@@ -38,7 +38,7 @@ static double now_s(void)
 	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-/* Reads the paths attribute into s[]; returns 0 or -1 with errno set. */
+/* Reads the paths attribute into s[]; returns 0 or -errno. */
 static int sample(unsigned index, struct path_sample *s)
 {
 	char name[96], line[256];
@@ -50,7 +50,7 @@ static int sample(unsigned index, struct path_sample *s)
 	snprintf(name, sizeof(name), SYS_FMT "nbdplex/paths", index);
 	f = fopen(name, "re");
 	if (!f)
-		return -1;
+		return -errno;
 	memset(s, 0, sizeof(*s) * NPK_MAX_PATHS);
 	while (fgets(line, sizeof(line), f)) {
 		memset(&v, 0, sizeof(v));
@@ -134,7 +134,7 @@ int np_attach_status(int argc, char **argv)
 	const char *dev;
 	long interval = 1000, owner;
 	double t0, dt;
-	int up = 0, want = 0, last = -1;
+	int up = 0, want = 0, last = -1, r;
 
 	if (argc == 4 && !strcmp(argv[2], "--interval")) {
 		char *end;
@@ -164,11 +164,12 @@ int np_attach_status(int argc, char **argv)
 		return 2;
 	}
 	t0 = now_s();
-	if (sample(index, a)) {
+	r = sample(index, a);
+	if (r < 0) {
 		fprintf(stderr, "nbdplex attach: %s: %s\n", argv[1],
-			errno == ENOENT
+			r == -ENOENT
 			    ? "no such device (or nbdplex.ko too old for per-path counters)"
-			    : strerror(errno));
+			    : strerror(-r));
 		return 1;
 	}
 	owner = read_long(index, "nbdplex/owner");
@@ -176,8 +177,9 @@ int np_attach_status(int argc, char **argv)
 	if (interval)
 		usleep((useconds_t)interval * 1000);
 	dt = now_s() - t0;
-	if (sample(index, b)) {
-		fprintf(stderr, "nbdplex attach: %s went away: %s\n", argv[1], strerror(errno));
+	r = sample(index, b);
+	if (r < 0) {
+		fprintf(stderr, "nbdplex attach: %s went away: %s\n", argv[1], strerror(-r));
 		return 1;
 	}
 
@@ -235,9 +237,9 @@ int np_attach_spread(unsigned index, int channels, unsigned spread_kb)
 	snprintf(name, sizeof(name), SYS_FMT "queue/max_sectors_kb", index);
 	f = fopen(name, "we");
 	if (!f)
-		return -1;
+		return -errno;
 	r = fprintf(f, "%u\n", kb);
 	if (fclose(f) || r < 0)
-		return -1;
+		return errno ? -errno : -EIO;
 	return 0;
 }

@@ -25,7 +25,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "tools/attach_nbd.h"
+#include "util/err.h"
 
 #ifndef SOL_TLS
 #define SOL_TLS 282
@@ -59,16 +59,16 @@ struct np_tls_session {
 };
 
 /* Finds username's key in a psktool file; returns 0 and a malloc'd hex
- * key, or -1 with err set. */
-static int psk_lookup(const char *file, const char *username, char **key, char *err, size_t errlen)
+ * key, or -errno with *err set. */
+static int psk_lookup(const char *file, const char *username, char **key, char **err)
 {
 	char line[PSK_LINE_MAX];
 	size_t ulen = strlen(username);
 	FILE *f = fopen(file, "r");
-	int r = -1;
+	int r = -ENOENT;
 
 	if (!f)
-		return np_nbd_fail(err, errlen, "--tls-psk %s: %s", file, strerror(errno));
+		return np_errmsg(err, -errno, "--tls-psk %s: %s", file, strerror(errno));
 	while (fgets(line, sizeof(line), f)) {
 		char *hex = line + ulen + 1;
 		size_t n;
@@ -78,26 +78,26 @@ static int psk_lookup(const char *file, const char *username, char **key, char *
 		n = strcspn(hex, "\r\n");
 		hex[n] = 0;
 		if (n == 0 || n % 2 || strspn(hex, "0123456789abcdefABCDEF") != n) {
-			np_nbd_fail(
-			    err, errlen,
+			r = np_errmsg(
+			    err, -EINVAL,
 			    "--tls-psk %s: the key of '%s' is not an even number of hex digits",
 			    file, username);
 			break;
 		}
 		*key = strdup(hex);
-		r = *key ? 0 : np_nbd_fail(err, errlen, "out of memory");
+		r = *key ? 0 : np_errmsg(err, -ENOMEM, "out of memory");
 		break;
 	}
-	if (r && !err[0])
-		np_nbd_fail(err, errlen,
-			    "--tls-psk %s has no key for user '%s' (see --tls-username)", file,
-			    username);
+	if (r == -ENOENT)
+		np_errmsg(err, -ENOENT,
+			  "--tls-psk %s has no key for user '%s' (see --tls-username)", file,
+			  username);
 	explicit_bzero(line, sizeof(line));
 	fclose(f);
 	return r;
 }
 
-static int load_psk(struct np_tls *t, const struct np_tls_opts *o, char *err, size_t errlen)
+static int load_psk(struct np_tls *t, const struct np_tls_opts *o, char **err)
 {
 	const char *user = o->username;
 	struct passwd *pw;
@@ -108,17 +108,17 @@ static int load_psk(struct np_tls *t, const struct np_tls_opts *o, char *err, si
 	if (!user) {
 		pw = getpwuid(geteuid());
 		if (!pw)
-			return np_nbd_fail(err, errlen,
-					   "no user name for uid %u; use --tls-username",
-					   (unsigned)geteuid());
+			return np_errmsg(err, -ENOENT,
+					 "no user name for uid %u; use --tls-username",
+					 (unsigned)geteuid());
 		user = pw->pw_name;
 	}
 	t->username = strdup(user);
 	if (!t->username)
-		return np_nbd_fail(err, errlen, "out of memory");
-	err[0] = 0;
-	if (psk_lookup(o->psk_file, user, &key, err, errlen))
-		return -1;
+		return np_errmsg(err, -ENOMEM, "out of memory");
+	r = psk_lookup(o->psk_file, user, &key, err);
+	if (r < 0)
+		return r;
 	d.data = (unsigned char *)key;
 	d.size = (unsigned)strlen(key);
 	r = gnutls_psk_allocate_client_credentials(&t->psk);
@@ -127,8 +127,7 @@ static int load_psk(struct np_tls *t, const struct np_tls_opts *o, char *err, si
 	explicit_bzero(key, d.size);
 	free(key);
 	if (r < 0)
-		return np_nbd_fail(err, errlen, "--tls-psk %s: %s", o->psk_file,
-				   gnutls_strerror(r));
+		return np_errmsg(err, -EINVAL, "--tls-psk %s: %s", o->psk_file, gnutls_strerror(r));
 	return 0;
 }
 
@@ -138,71 +137,70 @@ static int readable(const char *dir, const char *name, char *path, size_t len)
 	return access(path, R_OK) == 0;
 }
 
-static int load_x509(struct np_tls *t, const struct np_tls_opts *o, char *err, size_t errlen)
+static int load_x509(struct np_tls *t, const struct np_tls_opts *o, char **err)
 {
 	char ca[4096], crl[4096], cert[4096], key[4096];
 	const char *dir = o->certificates;
 	int r = gnutls_certificate_allocate_credentials(&t->x509);
 
 	if (r < 0)
-		return np_nbd_fail(err, errlen, "TLS: %s", gnutls_strerror(r));
+		return np_errmsg(err, -EIO, "TLS: %s", gnutls_strerror(r));
 	if (!dir) {
 		/* --tls alone: the server's certificate must chain to the
 		 * system's trusted CAs. */
 		r = gnutls_certificate_set_x509_system_trust(t->x509);
 		if (r <= 0)
-			return np_nbd_fail(
-			    err, errlen,
+			return np_errmsg(
+			    err, -ENOENT,
 			    "--tls needs --tls-certificates DIR or --tls-psk FILE (no system CA "
 			    "certificates found)");
 		return 0;
 	}
 	if (!readable(dir, "ca-cert.pem", ca, sizeof(ca)))
-		return np_nbd_fail(err, errlen, "--tls-certificates: cannot read %s: %s", ca,
-				   strerror(errno));
+		return np_errmsg(err, -errno, "--tls-certificates: cannot read %s: %s", ca,
+				 strerror(errno));
 	r = gnutls_certificate_set_x509_trust_file(t->x509, ca, GNUTLS_X509_FMT_PEM);
 	if (r <= 0)
-		return np_nbd_fail(err, errlen, "--tls-certificates: %s: %s", ca,
-				   r < 0 ? gnutls_strerror(r) : "no certificate in it");
+		return np_errmsg(err, -EINVAL, "--tls-certificates: %s: %s", ca,
+				 r < 0 ? gnutls_strerror(r) : "no certificate in it");
 	if (readable(dir, "ca-crl.pem", crl, sizeof(crl))) {
 		r = gnutls_certificate_set_x509_crl_file(t->x509, crl, GNUTLS_X509_FMT_PEM);
 		if (r < 0)
-			return np_nbd_fail(err, errlen, "--tls-certificates: %s: %s", crl,
-					   gnutls_strerror(r));
+			return np_errmsg(err, -EINVAL, "--tls-certificates: %s: %s", crl,
+					 gnutls_strerror(r));
 	}
 	/* A client certificate, for servers that verify their peers. */
 	if (readable(dir, "client-cert.pem", cert, sizeof(cert)) &&
 	    readable(dir, "client-key.pem", key, sizeof(key))) {
 		r = gnutls_certificate_set_x509_key_file(t->x509, cert, key, GNUTLS_X509_FMT_PEM);
 		if (r < 0)
-			return np_nbd_fail(err, errlen, "--tls-certificates: %s and %s: %s", cert,
-					   key, gnutls_strerror(r));
+			return np_errmsg(err, -EINVAL, "--tls-certificates: %s and %s: %s", cert,
+					 key, gnutls_strerror(r));
 	}
 	return 0;
 }
 
-struct np_tls *np_tls_load(const struct np_tls_opts *o, char *err, size_t errlen)
+int np_tls_load(const struct np_tls_opts *o, struct np_tls **out, char **err)
 {
 	struct np_tls *t;
 	const char *epos = NULL;
 	gnutls_priority_t prio;
 	int r = gnutls_global_init();
 
-	if (r < 0) {
-		np_nbd_fail(err, errlen, "TLS: %s", gnutls_strerror(r));
-		return NULL;
-	}
+	*out = NULL;
+	if (r < 0)
+		return np_errmsg(err, -EIO, "TLS: %s", gnutls_strerror(r));
 	t = calloc(1, sizeof(*t));
 	if (!t) {
-		np_nbd_fail(err, errlen, "out of memory");
 		gnutls_global_deinit();
-		return NULL;
+		return np_errmsg(err, -ENOMEM, "out of memory");
 	}
 	if (o->psk_file && o->certificates) {
-		np_nbd_fail(err, errlen, "--tls-psk and --tls-certificates exclude each other");
+		r = np_errmsg(err, -EINVAL, "--tls-psk and --tls-certificates exclude each other");
 		goto out_free;
 	}
-	if (o->psk_file ? load_psk(t, o, err, errlen) : load_x509(t, o, err, errlen))
+	r = o->psk_file ? load_psk(t, o, err) : load_x509(t, o, err);
+	if (r < 0)
 		goto out_free;
 	if (o->hostname && !(t->hostname = strdup(o->hostname)))
 		goto out_nomem;
@@ -217,18 +215,19 @@ struct np_tls *np_tls_load(const struct np_tls_opts *o, char *err, size_t errlen
 	/* Check the priority string now rather than on the first connection. */
 	r = gnutls_priority_init(&prio, t->priority, &epos);
 	if (r < 0) {
-		np_nbd_fail(err, errlen, "--tls-priority: %s at '%s'", gnutls_strerror(r),
-			    epos ? epos : "");
+		r = np_errmsg(err, -EINVAL, "--tls-priority: %s at '%s'", gnutls_strerror(r),
+			      epos ? epos : "");
 		goto out_free;
 	}
 	gnutls_priority_deinit(prio);
-	return t;
+	*out = t;
+	return 0;
 
 out_nomem:
-	np_nbd_fail(err, errlen, "out of memory");
+	r = np_errmsg(err, -ENOMEM, "out of memory");
 out_free:
 	np_tls_free(t);
-	return NULL;
+	return r;
 }
 
 void np_tls_free(struct np_tls *t)
@@ -254,10 +253,11 @@ static int is_ip_literal(const char *host)
 }
 
 /* Explains a failed handshake as well as GnuTLS lets us. */
-static void handshake_error(struct np_tls_session *s, int r, char *err, size_t errlen)
+static int handshake_error(struct np_tls_session *s, int r, char **err)
 {
 	const char *hint = s->t->psk ? " (wrong PSK key or user name?)" : "";
 	gnutls_datum_t out = {0};
+	int rc;
 
 	if (r == GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR &&
 	    gnutls_certificate_verification_status_print(
@@ -266,39 +266,40 @@ static void handshake_error(struct np_tls_session *s, int r, char *err, size_t e
 
 		while (n && out.data[n - 1] == ' ')
 			out.data[--n] = 0;
-		np_nbd_fail(err, errlen, "TLS: the server's certificate is not accepted: %s",
-			    out.data);
+		rc = np_errmsg(err, -EACCES, "TLS: the server's certificate is not accepted: %s",
+			       out.data);
 		gnutls_free(out.data);
 	} else if (r == GNUTLS_E_AGAIN) {
-		np_nbd_fail(err, errlen, "TLS handshake timed out");
+		rc = np_errmsg(err, -ETIMEDOUT, "TLS handshake timed out");
 	} else if (r == GNUTLS_E_FATAL_ALERT_RECEIVED) {
-		np_nbd_fail(err, errlen, "TLS handshake failed: the server sent alert '%s'%s",
-			    gnutls_alert_get_name(gnutls_alert_get(s->s)), hint);
+		rc = np_errmsg(err, -ECONNREFUSED,
+			       "TLS handshake failed: the server sent alert '%s'%s",
+			       gnutls_alert_get_name(gnutls_alert_get(s->s)), hint);
 	} else if (r == GNUTLS_E_PREMATURE_TERMINATION || r == GNUTLS_E_PULL_ERROR) {
-		np_nbd_fail(err, errlen, "TLS handshake failed: the server closed the connection%s",
-			    hint);
+		rc = np_errmsg(err, -ECONNRESET,
+			       "TLS handshake failed: the server closed the connection%s", hint);
 	} else {
-		np_nbd_fail(err, errlen, "TLS handshake failed: %s%s", gnutls_strerror(r), hint);
+		rc =
+		    np_errmsg(err, -EPROTO, "TLS handshake failed: %s%s", gnutls_strerror(r), hint);
 	}
+	return rc;
 }
 
-struct np_tls_session *np_tls_handshake(struct np_tls *t, int fd, const char *host, char *err,
-					size_t errlen)
+int np_tls_handshake(struct np_tls *t, int fd, const char *host, struct np_tls_session **out,
+		     char **err)
 {
 	struct np_tls_session *s = calloc(1, sizeof(*s));
 	const char *name = t->hostname ? t->hostname : host;
 	int r;
 
-	if (!s) {
-		np_nbd_fail(err, errlen, "out of memory");
-		return NULL;
-	}
+	*out = NULL;
+	if (!s)
+		return np_errmsg(err, -ENOMEM, "out of memory");
 	s->t = t;
 	r = gnutls_init(&s->s, GNUTLS_CLIENT | GNUTLS_NO_SIGNAL | GNUTLS_NO_TICKETS);
 	if (r < 0) {
-		np_nbd_fail(err, errlen, "TLS: %s", gnutls_strerror(r));
 		free(s);
-		return NULL;
+		return np_errmsg(err, -EIO, "TLS: %s", gnutls_strerror(r));
 	}
 	r = gnutls_priority_set_direct(s->s, t->priority, NULL);
 	if (r >= 0 && t->psk)
@@ -312,7 +313,7 @@ struct np_tls_session *np_tls_handshake(struct np_tls *t, int fd, const char *ho
 			gnutls_session_set_verify_cert(s->s, name, 0);
 	}
 	if (r < 0) {
-		np_nbd_fail(err, errlen, "TLS: %s", gnutls_strerror(r));
+		r = np_errmsg(err, -EIO, "TLS: %s", gnutls_strerror(r));
 		goto out_free;
 	}
 	gnutls_transport_set_int(s->s, fd);
@@ -324,18 +325,19 @@ struct np_tls_session *np_tls_handshake(struct np_tls *t, int fd, const char *ho
 			break;
 	}
 	if (r < 0) {
-		handshake_error(s, r, err, errlen);
+		r = handshake_error(s, r, err);
 		goto out_free;
 	}
 	snprintf(s->desc, sizeof(s->desc), "%s %s, %s",
 		 gnutls_protocol_get_name(gnutls_protocol_get_version(s->s)),
 		 gnutls_cipher_get_name(gnutls_cipher_get(s->s)),
 		 gnutls_auth_get_type(s->s) == GNUTLS_CRD_PSK ? "PSK" : "X.509");
-	return s;
+	*out = s;
+	return 0;
 
 out_free:
 	np_tls_session_free(s);
-	return NULL;
+	return r;
 }
 
 int np_tls_io(struct np_tls_session *s, void *buf, size_t len, int writing)
@@ -411,7 +413,7 @@ static int ktls_fill(union ktls_info *info, const struct ktls_layout *l, uint16_
 	int r = gnutls_record_get_state(s, read, NULL, &iv, &key, seq);
 
 	if (r < 0 || key.size != l->key_len)
-		return -1;
+		return -EINVAL;
 	memset(info, 0, sizeof(*info));
 	info->base.version = version;
 	info->base.cipher_type = l->type;
@@ -419,64 +421,67 @@ static int ktls_fill(union ktls_info *info, const struct ktls_layout *l, uint16_
 	memcpy(p + l->seq_off, seq, sizeof(seq));
 	if (version == TLS_1_2_VERSION && l->salt_len) {
 		if (iv.size != l->salt_len)
-			return -1;
+			return -EINVAL;
 		memcpy(p + l->salt_off, iv.data, l->salt_len);
 		memcpy(p + l->iv_off, seq, l->iv_len);
 	} else {
 		if (iv.size != l->salt_len + l->iv_len)
-			return -1;
+			return -EINVAL;
 		memcpy(p + l->salt_off, iv.data, l->salt_len);
 		memcpy(p + l->iv_off, iv.data + l->salt_len, l->iv_len);
 	}
 	return 0;
 }
 
-int np_tls_to_kernel(struct np_tls_session *s, int fd, char *err, size_t errlen)
+int np_tls_to_kernel(struct np_tls_session *s, int fd, char **err)
 {
 	gnutls_protocol_t proto = gnutls_protocol_get_version(s->s);
 	gnutls_cipher_algorithm_t cipher = gnutls_cipher_get(s->s);
 	const struct ktls_layout *l = NULL;
 	union ktls_info tx, rx;
 	uint16_t version;
-	int r = -1;
+	int r, ulp_err;
 
 	if (gnutls_record_check_pending(s->s))
-		return np_nbd_fail(err, errlen, "TLS: %zu bytes left unread after the handshake",
-				   gnutls_record_check_pending(s->s));
+		return np_errmsg(err, -EPROTO, "TLS: %zu bytes left unread after the handshake",
+				 gnutls_record_check_pending(s->s));
 	if (proto == GNUTLS_TLS1_3)
 		version = TLS_1_3_VERSION;
 	else if (proto == GNUTLS_TLS1_2)
 		version = TLS_1_2_VERSION;
 	else
-		return np_nbd_fail(err, errlen, "kernel TLS takes TLS 1.2 and 1.3, not %s",
-				   gnutls_protocol_get_name(proto));
+		return np_errmsg(err, -EPROTONOSUPPORT, "kernel TLS takes TLS 1.2 and 1.3, not %s",
+				 gnutls_protocol_get_name(proto));
 	for (size_t i = 0; i < sizeof(layouts) / sizeof(layouts[0]); i++)
 		if (layouts[i].cipher == cipher)
 			l = &layouts[i];
 	if (!l)
-		return np_nbd_fail(
-		    err, errlen,
+		return np_errmsg(
+		    err, -ENOTSUP,
 		    "the session uses cipher %s, which kernel TLS cannot take; allow AES-GCM "
 		    "or ChaCha20-Poly1305",
 		    gnutls_cipher_get_name(cipher));
 	if (ktls_fill(&tx, l, version, s->s, 0) || ktls_fill(&rx, l, version, s->s, 1)) {
-		np_nbd_fail(err, errlen, "TLS: cannot read the session's %s keys from GnuTLS",
-			    gnutls_cipher_get_name(cipher));
+		r = np_errmsg(err, -EIO, "TLS: cannot read the session's %s keys from GnuTLS",
+			      gnutls_cipher_get_name(cipher));
 		goto out;
 	}
 	if (setsockopt(fd, SOL_TCP, TCP_ULP, "tls", sizeof("tls"))) {
 		/* ENOENT: no "tls" ULP registered and none could be loaded. */
-		np_nbd_fail(err, errlen,
-			    "kernel TLS unavailable (%s): %s; try 'modprobe tls' (the kernel needs "
-			    "CONFIG_TLS); attach never falls back to plaintext",
-			    s->desc,
-			    errno == ENOENT ? "no 'tls' module in this kernel" : strerror(errno));
+		ulp_err = -errno;
+		r = np_errmsg(
+		    err, ulp_err,
+		    "kernel TLS unavailable (%s): %s; try 'modprobe tls' (the kernel needs "
+		    "CONFIG_TLS); attach never falls back to plaintext",
+		    s->desc,
+		    ulp_err == -ENOENT ? "no 'tls' module in this kernel" : strerror(-ulp_err));
 		goto out;
 	}
 	if (setsockopt(fd, SOL_TLS, TLS_TX, &tx, (socklen_t)l->size) ||
 	    setsockopt(fd, SOL_TLS, TLS_RX, &rx, (socklen_t)l->size)) {
-		np_nbd_fail(err, errlen, "kernel TLS refused %s: %s (an older kernel may lack it)",
-			    s->desc, strerror(errno));
+		r = np_errmsg(err, -errno,
+			      "kernel TLS refused %s: %s (an older kernel may lack it)", s->desc,
+			      strerror(errno));
 		goto out;
 	}
 	r = 0;

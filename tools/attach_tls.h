@@ -19,15 +19,17 @@ struct np_tls;
 /* One TLS session on one connected socket, until it moves into the kernel. */
 struct np_tls_session;
 
-/* Loads the credentials o names. Returns NULL with a message in err. */
-struct np_tls *np_tls_load(const struct np_tls_opts *o, char *err, size_t errlen);
+/* Loads the credentials o names into *out. Returns 0, or -errno with a
+ * message in *err. */
+int np_tls_load(const struct np_tls_opts *o, struct np_tls **out, char **err);
 void np_tls_free(struct np_tls *t);
 
 /* Runs the client handshake on the blocking socket fd (its timeouts
  * apply); host is what the server's certificate is checked against unless
- * the options name another. Returns NULL with a message in err. */
-struct np_tls_session *np_tls_handshake(struct np_tls *t, int fd, const char *host, char *err,
-					size_t errlen);
+ * the options name another. Returns 0 with the session in *out, or -errno
+ * with a message in *err. */
+int np_tls_handshake(struct np_tls *t, int fd, const char *host, struct np_tls_session **out,
+		     char **err);
 
 /* Sends (writing) or receives all of len bytes. Returns 0 or a negative
  * errno: -ECONNRESET at end of stream, -ETIMEDOUT, -EPROTO for TLS errors. */
@@ -38,9 +40,9 @@ const char *np_tls_describe(struct np_tls_session *s);
 
 /* Hands the record layer of fd to the kernel: TCP_ULP "tls" with the
  * session's keys and sequence numbers for both directions. Afterwards fd
- * carries plaintext. Fails with a message naming the reason when the
- * kernel cannot take it or GnuTLS still holds unread data. */
-int np_tls_to_kernel(struct np_tls_session *s, int fd, char *err, size_t errlen);
+ * carries plaintext. Returns 0, or -errno with a message naming the
+ * reason when the kernel cannot take it or GnuTLS still holds unread data. */
+int np_tls_to_kernel(struct np_tls_session *s, int fd, char **err);
 
 /* Frees the session without sending anything on the socket. */
 void np_tls_session_free(struct np_tls_session *s);

@@ -1,9 +1,10 @@
 /* `nbdplex volume`: thin pool administration.
  *
  * Commands go to a running server's control socket when one answers (the
- * server holds the database lock), else the tool opens the pool itself. Both
- * paths run the same code (storage/thin/admin.c), so messages and results do
- * not depend on whether a server is running. */
+ * server holds the database lock), else the tool opens the pool itself and
+ * calls the typed API (storage/thin/thin_admin.h). The server's socket calls
+ * the same functions, so messages and results do not depend on whether a
+ * server is running. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -16,7 +17,7 @@
 #include <sys/stat.h>
 
 #include "storage/storage.h"
-#include "storage/thin/pool.h"
+#include "storage/thin/thin_admin.h"
 #include "tools/volume.h"
 #include "tools/volume_copy.h"
 #include "util/size.h"
@@ -39,12 +40,58 @@ static const char usage_all[] =
     "server serves the pool, through POOLDIR/control.sock.\n"
     "`nbdplex volume COMMAND --help` for more.\n";
 
+/* The commands with the pool opened here. Arguments were checked by
+ * check_args. */
+static int do_create(struct thin_pool *p, char **args, char **err)
+{
+	uint64_t size = 0;
+
+	np_parse_size(args[1], &size);
+	return thin_admin_create(p, args[0], size, err);
+}
+
+static int do_resize(struct thin_pool *p, char **args, char **err)
+{
+	uint64_t size = 0;
+
+	np_parse_size(args[1], &size);
+	return thin_admin_resize(p, args[0], size, err);
+}
+
+static int do_snapshot(struct thin_pool *p, char **args, char **err)
+{
+	return thin_admin_snapshot(p, args[0], args[1], err);
+}
+
+static int do_clone(struct thin_pool *p, char **args, char **err)
+{
+	return thin_admin_clone(p, args[0], args[1], err);
+}
+
+static int do_delete(struct thin_pool *p, char **args, char **err)
+{
+	return thin_admin_delete(p, args[0], err);
+}
+
+static int do_check(struct thin_pool *p, char **args, char **err)
+{
+	return thin_admin_check(p, stdout, err);
+}
+
+static int do_list(struct thin_pool *p, char **args, char **err)
+{
+	return thin_admin_print_list(p, stdout, err);
+}
+
+typedef int (*direct_fn)(struct thin_pool *p, char **args, char **err);
+
 static const struct {
 	const char *name;
 	int nargs; /* after POOLDIR */
+	direct_fn direct;
 	const char *help;
 } cmds[] = {
-    {"init", 0,
+    {"init", 0, NULL,
      "usage: nbdplex volume init POOLDIR [--data FILE_OR_DEVICE] [--chunk-size SIZE] "
      "[--size SIZE]\n"
      "Creates a thin pool in POOLDIR (created if missing, else it must be empty).\n"
@@ -58,21 +105,21 @@ static const struct {
      "database shares the file system, growth leaves it 1/16 of that free\n"
      "(48M to 256M, at most a quarter). A block device is used at its size.\n"
      "Pools made before growth existed keep the size they were made with.\n"},
-    {"create", 2,
+    {"create", 2, do_create,
      "usage: nbdplex volume create POOLDIR VOLUME SIZE\n"
      "Creates an empty thin volume; SIZE may exceed the pool's free space.\n"},
-    {"resize", 2,
+    {"resize", 2, do_resize,
      "usage: nbdplex volume resize POOLDIR VOLUME SIZE\n"
      "Grows or shrinks a volume that is not being exported; shrinking frees the\n"
      "chunks past the new end.\n"},
-    {"snapshot", 2,
+    {"snapshot", 2, do_snapshot,
      "usage: nbdplex volume snapshot POOLDIR VOLUME SNAPSHOT\n"
      "Makes a read-only snapshot of VOLUME in constant time; VOLUME stays writable\n"
      "and shares its chunks with the snapshot until it overwrites them.\n"},
-    {"clone", 2,
+    {"clone", 2, do_clone,
      "usage: nbdplex volume clone POOLDIR SNAPSHOT NEWVOLUME\n"
      "Makes a writable volume from a snapshot in constant time.\n"},
-    {"list", 0,
+    {"list", 0, do_list,
      "usage: nbdplex volume list POOLDIR\n"
      "Lists volumes and snapshots: size and allocated bytes (both in bytes) and\n"
      "origin, then a pool summary line starting with #: chunks in the pool, used\n"
@@ -83,11 +130,11 @@ static const struct {
      "made before growth existed) and data_file (the data file's size).\n"
      "Allocated counts the chunks each one holds itself: a chunk a volume shares\n"
      "with its snapshot counts for the snapshot until the volume overwrites it.\n"},
-    {"delete", 1,
+    {"delete", 1, do_delete,
      "usage: nbdplex volume delete POOLDIR NAME\n"
      "Deletes a volume or snapshot and frees its chunks. A snapshot that two or\n"
      "more volumes depend on cannot be deleted; delete them first.\n"},
-    {"check", 0,
+    {"check", 0, do_check,
      "usage: nbdplex volume check POOLDIR\n"
      "Verifies that every mapped chunk is allocated exactly once and that the\n"
      "data file holds the pool; prints the bytes used and allocated.\n"},
@@ -179,7 +226,7 @@ static int check_args(const char *cmd, char **args)
 	return 0;
 }
 
-static int run(const char *dir, int argc, char **argv)
+static int run(const char *dir, int argc, char **argv, direct_fn direct)
 {
 	char *err = NULL;
 	struct thin_pool *p;
@@ -195,7 +242,7 @@ static int run(const char *dir, int argc, char **argv)
 		/* No server has the pool: open it here. */
 		rc = thin_pool_open(dir, false, &p, &err);
 		if (rc == 0) {
-			rc = thin_admin(p, argc, argv, stdout, &err);
+			rc = direct(p, argv + 1, &err);
 			thin_pool_close(p);
 		}
 	}
@@ -238,7 +285,7 @@ int np_cmd_volume(int argc, char **argv)
 
 		for (int j = 0; j < cmds[i].nargs; j++)
 			words[1 + j] = argv[3 + j];
-		return run(argv[2], 1 + cmds[i].nargs, words);
+		return run(argv[2], 1 + cmds[i].nargs, words, cmds[i].direct);
 	}
 	return fail(2, "unknown command %s (see --help)", argv[1]);
 }

@@ -33,11 +33,12 @@
 #include "net/proto.h"
 #include "storage/registry.h"
 #include "storage/storage.h"
-#include "storage/thin/pool.h"
+#include "storage/thin/thin_admin.h"
 #include "tools/progress.h"
 #include "tools/volume.h"
 #include "tools/volume_copy.h"
 #include "util/size.h"
+#include "util/err.h"
 
 #define BUF_BYTES   (4u << 20)
 #define EXT_WINDOW  (1ULL << 30) /* bytes of extents asked for at once */
@@ -148,12 +149,6 @@ static int eng_open(struct vc_ep *ep, const struct np_storage_ops *ops, const ch
 	ep->priv = e;
 	ep->size = ops->get_size(e->h);
 	return 0;
-}
-
-/* The thin volume behind an endpoint, for its chunk size. */
-static struct thin_vol *ep_volume(struct vc_ep *ep)
-{
-	return ((struct eng *)ep->priv)->h;
 }
 
 /* Opens a file or block device that the caller opened as fd, through the
@@ -594,11 +589,11 @@ static int open_source(struct vc_ep *ep, const char *what, char **err)
 		return vc_nbd_open(ep, what, false, err);
 	fd = open(what, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return thin_errmsg(err, -errno, "%s: %s", what, strerror(errno));
+		return np_errmsg(err, -errno, "%s: %s", what, strerror(errno));
 	rc = file_ep_open(ep, fd, true, err);
 	close(fd);
 	if (rc < 0 && err && !*err)
-		thin_errmsg(err, rc, "%s: %s", what, strerror(-rc));
+		np_errmsg(err, rc, "%s: %s", what, strerror(-rc));
 	return rc;
 }
 
@@ -639,12 +634,9 @@ int np_cmd_volume_import(int argc, char **argv)
 	/* With control: other volume commands come to this process meanwhile. */
 	rc = open_pool(o.pool, &p, &err);
 	if (rc == 0) {
-		char size[32];
-		char *words[] = {"create", o.vol, size};
 		uint64_t vsize = o.size ? o.size : (src.size + SECTOR - 1) / SECTOR * SECTOR;
 
-		snprintf(size, sizeof(size), "%llu", (unsigned long long)vsize);
-		rc = thin_admin(p, 3, words, stdout, &err);
+		rc = thin_admin_create(p, o.vol, vsize, &err);
 		created = rc == 0;
 		if (rc == -EEXIST && o.overwrite) {
 			free(err);
@@ -653,19 +645,19 @@ int np_cmd_volume_import(int argc, char **argv)
 		} else if (rc == -EEXIST) {
 			free(err);
 			err = NULL;
-			rc = thin_errmsg(&err, rc,
-					 "%s: %s already exists (--overwrite copies into it, or "
-					 "delete it first)",
-					 o.pool, o.vol);
+			rc = np_errmsg(&err, rc,
+				       "%s: %s already exists (--overwrite copies into it, or "
+				       "delete it first)",
+				       o.pool, o.vol);
 		}
 	}
 	if (rc == 0)
-		rc = eng_open(&dst, &np_storage_thin, spec, false, &err);
+		rc = eng_open(&dst, np_storage_find("thin"), spec, false, &err);
 	if (rc == 0 && dst.size < src.size)
-		rc = thin_errmsg(&err, -ENOSPC,
-				 "%s is %llu bytes, smaller than %s (%llu bytes); resize it first",
-				 spec, (unsigned long long)dst.size, o.other,
-				 (unsigned long long)src.size);
+		rc = np_errmsg(&err, -ENOSPC,
+			       "%s is %llu bytes, smaller than %s (%llu bytes); resize it first",
+			       spec, (unsigned long long)dst.size, o.other,
+			       (unsigned long long)src.size);
 	if (rc < 0) {
 		if (dst.priv)
 			dst.ops->close(&dst);
@@ -675,14 +667,12 @@ int np_cmd_volume_import(int argc, char **argv)
 		return report("import", rc, err);
 	}
 	dst.fresh = created;
-	rc = copy_all(&c, bar_stream(&o), "import", &src, &dst,
-		      ep_volume(&dst)->pool->meta.chunk_size);
+	rc = copy_all(&c, bar_stream(&o), "import", &src, &dst, thin_admin_chunk_size(p));
 	if (rc < 0) {
 		if (created) {
-			char *words[] = {"delete", o.vol};
 			char *derr = NULL;
 
-			if (thin_admin(p, 2, words, stdout, &derr) == 0)
+			if (thin_admin_delete(p, o.vol, &derr) == 0)
 				fprintf(stderr,
 					"nbdplex volume: import: deleted the new volume %s\n",
 					o.vol);
@@ -712,11 +702,11 @@ static int open_target_file(struct vc_ep *ep, const struct opts *o, uint64_t siz
 	*made = 0;
 	if (stat(path, &st) == 0) {
 		if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
-			return thin_errmsg(err, -EINVAL, "%s: not a regular file or block device",
-					   path);
+			return np_errmsg(err, -EINVAL, "%s: not a regular file or block device",
+					 path);
 		if ((S_ISBLK(st.st_mode) || st.st_size > 0) && !o->overwrite)
-			return thin_errmsg(err, -EEXIST,
-					   "%s exists; --overwrite replaces its contents", path);
+			return np_errmsg(err, -EEXIST,
+					 "%s exists; --overwrite replaces its contents", path);
 		fd = open(path, O_RDWR | O_CLOEXEC | (S_ISREG(st.st_mode) ? O_TRUNC : 0));
 		if (S_ISREG(st.st_mode) && st.st_size == 0)
 			*made = 2;
@@ -728,13 +718,13 @@ static int open_target_file(struct vc_ep *ep, const struct opts *o, uint64_t siz
 	}
 	if (fd < 0) {
 		*made = 0;
-		return thin_errmsg(err, -errno, "%s: %s", path, strerror(errno));
+		return np_errmsg(err, -errno, "%s: %s", path, strerror(errno));
 	}
 	/* A regular file starts empty: holes need no writing. */
 	ep->fresh = S_ISREG(st.st_mode) || *made == 1;
 	if (ep->fresh && ftruncate(fd, (off_t)size) < 0)
-		rc = thin_errmsg(err, -errno, "%s: cannot size to %llu bytes: %s", path,
-				 (unsigned long long)size, strerror(errno));
+		rc = np_errmsg(err, -errno, "%s: cannot size to %llu bytes: %s", path,
+			       (unsigned long long)size, strerror(errno));
 	else
 		rc = file_ep_open(ep, fd, false, err);
 	close(fd);
@@ -767,7 +757,7 @@ int np_cmd_volume_export(int argc, char **argv)
 	/* The source first: a bad pool or volume name touches no target. */
 	rc = open_pool(o.pool, &p, &err);
 	if (rc == 0)
-		rc = eng_open(&src, &np_storage_thin, spec, true, &err);
+		rc = eng_open(&src, np_storage_find("thin"), spec, true, &err);
 	if (rc < 0) {
 		if (p)
 			thin_pool_close(p);
@@ -780,9 +770,9 @@ int np_cmd_volume_export(int argc, char **argv)
 		rc = open_target_file(&dst, &o, src.size, &made, &err);
 	if (rc == 0 && dst.size < src.size) {
 		dst.ops->close(&dst);
-		rc = thin_errmsg(&err, -ENOSPC, "%s is %llu bytes, smaller than %s (%llu bytes)",
-				 o.other, (unsigned long long)dst.size, spec,
-				 (unsigned long long)src.size);
+		rc = np_errmsg(&err, -ENOSPC, "%s is %llu bytes, smaller than %s (%llu bytes)",
+			       o.other, (unsigned long long)dst.size, spec,
+			       (unsigned long long)src.size);
 	}
 	if (rc < 0) {
 		undo_target(o.other, made);
@@ -790,8 +780,7 @@ int np_cmd_volume_export(int argc, char **argv)
 		thin_pool_close(p);
 		return report("export", rc, err);
 	}
-	rc = copy_all(&c, bar_stream(&o), "export", &src, &dst,
-		      ep_volume(&src)->pool->meta.chunk_size);
+	rc = copy_all(&c, bar_stream(&o), "export", &src, &dst, thin_admin_chunk_size(p));
 	thin_pool_close(p);
 	if (rc < 0) {
 		undo_target(o.other, made);

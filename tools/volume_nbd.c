@@ -10,6 +10,7 @@
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,7 +18,7 @@
 
 #include "net/proto.h"
 #include "storage/storage.h"
-#include "storage/thin/pool.h"
+#include "util/err.h"
 #include "tools/volume_copy.h"
 
 /* One request's bytes at most: the protocol's portable limit is 32 MiB,
@@ -207,21 +208,21 @@ int vc_nbd_open(struct vc_ep *ep, const char *uri, bool writable, char **err)
 	n->h = nbd_create();
 	if (!n->h) {
 		free(n);
-		return thin_errmsg(err, -ENOMEM, "%s: %s", uri, nbd_get_error());
+		return np_errmsg(err, -ENOMEM, "%s: %s", uri, nbd_get_error());
 	}
 	if (nbd_add_meta_context(n->h, LIBNBD_CONTEXT_BASE_ALLOCATION) < 0 ||
 	    nbd_connect_uri(n->h, uri) < 0) {
 		rc = nbd_get_errno() > 0 ? -nbd_get_errno() : -EIO;
-		thin_errmsg(err, rc, "%s: %s", uri, nbd_get_error());
+		np_errmsg(err, rc, "%s: %s", uri, nbd_get_error());
 		goto out_close;
 	}
 	size = nbd_get_size(n->h);
 	if (size < 0) {
-		rc = thin_errmsg(err, -EIO, "%s: %s", uri, nbd_get_error());
+		rc = np_errmsg(err, -EIO, "%s: %s", uri, nbd_get_error());
 		goto out_close;
 	}
 	if (writable && nbd_is_read_only(n->h) == 1) {
-		rc = thin_errmsg(err, -EROFS, "%s: the server exports it read-only", uri);
+		rc = np_errmsg(err, -EROFS, "%s: the server exports it read-only", uri);
 		goto out_close;
 	}
 	n->extents = nbd_can_meta_context(n->h, LIBNBD_CONTEXT_BASE_ALLOCATION) == 1;

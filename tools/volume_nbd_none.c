@@ -2,15 +2,15 @@
  * with a message that says how to get them. */
 #include <errno.h>
 
-#include "storage/thin/pool.h"
+#include "util/err.h"
 #include "tools/volume_copy.h"
 
 int vc_nbd_open(struct vc_ep *ep, const char *uri, bool writable, char **err)
 {
 	(void)ep;
 	(void)writable;
-	return thin_errmsg(err, -ENOTSUP,
-			   "%s: this nbdplex was built without libnbd (install libnbd-dev and "
-			   "rebuild) and cannot copy over NBD",
-			   uri);
+	return np_errmsg(err, -ENOTSUP,
+			 "%s: this nbdplex was built without libnbd (install libnbd-dev and "
+			 "rebuild) and cannot copy over NBD",
+			 uri);
 }

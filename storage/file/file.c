@@ -19,6 +19,7 @@
 #include "storage/lib/memfile.h"
 #include "storage/storage.h"
 #include "util/size.h"
+#include "util/fullio.h"
 
 struct file_h {
 	int fd;
@@ -314,31 +315,14 @@ static uint32_t file_caps(void *h)
 }
 
 /* Reads all of [off, off+len); bytes past the end of the file read as zeroes
- * (the file may have been truncated under us). */
+ * (the file may have been truncated under us), as np_pread_full leaves
+ * them. With RWF_NOWAIT, a range only partly cached gives -EAGAIN: let a
+ * worker finish it. */
 static int read_full(struct file_h *f, void *buf, uint64_t len, uint64_t off, int rwflags)
 {
-	uint8_t *p = buf;
+	int r = np_pread_full(f->fd, buf, len, off, rwflags);
 
-	while (len) {
-		struct iovec iov = {.iov_base = p, .iov_len = len};
-		ssize_t n = preadv2(f->fd, &iov, 1, (off_t)off, rwflags);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (n == 0) {
-			memset(p, 0, len);
-			return 0;
-		}
-		if (rwflags && (uint64_t)n < len)
-			return -EAGAIN; /* partly cached: let a worker finish it */
-		p += n;
-		off += (uint64_t)n;
-		len -= (uint64_t)n;
-	}
-	return 0;
+	return r == -ENODATA ? 0 : r;
 }
 
 static int file_pread(void *h, void *buf, uint64_t len, uint64_t off)
@@ -349,32 +333,17 @@ static int file_pread(void *h, void *buf, uint64_t len, uint64_t off)
 static int file_pwrite(void *h, const void *buf, uint64_t len, uint64_t off, uint32_t flags)
 {
 	struct file_h *f = h;
-	const uint8_t *p = buf;
 	int rwflags = (flags & NP_IO_FUA) ? RWF_DSYNC : 0;
 	bool big = f->in_memory && len >= NP_BIG_WRITE;
-	uint64_t start = off, total = len;
-	int r = 0;
+	int r;
 
 	if (big)
 		pthread_mutex_lock(&f->big_write);
-	while (len) {
-		struct iovec iov = {.iov_base = (void *)p, .iov_len = len};
-		ssize_t n = pwritev2(f->fd, &iov, 1, (off_t)off, rwflags);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			r = -errno;
-			break;
-		}
-		p += n;
-		off += (uint64_t)n;
-		len -= (uint64_t)n;
-	}
+	r = np_pwrite_full(f->fd, buf, len, off, rwflags);
 	if (big)
 		pthread_mutex_unlock(&f->big_write);
 	if (r == 0)
-		bits_set(f, start, total);
+		bits_set(f, off, len);
 	return r;
 }
 

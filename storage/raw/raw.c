@@ -28,11 +28,10 @@
 #include <unistd.h>
 
 #include "storage/raw/raw_int.h"
+#include "util/fullio.h"
 
 /* The largest piece written at once when zeroes have to be written out. */
 #define RAW_ZERO_CHUNK (1024U * 1024)
-/* A bound on retries after EINTR, so that no loop here can spin forever. */
-#define RAW_MAX_EINTR 1000
 
 /* ---- range lock ---- */
 
@@ -128,50 +127,20 @@ static int raw_check(const struct raw_handle *h, uint64_t len, uint64_t off, boo
 	return 0;
 }
 
+/* Requests lie within the device, so its end is an error here. */
 static int raw_read_full(const struct raw_handle *h, void *buf, uint64_t len, uint64_t off)
 {
-	char *p = buf;
-	int intr = 0;
+	int r = np_pread_full(h->fd, buf, len, off, 0);
 
-	while (len > 0) {
-		size_t n = len > (1U << 30) ? (1U << 30) : (size_t)len;
-		ssize_t r = pread(h->fd, p, n, (off_t)off);
-
-		if (r < 0 && errno == EINTR && ++intr < RAW_MAX_EINTR)
-			continue;
-		if (r < 0)
-			return -errno;
-		if (r == 0)
-			return -EIO; /* within bounds, so end of file is an error */
-		p += r;
-		off += (uint64_t)r;
-		len -= (uint64_t)r;
-	}
-	return 0;
+	return r == -ENODATA ? -EIO : r;
 }
 
 static int raw_write_full(const struct raw_handle *h, const void *buf, uint64_t len, uint64_t off,
 			  int rwf)
 {
-	const char *p = buf;
-	int intr = 0;
+	int r = np_pwrite_full(h->fd, buf, len, off, rwf);
 
-	while (len > 0) {
-		struct iovec iov = {.iov_base = (void *)p,
-				    .iov_len = len > (1U << 30) ? (1U << 30) : (size_t)len};
-		ssize_t r = pwritev2(h->fd, &iov, 1, (off_t)off, rwf);
-
-		if (r < 0 && errno == EINTR && ++intr < RAW_MAX_EINTR)
-			continue;
-		if (r < 0)
-			return -errno;
-		if (r == 0)
-			return -EIO;
-		p += r;
-		off += (uint64_t)r;
-		len -= (uint64_t)r;
-	}
-	return 0;
+	return r == -EPIPE ? -EIO : r;
 }
 
 /* Writes [off, off + len) from buf, with the caller holding the lock on the

@@ -1,8 +1,8 @@
-/* Thin pools: catalog changes (create, resize, snapshot, clone, delete,
- * list, check). The server runs these for its control socket and
- * `nbdplex volume` runs them itself when no server has the pool, so both
- * paths share one implementation. Every change is one synced write batch,
- * made under io_lock held exclusively, so I/O never sees half a change. */
+/* Thin pools: the typed administration API of thin_admin.h (create,
+ * resize, snapshot, clone, delete, list, check, space). The control socket
+ * and `nbdplex volume` both call it. Every change is one synced write
+ * batch, made under io_lock held exclusively, so I/O never sees half a
+ * change. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -166,22 +166,22 @@ static int merge_cb(void *ctx, uint64_t lc, uint64_t pc)
 	return thin_txn_del(c->t, key, 17);
 }
 
-static int parse_size(const char *s, uint64_t *out, char **err)
+static int check_size(uint64_t size, char **err)
 {
-	if (np_parse_size(s, out) < 0 || *out == 0 || *out > (1ULL << 62))
-		return thin_errmsg(err, -EINVAL, "size %s: expected 1 byte to 4E, with K/M/G/T", s);
+	if (size == 0 || size > THIN_MAX_SIZE)
+		return np_errmsg(err, -EINVAL, "size %llu: expected 1 byte to 4E",
+				 (unsigned long long)size);
 	return 0;
 }
 
 static int need_new_name(struct thin_pool *p, const char *name, char **err)
 {
 	if (!thin_name_ok(name))
-		return thin_errmsg(
-		    err, -EINVAL,
-		    "name %s: use 1-%d of A-Z a-z 0-9 . _ -, not starting with . or -", name,
-		    THIN_NAME_MAX);
+		return np_errmsg(err, -EINVAL,
+				 "name %s: use 1-%d of A-Z a-z 0-9 . _ -, not starting with . or -",
+				 name, THIN_NAME_MAX);
 	if (thin_dev_find(p, name))
-		return thin_errmsg(err, -EEXIST, "%s: %s already exists", p->dir, name);
+		return np_errmsg(err, -EEXIST, "%s: %s already exists", p->dir, name);
 	return 0;
 }
 
@@ -190,51 +190,58 @@ static struct thin_dev *need(struct thin_pool *p, const char *name, int kind, ch
 	struct thin_dev *d = thin_dev_find(p, name);
 
 	if (!d) {
-		thin_errmsg(err, -ENOENT, "%s: no volume or snapshot named %s", p->dir, name);
+		np_errmsg(err, -ENOENT, "%s: no volume or snapshot named %s", p->dir, name);
 		return NULL;
 	}
 	if (kind && (int)d->r.kind != kind) {
-		thin_errmsg(err, -EINVAL, "%s: %s is a %s, not a %s", p->dir, name,
-			    d->r.kind == THIN_SNAPSHOT ? "snapshot" : "volume",
-			    kind == THIN_SNAPSHOT ? "snapshot" : "volume");
+		np_errmsg(err, -EINVAL, "%s: %s is a %s, not a %s", p->dir, name,
+			  d->r.kind == THIN_SNAPSHOT ? "snapshot" : "volume",
+			  kind == THIN_SNAPSHOT ? "snapshot" : "volume");
 		return NULL;
 	}
 	return d;
 }
 
-static int cmd_create(struct thin_pool *p, char **argv, struct thin_txn *t, char **err)
+/* The arguments of one catalog change. */
+struct change {
+	const char *name, *other;
+	uint64_t size;
+};
+
+static int cmd_create(struct thin_pool *p, const struct change *a, struct thin_txn *t, char **err)
 {
 	struct thin_dev d = {0};
-	int rc = need_new_name(p, argv[1], err);
+	int rc = need_new_name(p, a->name, err);
 
 	if (rc == 0)
-		rc = parse_size(argv[2], &d.r.size, err);
+		rc = check_size(a->size, err);
 	if (rc < 0)
 		return rc;
+	d.r.size = a->size;
 	d.id = p->meta.next_dev++;
 	d.r.kind = THIN_VOLUME;
-	snprintf(d.r.name, sizeof(d.r.name), "%s", argv[1]);
+	snprintf(d.r.name, sizeof(d.r.name), "%s", a->name);
 	if ((rc = put_dev(t, &d)) < 0 || (rc = put_meta(p, t)) < 0 || (rc = thin_commit(p, t)) < 0)
 		return rc;
 	return add_dev(p, &d);
 }
 
-static int cmd_snapshot(struct thin_pool *p, char **argv, struct thin_txn *t, char **err)
+static int cmd_snapshot(struct thin_pool *p, const struct change *a, struct thin_txn *t, char **err)
 {
-	struct thin_dev *vol = need(p, argv[1], THIN_VOLUME, err);
+	struct thin_dev *vol = need(p, a->name, THIN_VOLUME, err);
 	struct thin_dev snap, fresh = {0};
 	int rc;
 
 	if (!vol)
 		return -EINVAL;
-	rc = need_new_name(p, argv[2], err);
+	rc = need_new_name(p, a->other, err);
 	if (rc < 0)
 		return rc;
 	/* The volume's device becomes the snapshot, frozen; the volume
 	 * continues in a new, empty device on top of it. */
 	snap = *vol;
-	snprintf(snap.r.name, sizeof(snap.r.name), "%s", argv[2]);
-	snprintf(snap.r.origin, sizeof(snap.r.origin), "%s", argv[1]);
+	snprintf(snap.r.name, sizeof(snap.r.name), "%s", a->other);
+	snprintf(snap.r.origin, sizeof(snap.r.origin), "%s", a->name);
 	snap.r.kind = THIN_SNAPSHOT;
 	snap.r.nchildren++;
 	fresh.id = p->meta.next_dev++;
@@ -251,15 +258,15 @@ static int cmd_snapshot(struct thin_pool *p, char **argv, struct thin_txn *t, ch
 	return add_dev(p, &fresh);
 }
 
-static int cmd_clone(struct thin_pool *p, char **argv, struct thin_txn *t, char **err)
+static int cmd_clone(struct thin_pool *p, const struct change *a, struct thin_txn *t, char **err)
 {
-	struct thin_dev *snap = need(p, argv[1], THIN_SNAPSHOT, err);
+	struct thin_dev *snap = need(p, a->name, THIN_SNAPSHOT, err);
 	struct thin_dev d = {0}, s;
 	int rc;
 
 	if (!snap)
 		return -EINVAL;
-	rc = need_new_name(p, argv[2], err);
+	rc = need_new_name(p, a->other, err);
 	if (rc < 0)
 		return rc;
 	s = *snap;
@@ -269,8 +276,8 @@ static int cmd_clone(struct thin_pool *p, char **argv, struct thin_txn *t, char 
 	d.r.base_limit = chunks_of(p, s.r.size);
 	d.r.size = s.r.size;
 	d.r.kind = THIN_VOLUME;
-	snprintf(d.r.name, sizeof(d.r.name), "%s", argv[2]);
-	snprintf(d.r.origin, sizeof(d.r.origin), "%s", argv[1]);
+	snprintf(d.r.name, sizeof(d.r.name), "%s", a->other);
+	snprintf(d.r.origin, sizeof(d.r.origin), "%s", a->name);
 	if ((rc = put_dev(t, &s)) < 0 || (rc = put_dev(t, &d)) < 0 || (rc = put_meta(p, t)) < 0 ||
 	    (rc = thin_commit(p, t)) < 0)
 		return rc;
@@ -278,24 +285,24 @@ static int cmd_clone(struct thin_pool *p, char **argv, struct thin_txn *t, char 
 	return add_dev(p, &d);
 }
 
-static int cmd_resize(struct thin_pool *p, char **argv, struct thin_txn *t, char **err)
+static int cmd_resize(struct thin_pool *p, const struct change *a, struct thin_txn *t, char **err)
 {
-	struct thin_dev *vol = need(p, argv[1], THIN_VOLUME, err);
+	struct thin_dev *vol = need(p, a->name, THIN_VOLUME, err);
 	struct thin_dev d;
-	uint64_t size, newc;
+	uint64_t size = a->size, newc;
 	int rc;
 
 	if (!vol)
 		return -EINVAL;
-	rc = parse_size(argv[2], &size, err);
+	rc = check_size(size, err);
 	if (rc < 0)
 		return rc;
 	/* Growing is safe under I/O (this runs with io_lock held exclusively
 	 * and every open volume is refreshed after); shrinking could race a
 	 * write already checked against the old size. */
-	if (size < vol->r.size && is_open(p, argv[1]))
-		return thin_errmsg(err, -EBUSY, "%s: %s is exported; stop the export to shrink it",
-				   p->dir, argv[1]);
+	if (size < vol->r.size && is_open(p, a->name))
+		return np_errmsg(err, -EBUSY, "%s: %s is exported; stop the export to shrink it",
+				 p->dir, a->name);
 	d = *vol;
 	newc = chunks_of(p, size);
 	if (size > d.r.size && (d.r.size & (p->meta.chunk_size - 1))) {
@@ -312,8 +319,8 @@ static int cmd_resize(struct thin_pool *p, char **argv, struct thin_txn *t, char
 					       d.r.size, 0, true);
 		free(v.chain);
 		if (rc < 0)
-			return thin_errmsg(err, rc, "%s: %s: cannot zero the tail: %s", p->dir,
-					   argv[1], strerror(-rc));
+			return np_errmsg(err, rc, "%s: %s: cannot zero the tail: %s", p->dir,
+					 a->name, strerror(-rc));
 		d = *vol;
 	}
 	if (newc < chunks_of(p, d.r.size)) {
@@ -332,18 +339,18 @@ static int cmd_resize(struct thin_pool *p, char **argv, struct thin_txn *t, char
 	return 0;
 }
 
-static int cmd_delete(struct thin_pool *p, char **argv, struct thin_txn *t, char **err)
+static int cmd_delete(struct thin_pool *p, const struct change *a, struct thin_txn *t, char **err)
 {
-	struct thin_dev *d = need(p, argv[1], 0, err);
+	struct thin_dev *d = need(p, a->name, 0, err);
 	struct thin_dev gone, *child = NULL, *base;
 	uint8_t key[9];
 	int rc;
 
 	if (!d)
 		return -ENOENT;
-	if (is_open(p, argv[1]))
-		return thin_errmsg(err, -EBUSY, "%s: %s is exported; stop the export to delete it",
-				   p->dir, argv[1]);
+	if (is_open(p, a->name))
+		return np_errmsg(err, -EBUSY, "%s: %s is exported; stop the export to delete it",
+				 p->dir, a->name);
 	if (d->r.nchildren >= 2) {
 		char *names = NULL;
 		size_t len = 0;
@@ -354,8 +361,8 @@ static int cmd_delete(struct thin_pool *p, char **argv, struct thin_txn *t, char
 				fprintf(f, " %s", p->devs[i].r.name);
 		if (f)
 			fclose(f);
-		rc = thin_errmsg(err, -EBUSY, "%s: cannot delete %s: %s depend on it:%s", p->dir,
-				 argv[1], "volumes", names ? names : "");
+		rc = np_errmsg(err, -EBUSY, "%s: cannot delete %s: %s depend on it:%s", p->dir,
+			       a->name, "volumes", names ? names : "");
 		free(names);
 		return rc;
 	}
@@ -413,47 +420,95 @@ static int cmp_dev(const void *a, const void *b)
 	return strcmp(((const struct thin_dev *)a)->r.name, ((const struct thin_dev *)b)->r.name);
 }
 
-static int cmd_list(struct thin_pool *p, FILE *out)
+int thin_admin_list(struct thin_pool *p, struct thin_vol_info **vols, size_t *n,
+		    struct thin_pool_info *info, char **err)
 {
-	struct thin_dev *devs = malloc((p->ndevs + 1) * sizeof(*devs));
-	struct thin_space sp;
-	uint64_t used, nchunks;
-	int rc = thin_pool_space(p, &sp);
+	struct thin_dev *devs;
+	struct thin_vol_info *v = NULL;
+	size_t nd = 0;
+	int rc;
 
-	/* Sorted in a copy: other readers of the table may run meanwhile. */
-	if (!devs || rc < 0) {
-		free(devs);
-		return rc < 0 ? rc : -ENOMEM;
+	*vols = NULL;
+	*n = 0;
+	memset(info, 0, sizeof(*info));
+	/* Listing counts every chunk of every map, which takes a while on a
+	 * big pool: let I/O go on, since I/O never reads the device table and
+	 * changes to it hold the lock exclusively. */
+	pthread_rwlock_rdlock(&p->io_lock);
+	devs = malloc((p->ndevs + 1) * sizeof(*devs));
+	rc = thin_pool_space(p, &info->space);
+	if (rc == 0 && devs) {
+		/* Sorted in a copy: other readers of the table may run meanwhile. */
+		nd = p->ndevs;
+		if (nd) /* an empty pool has no table at all */
+			memcpy(devs, p->devs, nd * sizeof(*devs));
+		qsort(devs, nd, sizeof(*devs), cmp_dev);
+		v = calloc(nd + 1, sizeof(*v));
 	}
-	if (p->ndevs) /* an empty pool has no table at all */
-		memcpy(devs, p->devs, p->ndevs * sizeof(*devs));
-	qsort(devs, p->ndevs, sizeof(*devs), cmp_dev);
-	fprintf(out, "%-20s %-8s %14s %14s %s\n", "NAME", "TYPE", "SIZE", "ALLOCATED", "ORIGIN");
-	for (size_t i = 0; i < p->ndevs && rc == 0; i++) {
+	if (rc == 0 && (!devs || !v))
+		rc = -ENOMEM;
+	for (size_t i = 0; i < nd && rc == 0; i++) {
 		struct thin_dev *d = &devs[i];
-		const char *origin =
-		    d->r.origin[0] && thin_dev_find(p, d->r.origin) ? d->r.origin : "-";
-		uint64_t n = 0;
+		uint64_t chunks = 0;
 
-		rc = thin_map_each(p, d->id, 0, UINT64_MAX, count_cb, &n);
-		fprintf(out, "%-20s %-8s %14llu %14llu %s\n", d->r.name,
-			d->r.kind == THIN_SNAPSHOT ? "snapshot" : "volume",
-			(unsigned long long)d->r.size, (unsigned long long)n * p->meta.chunk_size,
-			origin);
+		rc = thin_map_each(p, d->id, 0, UINT64_MAX, count_cb, &chunks);
+		snprintf(v[i].name, sizeof(v[i].name), "%s", d->r.name);
+		if (d->r.origin[0] && thin_dev_find(p, d->r.origin))
+			snprintf(v[i].origin, sizeof(v[i].origin), "%s", d->r.origin);
+		v[i].snapshot = d->r.kind == THIN_SNAPSHOT;
+		v[i].size = d->r.size;
+		v[i].allocated = chunks * p->meta.chunk_size;
 	}
-	used = sp.used >> p->chunk_shift;
-	nchunks = sp.allocated >> p->chunk_shift;
+	snprintf(info->dir, sizeof(info->dir), "%s", p->dir);
+	info->chunk_size = p->meta.chunk_size;
 	pthread_mutex_lock(&p->commit_mu);
+	info->commits = p->ngroups;
+	info->writes = p->ntxns;
+	pthread_mutex_unlock(&p->commit_mu);
+	pthread_rwlock_unlock(&p->io_lock);
+	free(devs);
+	if (rc < 0) {
+		free(v);
+		return np_errmsg(err, rc, "%s: list failed: %s", p->dir, strerror(-rc));
+	}
+	*vols = v;
+	*n = nd;
+	return 0;
+}
+
+static void print_list(FILE *out, const struct thin_vol_info *vols, size_t n,
+		       const struct thin_pool_info *info)
+{
+	const struct thin_space *sp = &info->space;
+	unsigned shift = (unsigned)__builtin_ctz(info->chunk_size);
+	uint64_t used = sp->used >> shift, nchunks = sp->allocated >> shift;
+
+	fprintf(out, "%-20s %-8s %14s %14s %s\n", "NAME", "TYPE", "SIZE", "ALLOCATED", "ORIGIN");
+	for (size_t i = 0; i < n; i++)
+		fprintf(out, "%-20s %-8s %14llu %14llu %s\n", vols[i].name,
+			vols[i].snapshot ? "snapshot" : "volume", (unsigned long long)vols[i].size,
+			(unsigned long long)vols[i].allocated,
+			vols[i].origin[0] ? vols[i].origin : "-");
 	fprintf(out,
 		"# pool %s chunk_size %u chunks %llu used %llu free %llu commits %llu writes %llu "
 		"bytes_used %llu bytes_allocated %llu bytes_max %llu limit %s data_file %llu\n",
-		p->dir, p->meta.chunk_size, (unsigned long long)nchunks, (unsigned long long)used,
-		(unsigned long long)(nchunks - used), (unsigned long long)p->ngroups,
-		(unsigned long long)p->ntxns, (unsigned long long)sp.used,
-		(unsigned long long)sp.allocated, (unsigned long long)sp.max, sp.limit,
-		(unsigned long long)sp.data_size);
-	pthread_mutex_unlock(&p->commit_mu);
-	free(devs);
+		info->dir, info->chunk_size, (unsigned long long)nchunks, (unsigned long long)used,
+		(unsigned long long)(nchunks - used), (unsigned long long)info->commits,
+		(unsigned long long)info->writes, (unsigned long long)sp->used,
+		(unsigned long long)sp->allocated, (unsigned long long)sp->max, sp->limit,
+		(unsigned long long)sp->data_size);
+}
+
+int thin_admin_print_list(struct thin_pool *p, FILE *out, char **err)
+{
+	struct thin_vol_info *vols;
+	struct thin_pool_info info;
+	size_t n;
+	int rc = thin_admin_list(p, &vols, &n, &info, err);
+
+	if (rc == 0)
+		print_list(out, vols, n, &info);
+	free(vols);
 	return rc;
 }
 
@@ -525,58 +580,22 @@ int thin_check(struct thin_pool *p, FILE *out)
 	return rc;
 }
 
-static const struct {
-	const char *name;
-	int argc;
-	int (*fn)(struct thin_pool *p, char **argv, struct thin_txn *t, char **err);
-	const char *usage;
-} cmds[] = {
-    {"create", 3, cmd_create, "create VOLUME SIZE"},
-    {"resize", 3, cmd_resize, "resize VOLUME SIZE"},
-    {"snapshot", 3, cmd_snapshot, "snapshot VOLUME SNAPSHOT"},
-    {"clone", 3, cmd_clone, "clone SNAPSHOT NEWVOLUME"},
-    {"delete", 2, cmd_delete, "delete NAME"},
-};
-
-int thin_admin(struct thin_pool *p, int argc, char **argv, FILE *out, char **err)
+/* Runs one catalog change: under io_lock held exclusively, then every open
+ * volume follows the new device table. */
+static int change(struct thin_pool *p, const char *what,
+		  int (*fn)(struct thin_pool *p, const struct change *a, struct thin_txn *t,
+			    char **err),
+		  const struct change *a, char **err)
 {
 	struct thin_txn t = {.sync = true};
-	int rc = -EINVAL;
-	bool found = false;
+	int rc;
 
-	if (argc < 1)
-		return thin_errmsg(err, -EINVAL, "no command");
-	if (strcmp(argv[0], "list") == 0 && argc == 1) {
-		/* Listing counts every chunk of every map, which takes a while
-		 * on a big pool: let I/O go on, since I/O never reads the
-		 * device table and changes to it hold the lock exclusively. */
-		pthread_rwlock_rdlock(&p->io_lock);
-		rc = cmd_list(p, out);
-		pthread_rwlock_unlock(&p->io_lock);
-		if (rc < 0)
-			thin_errmsg(err, rc, "%s: list failed: %s", p->dir, strerror(-rc));
-		return rc;
-	}
 	pthread_rwlock_wrlock(&p->io_lock);
-	if (p->broken) {
-		rc = thin_errmsg(err, -EIO, "%s: a metadata write failed; reopen the pool", p->dir);
-	} else if (strcmp(argv[0], "check") == 0 && argc == 1) {
-		found = true;
-		rc = thin_check(p, out);
-		if (rc < 0)
-			thin_errmsg(err, rc, "%s: inconsistent", p->dir);
-	} else {
-		for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
-			if (strcmp(argv[0], cmds[i].name) != 0)
-				continue;
-			found = true;
-			if (argc != cmds[i].argc)
-				rc = thin_errmsg(err, -EINVAL, "usage: %s", cmds[i].usage);
-			else
-				rc = cmds[i].fn(p, argv, &t, err);
-		}
-	}
-	if (rc == 0 && found)
+	if (p->broken)
+		rc = np_errmsg(err, -EIO, "%s: a metadata write failed; reopen the pool", p->dir);
+	else
+		rc = fn(p, a, &t, err);
+	if (rc == 0)
 		rc = refresh_all(p);
 	else
 		/* Whatever a failed change wrote, no cache keeps a mapping
@@ -585,9 +604,69 @@ int thin_admin(struct thin_pool *p, int argc, char **argv, FILE *out, char **err
 			thin_vcache_clear(v);
 	pthread_rwlock_unlock(&p->io_lock);
 	thin_txn_reset(&t);
-	if (!found && !p->broken)
-		return thin_errmsg(err, -EINVAL, "unknown command %s", argv[0]);
 	if (rc < 0)
-		thin_errmsg(err, rc, "%s: %s failed: %s", p->dir, argv[0], strerror(-rc));
+		np_errmsg(err, rc, "%s: %s failed: %s", p->dir, what, strerror(-rc));
 	return rc;
+}
+
+int thin_admin_create(struct thin_pool *p, const char *name, uint64_t size, char **err)
+{
+	struct change a = {.name = name, .size = size};
+
+	return change(p, "create", cmd_create, &a, err);
+}
+
+int thin_admin_resize(struct thin_pool *p, const char *name, uint64_t size, char **err)
+{
+	struct change a = {.name = name, .size = size};
+
+	return change(p, "resize", cmd_resize, &a, err);
+}
+
+int thin_admin_snapshot(struct thin_pool *p, const char *vol, const char *snap, char **err)
+{
+	struct change a = {.name = vol, .other = snap};
+
+	return change(p, "snapshot", cmd_snapshot, &a, err);
+}
+
+int thin_admin_clone(struct thin_pool *p, const char *snap, const char *vol, char **err)
+{
+	struct change a = {.name = snap, .other = vol};
+
+	return change(p, "clone", cmd_clone, &a, err);
+}
+
+int thin_admin_delete(struct thin_pool *p, const char *name, char **err)
+{
+	struct change a = {.name = name};
+
+	return change(p, "delete", cmd_delete, &a, err);
+}
+
+int thin_admin_check(struct thin_pool *p, FILE *report, char **err)
+{
+	int rc;
+
+	pthread_rwlock_wrlock(&p->io_lock);
+	if (p->broken)
+		rc = np_errmsg(err, -EIO, "%s: a metadata write failed; reopen the pool", p->dir);
+	else
+		rc = thin_check(p, report);
+	pthread_rwlock_unlock(&p->io_lock);
+	if (rc < 0)
+		np_errmsg(err, rc, "%s: inconsistent", p->dir);
+	return rc;
+}
+
+int thin_admin_space(struct thin_pool *p, struct thin_space *s, char **err)
+{
+	int rc = thin_pool_space(p, s);
+
+	return rc < 0 ? np_errmsg(err, rc, "%s: %s", p->dir, strerror(-rc)) : 0;
+}
+
+uint32_t thin_admin_chunk_size(const struct thin_pool *p)
+{
+	return p->meta.chunk_size;
 }

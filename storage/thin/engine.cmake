@@ -1,6 +1,7 @@
 # The thin engine (RocksDB) and `nbdplex volume`. Included by the top-level
 # CMakeLists.txt (in its scope) through storage/engines.cmake's loop; adds
-# the engine and its subcommand and registers the tests. Without RocksDB,
+# the engine and its subcommand (built into nptools by tools/tools.cmake)
+# and registers the tests. Without RocksDB,
 # or with NP_WITH_THIN off, it is left out.
 option(NP_WITH_THIN "the thin engine (RocksDB) and nbdplex volume" ON)
 if(NOT NP_WITH_THIN)
@@ -23,32 +24,15 @@ np_add_engine(NAME thin
   LIBS ${NP_ROCKSDB_LIB}
   COMMAND volume np_cmd_volume "manage thin pools: init, create, snapshot, clone, list, ...")
 
-# `nbdplex volume` itself (the tools).
-list(APPEND NP_EXTRA_SOURCES
-  ${CMAKE_SOURCE_DIR}/tools/volume.c
-  ${CMAKE_SOURCE_DIR}/tools/volume_copy.c
-  ${CMAKE_SOURCE_DIR}/tools/progress.c
-)
-# volume import/export speak NBD through libnbd; without it they copy
-# files only.
-pkg_check_modules(LIBNBD IMPORTED_TARGET libnbd)
-if(LIBNBD_FOUND)
-  list(APPEND NP_EXTRA_SOURCES ${CMAKE_SOURCE_DIR}/tools/volume_nbd.c)
-  list(APPEND NP_EXTRA_LIBS PkgConfig::LIBNBD)
-else()
-  message(STATUS "thin engine: libnbd-dev not found, volume import/export without NBD")
-  list(APPEND NP_EXTRA_SOURCES ${CMAKE_SOURCE_DIR}/tools/volume_nbd_none.c)
-endif()
-
 add_executable(test_thin ${CMAKE_SOURCE_DIR}/tests/thin/test_thin.c)
-target_link_libraries(test_thin PRIVATE npcore)
+target_link_libraries(test_thin PRIVATE nptools)
 # test_thin counts the engine's hole punches (__wrap_fallocate).
 target_link_options(test_thin PRIVATE "-Wl,--wrap=fallocate")
 add_test(NAME thin_unit COMMAND test_thin)
 set_tests_properties(thin_unit PROPERTIES LABELS "thin" TIMEOUT 300)
 
 add_executable(thin_crash ${CMAKE_SOURCE_DIR}/tests/thin/crash.c)
-target_link_libraries(thin_crash PRIVATE npcore)
+target_link_libraries(thin_crash PRIVATE nptools)
 add_test(NAME thin_crash COMMAND thin_crash 12)
 set_tests_properties(thin_crash PROPERTIES LABELS "thin" TIMEOUT 300)
 

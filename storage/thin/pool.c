@@ -7,7 +7,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fs.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,21 +23,6 @@
  * lets a database be opened once per process, so open pools are shared. */
 static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct thin_pool *registry;
-
-int thin_errmsg(char **err, int rc, const char *fmt, ...)
-{
-	va_list ap;
-	char *s = NULL;
-
-	if (err && !*err) {
-		va_start(ap, fmt);
-		if (vasprintf(&s, fmt, ap) < 0)
-			s = NULL;
-		va_end(ap);
-		*err = s;
-	}
-	return rc;
-}
 
 bool thin_name_ok(const char *name)
 {
@@ -202,8 +186,6 @@ static struct thin_pool *pool_alloc(void)
 	if (!p)
 		return NULL;
 	p->data_fd = -1;
-	p->ctl_fd = -1;
-	p->ctl_wake[0] = p->ctl_wake[1] = -1;
 	p->queue_tail = &p->queue;
 	/* Catalog changes must not starve behind a steady stream of I/O. */
 	pthread_rwlockattr_init(&attr);

@@ -59,17 +59,16 @@
 
 #include <rocksdb/c.h>
 
-#define THIN_NAME_MAX      128
-#define THIN_TOMBSTONE     UINT64_MAX
-#define THIN_SEG_BYTES     512 /* one bitmap segment: 4096 chunks */
-#define THIN_SEG_CHUNKS    (THIN_SEG_BYTES * 8)
-#define THIN_STRIPES       1024
-#define THIN_DEFAULT_CHUNK (64 * 1024)
-#define THIN_MIN_CHUNK     4096
-#define THIN_MAX_CHUNK     (64 * 1024 * 1024)
-#define THIN_MAGIC         "NPTHIN01"
-#define THIN_MAX_CHUNKS    (1ULL << 32) /* pchunk fits a mapping cache slot */
-#define THIN_GROW_BYTES    (1ULL << 30) /* default growth step */
+#include "storage/thin/thin_admin.h"
+#include "util/err.h"
+
+#define THIN_TOMBSTONE  UINT64_MAX
+#define THIN_SEG_BYTES  512 /* one bitmap segment: 4096 chunks */
+#define THIN_SEG_CHUNKS (THIN_SEG_BYTES * 8)
+#define THIN_STRIPES    1024
+#define THIN_MAGIC      "NPTHIN01"
+#define THIN_MAX_CHUNKS (1ULL << 32) /* pchunk fits a mapping cache slot */
+#define THIN_GROW_BYTES (1ULL << 30) /* default growth step */
 
 enum thin_kind {
 	THIN_HIDDEN = 0, /* not written today; never matched by name */
@@ -213,10 +212,7 @@ struct thin_pool {
 
 	pthread_rwlock_t stripes[THIN_STRIPES]; /* writers exclusive, readers shared */
 
-	bool ctl_running;
-	int ctl_fd;
-	int ctl_wake[2];
-	pthread_t ctl_thread;
+	struct np_ctl *ctl; /* POOLDIR/control.sock, when served */
 };
 
 /* thin.c */
@@ -230,17 +226,13 @@ void thin_vcache_clear(struct thin_vol *v);
 
 /* pool.c */
 size_t thin_meta_len(const struct thin_meta *m);
-int thin_pool_create(const char *dir, const char *data, uint32_t chunk_size, uint64_t size,
-		     char **err);
-/* Opens (or shares) the pool in dir; with_control starts the control socket. */
-int thin_pool_open(const char *dir, bool with_control, struct thin_pool **out, char **err);
-void thin_pool_close(struct thin_pool *p);
 struct thin_dev *thin_dev_find(struct thin_pool *p, const char *name);
 struct thin_dev *thin_dev_get(struct thin_pool *p, uint64_t id);
 void thin_key_dev(uint8_t *key, uint64_t id);
 void thin_key_map(uint8_t *key, uint64_t dev, uint64_t lchunk);
-int thin_errmsg(char **err, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-bool thin_name_ok(const char *name);
+/* The repository's error convention (util/err.h), under the old name that
+ * pool.c and thin.c still use. */
+#define thin_errmsg np_errmsg
 /* Calls cb for each entry of dev's own map in [from, to) (to UINT64_MAX: to
  * the end), in order, until cb returns non-zero. */
 typedef int (*thin_map_cb)(void *ctx, uint64_t lc, uint64_t pc);
@@ -261,28 +253,15 @@ int thin_commit(struct thin_pool *p, struct thin_txn *t);
 int thin_bitmap_load(struct thin_pool *p);
 uint64_t thin_pool_used(struct thin_pool *p);
 
-/* The space of a pool, in bytes, for `volume list` and `check`. */
-struct thin_space {
-	uint64_t used;      /* chunks mapped, or released but not yet durable */
-	uint64_t allocated; /* chunks handed to the allocator (the pool record) */
-	uint64_t max;       /* what allocated may reach now */
-	uint64_t data_size; /* the data file or device */
-	const char *limit;  /* what bounds max: size, fs, device, fixed */
-};
 int thin_pool_space(struct thin_pool *p, struct thin_space *s);
 
-/* admin.c: catalog changes, the same code behind the control socket and the
- * direct path of `nbdplex volume`. Output goes to out; on failure returns
- * -errno and sets *err. */
-int thin_admin(struct thin_pool *p, int argc, char **argv, FILE *out, char **err);
+/* admin.c: the typed API of thin_admin.h, and: */
 int thin_vol_refresh(struct thin_pool *p, struct thin_vol *v);
+/* The check of thin_admin_check, with io_lock held exclusively. */
 int thin_check(struct thin_pool *p, FILE *out);
 
 /* control.c */
 int thin_control_start(struct thin_pool *p, char **err);
 void thin_control_stop(struct thin_pool *p);
-/* Sends one command to a running server. Returns -ECONNREFUSED or -ENOENT
- * when no server answers, else the command's result. */
-int thin_control_call(const char *dir, int argc, char **argv, FILE *out, char **err);
 
 #endif

@@ -21,6 +21,7 @@
 #include "storage/lib/memfile.h"
 #include "storage/storage.h"
 #include "storage/thin/pool.h"
+#include "util/fullio.h"
 
 /* Chunks resolved per lookup; bounds the map array on the stack's behalf. */
 #define WINDOW 4096
@@ -182,38 +183,12 @@ static int lookup(struct thin_vol *v, uint64_t first, uint64_t n, struct map *m,
 	return 0;
 }
 
+/* Chunks lie within the data file, so its end is an error here. */
 static int full_pread(int fd, void *buf, size_t len, uint64_t off)
 {
-	while (len > 0) {
-		ssize_t r = pread(fd, buf, len, off);
+	int rc = np_pread_full(fd, buf, len, off, 0);
 
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			return -errno;
-		if (r == 0)
-			return -EIO;
-		buf = (char *)buf + r;
-		len -= r;
-		off += r;
-	}
-	return 0;
-}
-
-static int full_pwrite(int fd, const void *buf, size_t len, uint64_t off)
-{
-	while (len > 0) {
-		ssize_t r = pwrite(fd, buf, len, off);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			return -errno;
-		buf = (const char *)buf + r;
-		len -= r;
-		off += r;
-	}
-	return 0;
+	return rc == -ENODATA ? -EIO : rc;
 }
 
 /* Writers of one chunk are serialised by a stripe lock, so that two partial
@@ -343,16 +318,15 @@ static uint64_t thin_get_size(void *h)
 static int thin_resize(void *h, uint64_t size)
 {
 	struct thin_vol *v = h;
-	char name[sizeof(v->name)], sz[32];
-	char *argv[] = {"resize", name, sz};
+	char name[sizeof(v->name)];
 	char *err = NULL;
 	int rc;
 
 	if (v->readonly)
 		return -EPERM;
+	/* A copy: the catalog change refreshes v under the pool's lock. */
 	snprintf(name, sizeof(name), "%s", v->name);
-	snprintf(sz, sizeof(sz), "%llu", (unsigned long long)size);
-	rc = thin_admin(v->pool, 3, argv, NULL, &err);
+	rc = thin_admin_resize(v->pool, name, size, &err);
 	free(err);
 	return rc;
 }
@@ -466,11 +440,11 @@ static int chunk_write(struct thin_vol *v, uint64_t lc, const struct map *m, con
 			memset(tmp, 0, n);
 			src = tmp;
 		}
-		rc = full_pwrite(p->data_fd, src, n, at + inoff);
+		rc = np_pwrite_full(p->data_fd, src, n, at + inoff, 0);
 		if (rc < 0 || m->state == MAP_OWNED)
 			return rc;
 	} else if (m->state == MAP_HOLE && punched) {
-		rc = src ? full_pwrite(p->data_fd, src, n, at + inoff) : 0;
+		rc = src ? np_pwrite_full(p->data_fd, src, n, at + inoff, 0) : 0;
 	} else {
 		if (!(tmp = scratch(tmpp, cs)))
 			return -ENOMEM;
@@ -484,7 +458,7 @@ static int chunk_write(struct thin_vol *v, uint64_t lc, const struct map *m, con
 			memcpy(tmp + inoff, src, n);
 		else
 			memset(tmp + inoff, 0, n);
-		rc = full_pwrite(p->data_fd, tmp, cs, at);
+		rc = np_pwrite_full(p->data_fd, tmp, cs, at, 0);
 	}
 	if (rc < 0)
 		return rc;

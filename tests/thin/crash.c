@@ -156,7 +156,7 @@ static void *admin_thread(void *arg)
 	(void)arg;
 	/* Snapshots left by the previous child would fill the pool. */
 	for (unsigned left = 1, n = 0; left && n < 1000; n++) {
-		char *del[] = {"delete", name}, *err = NULL;
+		char *err = NULL;
 
 		left = 0;
 		pthread_rwlock_rdlock(&p->io_lock);
@@ -166,23 +166,23 @@ static void *admin_thread(void *arg)
 				left = 1;
 			}
 		pthread_rwlock_unlock(&p->io_lock);
-		if (left && thin_admin(p, 2, del, stderr, &err) < 0) {
+		if (left && thin_admin_delete(p, name, &err) < 0) {
 			fprintf(stderr, "child: delete %s: %s\n", name, err ? err : "?");
 			_exit(6);
 		}
 	}
 	for (unsigned k = 0; k < 10000 && now() < deadline; k++) {
-		char *snap[] = {"snapshot", "c", name}, *del[] = {"delete", old}, *err = NULL;
+		char *err = NULL;
 		struct timespec ts = {0, 20 * 1000 * 1000};
 
 		snprintf(name, sizeof(name), "s%u-%u", getpid(), k);
-		if (thin_admin(p, 3, snap, stderr, &err) < 0) {
+		if (thin_admin_snapshot(p, "c", name, &err) < 0) {
 			fprintf(stderr, "child: snapshot: %s\n", err ? err : "?");
 			_exit(6);
 		}
 		if (k >= 2) {
 			snprintf(old, sizeof(old), "s%u-%u", getpid(), k - 2);
-			if (thin_admin(p, 2, del, stderr, &err) < 0) {
+			if (thin_admin_delete(p, old, &err) < 0) {
 				fprintf(stderr, "child: delete: %s\n", err ? err : "?");
 				_exit(6);
 			}

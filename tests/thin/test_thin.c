@@ -1167,6 +1167,59 @@ out:
 	memcpy(pool, saved, sizeof(pool));
 }
 
+/* The typed admin API (thin_admin.h) that `nbdplex volume` and the control
+ * socket share: typed results, and errors as -errno with a message. */
+static void test_admin_api(void)
+{
+	struct thin_pool *p = pool_get();
+	struct thin_vol_info *vols = NULL;
+	struct thin_pool_info info;
+	size_t n = 0, found = 0;
+	char *err = NULL;
+
+	CHECK(p != NULL);
+	if (!p)
+		return;
+	CHECK_EQ(thin_admin_create(p, "api-v", 3 * CS, &err), 0);
+	CHECK_EQ(thin_admin_snapshot(p, "api-v", "api-s", &err), 0);
+	CHECK_EQ(thin_admin_list(p, &vols, &n, &info, &err), 0);
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			CHECK(strcmp(vols[i - 1].name, vols[i].name) < 0);
+		if (strcmp(vols[i].name, "api-v") == 0) {
+			CHECK(!vols[i].snapshot && vols[i].size == 3 * CS);
+			CHECK(strcmp(vols[i].origin, "") == 0);
+			found++;
+		}
+		if (strcmp(vols[i].name, "api-s") == 0) {
+			CHECK(vols[i].snapshot && strcmp(vols[i].origin, "api-v") == 0);
+			found++;
+		}
+	}
+	CHECK_EQ(found, 2);
+	CHECK_EQ(info.chunk_size, CS);
+	CHECK(strcmp(info.dir, p->dir) == 0);
+	free(vols);
+	CHECK_EQ(thin_admin_create(p, "api-v", CS, &err), -EEXIST);
+	CHECK(err && strstr(err, "api-v already exists"));
+	free(err);
+	err = NULL;
+	CHECK_EQ(thin_admin_create(p, "-bad", CS, &err), -EINVAL);
+	free(err);
+	err = NULL;
+	CHECK_EQ(thin_admin_create(p, "api-z", 0, NULL), -EINVAL);
+	CHECK_EQ(thin_admin_clone(p, "api-v", "api-c", &err), -EINVAL); /* not a snapshot */
+	CHECK(err && strstr(err, "is a volume, not a snapshot"));
+	free(err);
+	err = NULL;
+	CHECK_EQ(thin_admin_resize(p, "api-v", 5 * CS, &err), 0);
+	CHECK_EQ(thin_admin_delete(p, "api-s", &err), 0);
+	CHECK_EQ(thin_admin_delete(p, "api-v", &err), 0);
+	CHECK_EQ(thin_admin_delete(p, "api-v", &err), -ENOENT);
+	free(err);
+	thin_pool_close(p);
+}
+
 int main(void)
 {
 	char tmp[] = "/tmp/test_thin.XXXXXX";
@@ -1181,6 +1234,7 @@ int main(void)
 	CHECK_EQ(vol("init", pool, "--size", "16M", NULL), 0);
 	test_rw_holes();
 	test_snapshot_clone();
+	test_admin_api();
 	test_concurrent();
 	test_cache();
 	test_cache_churn();

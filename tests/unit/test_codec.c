@@ -77,6 +77,66 @@ static void test_options(void)
 	CHECK(strcmp(nbd_cmd_name(999), "UNKNOWN") == 0);
 }
 
+/* The client's side of the handshake, as nbdplex attach decodes it. */
+static void test_client_handshake(void)
+{
+	static const uint16_t want[] = {NBD_INFO_BLOCK_SIZE, NBD_INFO_NAME};
+	uint8_t buf[64];
+	struct nbd_opt_reply rep;
+	struct nbd_info info;
+	uint64_t size = 0;
+	uint16_t hflags = 0, tflags = 0;
+
+	np_put64(buf, NBD_MAGIC);
+	np_put64(buf + 8, NBD_IHAVEOPT);
+	np_put16(buf + 16, NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES);
+	CHECK(nbd_greeting_decode(buf, 17, &hflags) == 0);
+	CHECK(nbd_greeting_decode(buf, 18, &hflags) == NBD_GREETING_SIZE);
+	CHECK(hflags == (NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES));
+	np_put64(buf + 8, 0x00420281861253ULL); /* oldstyle */
+	CHECK(nbd_greeting_decode(buf, 18, &hflags) == -EBADMSG);
+
+	/* Option replies round-trip through the server's encoder. */
+	nbd_opt_reply_encode(buf, NBD_OPT_GO, NBD_REP_INFO, 12);
+	CHECK(nbd_opt_reply_decode(buf, NBD_OPT_REPLY_HDR_SIZE - 1, &rep) == 0);
+	CHECK(nbd_opt_reply_decode(buf, NBD_OPT_REPLY_HDR_SIZE, &rep) == NBD_OPT_REPLY_HDR_SIZE);
+	CHECK(rep.opt == NBD_OPT_GO && rep.type == NBD_REP_INFO && rep.length == 12);
+	buf[0] ^= 1;
+	CHECK(nbd_opt_reply_decode(buf, NBD_OPT_REPLY_HDR_SIZE, &rep) == -EBADMSG);
+
+	/* Infos: each type's own length; short ones are refused. */
+	np_put16(buf, NBD_INFO_EXPORT);
+	np_put64(buf + 2, 1ULL << 40);
+	np_put16(buf + 10, NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH);
+	CHECK(nbd_info_decode(buf, 12, &info) == 12);
+	CHECK(info.type == NBD_INFO_EXPORT && info.size == 1ULL << 40);
+	CHECK(info.tflags == (NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH));
+	CHECK(nbd_info_decode(buf, 11, &info) == -EBADMSG);
+	np_put16(buf, NBD_INFO_BLOCK_SIZE);
+	np_put32(buf + 2, 512);
+	np_put32(buf + 6, 4096);
+	np_put32(buf + 10, 1U << 25);
+	CHECK(nbd_info_decode(buf, 14, &info) == 14);
+	CHECK(info.min_block == 512 && info.pref_block == 4096 && info.max_block == 1U << 25);
+	CHECK(nbd_info_decode(buf, 13, &info) == -EBADMSG);
+	np_put16(buf, NBD_INFO_NAME);
+	CHECK(nbd_info_decode(buf, 5, &info) == 5 && info.type == NBD_INFO_NAME);
+	CHECK(nbd_info_decode(buf, 1, &info) == -EBADMSG);
+
+	np_put64(buf, 12345);
+	np_put16(buf + 8, NBD_FLAG_HAS_FLAGS);
+	CHECK(nbd_export_name_reply_decode(buf, 9, &size, &tflags) == 0);
+	CHECK(nbd_export_name_reply_decode(buf, 10, &size, &tflags) == 10);
+	CHECK(size == 12345 && tflags == NBD_FLAG_HAS_FLAGS);
+
+	/* GO's data: name length, name, count, info types. */
+	CHECK(nbd_opt_go_encode(buf, "disk", 4, want, 2) == 14);
+	CHECK(np_get32(buf) == 4 && memcmp(buf + 4, "disk", 4) == 0);
+	CHECK(np_get16(buf + 8) == 2 && np_get16(buf + 10) == NBD_INFO_BLOCK_SIZE);
+	CHECK(np_get16(buf + 12) == NBD_INFO_NAME);
+	CHECK(nbd_opt_go_encode(buf, "", 0, NULL, 0) == 6 && np_get16(buf + 4) == 0);
+}
+
 static void test_errors(void)
 {
 	CHECK(nbd_errno_to_wire(0) == 0);
@@ -129,6 +189,7 @@ int main(void)
 	test_request_roundtrip(true);
 	test_replies();
 	test_options();
+	test_client_handshake();
 	test_errors();
 	test_sizes();
 	test_extents();

@@ -1,9 +1,15 @@
-/* nbdplex: one binary, one subcommand per job. */
+/* nbdplex: one binary, one subcommand per job.
+ *
+ * main() lives here, above both the server core (engine/, library npcore)
+ * and the tools (tools/, library nptools), because it dispatches to both
+ * and belongs to neither; the unit tests link those libraries and so never
+ * meet a second main(). */
 #include <stdio.h>
 #include <string.h>
 
 #include "engine/internal.h"
 #include "storage/registry.h"
+#include "tools/stats.h"
 #ifdef NP_HAVE_ATTACH
 #include "tools/attach.h"
 #endif
@@ -12,7 +18,7 @@
 #define NP_VERSION "0.1"
 #endif
 
-int np_cmd_serve(int argc, char **argv)
+static int np_cmd_serve(int argc, char **argv)
 {
 	struct np_config cfg;
 	int r = np_config_from_args(&cfg, argc, argv);
@@ -32,11 +38,11 @@ struct command {
 };
 
 static const struct command commands[] = {
-	{"serve", np_cmd_serve, "serve exports over NBD"},
-	{"stats", np_cmd_stats, "print a running server's statistics"},
+    {"serve", np_cmd_serve, "serve exports over NBD"},
+    {"stats", np_cmd_stats, "print a running server's statistics"},
 #ifdef NP_HAVE_ATTACH
-	{"attach", np_cmd_attach, "attach an export as /dev/nbdplexN through nbdplex.ko"},
-	{"detach", np_cmd_detach, "detach a device made by attach"},
+    {"attach", np_cmd_attach, "attach an export as /dev/nbdplexN through nbdplex.ko"},
+    {"detach", np_cmd_detach, "detach a device made by attach"},
 #endif
 };
 

@@ -1,0 +1,9 @@
+/* `nbdplex stats`. */
+#ifndef NP_TOOLS_STATS_H
+#define NP_TOOLS_STATS_H
+
+/* nbdplex stats --control PATH. argv[0] is "stats"; returns the exit
+ * status. */
+int np_cmd_stats(int argc, char **argv);
+
+#endif
