@@ -274,22 +274,22 @@ static int create_data(const char *path, uint64_t size, int *fdp, uint64_t *have
 	if (fd >= 0) {
 		if (size)
 			return close(fd),
-			       thin_errmsg(err, -EINVAL,
-					   "--size applies to a new data file; %s exists", path);
+			       np_errmsg(err, -EINVAL,
+					 "--size applies to a new data file; %s exists", path);
 		rc = data_size(fd, have);
 		if (rc < 0) {
 			close(fd);
-			return thin_errmsg(err, rc, "%s: not a regular file or block device", path);
+			return np_errmsg(err, rc, "%s: not a regular file or block device", path);
 		}
 		*grows = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
 		*fdp = fd;
 		return 0;
 	}
 	if (errno != ENOENT)
-		return thin_errmsg(err, -errno, "%s: %s", path, strerror(errno));
+		return np_errmsg(err, -errno, "%s: %s", path, strerror(errno));
 	fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0600);
 	if (fd < 0)
-		return thin_errmsg(err, -errno, "%s: %s", path, strerror(errno));
+		return np_errmsg(err, -errno, "%s: %s", path, strerror(errno));
 	*created = true;
 	*grows = true;
 	/* A maximum larger than the whole file system can never be reached:
@@ -298,10 +298,10 @@ static int create_data(const char *path, uint64_t size, int *fdp, uint64_t *have
 		close(fd);
 		unlink(path);
 		*created = false;
-		return thin_errmsg(err, -ENOSPC,
-				   "%s: --size %llu is larger than its file system (%llu bytes)",
-				   path, (unsigned long long)size,
-				   (unsigned long long)vfs.f_blocks * vfs.f_frsize);
+		return np_errmsg(err, -ENOSPC,
+				 "%s: --size %llu is larger than its file system (%llu bytes)",
+				 path, (unsigned long long)size,
+				 (unsigned long long)vfs.f_blocks * vfs.f_frsize);
 	}
 	*have = 0;
 	*fdp = fd;
@@ -320,19 +320,19 @@ int thin_pool_create(const char *dir, const char *data, uint32_t chunk_size, uin
 
 	if (chunk_size < THIN_MIN_CHUNK || chunk_size > THIN_MAX_CHUNK ||
 	    (chunk_size & (chunk_size - 1)))
-		return thin_errmsg(err, -EINVAL,
-				   "chunk size %u: must be a power of two from 4K to 64M",
-				   chunk_size);
+		return np_errmsg(err, -EINVAL,
+				 "chunk size %u: must be a power of two from 4K to 64M",
+				 chunk_size);
 	if (mkdir(dir, 0700) == 0) {
 		made_dir = true;
 	} else if (errno != EEXIST) {
-		return thin_errmsg(err, -errno, "cannot create %s: %s", dir, strerror(errno));
+		return np_errmsg(err, -errno, "cannot create %s: %s", dir, strerror(errno));
 	} else {
 		snprintf(dbpath, sizeof(dbpath), "%s/db", dir);
 		if (access(dbpath, F_OK) == 0)
-			return thin_errmsg(err, -EEXIST, "%s: already a pool", dir);
+			return np_errmsg(err, -EEXIST, "%s: already a pool", dir);
 		if (!dir_empty(dir))
-			return thin_errmsg(err, -ENOTEMPTY, "%s: exists and is not empty", dir);
+			return np_errmsg(err, -ENOTEMPTY, "%s: exists and is not empty", dir);
 	}
 	snprintf(dbpath, sizeof(dbpath), "%s/db", dir);
 	if (data)
@@ -350,17 +350,17 @@ int thin_pool_create(const char *dir, const char *data, uint32_t chunk_size, uin
 		goto out_free;
 	max = grows ? size / chunk_size : have / chunk_size;
 	if (max == 0 && (!grows || size)) {
-		rc = thin_errmsg(err, -ENOSPC, "%s: %llu bytes is smaller than one %u-byte chunk",
-				 datapath, (unsigned long long)(size ? size : have), chunk_size);
+		rc = np_errmsg(err, -ENOSPC, "%s: %llu bytes is smaller than one %u-byte chunk",
+			       datapath, (unsigned long long)(size ? size : have), chunk_size);
 		goto out_free;
 	}
 	if (have / chunk_size > THIN_MAX_CHUNKS || max > THIN_MAX_CHUNKS) {
-		rc = thin_errmsg(err, -EFBIG,
-				 "%s: more than 2^32 chunks; use a larger --chunk-size", datapath);
+		rc = np_errmsg(err, -EFBIG, "%s: more than 2^32 chunks; use a larger --chunk-size",
+			       datapath);
 		goto out_free;
 	}
 	if (!realpath(datapath, p->meta.data_path)) {
-		rc = thin_errmsg(err, -errno, "%s: %s", datapath, strerror(errno));
+		rc = np_errmsg(err, -errno, "%s: %s", datapath, strerror(errno));
 		goto out_free;
 	}
 	memcpy(p->meta.magic, THIN_MAGIC, 8);
@@ -378,7 +378,7 @@ int thin_pool_create(const char *dir, const char *data, uint32_t chunk_size, uin
 	rocksdb_options_set_error_if_exists(p->opts, 1);
 	p->db = rocksdb_open(p->opts, dbpath, &e);
 	if (e) {
-		rc = thin_errmsg(err, -EIO, "%s: %s", dbpath, e);
+		rc = np_errmsg(err, -EIO, "%s: %s", dbpath, e);
 		free(e);
 		goto out_free;
 	}
@@ -391,18 +391,18 @@ int thin_pool_create(const char *dir, const char *data, uint32_t chunk_size, uin
 		rocksdb_write(p->db, p->wo, b, &e);
 		rocksdb_writebatch_destroy(b);
 		if (e) {
-			rc = thin_errmsg(err, -EIO, "%s: %s", dbpath, e);
+			rc = np_errmsg(err, -EIO, "%s: %s", dbpath, e);
 			free(e);
 		}
 	}
 	if (rc == 0 && fsync(p->data_fd) < 0)
-		rc = thin_errmsg(err, -errno, "%s: fsync: %s", datapath, strerror(errno));
+		rc = np_errmsg(err, -errno, "%s: fsync: %s", datapath, strerror(errno));
 	if (rc == 0) {
 		/* The new names (db/, data) must survive a power loss too. */
 		int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
 		if (dfd < 0 || fsync(dfd) < 0)
-			rc = thin_errmsg(err, -errno, "%s: fsync: %s", dir, strerror(errno));
+			rc = np_errmsg(err, -errno, "%s: fsync: %s", dir, strerror(errno));
 		if (dfd >= 0)
 			close(dfd);
 	}
@@ -438,7 +438,7 @@ static int load_devs(struct thin_pool *p, char **err)
 		if (klen != 9 || k[0] != 'D')
 			break;
 		if (vlen != sizeof(struct thin_dev_rec)) {
-			rc = thin_errmsg(err, -EUCLEAN, "%s: corrupt device record", p->dir);
+			rc = np_errmsg(err, -EUCLEAN, "%s: corrupt device record", p->dir);
 			break;
 		}
 		if (p->ndevs == p->capdevs) {
@@ -460,7 +460,7 @@ static int load_devs(struct thin_pool *p, char **err)
 	}
 	rocksdb_iter_get_error(it, &e);
 	if (e) {
-		rc = thin_errmsg(err, -EIO, "%s: %s", p->dir, e);
+		rc = np_errmsg(err, -EIO, "%s: %s", p->dir, e);
 		free(e);
 	}
 	rocksdb_iter_destroy(it);
@@ -531,8 +531,8 @@ static int pool_load(struct thin_pool *p, char **err)
 
 	snprintf(dbpath, sizeof(dbpath), "%s/db", p->dir);
 	if (access(dbpath, F_OK) < 0)
-		return thin_errmsg(err, -ENOENT, "%s: not a thin pool (no db; see volume init)",
-				   p->dir);
+		return np_errmsg(err, -ENOENT, "%s: not a thin pool (no db; see volume init)",
+				 p->dir);
 	rc = rdb_options(p);
 	if (rc < 0)
 		return rc;
@@ -540,47 +540,46 @@ static int pool_load(struct thin_pool *p, char **err)
 	if (e) {
 		bool locked = strstr(e, "lock") != NULL;
 
-		rc = thin_errmsg(err, locked ? -EBUSY : -EIO, "%s: %s%s", p->dir, e,
-				 locked ? " (another process has the pool open)" : "");
+		rc = np_errmsg(err, locked ? -EBUSY : -EIO, "%s: %s%s", p->dir, e,
+			       locked ? " (another process has the pool open)" : "");
 		free(e);
 		return rc;
 	}
 	v = rocksdb_get(p->db, p->ro, "M", 1, &vlen, &e);
 	if (e) {
-		rc = thin_errmsg(err, -EIO, "%s: %s", p->dir, e);
+		rc = np_errmsg(err, -EIO, "%s: %s", p->dir, e);
 		free(e);
 		return rc;
 	}
 	if (!v || vlen < THIN_META_V1_LEN || memcmp(v, THIN_MAGIC, 8) != 0) {
 		free(v);
-		return thin_errmsg(err, -EINVAL, "%s: not an nbdplex thin pool", p->dir);
+		return np_errmsg(err, -EINVAL, "%s: not an nbdplex thin pool", p->dir);
 	}
 	memcpy(&p->meta, v, vlen < sizeof(p->meta) ? vlen : sizeof(p->meta));
 	free(v);
 	if (vlen != thin_meta_len(&p->meta))
-		return thin_errmsg(err, -EINVAL, "%s: pool record of version %u has %zu bytes",
-				   p->dir, p->meta.version, vlen);
+		return np_errmsg(err, -EINVAL, "%s: pool record of version %u has %zu bytes",
+				 p->dir, p->meta.version, vlen);
 	p->chunk_shift = __builtin_ctz(p->meta.chunk_size);
 	p->data_fd = open(p->meta.data_path, O_RDWR | O_CLOEXEC);
 	if (p->data_fd < 0)
-		return thin_errmsg(err, -errno, "%s: data %s: %s", p->dir, p->meta.data_path,
-				   strerror(errno));
+		return np_errmsg(err, -errno, "%s: data %s: %s", p->dir, p->meta.data_path,
+				 strerror(errno));
 	p->data_in_memory = np_fd_in_memory(p->data_fd);
 	rc = data_size(p->data_fd, &have);
 	if (rc < 0 || have < p->meta.nchunks * p->meta.chunk_size)
-		return thin_errmsg(err, rc < 0 ? rc : -EUCLEAN,
-				   "%s: data %s is smaller than the pool", p->dir,
-				   p->meta.data_path);
+		return np_errmsg(err, rc < 0 ? rc : -EUCLEAN,
+				 "%s: data %s is smaller than the pool", p->dir, p->meta.data_path);
 	rc = growth_limits(p);
 	if (rc < 0)
-		return thin_errmsg(err, rc, "%s: data %s: %s", p->dir, p->meta.data_path,
-				   strerror(-rc));
+		return np_errmsg(err, rc, "%s: data %s: %s", p->dir, p->meta.data_path,
+				 strerror(-rc));
 	rc = load_devs(p, err);
 	if (rc < 0)
 		return rc;
 	rc = thin_bitmap_load(p);
 	if (rc < 0)
-		return thin_errmsg(err, rc, "%s: cannot load the allocation bitmap", p->dir);
+		return np_errmsg(err, rc, "%s: cannot load the allocation bitmap", p->dir);
 	return 0;
 }
 
@@ -592,9 +591,9 @@ int thin_pool_open(const char *dir, bool with_control, struct thin_pool **out, c
 	int rc;
 
 	if (!realpath(dir, real) || stat(real, &st) < 0)
-		return thin_errmsg(err, -errno, "%s: %s", dir, strerror(errno));
+		return np_errmsg(err, -errno, "%s: %s", dir, strerror(errno));
 	if (!S_ISDIR(st.st_mode))
-		return thin_errmsg(err, -ENOTDIR, "%s: not a directory", dir);
+		return np_errmsg(err, -ENOTDIR, "%s: not a directory", dir);
 	pthread_mutex_lock(&registry_mu);
 	p = registry_find(real);
 	if (p) {

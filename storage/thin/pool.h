@@ -230,9 +230,6 @@ struct thin_dev *thin_dev_find(struct thin_pool *p, const char *name);
 struct thin_dev *thin_dev_get(struct thin_pool *p, uint64_t id);
 void thin_key_dev(uint8_t *key, uint64_t id);
 void thin_key_map(uint8_t *key, uint64_t dev, uint64_t lchunk);
-/* The repository's error convention (util/err.h), under the old name that
- * pool.c and thin.c still use. */
-#define thin_errmsg np_errmsg
 /* Calls cb for each entry of dev's own map in [from, to) (to UINT64_MAX: to
  * the end), in order, until cb returns non-zero. */
 typedef int (*thin_map_cb)(void *ctx, uint64_t lc, uint64_t pc);

@@ -241,7 +241,7 @@ static int thin_open(const char *spec, bool readonly, void **handle, char **err)
 	int rc;
 
 	if (!slash || slash == spec || !thin_name_ok(slash + 1))
-		return thin_errmsg(err, -EINVAL, "thin:%s: expected POOLDIR/VOLUME", spec);
+		return np_errmsg(err, -EINVAL, "thin:%s: expected POOLDIR/VOLUME", spec);
 	snprintf(dir, sizeof(dir), "%.*s", (int)(slash - spec), spec);
 	v = calloc(1, sizeof(*v));
 	if (!v)
@@ -263,14 +263,13 @@ static int thin_open(const char *spec, bool readonly, void **handle, char **err)
 	pthread_rwlock_wrlock(&p->io_lock);
 	d = thin_dev_find(p, v->name);
 	if (!d)
-		rc = thin_errmsg(err, -ENOENT, "%s: no volume %s", dir, v->name);
+		rc = np_errmsg(err, -ENOENT, "%s: no volume %s", dir, v->name);
 	else if (d->r.kind == THIN_SNAPSHOT && !readonly)
-		rc = thin_errmsg(err, -EROFS,
-				 "%s: %s is a snapshot; export it read-only or clone it", dir,
-				 v->name);
+		rc = np_errmsg(err, -EROFS, "%s: %s is a snapshot; export it read-only or clone it",
+			       dir, v->name);
 	for (struct thin_vol *o = p->vols; o && rc == 0; o = o->next)
 		if (strcmp(o->name, v->name) == 0)
-			rc = thin_errmsg(err, -EBUSY, "%s: %s is already exported", dir, v->name);
+			rc = np_errmsg(err, -EBUSY, "%s: %s is already exported", dir, v->name);
 	if (rc == 0)
 		rc = thin_vol_refresh(p, v);
 	if (rc == 0) {
