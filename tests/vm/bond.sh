@@ -21,13 +21,18 @@
 # and 20 ms of delay; and 40/40 where path 1 drops to 10 Mbit/s two seconds
 # into a write ("BONDT" lines: the throughput every half second).
 #
-# usage: bond.sh [test|perf] [ROUNDS] [MIB]
-#   defaults: test 1 16; perf/bench-bond.sh runs "perf 3 64".
+# usage: bond.sh [test|perf] [ROUNDS] [MIB] [SETUP...]
+#   defaults: test 1 16; perf/bench-bond.sh runs "perf 3 64"; SETUPs (perf
+#   only; default all): 40-20 40-40 40-40-1ms-20ms drop.
 . "$(dirname "$0")/lib.sh"
 mode=${1:-test}
 case $mode in test | perf) ;; *) die "mode is test or perf, not $mode" ;; esac
 rounds=${2:-1}
 mib=${3:-$([ $mode = perf ] && echo 64 || echo 16)}
+setups=" ${*:4} "
+[ "$setups" != "  " ] || setups=" 40-20 40-40 40-40-1ms-20ms drop "
+# want SETUP: whether this run measures SETUP.
+want() { [[ $setups == *" $1 "* ]]; }
 # 40 Mbit/s is 5 MB/s. The bucket holds one full-size (64 KiB) TSO burst,
 # and the queue about 50 ms of traffic: enough that one TCP flow fills its
 # path, little enough that requests are not stuck behind seconds of queue.
@@ -223,10 +228,10 @@ drop() {
 for r in $(seq $rounds); do
 	[ $mode = perf ] || break
 	step "round $r of $rounds: ${mib} MiB per transfer; load: $(cat /proc/loadavg)"
-	setup 40-20 $RATE0 $RATE1
-	setup 40-40 $RATE0 $RATE0
-	setup 40-40-1ms-20ms $RATE0 $RATE0 1ms 20ms
-	drop $r
+	! want 40-20 || setup 40-20 $RATE0 $RATE1
+	! want 40-40 || setup 40-40 $RATE0 $RATE0
+	! want 40-40-1ms-20ms || setup 40-40-1ms-20ms $RATE0 $RATE0 1ms 20ms
+	! want drop || drop $r
 done
 if [ $mode = perf ]; then
 	links $RATE0 $RATE1
