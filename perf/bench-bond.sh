@@ -140,43 +140,45 @@ END {
 				p0 + p1 ? r / (p0 + p1) : 0, t, p0 ? b / p0 : 0
 		}
 }' "$log.results")
-# The drop: throughput over each second (two half-second samples) from the
+# The drop: throughput over each window of at least one second from the
 # change on, against 0.9 of the new sum: path 0 alone at 40 Mbit/s (the
-# median of 40-40/path0) times 1.25, path 1 being at a quarter of that.
-# "settled" is the time from the change after which every full one-second
-# window stays above it.
+# median of 40-40/path0 writes) times 1.25, path 1 being at a quarter of
+# that. "settled" is the time from the change after which every window
+# stays above it; the last window ends where the write did.
 p0=$(awk '$2 == "40-40/path0" && $3 == "write" {print $4}' "$log.results" | sort -g |
 	awk '{v[NR] = $1} END {print NR ? v[int((NR + 1) / 2)] : 0}')
 drop=$(awk -v p0="$p0" '
 $3 == "change" { tc[$2] = last[$2]; next }
-{ n[$2]++; t[$2, n[$2]] = $3; b[$2, n[$2]] = $4; last[$2] = $3; if (!($2 in seen)) { seen[$2] = 1; order[++nr] = $2 } }
+{
+	if (!($2 in n)) order[++nr] = $2
+	n[$2]++; t[$2, n[$2]] = $3 / 1000; b[$2, n[$2]] = $4; last[$2] = $3 / 1000
+}
+function win(r, j,    k) {
+	for (k = j + 1; k < n[r] && t[r, k] - t[r, j] < 1; k++) ;
+	return (b[r, k] - b[r, j]) / (t[r, k] - t[r, j]) / 1e6
+}
 END {
 	goal = 0.9 * p0 * 1.25
 	printf "New sum %.2f MB/s (path 0 alone %.2f x 1.25); 0.9 of it: %.2f MB/s.\n\n", p0 * 1.25, p0, goal
-	print "| round | MB/s before the change | settled after (s) | MB/s from then to the end | lowest 1 s window after settling |"
-	print "|---|---|---|---|---|"
+	print "| round | MB/s before the change | settled after (s) | MB/s from then to the end | lowest window after settling | seconds written after the change |"
+	print "|---|---|---|---|---|---|"
 	for (i = 1; i <= nr; i++) {
 		r = order[i]; m = n[r]; c = tc[r]
-		for (k = 1; k <= m && t[r, k] < c; k++) ;
-		before = k > 1 ? (b[r, k - 1] - b[r, 1]) / (t[r, k - 1] - t[r, 1]) / 1e6 : 0
+		for (k = 1; k <= m && t[r, k] <= c; k++) ;
+		before = k > 2 ? (b[r, k - 1] - b[r, 1]) / (t[r, k - 1] - t[r, 1]) / 1e6 : 0
 		settle = -1
-		# windows [j, j + 2] from the change on; the last one ends where the write did
-		for (j = k; j + 2 <= m; j++) {
-			w = (b[r, j + 2] - b[r, j]) / (t[r, j + 2] - t[r, j]) / 1e6
-			if (w < goal) settle = -1
+		for (j = k - 1; j < m && t[r, m] - t[r, j] >= 1; j++) {
+			if (win(r, j) < goal) settle = -1
 			else if (settle < 0) { settle = t[r, j] - c; s0 = j }
 		}
 		low = 1e9
+		for (j = s0; settle >= 0 && j < m && t[r, m] - t[r, j] >= 1; j++)
+			if (win(r, j) < low) low = win(r, j)
 		if (settle >= 0)
-			for (j = s0; j + 2 <= m; j++) {
-				w = (b[r, j + 2] - b[r, j]) / (t[r, j + 2] - t[r, j]) / 1e6
-				if (w < low) low = w
-			}
-		after = settle >= 0 && m > s0 ? (b[r, m] - b[r, s0]) / (t[r, m] - t[r, s0]) / 1e6 : 0
-		if (settle >= 0)
-			printf "| %s | %.2f | %.1f | %.2f | %.2f |\n", r, before, settle, after, low
+			printf "| %s | %.2f | %.1f | %.2f | %.2f | %.1f |\n", r, before, settle,
+				(b[r, m] - b[r, s0]) / (t[r, m] - t[r, s0]) / 1e6, low, t[r, m] - c
 		else
-			printf "| %s | %.2f | never | - | - |\n", r, before
+			printf "| %s | %.2f | never | - | - | %.1f |\n", r, before, t[r, m] - c
 	}
 }' "$log.drop")
 echo "$table"
@@ -221,7 +223,8 @@ is written by hand and kept across runs.
   "bond-rr": nbd.ko, \`nbd-client -L -N disk\` over the bond (one
   connection). "drop": a write of $MIB MiB over both paths at 40/40, where
   \`tc qdisc change ... tbf rate 10mbit\` on both ends of path 1 comes two
-  seconds in; the bytes both paths moved are read from sysfs every 0.5 s.
+  seconds in; the bytes both paths moved are read from sysfs about every
+  0.25 s.
 - Figures: medians over the rounds, MB/s as dd reports them (10^6 bytes).
 
 $ratios

@@ -194,32 +194,42 @@ setup() {
 	measure_plex $n/both 4 - $P0 $P1
 	measure_nbd $n/bond-rr $PB
 }
-# drop: 40/40, path 1 falls to 10 Mbit/s two seconds into a write of $mib
-# MiB over both paths; every half second a "BONDT round seconds bytes"
-# line with the bytes both paths moved so far.
+# drop ROUND: 40/40, path 1 falls to 10 Mbit/s two seconds into a write of
+# $mib MiB over both paths. About every quarter second a "BONDT ROUND MS
+# BYTES" line: milliseconds since the write began, bytes both paths moved.
+# Builtins only in the loop: a fork costs a TCG guest a tenth of a second.
 drop() {
-	local t0 t w i=0 tot
+	local t0 el w i=0 changed=0 tot f n k
 	links $RATE0 $RATE0
 	cattach --channels 4 --path $P0 --path $P1
 	wait_channels 4 30
 	dd if=/tmp/data of=$DEV bs=1M count=$mib oflag=direct status=none 2>/tmp/xfer.err &
 	w=$!
-	t0=$(date +%s.%N)
-	while kill -0 $w 2>/dev/null && [ $i -lt 1200 ]; do
-		t=$(date +%s.%N)
-		tot=$(awk 'NR > 1 {s += $7} END {print s + 0}' /sys/block/${DEV#/dev/}/nbdplex/paths)
-		echo "BONDT $1 $(awk -v a=$t0 -v b=$t 'BEGIN {printf "%.2f", b - a}') $tot"
-		if [ $i = 4 ]; then
+	t0=${EPOCHREALTIME/./}
+	while kill -0 $w 2>/dev/null && [ $i -lt 2400 ]; do
+		el=$(((${EPOCHREALTIME/./} - t0) / 1000))
+		# One read of the whole file: sysfs makes it anew on each seek,
+		# which reading line by line does.
+		f=()
+		read -r -d '' -a f </sys/block/${DEV#/dev/}/nbdplex/paths || :
+		n=0
+		while [ $n -lt ${#f[@]} ] && ! [[ ${f[n]} =~ ^[0-9]+$ ]]; do n=$((n + 1)); done
+		tot=0
+		for ((k = n + 6; n && k < ${#f[@]}; k += n)); do tot=$((tot + f[k])); done
+		echo "BONDT $1 $el $tot"
+		if [ $changed = 0 ] && [ $el -ge 2000 ]; then
 			for ns in npcli npsrv; do
 				ip netns exec $ns tc qdisc change dev ${ns:2:1}1 root tbf rate 10mbit \
 					burst $BURST latency $LATENCY
 			done
 			echo "BONDT $1 change"
+			changed=1
 		fi
 		i=$((i + 1))
-		sleep 0.5
+		sleep 0.25
 	done
 	wait_xfer $w "writer during the rate drop"
+	[ $changed = 1 ] || die "the write ended before path 1 slowed down"
 	ch
 	$NP detach $DEV
 }
