@@ -243,7 +243,7 @@ res=$ROOT/perf/RESULTS.md
 if [ "$OUT" = "$ROOT/perf/RESULTS-bond.md" ] && [ -f "$res" ]; then
 	summary=$(echo "$ratios" | awk -F' *\\| *' '
 		$2 ~ /^40-/ {
-			printf "- %s %s: both paths %s MB/s, %s of the two alone (%s MB/s); bond-rr %s of it\n", $2, $3, $7, $8, $6, $10 }')
+			printf "- %s %s: both paths %s MB/s, %s of the two alone (%s MB/s); bond-rr %s of the two alone\n", $2, $3, $7, $8, $6, $10 }')
 	awk '/^## Bonding/ {skip = 1; next} skip && /^## / {skip = 0} !skip' "$res" >"$res.tmp"
 	{
 		cat "$res.tmp"
