@@ -4,7 +4,7 @@
  *
  * Locking: npk_ctl_mutex serialises control operations (create, add,
  * remove). dev->lock (a spinlock) protects dev->chans[], nr_chans,
- * dead_since and dying. chan->tx_lock serialises sends on one socket and
+ * dead_since, dying and dev->paths[]. chan->tx_lock serialises sends on one socket and
  * is also the barrier that keeps a failing channel's in-flight list stable
  * while it is handed over (see npk_chan_failover()). cmd->lock is held by
  * whichever path owns a request at the moment: its sender (taken before
@@ -75,6 +75,19 @@ struct npk_chan {
 	atomic64_t bytes_total;
 };
 
+/*
+ * What the driver learnt of one network path: how fast it moves requests
+ * while it has some in flight (see npk_rate_sample()). Fixed point: bytes
+ * per ms (kB/s) << NPK_RATE_SHIFT.
+ */
+#define NPK_RATE_SHIFT	4
+struct npk_path {
+	u64 rate;		/* smoothed; 0 until the first sample */
+	u64 last_done;		/* ns (ktime) of its last completion */
+	u64 win_bytes;		/* completed in the sample being gathered */
+	u64 win_ns;		/* time busy in the sample being gathered */
+};
+
 struct npk_dev {
 	struct blk_mq_tag_set tag_set;
 	struct gendisk *disk;
@@ -87,6 +100,7 @@ struct npk_dev {
 	struct npk_chan *chans[NPK_MAX_CHANNELS];
 	unsigned int nr_chans;
 	u64 picks;		/* channel choices made, for npk_chan.last_pick */
+	struct npk_path paths[NPK_MAX_PATHS];
 	unsigned long dead_since;	/* jiffies; 0 while a channel is up */
 	bool dying;
 };
@@ -97,6 +111,7 @@ struct npk_cmd {
 	struct npk_chan *chan;	/* channel it is in flight on, or NULL */
 	u32 gen;		/* bumped on each send; high half of the handle */
 	u32 acct;		/* bytes counted in chan->bytes_inflight */
+	u64 sent;		/* ns (ktime) of the last send */
 };
 
 /* Per-hardware-queue state. */

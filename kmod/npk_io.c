@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * nbdplex: the data path. queue_rq sends each request on the path with the
- * fewest bytes in flight, on that path's least loaded channel; one receive
+ * nbdplex: the data path. queue_rq sends each request on the path where it
+ * will be done first by that path's learnt rate, on that path's least
+ * loaded channel; one receive
  * worker per channel reads replies and completes requests; a channel that
  * fails hands its in-flight requests back to blk-mq, which sends them again
  * elsewhere.
@@ -10,6 +11,7 @@
 
 #include <linux/bio.h>
 #include <linux/blkdev.h>
+#include <linux/math64.h>
 #include <linux/module.h>
 #include <linux/sched/mm.h>
 #include <linux/uio.h>
@@ -22,6 +24,14 @@
 #define NPK_WAIT_MS	100
 /* Weight of a request beyond its payload, so that flushes spread too. */
 #define NPK_REQ_COST	512
+/*
+ * A path's rate is sampled over 100 ms of it being busy and smoothed with
+ * a weight of 1/4 per sample: a path that slows to a quarter has lost most
+ * of its share within a second (0.75^10 of the old rate is left), and
+ * one sample, a TCP burst or a stall of the guest, moves it little.
+ */
+#define NPK_RATE_WINDOW_NS	(100 * NSEC_PER_MSEC)
+#define NPK_RATE_EWMA		2
 
 void npk_chan_release(struct kref *ref)
 {
@@ -42,20 +52,56 @@ void npk_chan_fail(struct npk_chan *chan)
 }
 
 /*
- * A healthy channel with a reference: on the path with the fewest bytes in
- * flight over its live channels, the channel there with the fewest. Paths,
- * not channels, share the load, so that three channels on two equal paths
- * still split it evenly, and a path that drains faster gets more. Ties go
- * to the path, then the channel, picked least recently, so that even one
- * request at a time uses every path.
+ * Learns the rate of chan's path from a completed request of the given
+ * weight. The path was busy from the later of its previous completion and
+ * this request's send, so the time it spent idle between bursts does not
+ * count against it, and requests completing together on its channels add
+ * up to the time the path took for all of them.
  */
-static struct npk_chan *npk_pick(struct npk_dev *dev)
+static void npk_rate_sample(struct npk_chan *chan, u32 bytes, u64 sent)
 {
-	s64 bytes[NPK_MAX_PATHS];
-	u64 last[NPK_MAX_PATHS];
+	struct npk_dev *dev = chan->dev;
+	struct npk_path *p = &dev->paths[chan->path];
+	u64 now = ktime_get_ns(), start, rate;
+
+	spin_lock(&dev->lock);
+	start = max(p->last_done, sent);
+	p->last_done = now;
+	if (now > start)
+		p->win_ns += now - start;
+	p->win_bytes += bytes;
+	if (p->win_ns >= NPK_RATE_WINDOW_NS) {
+		rate = mul_u64_u64_div_u64(p->win_bytes,
+					   NSEC_PER_MSEC << NPK_RATE_SHIFT, p->win_ns);
+		if (p->rate)
+			rate = p->rate - (p->rate >> NPK_RATE_EWMA) +
+			       (rate >> NPK_RATE_EWMA);
+		p->rate = max_t(u64, rate, 1);
+		p->win_bytes = 0;
+		p->win_ns = 0;
+	}
+	spin_unlock(&dev->lock);
+}
+
+/*
+ * A healthy channel with a reference, for a request of the given weight:
+ * on the path where it would be done first, the one whose bytes in flight
+ * over its live channels plus this request, divided by the path's learnt
+ * rate, are least; there, the channel with the fewest bytes in flight.
+ * Paths, not channels, share the load, so that three channels on two
+ * equal paths still split it evenly, and a path twice as fast gets twice
+ * the bytes. A path with no rate yet counts as fast as the fastest known,
+ * so that it gets requests and a rate; with no rate known they count as
+ * equal. Ties go to the path, then the channel, picked least recently, so
+ * that even one request at a time uses every path.
+ */
+static struct npk_chan *npk_pick(struct npk_dev *dev, u32 weight)
+{
+	u64 bytes[NPK_MAX_PATHS], last[NPK_MAX_PATHS], rate[NPK_MAX_PATHS];
 	unsigned long live = 0;
 	struct npk_chan *best = NULL;
-	s64 best_bytes = S64_MAX;
+	u64 fastest = 0, lhs, rhs;
+	s64 best_bytes;
 	u32 path = 0, p;
 	int i;
 
@@ -68,18 +114,29 @@ static struct npk_chan *npk_pick(struct npk_dev *dev)
 			continue;
 		p = c->path;
 		if (!__test_and_set_bit(p, &live)) {
-			bytes[p] = 0;
+			bytes[p] = weight;
 			last[p] = 0;
+			rate[p] = dev->paths[p].rate;
+			fastest = max(fastest, rate[p]);
 		}
-		bytes[p] += atomic64_read(&c->bytes_inflight);
+		bytes[p] += max_t(s64, atomic64_read(&c->bytes_inflight), 0);
 		last[p] = max(last[p], c->last_pick);
 	}
+	/*
+	 * bytes[p] / rate[p] < bytes[path] / rate[path], multiplied out: up to
+	 * 2^32 bytes times 2^31 (kB/s << NPK_RATE_SHIFT: 134 GB/s) fits a u64.
+	 */
 	for_each_set_bit(p, &live, NPK_MAX_PATHS) {
-		if (bytes[p] < best_bytes ||
-		    (bytes[p] == best_bytes && last[p] < last[path])) {
+		rate[p] = min_t(u64, rate[p] ?: fastest ?: 1, 1ULL << 31);
+		bytes[p] = min_t(u64, bytes[p], 1ULL << 32);
+	}
+	if (live)
+		path = __ffs(live);
+	for_each_set_bit(p, &live, NPK_MAX_PATHS) {
+		lhs = bytes[p] * rate[path];
+		rhs = bytes[path] * rate[p];
+		if (lhs < rhs || (lhs == rhs && last[p] < last[path]))
 			path = p;
-			best_bytes = bytes[p];
-		}
 	}
 	best_bytes = S64_MAX;
 	for (i = 0; live && i < NPK_MAX_CHANNELS; i++) {
@@ -238,6 +295,7 @@ static int npk_send(struct npk_chan *chan, struct request *rq, bool more)
 	atomic_inc(&chan->reqs_inflight);
 	atomic64_add(cmd->acct, &chan->bytes_inflight);
 	WRITE_ONCE(cmd->chan, chan);
+	cmd->sent = ktime_get_ns();
 
 	hdr.magic = cpu_to_be32(NPK_REQUEST_MAGIC);
 	hdr.flags = cpu_to_be16(flags);
@@ -288,7 +346,7 @@ static blk_status_t npk_queue_rq(struct blk_mq_hw_ctx *hctx,
 		return BLK_STS_NOTSUPP;
 	blk_mq_start_request(rq);
 	for (tries = 0; tries < NPK_MAX_CHANNELS && ret == -EAGAIN; tries++) {
-		chan = npk_pick(dev);
+		chan = npk_pick(dev, blk_rq_bytes(rq) + NPK_REQ_COST);
 		if (!chan)
 			break;
 		more = !bd->last && chan->tcp;
@@ -477,6 +535,9 @@ static int npk_rx_one(struct npk_chan *chan)
 				    (unsigned long long)blk_rq_pos(rq));
 	atomic64_inc(&chan->reqs_total);
 	atomic64_add(blk_rq_bytes(rq), &chan->bytes_total);
+	/* Only moving data tells how fast a path is: a flush waits on disks. */
+	if (!err && (req_op(rq) == REQ_OP_READ || req_op(rq) == REQ_OP_WRITE))
+		npk_rate_sample(chan, cmd->acct, cmd->sent);
 	npk_acct_done(cmd, chan);
 	mutex_unlock(&cmd->lock);
 	blk_mq_end_request(rq, npk_errno_status(err));

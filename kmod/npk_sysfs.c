@@ -39,8 +39,9 @@ static ssize_t channels_show(struct device *d, struct device_attribute *attr,
 static DEVICE_ATTR_RO(channels);
 
 /*
- * One line per path that has a channel: healthy and dying channels, and the
- * sums of its channels' counters. The totals are those of the channels that
+ * One line per path that has a channel: healthy and dying channels, the
+ * sums of its channels' counters, and the rate the driver learnt for it
+ * (kB/s, 0 until it moved data). The totals are those of the channels that
  * exist now, so they drop when a channel is replaced; a reader that turns
  * them into a rate must allow for that.
  */
@@ -51,6 +52,7 @@ static ssize_t paths_show(struct device *d, struct device_attribute *attr,
 	struct {
 		int up, dead, reqs;
 		s64 inflight, total;
+		u64 rate;
 	} p[NPK_MAX_PATHS] = {};
 	int i, len = 0;
 
@@ -67,17 +69,18 @@ static ssize_t paths_show(struct device *d, struct device_attribute *attr,
 		p[c->path].reqs += atomic_read(&c->reqs_inflight);
 		p[c->path].inflight += atomic64_read(&c->bytes_inflight);
 		p[c->path].total += atomic64_read(&c->bytes_total);
+		p[c->path].rate = dev->paths[c->path].rate >> NPK_RATE_SHIFT;
 	}
 	spin_unlock(&dev->lock);
 
-	len += sysfs_emit_at(buf, len, "path state channels_up channels_dead reqs_inflight bytes_inflight bytes_total\n");
+	len += sysfs_emit_at(buf, len, "path state channels_up channels_dead reqs_inflight bytes_inflight bytes_total rate_kBps\n");
 	for (i = 0; i < NPK_MAX_PATHS; i++) {
 		if (!p[i].up && !p[i].dead)
 			continue;
-		len += sysfs_emit_at(buf, len, "%d %s %d %d %d %lld %lld\n", i,
+		len += sysfs_emit_at(buf, len, "%d %s %d %d %d %lld %lld %llu\n", i,
 				     p[i].up ? "up" : "down", p[i].up, p[i].dead,
 				     p[i].reqs, (long long)p[i].inflight,
-				     (long long)p[i].total);
+				     (long long)p[i].total, p[i].rate);
 	}
 	return len;
 }

@@ -1,32 +1,43 @@
-# Channel bonding over two NIC paths (issue 6). A client and a server
-# network namespace are joined by two veth pairs on two subnets (the paths)
-# and by two more veth pairs enslaved to a balance-rr bond in each namespace
-# (Linux's own bonding, for comparison); every veth end is shaped by tbf to
-# the same rate, so each direction of each path has the same bandwidth.
+# Channel bonding over two NIC paths (issues 6 and 29). A client and a
+# server network namespace are joined by two veth pairs on two subnets (the
+# paths) and by two more veth pairs enslaved to a balance-rr bond in each
+# namespace (Linux's own bonding, for comparison). Every veth end is shaped
+# by tbf, both directions alike: path 0 (and the bond's first link) to
+# 40 Mbit/s, path 1 (and the bond's second link) to RATE1, optionally behind
+# netem delays.
 #
-# It measures one single-threaded dd writer and reader (1 MiB, O_DIRECT):
-# the stock nbd.ko over one path and over the bond, nbdplex.ko over one path
-# and over both. Speeds are printed ("BOND config dir MB/s"), never asserted.
+# "test" mode checks what can fail, with path 1 at half the rate of path 0:
+# the driver learns each path's rate, so each path carries a share of a
+# write and a read in proportion to its rate (within 15%); `nbdplex attach
+# --status` shows both paths up with their rates; a path taken down in the
+# middle of a write and of a read costs no I/O error and the data compares
+# equal to the served file; status shows the path down, then up again once
+# it is back; and both paths carry traffic afterwards.
 #
-# In "test" mode it then checks what can fail: three channels over the two
-# paths split the bytes about evenly between the paths; `nbdplex attach
-# --status` shows both paths up; a path taken down in the middle of a write
-# and of a read costs no I/O error and the data compares equal to the served
-# file; status shows the path down, then up again once it is back; and both
-# paths carry traffic afterwards.
+# "perf" mode measures one single-threaded dd writer and reader (1 MiB,
+# O_DIRECT) per round in four setups, and prints "BOND SETUP/CONFIG DIR
+# MB/s" lines, never asserted (perf/bench-bond.sh records them): 40/20 and
+# 40/40 Mbit/s (each path alone, both, the balance-rr bond); 40/40 with 1
+# and 20 ms of delay; and 40/40 where path 1 drops to 10 Mbit/s two seconds
+# into a write ("BONDT" lines: the throughput every half second).
 #
-# usage: bond.sh [test|perf] [ROUNDS] [MIB]
-#   defaults: test 1 16 (short transfers: the test is the failover part);
-#   perf/bench-bond.sh runs "perf 5 64".
+# usage: bond.sh [test|perf] [ROUNDS] [MIB] [SETUP...]
+#   defaults: test 1 16; perf/bench-bond.sh runs "perf 3 64"; SETUPs (perf
+#   only; default all): 40-20 40-40 40-40-1ms-20ms drop.
 . "$(dirname "$0")/lib.sh"
 mode=${1:-test}
 case $mode in test | perf) ;; *) die "mode is test or perf, not $mode" ;; esac
 rounds=${2:-1}
 mib=${3:-$([ $mode = perf ] && echo 64 || echo 16)}
+setups=" ${*:4} "
+[ "$setups" != "  " ] || setups=" 40-20 40-40 40-40-1ms-20ms drop "
+# want SETUP: whether this run measures SETUP.
+want() { [[ $setups == *" $1 "* ]]; }
 # 40 Mbit/s is 5 MB/s. The bucket holds one full-size (64 KiB) TSO burst,
 # and the queue about 50 ms of traffic: enough that one TCP flow fills its
 # path, little enough that requests are not stuck behind seconds of queue.
-RATE=40mbit
+RATE0=40mbit
+RATE1=20mbit
 BURST=64kb
 LATENCY=50ms
 CLI="ip netns exec npcli"
@@ -35,6 +46,7 @@ XFER_TIMEOUT=300
 
 modprobe bonding max_bonds=0 || die "no bonding module"
 modprobe sch_tbf || die "no tbf qdisc"
+modprobe sch_netem || die "no netem qdisc"
 modprobe nbd nbds_max=1 || die "no nbd module"
 # A request stuck on a dead path moves to the other after 5 s.
 load_nbdplex io_timeout=5
@@ -44,16 +56,33 @@ ip netns add npcli
 ip netns add npsrv
 ip -n npcli link set lo up
 ip -n npsrv link set lo up
-shape() { # NS DEV
-	ip -n $1 link set $2 up
-	ip netns exec $1 tc qdisc replace dev $2 root tbf rate $RATE burst $BURST latency $LATENCY
+# shape NS DEV RATE [DELAY]: tbf at RATE, behind a netem DELAY when given.
+# Replacing the root each time also takes an earlier delay away.
+shape() {
+	if [ -n "${4:-}" ]; then
+		ip netns exec $1 tc qdisc replace dev $2 root handle 1: netem delay $4 limit 10000
+		ip netns exec $1 tc qdisc add dev $2 parent 1:1 handle 10: tbf rate $3 burst $BURST latency $LATENCY
+	else
+		ip netns exec $1 tc qdisc replace dev $2 root tbf rate $3 burst $BURST latency $LATENCY
+	fi
+}
+# links RATE0 RATE1 [DELAY0 DELAY1]: shapes path 0 and the bond's first link
+# (both ends) like each other, path 1 and the bond's second link likewise.
+links() {
+	local r=($1 $2) d=(${3:-} ${4:-}) i ns
+	for i in 0 1; do
+		for ns in npcli npsrv; do
+			shape $ns ${ns:2:1}$i ${r[$i]} ${d[$i]:-}
+			shape $ns b${ns:2:1}$i ${r[$i]} ${d[$i]:-}
+		done
+	done
 }
 for i in 0 1; do
 	ip link add c$i netns npcli type veth peer name s$i netns npsrv
 	ip -n npcli addr add 10.77.$i.1/24 dev c$i
 	ip -n npsrv addr add 10.77.$i.2/24 dev s$i
-	shape npcli c$i
-	shape npsrv s$i
+	ip -n npcli link set c$i up
+	ip -n npsrv link set s$i up
 done
 for ns in npcli npsrv; do
 	ip -n $ns link add bond0 type bond mode balance-rr miimon 100
@@ -62,9 +91,10 @@ for i in 0 1; do
 	ip link add bc$i netns npcli type veth peer name bs$i netns npsrv
 	ip -n npcli link set bc$i master bond0
 	ip -n npsrv link set bs$i master bond0
-	shape npcli bc$i
-	shape npsrv bs$i
+	ip -n npcli link set bc$i up
+	ip -n npsrv link set bs$i up
 done
+links $RATE0 $RATE1
 ip -n npcli addr add 10.77.9.1/24 dev bond0
 ip -n npsrv addr add 10.77.9.2/24 dev bond0
 ip -n npcli link set bond0 up
@@ -72,6 +102,7 @@ ip -n npsrv link set bond0 up
 $CLI grep -q balance-rr /sys/class/net/bond0/bonding/mode || die "bond0 is not balance-rr"
 $CLI tc qdisc show | grep -c tbf | grep -qx 4 || { $CLI tc qdisc show; die "client side not shaped"; }
 $SRV tc qdisc show | grep -c tbf | grep -qx 4 || { $SRV tc qdisc show; die "server side not shaped"; }
+$CLI tc qdisc show dev c1 | grep -q 'rate 20Mbit' || { $CLI tc qdisc show dev c1; die "path 1 not at 20 Mbit/s"; }
 P0=10.77.0.2:$PORT
 P1=10.77.1.2:$PORT
 PB=10.77.9.2
@@ -131,41 +162,6 @@ measure_plex() { # CONFIG CHANNELS MAX_SECTORS_KB|- PATH...
 	$NP detach $DEV
 }
 
-: >/tmp/bond.results
-for r in $(seq $rounds); do
-	step "round $r of $rounds: ${mib} MiB per transfer; load: $(cat /proc/loadavg)"
-	measure_nbd nbd.ko-1path 10.77.0.2
-	measure_plex nbdplex.ko-1path 1 - $P0
-	# One path with the request size attach gives four channels: how much
-	# of the two-path gain is the pipelining of smaller requests alone.
-	[ $mode = test ] || measure_plex nbdplex.ko-1path-128k 1 128 $P0
-	measure_nbd nbd.ko-bond-rr $PB
-	# attach's own request size, then the driver's largest (4 MiB): one
-	# 1 MiB request then goes whole to one channel, so to one path.
-	measure_plex nbdplex.ko-2paths-2ch 2 - $P0 $P1
-	measure_plex nbdplex.ko-2paths-4ch 4 - $P0 $P1
-	measure_plex nbdplex.ko-2paths-4ch-unsplit 4 4096 $P0 $P1
-done
-
-# Medians over the rounds, and the ratios the issue asks for.
-median() { # CONFIG DIR
-	awk -v c=$1 -v d=$2 '$2 == c && $3 == d {print $4}' /tmp/bond.results | sort -g |
-		awk '{v[NR] = $1} END {if (NR) print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; else print 0}'
-}
-step "summary: medians of $rounds round(s), MB/s, ratio to one path of the same driver"
-for dir in write read; do
-	base_nbd=$(median nbd.ko-1path $dir)
-	base_plex=$(median nbdplex.ko-1path $dir)
-	for c in $(awk '{print $2}' /tmp/bond.results | awk '!seen[$0]++'); do
-		m=$(median $c $dir)
-		case $c in nbd.ko*) b=$base_nbd ;; *) b=$base_plex ;; esac
-		awk -v c=$c -v d=$dir -v m=$m -v b=$b -v n=$base_nbd \
-			'BEGIN {printf "BONDSUM %-22s %-5s %7.2f MB/s  x%.2f of own 1 path  x%.2f of nbd.ko 1 path\n", c, d, m, b ? m / b : 0, n ? m / n : 0}'
-	done
-done
-
-[ $mode = test ] || { stop_server; exit 0; }
-
 sysp() { cat /sys/block/${DEV#/dev/}/nbdplex/paths; }
 # path_col PATH COLUMN: a column of the driver's per-path line (empty if none).
 path_col() { sysp | awk -v p=$1 -v c=$2 'NR > 1 && $1 == p {print $c}'; }
@@ -187,22 +183,102 @@ wait_xfer() {
 	wait_gone 300 "$2" $1
 	wait $1 || { cat /tmp/xfer.err; die "$2 saw an I/O error"; }
 }
-# The driver shares the load between paths, not channels: with three
-# channels over two equal paths (two on path 0, one on path 1), each path
-# still moves about half of a write and of a read. Sharing by channel gave
-# path 0 two thirds.
-step "3 channels on 2 equal paths: each path carries about half"
-cattach --channels 3 --path $P0 --path $P1
+# setup NAME RATE0 RATE1 [DELAY0 DELAY1]: reshapes the links, then measures
+# each path alone (two channels), both (two channels each) and the bond.
+setup() {
+	local n=$1
+	shift
+	links "$@"
+	measure_plex $n/path0 2 - $P0
+	measure_plex $n/path1 2 - $P1
+	measure_plex $n/both 4 - $P0 $P1
+	measure_nbd $n/bond-rr $PB
+}
+# drop ROUND: 40/40, path 1 falls to 10 Mbit/s two seconds into a write of
+# $mib MiB over both paths. About every quarter second a "BONDT ROUND MS
+# BYTES" line: milliseconds since the write began, bytes both paths moved.
+# Builtins only in the loop: a fork costs a TCG guest a tenth of a second.
+drop() {
+	local t0 el w i=0 changed=0 tot f n k
+	links $RATE0 $RATE0
+	cattach --channels 4 --path $P0 --path $P1
+	wait_channels 4 30
+	dd if=/tmp/data of=$DEV bs=1M count=$mib oflag=direct status=none 2>/tmp/xfer.err &
+	w=$!
+	t0=${EPOCHREALTIME/./}
+	while kill -0 $w 2>/dev/null && [ $i -lt 2400 ]; do
+		el=$(((${EPOCHREALTIME/./} - t0) / 1000))
+		# One read of the whole file: sysfs makes it anew on each seek,
+		# which reading line by line does.
+		f=()
+		read -r -d '' -a f </sys/block/${DEV#/dev/}/nbdplex/paths || :
+		n=0
+		while [ $n -lt ${#f[@]} ] && ! [[ ${f[n]} =~ ^[0-9]+$ ]]; do n=$((n + 1)); done
+		tot=0
+		for ((k = n + 6; n && k < ${#f[@]}; k += n)); do tot=$((tot + f[k])); done
+		echo "BONDT $1 $el $tot"
+		if [ $changed = 0 ] && [ $el -ge 2000 ]; then
+			for ns in npcli npsrv; do
+				ip netns exec $ns tc qdisc change dev ${ns:2:1}1 root tbf rate 10mbit \
+					burst $BURST latency $LATENCY
+			done
+			echo "BONDT $1 change"
+			changed=1
+		fi
+		i=$((i + 1))
+		sleep 0.25
+	done
+	wait_xfer $w "writer during the rate drop"
+	[ $changed = 1 ] || die "the write ended before path 1 slowed down"
+	ch
+	$NP detach $DEV
+}
+
+: >/tmp/bond.results
+for r in $(seq $rounds); do
+	[ $mode = perf ] || break
+	step "round $r of $rounds: ${mib} MiB per transfer; load: $(cat /proc/loadavg)"
+	! want 40-20 || setup 40-20 $RATE0 $RATE1
+	! want 40-40 || setup 40-40 $RATE0 $RATE0
+	! want 40-40-1ms-20ms || setup 40-40-1ms-20ms $RATE0 $RATE0 1ms 20ms
+	! want drop || drop $r
+done
+if [ $mode = perf ]; then
+	links $RATE0 $RATE1
+	stop_server
+	exit 0
+fi
+
+# mark: both paths' byte totals now, in $m0 and $m1.
+mark() { m0=$(path_col 0 7); m1=$(path_col 1 7); }
+# The driver shares the load between paths by their rates, not by channels:
+# path 0 here is the slow path (20 Mbit/s) with two channels, path 1 the
+# fast one (40 Mbit/s) with one. By rate the fast path moves two thirds of
+# a write and a read; by bytes in flight alone (the driver before issue 29)
+# each path moved half, and by channel it would move one third.
+step "3 channels, 2 on the slow path: each path carries its rate's share"
+cattach --channels 3 --path $P1 --path $P0
 wait_channels 3 30
 [ "$(path_col 0 3)" = 2 ] && [ "$(path_col 1 3)" = 1 ] || { sysp; die "not 2 + 1 channels"; }
+# The rates are learnt from the first completions: measure after them.
+dd if=/tmp/data of=$DEV bs=1M count=4 oflag=direct status=none || die "warm-up write failed"
+sysp
+mark
 dd if=/tmp/data of=$DEV bs=1M count=$mib oflag=direct status=none || die "write on 3 channels failed"
 dd if=$DEV of=/dev/null bs=1M count=$mib iflag=direct status=none || die "read on 3 channels failed"
 sysp
-t0=$(path_col 0 7)
-t1=$(path_col 1 7)
-share=$((100 * t0 / (t0 + t1)))
-echo "3 channels: path 0 moved $t0 bytes, path 1 $t1: path 0 has ${share}%"
-[ $share -ge 40 ] && [ $share -le 60 ] || die "paths split ${share}:$((100 - share)), not about even"
+d0=$(($(path_col 0 7) - m0))
+d1=$(($(path_col 1 7) - m1))
+fast=$((1000 * d1 / (d0 + d1)))
+echo "3 channels: slow path moved $d0 bytes, fast path $d1: fast path has ${fast} per mille"
+# Each share within 15% of its rate's: the fast one's 667 +-100, the slow
+# one's 333 +-50, so the fast path's 617..717.
+[ $fast -ge 617 ] && [ $fast -le 717 ] ||
+	die "paths split $((1000 - fast)):$fast per mille, not 333:667 within 15%"
+r0=$(path_col 0 8)
+r1=$(path_col 1 8)
+echo "learnt rates: slow path $r0 kB/s, fast path $r1 kB/s"
+[ "$r0" -gt 0 ] && [ "$r1" -gt "$r0" ] || die "the driver's rates do not rank the paths"
 $NP detach $DEV
 
 fo_mib=96
@@ -222,7 +298,9 @@ kill -0 $w 2>/dev/null && busy=1
 wait $w || die "writer failed"
 [ "$(st 0 2)" = up ] && [ "$(st 1 2)" = up ] || die "status does not show both paths up"
 [ "$(st 0 3)" = 2/2 ] && [ "$(st 1 3)" = 2/2 ] || die "status does not show 2 of 2 channels per path"
-[ "$(st 0 8)" = 10.77.0.2:$PORT ] && [ "$(st 1 8)" = 10.77.1.2:$PORT ] || die "status shows wrong addresses"
+[ "$(st 0 9)" = 10.77.0.2:$PORT ] && [ "$(st 1 9)" = 10.77.1.2:$PORT ] || die "status shows wrong addresses"
+# The driver's estimate of each path's rate, in MB/s: path 0 has twice the rate.
+awk 'NR > 2 && $7 > 0' /tmp/status | wc -l | grep -qx 2 || die "status shows no rate for a path"
 if [ $busy = 1 ]; then
 	awk 'NR > 2 && $6 > 0' /tmp/status | wc -l | grep -qx 2 ||
 		die "status shows no throughput on a path during the write"
