@@ -60,6 +60,8 @@ static const char serve_usage[] =
 	"        mem:SIZE               in memory, for tests\n"
 	"        raw:DEVICE             a block device, O_DIRECT through libaio\n"
 	"        thin:POOLDIR/VOLUME    a volume of a thin pool\n"
+	"        rbd:POOL/IMAGE[@SNAP][,conf=FILE][,id=USER][,keyring=FILE]\n"
+	"                               a Ceph RBD image (a snapshot read-only)\n"
 	"                           repeatable; the first export is also the default name\n"
 	"  -c, --config FILE        INI file with [server] and [export NAME] sections\n"
 	"  -r, --read-only          every export read-only\n"

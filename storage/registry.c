@@ -19,6 +19,9 @@ extern const struct np_storage_ops np_storage_raw;
 #ifdef NP_HAVE_THIN
 extern const struct np_storage_ops np_storage_thin;
 #endif
+#ifdef NP_HAVE_RBD
+extern const struct np_storage_ops np_storage_rbd;
+#endif
 
 static const struct np_storage_ops *const engines[] = {
 	&np_storage_file,
@@ -28,6 +31,9 @@ static const struct np_storage_ops *const engines[] = {
 #endif
 #ifdef NP_HAVE_THIN
 	&np_storage_thin,
+#endif
+#ifdef NP_HAVE_RBD
+	&np_storage_rbd,
 #endif
 };
 

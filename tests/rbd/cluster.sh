@@ -62,7 +62,9 @@ stop_pid() {
 }
 
 port_free() {
-	python3 -c 'import socket,sys; s=socket.socket(); s.bind(("127.0.0.1",int(sys.argv[1])))' "$1" 2>/dev/null
+	# SO_REUSEADDR, as the daemons bind: connections of a cluster just
+	# stopped, in TIME_WAIT, do not hold the port.
+	python3 -c 'import socket,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1",int(sys.argv[1]))); s.listen()' "$1" 2>/dev/null
 }
 
 osd_start() {
@@ -116,11 +118,10 @@ osd fast shutdown = false
 memstore device bytes = 4G
 osd memory target = 939524096
 run dir = $DIR/run
-admin socket = $DIR/run/\$name.asok
 log file = $DIR/log/\$name.log
 mon data = $DIR/mon
 osd data = $DIR/osd
-keyring = $DIR/\$cluster.\$name.keyring
+keyring = $DIR/ceph.\$name.keyring
 crash dir = $DIR/log
 EOF
 	ceph-authtool --create-keyring "$DIR/mon.keyring" --gen-key -n mon. --cap mon 'allow *' >/dev/null
