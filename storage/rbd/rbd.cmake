@@ -42,3 +42,11 @@ endforeach()
 if(TEST rbd_faults)
 	set_tests_properties(rbd_faults PROPERTIES RUN_SERIAL TRUE)
 endif()
+
+# Two gateways of one image and attach over both, one killed mid-write: a
+# guest scenario (tests/vm/run.sh), with its own cluster inside the guest.
+# Ceph's daemons use instructions that qemu's default TCG CPU lacks.
+if(COMMAND np_vm_test)
+	np_vm_test(vm_rbd_failover 900 ${CMAKE_SOURCE_DIR}/tests/rbd/vm-failover.sh)
+	set_property(TEST vm_rbd_failover APPEND PROPERTY ENVIRONMENT NPVM_CPU=max)
+endif()

@@ -119,6 +119,10 @@ memstore device bytes = 4G
 osd memory target = 939524096
 run dir = $DIR/run
 log file = $DIR/log/\$name.log
+mon cluster log file = $DIR/log/\$cluster.\$channel.log
+# The OSD names its host in the CRUSH map: a guest without a hostname
+# ("(none)") would be refused.
+crush location = root=default host=nbdplex-test
 mon data = $DIR/mon
 osd data = $DIR/osd
 keyring = $DIR/ceph.\$name.keyring
