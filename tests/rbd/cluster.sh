@@ -68,6 +68,9 @@ port_free() {
 }
 
 osd_start() {
+	local pidf=$DIR/run/osd.0.pid
+	# A second OSD would overwrite the PID file and outlive stop.
+	! { [ -s "$pidf" ] && kill -0 "$(cat "$pidf")" 2>/dev/null; } || die "osd.0 is running already"
 	ceph-osd -f -i 0 -c "$CONF" >>"$DIR/log/osd.0.out" 2>&1 &
 	echo $! >"$DIR/run/osd.0.pid"
 	local i

@@ -8,8 +8,15 @@
 . "$NP_SRC/tests/rbd/functions.sh"
 requires qemu-io nbdsh
 
-osd() { bash "$NP_SRC/tests/rbd/cluster.sh" "osd-$1" "$NP_CEPH_DIR" >/dev/null; }
-trap 'osd start 2>/dev/null || true; rbd_cleanup; np_cleanup' EXIT
+# osd stop|start: the fixture's OSD; a test that fails with it stopped
+# starts it again on exit, and only then (a second OSD would outlive the
+# cluster).
+OSD_DOWN=
+osd() {
+	bash "$NP_SRC/tests/rbd/cluster.sh" "osd-$1" "$NP_CEPH_DIR" >/dev/null
+	if [ "$1" = stop ]; then OSD_DOWN=1; else OSD_DOWN=; fi
+}
+trap '[ -z "$OSD_DOWN" ] || osd start || true; rbd_cleanup; np_cleanup' EXIT
 
 TIMEOUT=4
 { cat "$CEPH_CONF"; printf '[client]\nrados osd op timeout = %s\n' $TIMEOUT; } >"$TMP/ceph.conf"
