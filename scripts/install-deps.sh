@@ -7,12 +7,16 @@ set -euo pipefail
 
 build=(cmake gcc make pkg-config libuv1-dev libjemalloc-dev libinih-dev
        librocksdb-dev libgnutls28-dev libsystemd-dev
-       libmicrohttpd-dev libnbd-dev valgrind)
+       libmicrohttpd-dev libnbd-dev valgrind librbd-dev librados-dev)
 # (valgrind for <valgrind/valgrind.h>: storage/lib/aio.c asks whether it runs
 # under valgrind, so it must be there at the first build)
 tests=(libnbd-bin python3-libnbd qemu-utils fio nbdkit nbd-server nbd-client
        util-linux e2fsprogs strace procps openssl dpkg-dev groff-base man-db
-       systemd clang libclang-rt-14-dev linux-perf)
+       systemd clang libclang-rt-14-dev linux-perf
+       ceph-mon ceph-osd ceph-common uuid-runtime qemu-block-extra)
+# (ceph-mon, ceph-osd and ceph-common's rbd and ceph CLIs run the rbd tests'
+# throwaway cluster, tests/rbd/cluster.sh; qemu-block-extra is qemu-nbd's rbd
+# driver, for perf/bench-rbd.sh)
 vm=(qemu-system-x86 linux-image-amd64 linux-headers-amd64 busybox-static kmod cpio
     mdadm)
 

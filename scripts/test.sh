@@ -41,5 +41,5 @@ if [ $# -eq 0 ]; then
 	# A small quarantine: the tests bound the server's memory, and ASan's
 	# default keeps up to 256 MiB of freed blocks on purpose.
 	ASAN_OPTIONS=quarantine_size_mb=8 run_ctest build-asan \
-		--output-on-failure --timeout 900 -j2 -L 'unit|integration|raw|thin'
+		--output-on-failure --timeout 900 -j2 -L 'unit|integration|raw|thin|rbd'
 fi

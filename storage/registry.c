@@ -1,5 +1,6 @@
 /* Looking up the engines built in. The table itself, np_storage_engines, is
  * generated from the engines added (storage/engines.cmake). */
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -47,15 +48,22 @@ void np_storage_usage(FILE *f, int indent)
 		const struct np_storage_ops *ops = np_storage_engines[i];
 		const char *line = ops->usage ? ops->usage : "SPEC\t";
 
-		while (*line) {
+		/* Lines of SPEC<TAB>TEXT; the engine's name goes before the
+		 * first, and a line without a tab (a long SPEC) has its text
+		 * on the next, which starts with the tab. */
+		for (bool first = true; *line; first = false) {
 			size_t len = strcspn(line, "\n"), tab = strcspn(line, "\t");
 			int spec = (int)(tab < len ? tab : len);
-			int pad = 21 - (int)strlen(ops->name) - 1 - spec;
+			int name = first ? (int)strlen(ops->name) + 1 : 0;
+			int pad = 21 - name - spec;
 
-			fprintf(f, "%*s%s:%.*s%*s", indent, "", ops->name, spec, line,
-				(pad > 0 ? pad : 0) + 2, "");
+			if (first)
+				fprintf(f, "%*s%s:%.*s", indent, "", ops->name, spec, line);
+			else
+				fprintf(f, "%*s%.*s", indent, "", spec, line);
 			if (tab < len)
-				fprintf(f, "%.*s", (int)(len - tab - 1), line + tab + 1);
+				fprintf(f, "%*s%.*s", (pad > 0 ? pad : 0) + 2, "", (int)(len - tab - 1),
+					line + tab + 1);
 			fputc('\n', f);
 			line += len + (line[len] == '\n');
 		}

@@ -169,3 +169,100 @@ uri() {
 pass() {
 	echo "PASS: $(basename "$0")"
 }
+
+# conform NAME SPEC HOLES [JOBS]: the conformance checks every engine passes,
+# against a server exporting SPEC (SIZE bytes) as "d": qemu-io patterns
+# (aligned and not), discard and zeroes reading back as zeroes, an nbdcopy
+# round trip, fio crc32c verify over JOBS connections (2), and, with HOLES
+# "yes", nbdinfo --map showing the discarded and untouched space as holes.
+# Needs qemu-io, nbdcopy, nbdinfo and fio; stops the server at the end.
+conform() {
+	local name=$1 spec=$2 holes=$3 jobs=${4:-2}
+	start_server -e "d=$spec"
+	local u
+	u=$(uri d)
+	[ "$(nbdinfo --size "$u")" = $SIZE ] || fail "$name: size"
+
+	out=$(qemu-io -f raw "$u" \
+		-c 'write -P 0xa1 0 1M' -c 'write -P 0xb2 4097 12345' -c 'write -P 0xc3 63M 1M' \
+		-c 'read -P 0xa1 0 4097' -c 'read -P 0xb2 4097 12345' -c 'read -P 0xa1 16442 1032134' \
+		-c 'read -P 0xc3 63M 1M' \
+		-c 'write -P 0xd4 8M 1M' -c 'discard 8M 1M' -c 'read -P 0 8M 1M' \
+		-c 'write -P 0xe5 10M 256k' -c 'write -z 10M 256k' -c 'read -P 0 10M 256k' \
+		-c 'write -f -P 0xf6 12M 64k' -c 'read -P 0xf6 12M 64k' -c 'flush' 2>&1) ||
+		fail "$name: qemu-io: $out"
+	! grep -qiE 'fail|error|mismatch' <<<"$out" || fail "$name: qemu-io: $out"
+	[ "$(grep -c '^read ' <<<"$out")" = 7 ] || fail "$name: qemu-io reads: $out"
+
+	if [ "$holes" = yes ]; then
+		# The discarded and zeroed megabytes, and the untouched middle,
+		# report as holes; the written ends as data.
+		nbdinfo --map "$u" >"$TMP/map"
+		python3 - "$TMP/map" <<'PY' || fail "$name: map: $(cat "$TMP/map")"
+import sys
+ext = [(int(o), int(n), int(t)) for o, n, t, *_ in (l.split() for l in open(sys.argv[1]))]
+def kind(off):
+    return [t for o, n, t in ext if o <= off < o + n][0]
+assert kind(0) == 0 and kind(63 << 20) == 0, ext
+assert kind((8 << 20) + 4096) & 1 and kind(30 << 20) & 1, ext
+assert sum(n for o, n, t in ext) == 64 << 20
+PY
+	fi
+
+	head -c 6M /dev/urandom >"$TMP/src"
+	truncate -s $SIZE "$TMP/src"
+	nbdcopy --connections=2 "$TMP/src" "$u" && nbdcopy "$u" "$TMP/back" ||
+		fail "$name: nbdcopy"
+	cmp "$TMP/src" "$TMP/back" || fail "$name: nbdcopy round trip differs"
+	rm -f "$TMP/back"
+
+	fio --name=conf --ioengine=nbd --uri="$u" --rw=randwrite --bsrange=4k-64k --iodepth=16 \
+		--numjobs="$jobs" --size=16M --offset_increment=$((SIZE / jobs)) --verify=crc32c --verify_fatal=1 \
+		--do_verify=1 --runtime=60 >"$TMP/fio.log" 2>&1 ||
+		fail "$name: fio verify: $(tail -5 "$TMP/fio.log")"
+	grep -q 'err= 0' "$TMP/fio.log" || fail "$name: fio reported errors"
+	assert_serving d
+	stop_server
+	echo "conformance: $name passed"
+}
+
+# kill_while_writing SPEC ROUNDS: ROUNDS times, serves SPEC (4 MiB or more)
+# as "d", lets tests/integration/durable.py write 4 KiB blocks with FUA or
+# FLUSH into its first 4 MiB and kill -9s the server at a random moment;
+# durable.py logs each acknowledged durable write to $TMP/acked.
+kill_while_writing() {
+	local spec=$1 rounds=$2 round writer before
+	: >"$TMP/acked"
+	for round in $(seq "$rounds"); do
+		start_server -e d="$spec"
+		python3 "$NP_SRC/tests/integration/durable.py" "$PORT" "$TMP/acked" "$round" &
+		writer=$!
+		# Kill only once the writer is in (its first durable write
+		# was acknowledged): on a loaded machine Python may take
+		# longer to start than the random delay. After 10 s, kill
+		# anyway.
+		before=$(wc -l <"$TMP/acked")
+		wait_until 10 writer_in_or_gone "$before" "$writer" || true
+		sleep "0.$((RANDOM % 8 + 2))"
+		kill -9 "$SERVER_PID"
+		wait "$SERVER_PID" 2>/dev/null || true
+		wait "$writer" || fail "writer failed in round $round"
+	done
+	[ "$(wc -l <"$TMP/acked")" -gt 50 ] ||
+		fail "too few acknowledged writes to judge: $(wc -l <"$TMP/acked")"
+}
+
+# writer_in_or_gone BEFORE PID: whether the writer PID has had a write
+# acknowledged since $TMP/acked had BEFORE lines, or has ended (its wait
+# reports how).
+writer_in_or_gone() {
+	[ "$(wc -l <"$TMP/acked")" -gt "$1" ] || ! kill -0 "$2" 2>/dev/null
+}
+
+# durable_check IMAGE: fails unless IMAGE (a copy of the export's first 4
+# MiB) holds, in every block, the last write kill_while_writing logged as
+# acknowledged, or a later one.
+durable_check() {
+	python3 "$NP_SRC/tests/integration/durable.py" check "$1" "$TMP/acked" ||
+		fail "acknowledged writes lost"
+}

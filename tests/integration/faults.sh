@@ -39,41 +39,6 @@ trap np_cleanup EXIT
 # 2. kill -9 while writing durably, five times; then every block's last
 # acknowledged write must be on disk.
 truncate -s 4M "$TMP/d.img"
-: >"$TMP/acked"
-# writer_in_or_gone: whether this round's writer has had a write
-# acknowledged, or has ended (its wait reports how).
-writer_in_or_gone() {
-	[ "$(wc -l <"$TMP/acked")" -gt "$before" ] || ! kill -0 "$writer" 2>/dev/null
-}
-for round in 1 2 3 4 5; do
-	start_server -e d=file:"$TMP/d.img"
-	python3 "$NP_SRC/tests/integration/durable.py" "$PORT" "$TMP/acked" "$round" &
-	writer=$!
-	# Kill only once the writer is in (its first durable write was
-	# acknowledged): on a loaded machine Python may take longer to start
-	# than the random delay. After 10 s, kill anyway.
-	before=$(wc -l <"$TMP/acked")
-	wait_until 10 writer_in_or_gone || true
-	sleep "0.$((RANDOM % 8 + 2))"
-	kill -9 "$SERVER_PID"
-	wait "$SERVER_PID" 2>/dev/null || true
-	wait "$writer" || fail "writer failed in round $round"
-done
-[ "$(wc -l <"$TMP/acked")" -gt 50 ] || fail "too few acknowledged writes to judge: $(wc -l <"$TMP/acked")"
-python3 - "$TMP/d.img" "$TMP/acked" <<'PY' || fail "acknowledged writes lost"
-import struct, sys
-img = open(sys.argv[1], "rb").read()
-last = {}
-for line in open(sys.argv[2]):
-    blk, seed, i = map(int, line.split())
-    last[blk] = (seed, i)  # later lines are later writes
-# Rounds run one after another, so (round, sequence) orders every write.
-# A block may hold a later write that was sent but not acknowledged when
-# the server died; holding anything older than its last acknowledged
-# durable write is a loss.
-bad = [b for b, want in last.items()
-       if struct.unpack(">QQ", img[b * 4096:b * 4096 + 16]) < want]
-assert not bad, [(b, last[b], struct.unpack(">QQ", img[b * 4096:b * 4096 + 16])) for b in bad[:5]]
-print(f"{len(last)} blocks checked")
-PY
+kill_while_writing "file:$TMP/d.img" 5
+durable_check "$TMP/d.img"
 pass

@@ -9,6 +9,8 @@
 #        NPVM_TIMEOUT seconds before the VM is killed (default 600)
 #        NPVM_MEM     guest memory (default 2G)
 #        NPVM_SMP     guest CPUs (default 2)
+#        NPVM_CPU     qemu's -cpu model (default qemu's own; "max" for guests
+#                     running programs built for newer CPUs, such as Ceph)
 #        NPVM_MONITOR a unix socket for the qemu monitor, to debug a stuck guest
 #        NPVM_STALL   seconds of console silence taken as a hang (default 300)
 #        NPVM_LOG     where to keep the console log (default a temp file)
@@ -97,7 +99,7 @@ args=$(printf '%s' "$*" | tr ' ' ',')
 echo "run.sh: kernel $kver, scenario $(basename "$scenario") ${*:-}, log $log"
 watchdog &
 wd_pid=$!
-timeout --foreground -k 10 "$timeout_s" qemu-system-x86_64 -accel tcg -m "${NPVM_MEM:-2G}" -smp "${NPVM_SMP:-2}" \
+timeout --foreground -k 10 "$timeout_s" qemu-system-x86_64 -accel tcg ${NPVM_CPU:+-cpu "$NPVM_CPU"} -m "${NPVM_MEM:-2G}" -smp "${NPVM_SMP:-2}" \
 	-kernel /boot/vmlinuz-$kver -initrd $work/initrd.gz \
 	-append "console=ttyS0 nokaslr nowatchdog cryptomgr.notests rcupdate.rcu_cpu_stall_suppress=1 panic=-1 loglevel=5 npvm_script=$scenario npvm_args=$args npvm_build=$build" \
 	-virtfs local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap \

@@ -41,3 +41,12 @@ np_vm_test(vm_bond 1500 bond.sh test)
 # and PSK, every cipher through --check, a restarted server; the refusals
 # (no tls module, wrong PSK, no TLS, unknown CA) leave no device.
 np_vm_test(vm_attach_tls 900 attach-tls.sh)
+# Where the rbd engine is built: two gateways of one rbd image and attach
+# over both, one killed mid-write (tests/rbd/vm-failover.sh), with a
+# cluster of its own inside the guest. Ceph's daemons use instructions
+# that qemu's default TCG CPU lacks.
+get_property(NP_VM_ENGINES GLOBAL PROPERTY NP_ENGINES)
+if("rbd" IN_LIST NP_VM_ENGINES)
+	np_vm_test(vm_rbd_failover 900 ${CMAKE_SOURCE_DIR}/tests/rbd/vm-failover.sh)
+	set_property(TEST vm_rbd_failover APPEND PROPERTY ENVIRONMENT NPVM_CPU=max)
+endif()
