@@ -89,14 +89,14 @@ static void npk_set_limits(struct npk_dev *dev, u32 bs)
 	blk_queue_max_segments(q, USHRT_MAX);
 	blk_queue_max_segment_size(q, UINT_MAX);
 	blk_queue_rq_timeout(q, npk_io_timeout * HZ);
-	if (dev->flags & NPK_FLAG_SEND_TRIM) {
+	if (dev->flags & NBD_FLAG_SEND_TRIM) {
 		blk_queue_max_discard_sectors(q, big);
 		q->limits.discard_granularity = bs;
 	}
 	if (dev->flags & NPK_FLAG_SEND_WRITE_ZEROES)
 		blk_queue_max_write_zeroes_sectors(q, big);
-	blk_queue_write_cache(q, dev->flags & NPK_FLAG_SEND_FLUSH,
-			      dev->flags & NPK_FLAG_SEND_FUA);
+	blk_queue_write_cache(q, dev->flags & NBD_FLAG_SEND_FLUSH,
+			      dev->flags & NBD_FLAG_SEND_FUA);
 	if (!(dev->flags & NPK_FLAG_ROTATIONAL))
 		blk_queue_flag_set(QUEUE_FLAG_NONROT, q);
 	blk_queue_flag_clear(QUEUE_FLAG_ADD_RANDOM, q);
@@ -171,7 +171,7 @@ static int npk_create(struct npk_create *arg)
 	snprintf(disk->disk_name, DISK_NAME_LEN, NPK_DISK_PREFIX "%d", dev->index);
 	npk_set_limits(dev, bs);
 	set_capacity(disk, arg->size >> SECTOR_SHIFT);
-	if (dev->flags & NPK_FLAG_READ_ONLY)
+	if (dev->flags & NBD_FLAG_READ_ONLY)
 		set_disk_ro(disk, true);
 
 	ch.index = dev->index;
@@ -430,8 +430,8 @@ static int __init npk_init(void)
 {
 	int ret;
 
-	BUILD_BUG_ON(sizeof(struct npk_wire_request) != 28);
-	BUILD_BUG_ON(sizeof(struct npk_wire_reply) != 16);
+	BUILD_BUG_ON(sizeof(struct nbd_request) != 28);
+	BUILD_BUG_ON(sizeof(struct nbd_reply) != 16);
 	BUILD_BUG_ON(sizeof(struct npk_create) != 32);
 	BUILD_BUG_ON(sizeof(struct npk_channel) != 16);
 	BUILD_BUG_ON(sizeof(struct npk_resize) != 16);
