@@ -19,9 +19,24 @@
 #include <linux/mutex.h>
 #include <linux/nbd.h>
 #include <linux/net.h>
+#include <linux/version.h>
 #include <linux/workqueue.h>
 
 #include "nbdplex_uapi.h"
+
+/*
+ * The kernels the module builds on, checked here only. npk_set_limits()
+ * sets the queue with the blk_queue_*() setters, the API up to 6.8; 6.9
+ * hands a struct queue_limits to blk_mq_alloc_disk() instead and later
+ * kernels drop the setters: a queue_limits path would be a second way to
+ * do it, and one never compiled or run here (see kmod/README.md). The
+ * floor is the 6.1 stable update that brought sk_use_task_frag, which
+ * npk_add_channel() turns off.
+ */
+#if LINUX_VERSION_CODE < KERNEL_VERSION(6, 1, 191) || \
+	LINUX_VERSION_CODE >= KERNEL_VERSION(6, 9, 0)
+#error "nbdplex.ko builds on Linux 6.1.191 to 6.8 only (see kmod/README.md)"
+#endif
 
 /*
  * The wire format is <linux/nbd.h>'s: struct nbd_request and nbd_reply,
