@@ -46,8 +46,8 @@ void npk_chan_fail(struct npk_chan *chan)
 {
 	if (test_and_set_bit(NPK_CHAN_DEAD, &chan->flags))
 		return;
-	pr_warn_ratelimited("nbdplex%d: dropping channel %d (path %u)\n",
-			    chan->dev->index, chan->slot, chan->path);
+	dev_warn_ratelimited(disk_to_dev(chan->dev->disk),
+			     "dropping channel %d (path %u)\n", chan->slot, chan->path);
 	kernel_sock_shutdown(chan->sock, SHUT_RDWR);
 }
 

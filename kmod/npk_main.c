@@ -169,6 +169,14 @@ static int npk_create(struct npk_create *arg)
 	disk->fops = &npk_fops;
 	disk->private_data = dev;
 	snprintf(disk->disk_name, DISK_NAME_LEN, NPK_DISK_PREFIX "%d", dev->index);
+	/*
+	 * device_add_disk() names the disk's device too, but the first
+	 * channel logs before it: named now, its dev_*() messages say which
+	 * disk they are about.
+	 */
+	ret = dev_set_name(disk_to_dev(disk), "%s", disk->disk_name);
+	if (ret)
+		goto out_put_disk;
 	npk_set_limits(dev, bs);
 	set_capacity(disk, arg->size >> SECTOR_SHIFT);
 	if (dev->flags & NBD_FLAG_READ_ONLY)
@@ -184,7 +192,7 @@ static int npk_create(struct npk_create *arg)
 	if (ret)
 		goto out_fail_channel;
 	arg->index = dev->index;
-	pr_info("%s: %llu bytes, flags %#x\n", disk->disk_name, arg->size, dev->flags);
+	dev_info(disk_to_dev(disk), "%llu bytes, flags %#x\n", arg->size, dev->flags);
 	return 0;
 
 out_fail_channel:
@@ -232,7 +240,7 @@ static void npk_remove(struct npk_dev *dev)
 	del_gendisk(dev->disk);
 	/* del_gendisk waited for all I/O; nothing can add work any more. */
 	destroy_workqueue(dev->rx_wq);
-	pr_info("%s: removed\n", dev->disk->disk_name);
+	dev_info(disk_to_dev(dev->disk), "removed\n");
 	put_disk(dev->disk);
 	blk_mq_free_tag_set(&dev->tag_set);
 	idr_remove(&npk_idr, dev->index);
@@ -296,7 +304,7 @@ static int npk_add_channel(struct npk_dev *dev, struct npk_channel *arg)
 		goto out_free_chan;
 	queue_work(dev->rx_wq, &chan->rx_work);
 	blk_mq_kick_requeue_list(dev->disk->queue);
-	pr_info("%s: channel %d up (path %u)\n", dev->disk->disk_name, slot, chan->path);
+	dev_info(disk_to_dev(dev->disk), "channel %d up (path %u)\n", slot, chan->path);
 	return slot;
 
 out_free_chan:
