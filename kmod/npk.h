@@ -17,42 +17,51 @@
 #include <linux/blk-mq.h>
 #include <linux/kref.h>
 #include <linux/mutex.h>
+#include <linux/nbd.h>
 #include <linux/net.h>
+#include <linux/version.h>
 #include <linux/workqueue.h>
 
 #include "nbdplex_uapi.h"
 
-/* Wire constants, from the NBD protocol. */
-#define NPK_REQUEST_MAGIC	0x25609513
-#define NPK_REPLY_MAGIC		0x67446698
-#define NPK_CMD_READ		0
-#define NPK_CMD_WRITE		1
-#define NPK_CMD_FLUSH		3
-#define NPK_CMD_TRIM		4
+/*
+ * The kernels the module builds on, checked here only. npk_set_limits()
+ * sets the queue with the blk_queue_*() setters, the API up to 6.8; 6.9
+ * hands a struct queue_limits to blk_mq_alloc_disk() instead and later
+ * kernels drop the setters: a queue_limits path would be a second way to
+ * do it, and one never compiled or run here (see kmod/README.md). The
+ * floor is the 6.1 stable update that brought sk_use_task_frag, which
+ * npk_add_channel() turns off.
+ */
+#if LINUX_VERSION_CODE < KERNEL_VERSION(6, 1, 191) || \
+	LINUX_VERSION_CODE >= KERNEL_VERSION(6, 9, 0)
+#error "nbdplex.ko builds on Linux 6.1.191 to 6.8 only (see kmod/README.md)"
+#endif
+
+/*
+ * The wire format is <linux/nbd.h>'s: struct nbd_request and nbd_reply,
+ * NBD_CMD_*, and command flags in the upper 16 bits of the request's type
+ * word. What 6.1's header lacks has a name of our own here, so that a newer
+ * header that adds it cannot clash; where the kernel made it a macro, its
+ * value is the kernel's. NBD_CMD_WRITE_ZEROES became an enum constant,
+ * which the preprocessor cannot test, so its value is always ours.
+ */
 #define NPK_CMD_WRITE_ZEROES	6
-#define NPK_CMD_FLAG_FUA	(1 << 0)
-#define NPK_CMD_FLAG_NO_HOLE	(1 << 1)
-#define NPK_FLAG_READ_ONLY	(1 << 1)
-#define NPK_FLAG_SEND_FLUSH	(1 << 2)
-#define NPK_FLAG_SEND_FUA	(1 << 3)
+#ifdef NBD_CMD_FLAG_NO_HOLE
+#define NPK_CMD_FLAG_NO_HOLE	NBD_CMD_FLAG_NO_HOLE
+#else
+#define NPK_CMD_FLAG_NO_HOLE	(1 << 17)
+#endif
+#ifdef NBD_FLAG_ROTATIONAL
+#define NPK_FLAG_ROTATIONAL	NBD_FLAG_ROTATIONAL
+#else
 #define NPK_FLAG_ROTATIONAL	(1 << 4)
-#define NPK_FLAG_SEND_TRIM	(1 << 5)
-#define NPK_FLAG_SEND_WRITE_ZEROES (1 << 6)
-
-struct npk_wire_request {
-	__be32 magic;
-	__be16 flags;
-	__be16 type;
-	__be64 handle;
-	__be64 offset;
-	__be32 length;
-} __packed;
-
-struct npk_wire_reply {
-	__be32 magic;
-	__be32 error;
-	__be64 handle;
-} __packed;
+#endif
+#ifdef NBD_FLAG_SEND_WRITE_ZEROES
+#define NPK_FLAG_SEND_WRITE_ZEROES	NBD_FLAG_SEND_WRITE_ZEROES
+#else
+#define NPK_FLAG_SEND_WRITE_ZEROES	(1 << 6)
+#endif
 
 #define NPK_CHAN_DEAD	0
 

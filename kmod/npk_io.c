@@ -46,8 +46,8 @@ void npk_chan_fail(struct npk_chan *chan)
 {
 	if (test_and_set_bit(NPK_CHAN_DEAD, &chan->flags))
 		return;
-	pr_warn_ratelimited("nbdplex%d: dropping channel %d (path %u)\n",
-			    chan->dev->index, chan->slot, chan->path);
+	dev_warn_ratelimited(disk_to_dev(chan->dev->disk),
+			     "dropping channel %d (path %u)\n", chan->slot, chan->path);
 	kernel_sock_shutdown(chan->sock, SHUT_RDWR);
 }
 
@@ -213,26 +213,28 @@ static void npk_bio_iter(struct iov_iter *it, unsigned int dir, struct bio *bio)
 	it->iov_offset = bio->bi_iter.bi_bvec_done;
 }
 
-static int npk_cmd_type(struct request *rq, u16 *type, u16 *flags)
+/* The request's NBD type word: the command, and its flags above bit 16. */
+static int npk_cmd_type(struct request *rq, u32 *type)
 {
-	*flags = (rq->cmd_flags & REQ_FUA) ? NPK_CMD_FLAG_FUA : 0;
+	u32 flags = (rq->cmd_flags & REQ_FUA) ? NBD_CMD_FLAG_FUA : 0;
+
 	switch (req_op(rq)) {
 	case REQ_OP_READ:
-		*type = NPK_CMD_READ;
+		*type = NBD_CMD_READ | flags;
 		return 0;
 	case REQ_OP_WRITE:
-		*type = NPK_CMD_WRITE;
+		*type = NBD_CMD_WRITE | flags;
 		return 0;
 	case REQ_OP_FLUSH:
-		*type = NPK_CMD_FLUSH;
+		*type = NBD_CMD_FLUSH | flags;
 		return 0;
 	case REQ_OP_DISCARD:
-		*type = NPK_CMD_TRIM;
+		*type = NBD_CMD_TRIM | flags;
 		return 0;
 	case REQ_OP_WRITE_ZEROES:
-		*type = NPK_CMD_WRITE_ZEROES;
 		if (rq->cmd_flags & REQ_NOUNMAP)
-			*flags |= NPK_CMD_FLAG_NO_HOLE;
+			flags |= NPK_CMD_FLAG_NO_HOLE;
+		*type = NPK_CMD_WRITE_ZEROES | flags;
 		return 0;
 	default:
 		return -EOPNOTSUPP;
@@ -275,15 +277,16 @@ static void npk_uncork(struct npk_dev *dev, struct npk_hctx *h)
 static int npk_send(struct npk_chan *chan, struct request *rq, bool more)
 {
 	struct npk_cmd *cmd = blk_mq_rq_to_pdu(rq);
-	struct npk_wire_request hdr;
+	struct nbd_request hdr;
 	struct kvec kv = { .iov_base = &hdr, .iov_len = sizeof(hdr) };
 	bool write = req_op(rq) == REQ_OP_WRITE;
 	struct iov_iter it;
 	struct bio *bio;
-	u16 type, flags;
+	__be64 handle;
+	u32 type;
 	int ret;
 
-	npk_cmd_type(rq, &type, &flags);
+	npk_cmd_type(rq, &type);
 	mutex_lock(&cmd->lock);
 	mutex_lock(&chan->tx_lock);
 	if (test_bit(NPK_CHAN_DEAD, &chan->flags)) {
@@ -297,16 +300,17 @@ static int npk_send(struct npk_chan *chan, struct request *rq, bool more)
 	WRITE_ONCE(cmd->chan, chan);
 	cmd->sent = ktime_get_ns();
 
-	hdr.magic = cpu_to_be32(NPK_REQUEST_MAGIC);
-	hdr.flags = cpu_to_be16(flags);
-	hdr.type = cpu_to_be16(type);
-	hdr.handle = cpu_to_be64((u64)cmd->gen << 32 | blk_mq_unique_tag(rq));
-	if (type == NPK_CMD_FLUSH) {
-		hdr.offset = 0;
-		hdr.length = 0;
+	hdr.magic = cpu_to_be32(NBD_REQUEST_MAGIC);
+	hdr.type = cpu_to_be32(type);
+	/* 6.1's handle is char[8]; later headers add a __be64 beside it. */
+	handle = cpu_to_be64((u64)cmd->gen << 32 | blk_mq_unique_tag(rq));
+	memcpy(hdr.handle, &handle, sizeof(hdr.handle));
+	if (req_op(rq) == REQ_OP_FLUSH) {
+		hdr.from = 0;
+		hdr.len = 0;
 	} else {
-		hdr.offset = cpu_to_be64((u64)blk_rq_pos(rq) << SECTOR_SHIFT);
-		hdr.length = cpu_to_be32(blk_rq_bytes(rq));
+		hdr.from = cpu_to_be64((u64)blk_rq_pos(rq) << SECTOR_SHIFT);
+		hdr.len = cpu_to_be32(blk_rq_bytes(rq));
 	}
 	iov_iter_kvec(&it, ITER_SOURCE, &kv, 1, sizeof(hdr));
 	ret = npk_xmit(chan, &it, more || write);
@@ -338,11 +342,11 @@ static blk_status_t npk_queue_rq(struct blk_mq_hw_ctx *hctx,
 	struct request *rq = bd->rq;
 	struct npk_chan *chan;
 	unsigned long since;
-	u16 type, flags;
+	u32 type;
 	bool more;
 	int tries, ret = -EAGAIN;
 
-	if (npk_cmd_type(rq, &type, &flags))
+	if (npk_cmd_type(rq, &type))
 		return BLK_STS_NOTSUPP;
 	blk_mq_start_request(rq);
 	for (tries = 0; tries < NPK_MAX_CHANNELS && ret == -EAGAIN; tries++) {
@@ -471,13 +475,14 @@ static blk_status_t npk_errno_status(u32 err)
 static int npk_rx_one(struct npk_chan *chan)
 {
 	struct npk_dev *dev = chan->dev;
-	struct npk_wire_reply rep;
+	struct nbd_reply rep;
 	struct kvec kv = { .iov_base = &rep, .iov_len = sizeof(rep) };
 	struct iov_iter it;
 	struct request *rq = NULL;
 	struct npk_cmd *cmd;
 	struct bio *bio;
 	u32 tag, hwq, err;
+	__be64 cookie;
 	u64 handle;
 	int ret;
 
@@ -485,12 +490,13 @@ static int npk_rx_one(struct npk_chan *chan)
 	ret = npk_recv(chan, &it);
 	if (ret)
 		return ret;
-	if (be32_to_cpu(rep.magic) != NPK_REPLY_MAGIC) {
+	if (be32_to_cpu(rep.magic) != NBD_REPLY_MAGIC) {
 		dev_err_ratelimited(disk_to_dev(dev->disk), "bad reply magic %#x\n",
 				    be32_to_cpu(rep.magic));
 		return -EPROTO;
 	}
-	handle = be64_to_cpu(rep.handle);
+	memcpy(&cookie, rep.handle, sizeof(cookie));
+	handle = be64_to_cpu(cookie);
 	tag = (u32)handle;
 	hwq = blk_mq_unique_tag_to_hwq(tag);
 	if (hwq < dev->tag_set.nr_hw_queues)

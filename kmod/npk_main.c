@@ -89,14 +89,14 @@ static void npk_set_limits(struct npk_dev *dev, u32 bs)
 	blk_queue_max_segments(q, USHRT_MAX);
 	blk_queue_max_segment_size(q, UINT_MAX);
 	blk_queue_rq_timeout(q, npk_io_timeout * HZ);
-	if (dev->flags & NPK_FLAG_SEND_TRIM) {
+	if (dev->flags & NBD_FLAG_SEND_TRIM) {
 		blk_queue_max_discard_sectors(q, big);
 		q->limits.discard_granularity = bs;
 	}
 	if (dev->flags & NPK_FLAG_SEND_WRITE_ZEROES)
 		blk_queue_max_write_zeroes_sectors(q, big);
-	blk_queue_write_cache(q, dev->flags & NPK_FLAG_SEND_FLUSH,
-			      dev->flags & NPK_FLAG_SEND_FUA);
+	blk_queue_write_cache(q, dev->flags & NBD_FLAG_SEND_FLUSH,
+			      dev->flags & NBD_FLAG_SEND_FUA);
 	if (!(dev->flags & NPK_FLAG_ROTATIONAL))
 		blk_queue_flag_set(QUEUE_FLAG_NONROT, q);
 	blk_queue_flag_clear(QUEUE_FLAG_ADD_RANDOM, q);
@@ -169,9 +169,17 @@ static int npk_create(struct npk_create *arg)
 	disk->fops = &npk_fops;
 	disk->private_data = dev;
 	snprintf(disk->disk_name, DISK_NAME_LEN, NPK_DISK_PREFIX "%d", dev->index);
+	/*
+	 * device_add_disk() names the disk's device too, but the first
+	 * channel logs before it: named now, its dev_*() messages say which
+	 * disk they are about.
+	 */
+	ret = dev_set_name(disk_to_dev(disk), "%s", disk->disk_name);
+	if (ret)
+		goto out_put_disk;
 	npk_set_limits(dev, bs);
 	set_capacity(disk, arg->size >> SECTOR_SHIFT);
-	if (dev->flags & NPK_FLAG_READ_ONLY)
+	if (dev->flags & NBD_FLAG_READ_ONLY)
 		set_disk_ro(disk, true);
 
 	ch.index = dev->index;
@@ -184,7 +192,7 @@ static int npk_create(struct npk_create *arg)
 	if (ret)
 		goto out_fail_channel;
 	arg->index = dev->index;
-	pr_info("%s: %llu bytes, flags %#x\n", disk->disk_name, arg->size, dev->flags);
+	dev_info(disk_to_dev(disk), "%llu bytes, flags %#x\n", arg->size, dev->flags);
 	return 0;
 
 out_fail_channel:
@@ -232,7 +240,7 @@ static void npk_remove(struct npk_dev *dev)
 	del_gendisk(dev->disk);
 	/* del_gendisk waited for all I/O; nothing can add work any more. */
 	destroy_workqueue(dev->rx_wq);
-	pr_info("%s: removed\n", dev->disk->disk_name);
+	dev_info(disk_to_dev(dev->disk), "removed\n");
 	put_disk(dev->disk);
 	blk_mq_free_tag_set(&dev->tag_set);
 	idr_remove(&npk_idr, dev->index);
@@ -296,7 +304,7 @@ static int npk_add_channel(struct npk_dev *dev, struct npk_channel *arg)
 		goto out_free_chan;
 	queue_work(dev->rx_wq, &chan->rx_work);
 	blk_mq_kick_requeue_list(dev->disk->queue);
-	pr_info("%s: channel %d up (path %u)\n", dev->disk->disk_name, slot, chan->path);
+	dev_info(disk_to_dev(dev->disk), "channel %d up (path %u)\n", slot, chan->path);
 	return slot;
 
 out_free_chan:
@@ -430,8 +438,8 @@ static int __init npk_init(void)
 {
 	int ret;
 
-	BUILD_BUG_ON(sizeof(struct npk_wire_request) != 28);
-	BUILD_BUG_ON(sizeof(struct npk_wire_reply) != 16);
+	BUILD_BUG_ON(sizeof(struct nbd_request) != 28);
+	BUILD_BUG_ON(sizeof(struct nbd_reply) != 16);
 	BUILD_BUG_ON(sizeof(struct npk_create) != 32);
 	BUILD_BUG_ON(sizeof(struct npk_channel) != 16);
 	BUILD_BUG_ON(sizeof(struct npk_resize) != 16);

@@ -19,6 +19,13 @@ timeout 30 $NP detach $DEV || die "detach failed"
 ! kill -0 $owner 2>/dev/null || grep -q '^State:.Z' /proc/$owner/status || die "background process survived detach"
 $NP detach $DEV 2>/tmp/err && die "second detach succeeded"
 grep -q "no such device" /tmp/err || die "unclear error: $(cat /tmp/err)"
+# Module-wide messages carry the module's prefix (pr_fmt); a disk's are
+# dev_*() on the disk, which names it once.
+dmesg >/tmp/dmesg
+grep -q "nbdplex: loaded (major " /tmp/dmesg || die "no 'loaded' line"
+grep -q "block ${DEV#/dev/}: channel 0 up (path 0)" /tmp/dmesg || die "no 'channel 0 up' line for $DEV"
+grep -q "block ${DEV#/dev/}: removed" /tmp/dmesg || die "no 'removed' line for $DEV"
+! grep "nbdplex: nbdplex[0-9]" /tmp/dmesg || die "a message names its disk twice"
 
 step "detach during I/O"
 attach --path 127.0.0.1:$PORT --channels 3
