@@ -37,7 +37,7 @@
 /* Requests parsed in one go: those for the engine's submit or rw_nowait,
  * and those for the worker pool. */
 struct batch {
-	struct np_req *pool_head, *pool_tail;
+	struct np_job *pool_head, *pool_tail;
 	struct np_io *ios[ASYNC_BATCH];
 	unsigned n_ios;
 };
@@ -214,7 +214,9 @@ static uint64_t granule(const struct np_req *r, uint64_t *base)
 	return g;
 }
 
-void np_req_scan_zeroes(struct np_req *r)
+/* Notes which parts of a finished READ are zeroes, for hole chunks; done by
+ * whichever thread did the read, so a large scan is off the loop. */
+static void scan_zeroes(struct np_req *r)
 {
 	const struct np_conn *c = r->conn;
 	uint64_t base, g, off = r->io.offset, end = off + r->io.len;
@@ -236,7 +238,7 @@ void np_req_scan_zeroes(struct np_req *r)
 
 /* READ over structured replies: zero granules go as OFFSET_HOLE chunks (no
  * payload), the rest as OFFSET_DATA, in at most NP_MAX_CHUNKS chunks. The
- * zero map was made by whoever did the read (np_req_scan_zeroes). */
+ * zero map was made by whoever did the read (scan_zeroes). */
 static void reply_read_chunks(struct np_req *r)
 {
 	uint64_t off = r->io.offset, end = r->io.offset + r->io.len, pos = off, base, g;
@@ -341,7 +343,7 @@ static void build_reply(struct np_req *r)
 		reply_block_status(r); /* may fail with ENOMEM */
 	if (!r->error && c->structured && cmd == NBD_CMD_READ) {
 		if (!r->zero_scanned)
-			np_req_scan_zeroes(r);
+			scan_zeroes(r);
 		reply_read_chunks(r);
 	} else if (r->error && (c->extended || (c->structured && content))) {
 		uint8_t *p = add_chunk(r, r->hdr, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_ERROR, 6);
@@ -824,6 +826,42 @@ void np_conn_drain(struct np_conn *c)
 
 /* ---- transmission ---- */
 
+/* On a worker: the engine's blocking call, then the zero scan of a READ,
+ * which is best done by the thread that has the data in its cache. */
+static void req_run(struct np_job *job)
+{
+	struct np_req *r = container_of(job, struct np_req, job);
+	struct np_export *ex = r->conn->export;
+
+	np_io_run_sync(ex->ops, ex->h, ex->caps, &r->io);
+	if (r->io.cmd == NBD_CMD_READ)
+		scan_zeroes(r);
+}
+
+static void req_complete(struct np_job *job)
+{
+	np_req_done(&container_of(job, struct np_req, job)->io);
+}
+
+/* Adds r to the batch's list for the pool. The connection's queue node in
+ * the pool, c->pool_queue, is used until a worker takes its last job, and
+ * the connection is still there then: dispatch counts each request in
+ * c->engine_busy, np_req_done takes it off on the loop once the job is
+ * complete, and the connection is closed (try_finish) and freed (on_close)
+ * only when engine_busy is 0. */
+static void pool_append(struct batch *b, struct np_req *r)
+{
+	r->job.run = req_run;
+	r->job.complete = req_complete;
+	r->job.mbox = &r->conn->loop->mbox;
+	r->job.next = NULL;
+	if (b->pool_tail)
+		b->pool_tail->next = &r->job;
+	else
+		b->pool_head = &r->job;
+	b->pool_tail = &r->job;
+}
+
 /* Hands the batch over. The loop's own work (rw_nowait) runs before the
  * pool's, so a FLUSH in the pool follows the WRITEs parsed before it. */
 static void submit_batch(struct np_conn *c, struct batch *b)
@@ -838,13 +876,13 @@ static void submit_batch(struct np_conn *c, struct batch *b)
 		ex->ops->rw_nowait(ex->h, b->ios, n);
 		for (unsigned i = 0; i < n; i++) {
 			if (b->ios[i]->result == -EAGAIN)
-				req_append(&b->pool_head, &b->pool_tail, b->ios[i]->owner);
+				pool_append(b, b->ios[i]->owner);
 			else
 				np_req_done(b->ios[i]);
 		}
 	}
 	if (b->pool_head) {
-		np_pool_submit(&c->loop->srv->pool, b->pool_head, b->pool_tail);
+		np_pool_submit(&c->loop->srv->pool, &c->pool_queue, b->pool_head, b->pool_tail);
 		b->pool_head = b->pool_tail = NULL;
 	}
 }
@@ -881,7 +919,7 @@ static void dispatch(struct np_conn *c, struct np_req *r, struct batch *b)
 			submit_batch(c, b);
 		return;
 	}
-	req_append(&b->pool_head, &b->pool_tail, r);
+	pool_append(b, r);
 }
 
 /* Answers a request that no engine needs to see. */

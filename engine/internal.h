@@ -11,18 +11,17 @@
 #include <sys/uio.h>
 #include <uv.h>
 
-#include "engine/fairq.h"
+#include "engine/mailbox.h"
+#include "engine/pool.h"
 #include "net/handshake.h"
 #include "net/proto.h"
 #include "storage/storage.h"
-
-#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 /* ---- log.c ---- */
 enum np_log_level { NP_LOG_ERROR, NP_LOG_WARN, NP_LOG_INFO, NP_LOG_DEBUG };
 extern enum np_log_level np_log_level;
 void np_log(enum np_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-#define np_err(...) np_log(NP_LOG_ERROR, __VA_ARGS__)
+#define np_err(...)  np_log(NP_LOG_ERROR, __VA_ARGS__)
 #define np_warn(...) np_log(NP_LOG_WARN, __VA_ARGS__)
 #define np_info(...) np_log(NP_LOG_INFO, __VA_ARGS__)
 #define np_debug(...)                                                                              \
@@ -89,8 +88,8 @@ struct np_export_cfg {
 	char *spec; /* ENGINE:SPEC */
 	char *description;
 	bool readonly;
-	bool hidden;        /* left out of NBD_OPT_LIST */
-	bool tls_only;      /* refused to clients without TLS */
+	bool hidden;         /* left out of NBD_OPT_LIST */
+	bool tls_only;       /* refused to clients without TLS */
 	struct np_acl allow; /* who may use it (empty: everyone allowed in) */
 };
 
@@ -130,10 +129,10 @@ struct np_config {
 	char *tls_psk;          /* psktool's format */
 	bool tls_verify_peer;   /* require a client certificate signed by the CA */
 	bool tls_mode_set;
-	char *metrics;          /* HOST:PORT for Prometheus' /metrics */
-	char *control;          /* unix socket for nbdplex stats */
+	char *metrics; /* HOST:PORT for Prometheus' /metrics */
+	char *control; /* unix socket for nbdplex stats */
 	enum np_sendfile_mode sendfile;
-	int argc;               /* what it was parsed from, to parse again on SIGHUP */
+	int argc; /* what it was parsed from, to parse again on SIGHUP */
 	char **argv;
 };
 
@@ -182,27 +181,8 @@ uint64_t np_export_size(const struct np_export *ex);
 uint64_t np_export_refresh_size(struct np_export *ex);
 extern const struct np_hs_ops np_export_hs_ops; /* ctx: struct np_conn * */
 
-/* ---- pool.c: the worker pool for operations that may block ---- */
-/* Requests wait in a fair queue, in turns per connection (pool.c); the
- * queue and every connection's node in it are under the pool's lock. */
-struct np_req;
-struct np_pool {
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	struct np_fairq queue; /* owners: connections' pool_queue; items: requests */
-	pthread_t *threads;
-	unsigned n_threads;
-	bool stop;
-};
-
-int np_pool_start(struct np_pool *pool, unsigned n_threads);
-/* Queues a linked list (through req->next) of requests, all of one
- * connection, under one lock. */
-void np_pool_submit(struct np_pool *pool, struct np_req *first, struct np_req *last);
-void np_pool_stop(struct np_pool *pool);
-
 /* ---- stats.c ---- */
-#define NP_STAT_CMDS 9   /* NBD_CMD_READ .. NBD_CMD_BLOCK_STATUS, then the rest */
+#define NP_STAT_CMDS   9 /* NBD_CMD_READ .. NBD_CMD_BLOCK_STATUS, then the rest */
 #define NP_LAT_BUCKETS 14
 
 struct np_cmd_stats {
@@ -221,9 +201,12 @@ struct np_stats_ask;
 struct np_loop_export;
 void np_stats_record(struct np_loop_export *le, uint16_t cmd, uint64_t bytes, bool error,
 		     uint64_t t0);
-void np_stats_answer(struct np_loop *l, struct np_stats_ask *ask);
+
 /* From any thread but a loop's: every loop's numbers as Prometheus text. */
 int np_stats_collect(struct np_server *srv, struct np_buf *out);
+/* Signals of a loop's mailbox. */
+#define NP_LOOP_SHUTDOWN 1u /* drain every connection, then stop */
+#define NP_LOOP_REAP     2u /* exports were removed: drain their clients */
 
 /* ---- metrics.c: the HTTP endpoint and the control socket ---- */
 int np_metrics_start(struct np_server *srv);
@@ -249,16 +232,11 @@ struct np_loop {
 	uv_thread_t thread;
 	struct np_server *srv;
 	unsigned index;
-	uv_async_t wake; /* new sockets, completions and shutdown come in here */
-	pthread_mutex_t lock;
-	struct np_accepted *new_fds; /* guarded by lock */
-	size_t n_new_fds, cap_new_fds;
-	struct np_req *done_head; /* completions from the pool; guarded by lock */
-	bool shutdown;            /* guarded by lock */
-	bool draining;            /* this loop's copy, loop thread only */
-	struct np_conn *conns;    /* doubly linked, loop thread only */
+	struct np_mailbox mbox; /* new sockets, completions, stats, shutdown */
+	bool draining;          /* loop thread only */
+	struct np_conn *conns;  /* doubly linked, loop thread only */
 	unsigned n_conns;
-	struct np_conn *dirty;    /* connections with replies to send */
+	struct np_conn *dirty; /* connections with replies to send */
 	uv_timer_t drain_timer;
 	uv_prepare_t before_sleep; /* writes pending replies before the loop waits */
 	/* Coalescing (server.c): the most requests one connection brought in
@@ -270,8 +248,6 @@ struct np_loop {
 	/* Per export slot, made when the first client of an export arrives;
 	 * this loop's thread only. */
 	struct np_loop_export *ex[NP_MAX_EXPORTS];
-	bool reap;                       /* exports were removed; guarded by lock */
-	struct np_stats_ask *stats_asks; /* guarded by lock */
 };
 
 /* What one loop keeps for one export. */
@@ -327,8 +303,6 @@ struct np_server {
 };
 
 int np_serve(struct np_config *cfg);
-/* Hands a completed request back to its loop from a worker thread. */
-void np_loop_complete(struct np_loop *l, struct np_req *req);
 /* Called by conn.c when a connection is freed. */
 void np_loop_conn_gone(struct np_loop *l);
 /* Wakes every loop to drain clients of removed exports (a reload). */
@@ -348,22 +322,23 @@ void np_loops_reap(struct np_server *srv);
 #define NP_MAX_REQUEST         NBD_MAX_PORTABLE_REQUEST
 #define NP_MAX_REQUEST_DEFAULT (64U << 20)
 #define NP_MAX_REQUEST_LIMIT   (256U << 20)
-#define NP_MAX_EXTENTS 1024
+#define NP_MAX_EXTENTS         1024
 
 struct np_req {
 	struct np_io io;
+	struct np_job job; /* on the pool: run the engine, complete on the loop */
 	struct np_conn *conn;
 	struct np_req *next;
 	uint64_t cookie;
-	uint64_t t0;        /* when it was parsed, for latency */
-	uint32_t error;     /* NBD error decided before any engine ran */
-	uint64_t charge;    /* bytes counted against the in-flight cap */
-	bool wire;          /* bytes to send as they are (not to encrypt) */
-	int sf_fd;          /* READ sent with sendfile: from this file, */
+	uint64_t t0;             /* when it was parsed, for latency */
+	uint32_t error;          /* NBD error decided before any engine ran */
+	uint64_t charge;         /* bytes counted against the in-flight cap */
+	bool wire;               /* bytes to send as they are (not to encrypt) */
+	int sf_fd;               /* READ sent with sendfile: from this file, */
 	uint64_t sf_off, sf_len; /* this range, after the iovecs; 0: none */
-	bool buf_mapped;    /* READ: io.buf is the engine's memory (map_read) */
-	bool zero_scanned;  /* zero_mask is known */
-	uint64_t zero_mask; /* READ: which granules are all zero (conn.c) */
+	bool buf_mapped;         /* READ: io.buf is the engine's memory (map_read) */
+	bool zero_scanned;       /* zero_mask is known */
+	uint64_t zero_mask;      /* READ: which granules are all zero (conn.c) */
 	struct iovec iov[2 * NP_MAX_CHUNKS + 1];
 	unsigned n_iov, iov_done;
 	void *extra; /* heap payload to free with the reply (extents, text) */
@@ -395,23 +370,23 @@ struct np_conn {
 	size_t in_len;
 	struct np_req *payload_req; /* WRITE whose payload is still arriving */
 	uint64_t payload_got;
-	uint64_t skip;              /* payload bytes to discard (refused WRITE) */
-	struct np_req *skip_req;    /* its reply, sent once the payload is gone */
+	uint64_t skip;           /* payload bytes to discard (refused WRITE) */
+	struct np_req *skip_req; /* its reply, sent once the payload is gone */
 
 	uint64_t n_requests, n_bytes, n_errors;
 	uint64_t turn;      /* the loop turn turn_reqs counts for */
 	unsigned turn_reqs; /* requests parsed in that turn */
 	uint64_t inflight_bytes;
-	unsigned engine_busy; /* requests an engine or the pool still holds */
+	unsigned engine_busy;             /* requests an engine or the pool still holds */
 	struct np_fairq_owner pool_queue; /* its requests waiting for a worker;
 					   * under pool.lock */
 	bool reading, paused, closing, graceful, closed;
-	bool stopping; /* by np_conn_drain: the socket is no longer read */
+	bool stopping;         /* by np_conn_drain: the socket is no longer read */
 	unsigned open_handles; /* of tcp and timer, while closing */
 
-	void *tls;          /* gnutls_session_t once STARTTLS was accepted */
-	bool tls_up;        /* its handshake is done */
-	uint8_t *tls_in;    /* ciphertext received, not yet decrypted */
+	void *tls;       /* gnutls_session_t once STARTTLS was accepted */
+	bool tls_up;     /* its handshake is done */
+	uint8_t *tls_in; /* ciphertext received, not yet decrypted */
 	size_t tls_in_len, tls_in_pos;
 	struct np_buf tls_out; /* ciphertext produced, not yet queued */
 
@@ -428,9 +403,6 @@ void np_conn_process(struct np_conn *c);
 /* Queues bytes to send unencrypted (TLS records, pre-TLS handshake). */
 int np_conn_queue_wire(struct np_conn *c, const void *data, size_t len);
 void np_req_free(struct np_req *r);
-/* Notes which parts of a finished READ are zeroes, for hole chunks; done by
- * whichever thread did the read, so a large scan is off the loop. */
-void np_req_scan_zeroes(struct np_req *r);
 /* "ADDR:PORT", "[V6ADDR]:PORT" or "unix:PATH[pid N uid N]", for log lines. */
 void np_format_peer(const struct sockaddr *sa, char *out, size_t len);
 /* Closes an accepted socket that never became a connection. */

@@ -3,9 +3,9 @@
  *
  * Listening sockets are polled on loop 0, which accepts and hands each new
  * socket to the next loop in turn; a connection then lives on that loop. The
- * one door into a loop from another thread is its uv_async_t: new sockets,
- * completions from the worker pool and the shutdown request wait in lists
- * under the loop's lock, and one wake-up drains them all. */
+ * one door into a loop from another thread is its mailbox (mailbox.c): new
+ * sockets, completions from the worker pool, stats requests and the
+ * shutdown request, drained whole by one wake-up. */
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -55,40 +55,40 @@ static void listener_close(struct np_listener *lis);
 
 /* ---- wake-ups from other threads ---- */
 
-void np_loop_complete(struct np_loop *l, struct np_req *req)
+/* A socket on its way from the listener to a loop. */
+struct accept_job {
+	struct np_job job;
+	struct np_loop *loop;
+	struct np_accepted a;
+};
+
+static void accept_complete(struct np_job *job)
 {
-	pthread_mutex_lock(&l->lock);
-	req->next = l->done_head;
-	l->done_head = req;
-	pthread_mutex_unlock(&l->lock);
-	uv_async_send(&l->wake);
+	struct accept_job *aj = container_of(job, struct accept_job, job);
+	struct np_loop *l = aj->loop;
+
+	if (l->draining)
+		np_server_drop_fd(l->srv, &aj->a);
+	else
+		np_conn_accept(l, &aj->a);
+	free(aj);
 }
 
 static void loop_push_fd(struct np_loop *l, const struct np_accepted *a)
 {
-	bool ok = true;
+	struct accept_job *aj = malloc(sizeof(*aj));
 
-	pthread_mutex_lock(&l->lock);
-	if (l->n_new_fds == l->cap_new_fds) {
-		size_t cap = l->cap_new_fds ? 2 * l->cap_new_fds : 16;
-		struct np_accepted *p = realloc(l->new_fds, cap * sizeof(*p));
-
-		if (p) {
-			l->new_fds = p;
-			l->cap_new_fds = cap;
-		} else {
-			ok = false;
-		}
-	}
-	if (ok)
-		l->new_fds[l->n_new_fds++] = *a;
-	pthread_mutex_unlock(&l->lock);
-	if (!ok) {
+	if (!aj) {
 		np_err("out of memory handing a connection to a loop");
 		np_server_drop_fd(l->srv, a);
 		return;
 	}
-	uv_async_send(&l->wake);
+	aj->job.run = NULL;
+	aj->job.complete = accept_complete;
+	aj->job.mbox = &l->mbox;
+	aj->loop = l;
+	aj->a = *a;
+	np_mailbox_post(&l->mbox, &aj->job);
 }
 
 static void loop_maybe_finish(struct np_loop *l)
@@ -170,51 +170,15 @@ static void loop_reap(struct np_loop *l)
 	np_loop_flush(l);
 }
 
-static void on_wake(uv_async_t *h)
+/* After the mailbox's jobs (completions, accepted sockets, stats) have
+ * run: their replies go out, then the signals are acted on. */
+static void on_mail(struct np_mailbox *mb, unsigned signals)
 {
-	struct np_loop *l = container_of(h, struct np_loop, wake);
-	struct np_req *done, *prev = NULL;
-	struct np_accepted fds[ACCEPT_BATCH];
-	struct np_stats_ask *asks;
-	size_t n_fds = 0;
-	bool shutdown, reap;
+	struct np_loop *l = container_of(mb, struct np_loop, mbox);
+	bool shutdown = signals & NP_LOOP_SHUTDOWN;
 
-	pthread_mutex_lock(&l->lock);
-	done = l->done_head;
-	l->done_head = NULL;
-	asks = l->stats_asks;
-	l->stats_asks = NULL;
-	shutdown = l->shutdown;
-	reap = l->reap;
-	l->reap = false;
-	while (n_fds < ACCEPT_BATCH && l->n_new_fds)
-		fds[n_fds++] = l->new_fds[--l->n_new_fds];
-	if (l->n_new_fds)
-		uv_async_send(&l->wake); /* more than a batch: come back */
-	pthread_mutex_unlock(&l->lock);
-
-	/* Completions were pushed newest first; answer them oldest first. */
-	while (done) {
-		struct np_req *next = done->next;
-
-		done->next = prev;
-		prev = done;
-		done = next;
-	}
-	for (struct np_req *r = prev, *next; r; r = next) {
-		next = r->next;
-		np_req_done(&r->io);
-	}
-	for (size_t i = 0; i < n_fds; i++) {
-		if (l->draining || shutdown)
-			np_server_drop_fd(l->srv, &fds[i]);
-		else
-			np_conn_accept(l, &fds[i]);
-	}
 	np_loop_flush(l);
-	if (asks)
-		np_stats_answer(l, asks);
-	if (reap)
+	if (signals & NP_LOOP_REAP)
 		loop_reap(l);
 	if (shutdown && !l->draining) {
 		l->draining = true;
@@ -228,7 +192,7 @@ static void on_wake(uv_async_t *h)
 		uv_timer_start(&l->drain_timer, on_drain_timeout,
 			       (uint64_t)l->srv->cfg->shutdown_timeout * 1000, 0);
 	}
-	if (shutdown)
+	if (l->draining)
 		loop_maybe_finish(l);
 }
 
@@ -252,12 +216,12 @@ static void loop_close_handles(struct np_loop *l)
 {
 	struct np_server *srv = l->srv;
 
-	if (uv_is_closing((uv_handle_t *)&l->wake))
+	if (np_mailbox_closing(&l->mbox))
 		return;
 	for (unsigned i = 0; i < NP_MAX_EXPORTS; i++)
 		if (l->ex[i])
 			loop_export_release(l, l->ex[i]);
-	uv_close((uv_handle_t *)&l->wake, NULL);
+	np_mailbox_close(&l->mbox);
 	uv_close((uv_handle_t *)&l->drain_timer, NULL);
 	uv_close((uv_handle_t *)&l->before_sleep, NULL);
 	if (l->index == 0) {
@@ -272,29 +236,20 @@ static void loop_close_handles(struct np_loop *l)
 }
 
 /* Tells every loop to shut down, or to reap removed exports. */
-static void wake_all(struct np_server *srv, bool shutdown)
+static void wake_all(struct np_server *srv, unsigned signal)
 {
-	for (unsigned i = 0; i < srv->n_loops; i++) {
-		struct np_loop *l = &srv->loops[i];
-
-		pthread_mutex_lock(&l->lock);
-		if (shutdown)
-			l->shutdown = true;
-		else
-			l->reap = true;
-		pthread_mutex_unlock(&l->lock);
-		uv_async_send(&l->wake);
-	}
+	for (unsigned i = 0; i < srv->n_loops; i++)
+		np_mailbox_signal(&srv->loops[i].mbox, signal);
 }
 
 static void request_shutdown(struct np_server *srv)
 {
-	wake_all(srv, true);
+	wake_all(srv, NP_LOOP_SHUTDOWN);
 }
 
 void np_loops_reap(struct np_server *srv)
 {
-	wake_all(srv, false);
+	wake_all(srv, NP_LOOP_REAP);
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -567,7 +522,8 @@ static int listen_unix(struct np_server *srv, struct np_listener *lis, const cha
 
 static int listen_on(struct np_server *srv, struct np_listener *lis, const char *addr)
 {
-	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+	struct addrinfo hints = {.ai_family = AF_UNSPEC,
+				 .ai_socktype = SOCK_STREAM,
 				 .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
 	struct addrinfo *res;
 	char host[256], port[16];
@@ -759,10 +715,12 @@ static int loop_init(struct np_server *srv, struct np_loop *l, unsigned index)
 	l->srv = srv;
 	l->index = index;
 	l->wait_ns = (long)srv->cfg->coalesce_us * 1000;
-	pthread_mutex_init(&l->lock, NULL);
 	if (uv_loop_init(&l->uv) < 0)
 		return -1;
-	uv_async_init(&l->uv, &l->wake, on_wake);
+	if (np_mailbox_init(&l->mbox, &l->uv, on_mail) < 0) {
+		uv_loop_close(&l->uv);
+		return -1;
+	}
 	uv_timer_init(&l->uv, &l->drain_timer);
 	uv_unref((uv_handle_t *)&l->drain_timer);
 	/* Completions an async engine signals to the loop directly queue
@@ -793,7 +751,8 @@ static int write_pidfile(const char *path)
 	 * the file never reads it half-written. */
 	snprintf(tmp, sizeof(tmp), "%s.tmp%d", path, (int)getpid());
 	f = fopen(tmp, "w");
-	if (!f || fprintf(f, "%d\n", (int)getpid()) < 0 || fclose(f) != 0 || rename(tmp, path) < 0) {
+	if (!f || fprintf(f, "%d\n", (int)getpid()) < 0 || fclose(f) != 0 ||
+	    rename(tmp, path) < 0) {
 		np_err("pidfile %s: %s", path, strerror(errno));
 		return -1;
 	}
@@ -875,15 +834,16 @@ out_close_exports:
 
 		if (!l->srv)
 			continue;
-		if (!uv_is_closing((uv_handle_t *)&l->wake))
+		if (!np_mailbox_closing(&l->mbox))
 			loop_close_handles(l);
 		uv_run(&l->uv, UV_RUN_NOWAIT);
 		uv_loop_close(&l->uv);
-		free(l->new_fds);
-		np_stats_answer(l, l->stats_asks); /* readers still waiting */
+		/* Sockets still on their way are closed, readers of stats
+		 * still waiting are answered. */
+		l->draining = true;
+		np_mailbox_destroy(&l->mbox);
 		for (unsigned k = 0; k < NP_MAX_EXPORTS; k++)
 			free(l->ex[k]);
-		pthread_mutex_destroy(&l->lock);
 	}
 	for (size_t i = 0; i < srv.n_listeners; i++) {
 		listener_close(&srv.listeners[i]);
