@@ -843,6 +843,37 @@ static void req_complete(struct np_job *job)
 	np_req_done(&container_of(job, struct np_req, job)->io);
 }
 
+static void blocking_run(struct np_job *job)
+{
+	struct np_req *r = container_of(job, struct np_req, job);
+
+	r->blocking(r->conn->export->h, &r->io);
+}
+
+static void blocking_complete(struct np_job *job)
+{
+	struct np_req *r = container_of(job, struct np_req, job);
+
+	r->io.done(&r->io);
+}
+
+/* The io is a request's (engines get no other), whose job is free while
+ * the engine holds it; the connection lives on until it is done, as for
+ * pool_append below. */
+void np_req_run_blocking(const struct np_loop_env *env, struct np_io *io,
+			 void (*fn)(void *h, struct np_io *io))
+{
+	struct np_req *r = io->owner;
+	struct np_conn *c = r->conn;
+
+	(void)env;
+	r->blocking = fn;
+	r->job.run = blocking_run;
+	r->job.complete = blocking_complete;
+	r->job.mbox = &c->loop->mbox;
+	np_pool_submit(&c->loop->srv->pool, &c->pool_queue, &r->job, &r->job);
+}
+
 /* Adds r to the batch's list for the pool. The connection's queue node in
  * the pool, c->pool_queue, is used until a worker takes its last job, and
  * the connection is still there then: dispatch counts each request in

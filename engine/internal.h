@@ -233,6 +233,7 @@ struct np_loop {
 	struct np_server *srv;
 	unsigned index;
 	struct np_mailbox mbox; /* new sockets, completions, stats, shutdown */
+	struct np_loop_env env; /* what async engines' loop handles get */
 	bool draining;          /* loop thread only */
 	struct np_conn *conns;  /* doubly linked, loop thread only */
 	unsigned n_conns;
@@ -327,6 +328,7 @@ void np_loops_reap(struct np_server *srv);
 struct np_req {
 	struct np_io io;
 	struct np_job job; /* on the pool: run the engine, complete on the loop */
+	void (*blocking)(void *h, struct np_io *io); /* an engine's, by run_blocking */
 	struct np_conn *conn;
 	struct np_req *next;
 	uint64_t cookie;
@@ -412,6 +414,10 @@ void np_server_drop_fd(struct np_server *srv, const struct np_accepted *a);
  * received, buffered ones a budget had paused included, then closes. */
 void np_conn_drain(struct np_conn *c);
 void np_conn_close(struct np_conn *c, const char *why);
+/* np_loop_env.run_blocking: runs an engine's blocking call for a request
+ * it got from submit on the pool, in the connection's turn. */
+void np_req_run_blocking(const struct np_loop_env *env, struct np_io *io,
+			 void (*fn)(void *h, struct np_io *io));
 /* Completion of an engine request, on the connection's loop thread. */
 void np_req_done(struct np_io *io);
 /* Writes every connection's pending replies; called at the end of each

@@ -115,7 +115,7 @@ struct np_loop_export *np_loop_export_get(struct np_loop *l, struct np_export *e
 	}
 	if (!le->gen) {
 		if (ex->ops->loop_open) {
-			if (ex->ops->loop_open(ex->h, &l->uv, &le->engine_loop) < 0) {
+			if (ex->ops->loop_open(ex->h, &l->env, &le->engine_loop) < 0) {
 				np_err("export '%s': cannot set up its event loop", ex->hs.name);
 				le->engine_loop = NULL;
 				return NULL;
@@ -717,6 +717,8 @@ static int loop_init(struct np_server *srv, struct np_loop *l, unsigned index)
 	l->wait_ns = (long)srv->cfg->coalesce_us * 1000;
 	if (uv_loop_init(&l->uv) < 0)
 		return -1;
+	l->env.loop = &l->uv;
+	l->env.run_blocking = np_req_run_blocking;
 	if (np_mailbox_init(&l->mbox, &l->uv, on_mail) < 0) {
 		uv_loop_close(&l->uv);
 		return -1;
