@@ -24,13 +24,13 @@
 #include <unistd.h>
 
 #include "engine/internal.h"
+#include "engine/reply.h"
 
 #define WRITE_BATCH       1024         /* iovecs per write; IOV_MAX on Linux */
 #define SENDFILE_MIN      (64 * 1024)  /* smaller reads are cheaper copied */
 #define MAP_READ_MIN      (256 * 1024) /* smaller: cheaper read in batches (file.c) */
 #define MAP_WRITE_MIN     (256 * 1024) /* smaller: cheaper written in batches */
 #define ASYNC_BATCH       256
-#define HOLE_BLOCK        4096
 #define NP_INLINE_MAX     (128 * 1024)
 #define NP_HS_MAX_PENDING (1024 * 1024)
 
@@ -184,188 +184,58 @@ int np_conn_queue_wire(struct np_conn *c, const void *data, size_t len)
 
 /* ---- replies ---- */
 
-static bool all_zero(const uint8_t *p, size_t n)
-{
-	return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
-}
-
-static uint8_t *add_chunk(struct np_req *r, uint8_t *h, uint16_t flags, uint16_t type,
-			  uint64_t length)
-{
-	struct np_conn *c = r->conn;
-	size_t n = nbd_chunk_encode(h, c->extended, flags, type, r->cookie, r->io.offset, length);
-
-	r->iov[r->n_iov].iov_base = h;
-	r->iov[r->n_iov].iov_len = n;
-	r->n_iov++;
-	return h + n;
-}
-
-/* Granule k of a read covers [base + k * g, base + (k + 1) * g) clipped to
- * the read, where base is the read's offset rounded down to HOLE_BLOCK and g
- * the smallest multiple of HOLE_BLOCK that needs at most 64 granules. */
-static uint64_t granule(const struct np_req *r, uint64_t *base)
-{
-	uint64_t end = r->io.offset + r->io.len, g = HOLE_BLOCK;
-
-	*base = r->io.offset / HOLE_BLOCK * HOLE_BLOCK;
-	while ((end - *base + g - 1) / g > 64)
-		g += HOLE_BLOCK;
-	return g;
-}
-
 /* Notes which parts of a finished READ are zeroes, for hole chunks; done by
  * whichever thread did the read, so a large scan is off the loop. */
 static void scan_zeroes(struct np_req *r)
 {
-	const struct np_conn *c = r->conn;
-	uint64_t base, g, off = r->io.offset, end = off + r->io.len;
-
 	r->zero_scanned = true;
 	r->zero_mask = 0;
-	if (r->io.cmd != NBD_CMD_READ || r->io.result || !c->structured ||
+	if (r->io.cmd != NBD_CMD_READ || r->io.result || !r->conn->structured ||
 	    (r->io.flags & NBD_CMD_FLAG_DF))
 		return;
-	g = granule(r, &base);
-	for (unsigned k = 0; base + k * g < end; k++) {
-		uint64_t a = base + k * g < off ? off : base + k * g;
-		uint64_t b = base + (k + 1) * g > end ? end : base + (k + 1) * g;
-
-		if (all_zero((const uint8_t *)r->io.buf + (a - off), b - a))
-			r->zero_mask |= 1ULL << k;
-	}
+	r->zero_mask = np_reply_zero_mask(r->io.buf, r->io.offset, r->io.len);
 }
 
-/* READ over structured replies: zero granules go as OFFSET_HOLE chunks (no
- * payload), the rest as OFFSET_DATA, in at most NP_MAX_CHUNKS chunks. The
- * zero map was made by whoever did the read (scan_zeroes). */
-static void reply_read_chunks(struct np_req *r)
-{
-	uint64_t off = r->io.offset, end = r->io.offset + r->io.len, pos = off, base, g;
-	uint8_t *h = r->hdr;
-	unsigned chunks = 0, k = 0;
-
-	g = granule(r, &base);
-	while (pos < end) {
-		bool zero = r->zero_mask >> k & 1;
-		uint64_t run_end;
-
-		/* Extend over granules of the same kind; the last chunk
-		 * allowed takes the rest as data. */
-		if (++chunks == NP_MAX_CHUNKS && zero)
-			zero = false;
-		do {
-			k++;
-			run_end = base + k * g > end ? end : base + k * g;
-		} while (run_end < end &&
-			 (chunks == NP_MAX_CHUNKS || (r->zero_mask >> k & 1) == zero));
-		if (zero) {
-			uint8_t *p = add_chunk(r, h, run_end == end ? NBD_REPLY_FLAG_DONE : 0,
-					       NBD_REPLY_TYPE_OFFSET_HOLE, 12);
-
-			np_put64(p, pos);
-			np_put32(p + 8, (uint32_t)(run_end - pos));
-			r->iov[r->n_iov - 1].iov_len += 12;
-			h = p + 12;
-		} else {
-			uint8_t *p = add_chunk(r, h, run_end == end ? NBD_REPLY_FLAG_DONE : 0,
-					       NBD_REPLY_TYPE_OFFSET_DATA, 8 + run_end - pos);
-
-			np_put64(p, pos);
-			r->iov[r->n_iov - 1].iov_len += 8;
-			h = p + 8;
-			r->iov[r->n_iov].iov_base = (uint8_t *)r->io.buf + (pos - off);
-			r->iov[r->n_iov].iov_len = run_end - pos;
-			r->n_iov++;
-		}
-		pos = run_end;
-	}
-}
-
-static void reply_block_status(struct np_req *r)
-{
-	struct np_conn *c = r->conn;
-	struct np_io *io = &r->io;
-	bool ext = c->extended;
-	size_t each = ext ? 16 : 8, n;
-	uint64_t total = 0;
-	uint8_t *p, *d;
-
-	if (io->n_extents == 0)
-		np_io_add_extent(io, io->len, 0);
-	if (io->flags & NBD_CMD_FLAG_REQ_ONE)
-		io->n_extents = 1;
-	/* Extents past the requested range are trimmed to it. */
-	for (n = 0; n < io->n_extents && total < io->len; n++) {
-		if (io->extents[n].length > io->len - total)
-			io->extents[n].length = io->len - total;
-		total += io->extents[n].length;
-	}
-	d = malloc(n * each);
-	if (!d) {
-		r->error = NBD_ENOMEM;
-		return;
-	}
-	for (size_t i = 0; i < n; i++) {
-		if (ext) {
-			np_put64(d + i * 16, io->extents[i].length);
-			np_put64(d + i * 16 + 8, io->extents[i].flags);
-		} else {
-			np_put32(d + i * 8, (uint32_t)io->extents[i].length);
-			np_put32(d + i * 8 + 4, io->extents[i].flags);
-		}
-	}
-	free(r->extra); /* the extents array */
-	r->extra = d;
-	p = add_chunk(r, r->hdr, NBD_REPLY_FLAG_DONE,
-		      ext ? NBD_REPLY_TYPE_BLOCK_STATUS_EXT : NBD_REPLY_TYPE_BLOCK_STATUS,
-		      (ext ? 8 : 4) + n * each);
-	np_put32(p, NP_META_BASE_ALLOCATION_ID);
-	if (ext)
-		np_put32(p + 4, (uint32_t)n);
-	r->iov[0].iov_len += ext ? 8 : 4;
-	r->iov[1].iov_base = d;
-	r->iov[1].iov_len = n * each;
-	r->n_iov = 2;
-}
-
+/* Encodes r's reply (reply.c) into its header buffer and iovecs. */
 static void build_reply(struct np_req *r)
 {
 	struct np_conn *c = r->conn;
-	uint16_t cmd = r->io.cmd;
-	bool content = cmd == NBD_CMD_READ || cmd == NBD_CMD_BLOCK_STATUS;
+	const struct np_reply_opts o = {c->structured, c->extended};
+	struct np_io *io = &r->io;
+	uint16_t cmd = io->cmd;
 
 	r->n_iov = 0;
 	r->iov_done = 0;
 	if (!r->error)
-		r->error = nbd_errno_to_wire(r->io.result);
-	if (!r->error && c->structured && cmd == NBD_CMD_BLOCK_STATUS)
-		reply_block_status(r); /* may fail with ENOMEM */
-	if (!r->error && c->structured && cmd == NBD_CMD_READ) {
-		if (!r->zero_scanned)
-			scan_zeroes(r);
-		reply_read_chunks(r);
-	} else if (r->error && (c->extended || (c->structured && content))) {
-		uint8_t *p = add_chunk(r, r->hdr, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_ERROR, 6);
+		r->error = nbd_errno_to_wire(io->result);
+	if (!r->error && c->structured && cmd == NBD_CMD_BLOCK_STATUS) {
+		bool one = io->flags & NBD_CMD_FLAG_REQ_ONE;
+		size_t size =
+		    np_reply_block_status_size(&o, io->len, one, io->extents, io->n_extents);
+		uint8_t *d = malloc(size ? size : 1);
 
-		np_put32(p, r->error);
-		np_put16(p + 4, 0);
-		r->iov[0].iov_len += 6;
-	} else if (!r->error && c->extended && cmd != NBD_CMD_BLOCK_STATUS) {
-		add_chunk(r, r->hdr, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_NONE, 0);
-	} else if (r->n_iov == 0) {
-		nbd_simple_reply_encode(r->hdr, r->error, r->cookie);
-		r->iov[0].iov_base = r->hdr;
-		r->iov[0].iov_len = NBD_SIMPLE_REPLY_SIZE;
-		r->n_iov = 1;
-		if (!r->error && cmd == NBD_CMD_READ) {
-			r->iov[1].iov_base = r->io.buf;
-			r->iov[1].iov_len = r->io.len;
-			r->n_iov = 2;
+		if (d) {
+			r->n_iov =
+			    np_reply_block_status(&o, r->cookie, io->offset, io->len, one,
+						  io->extents, io->n_extents, r->hdr, r->iov, d);
+			free(r->extra); /* the extents array */
+			r->extra = d;
+		} else {
+			r->error = NBD_ENOMEM;
 		}
 	}
+	if (!r->error && cmd == NBD_CMD_READ) {
+		if (!r->zero_scanned)
+			scan_zeroes(r);
+		r->n_iov = np_reply_read(&o, r->cookie, io->offset, io->buf, io->len, r->zero_mask,
+					 r->hdr, r->iov);
+	} else if (r->error) {
+		r->n_iov = np_reply_error(&o, cmd, r->cookie, io->offset, r->error, r->hdr, r->iov);
+	} else if (r->n_iov == 0) {
+		r->n_iov = np_reply_ok(&o, r->cookie, io->offset, r->hdr, r->iov);
+	}
 	{
-		uint64_t bytes = !r->error && cmd <= NBD_CMD_WRITE ? r->io.len : 0;
+		uint64_t bytes = !r->error && cmd <= NBD_CMD_WRITE ? io->len : 0;
 
 		np_stats_record(c->lex, cmd, bytes, r->error != 0, r->t0);
 		c->n_requests++;
@@ -375,7 +245,7 @@ static void build_reply(struct np_req *r)
 	if (r->error)
 		np_debug("conn %llu: %s offset %llu length %llu: error %u",
 			 (unsigned long long)c->id, nbd_cmd_name(cmd),
-			 (unsigned long long)r->io.offset, (unsigned long long)r->io.len, r->error);
+			 (unsigned long long)io->offset, (unsigned long long)io->len, r->error);
 }
 
 void np_req_done(struct np_io *io)

@@ -13,6 +13,7 @@
 
 #include "engine/mailbox.h"
 #include "engine/pool.h"
+#include "engine/reply.h"
 #include "net/handshake.h"
 #include "net/proto.h"
 #include "storage/storage.h"
@@ -310,7 +311,6 @@ void np_loop_conn_gone(struct np_loop *l);
 void np_loops_reap(struct np_server *srv);
 
 /* ---- conn.c: one client connection ---- */
-#define NP_MAX_CHUNKS 8 /* reply chunks per READ: data and holes */
 #define NP_INBUF_SIZE (NP_HS_MAX_OPTION + 64 * 1024)
 /* A READ or WRITE may be of max_request bytes: 64 MiB unless set, from the
  * 32 MiB every client must take to 256 MiB. Clients that do not negotiate
@@ -341,11 +341,11 @@ struct np_req {
 	bool buf_mapped;         /* READ: io.buf is the engine's memory (map_read) */
 	bool zero_scanned;       /* zero_mask is known */
 	uint64_t zero_mask;      /* READ: which granules are all zero (conn.c) */
-	struct iovec iov[2 * NP_MAX_CHUNKS + 1];
+	struct iovec iov[NP_REPLY_MAX_IOV];
 	unsigned n_iov, iov_done;
 	void *extra; /* heap payload to free with the reply (extents, text) */
 	/* Last: req_new clears everything before it. */
-	uint8_t hdr[NP_MAX_CHUNKS * (NBD_EXT_CHUNK_SIZE + 16)];
+	uint8_t hdr[NP_REPLY_HDR_MAX];
 };
 
 struct np_conn {

@@ -1,6 +1,6 @@
 # Unit tests (C) and integration tests that drive real NBD clients.
 
-foreach(t codec handshake access fairq coalesce mapcopy)
+foreach(t codec handshake access fairq coalesce mapcopy reply)
   add_executable(test_${t} tests/unit/test_${t}.c)
   target_link_libraries(test_${t} PRIVATE npcore)
   add_test(NAME unit_${t} COMMAND test_${t})
