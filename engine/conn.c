@@ -43,6 +43,7 @@ struct batch {
 };
 
 static void conn_input(struct np_conn *c);
+static void conn_process(struct np_conn *c);
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void conn_flush(struct np_conn *c);
@@ -177,9 +178,78 @@ static int queue_bytes(struct np_conn *c, const void *data, size_t len)
 	return queue_copy(c, data, len, !c->tls_up);
 }
 
-int np_conn_queue_wire(struct np_conn *c, const void *data, size_t len)
+/* ---- TLS: tls.c says what happened, this acts on it ---- */
+
+/* Sends what GnuTLS has pushed, as is. */
+static void send_pushed(struct np_conn *c)
 {
-	return queue_copy(c, data, len, true);
+	if (c->tls_out.len) {
+		queue_copy(c, c->tls_out.data, c->tls_out.len, true);
+		np_buf_free(&c->tls_out);
+	}
+}
+
+/* Decrypts records into the input buffer and handles them, until GnuTLS
+ * needs more ciphertext or the connection stops reading. */
+static void tls_pump(struct np_conn *c)
+{
+	while (!c->closing && !c->paused) {
+		const char *why = NULL;
+		int r = np_tls_read(c, &why);
+
+		if (r > 0) {
+			conn_process(c);
+			continue;
+		}
+		if (r < 0)
+			np_conn_close(c, why);
+		break;
+	}
+	send_pushed(c);
+}
+
+static void tls_handshake(struct np_conn *c)
+{
+	const char *why = NULL;
+	int r = np_tls_step(c, &why);
+
+	send_pushed(c);
+	if (r < 0)
+		np_conn_close(c, why);
+	else if (r == 0)
+		tls_pump(c); /* options may already be waiting */
+}
+
+static void tls_input(struct np_conn *c, size_t n)
+{
+	np_tls_received(c, n);
+	if (c->tls_up)
+		tls_pump(c);
+	else
+		tls_handshake(c);
+}
+
+/* Encrypts every queued plaintext reply into one TLS write. */
+static int tls_encrypt_queue(struct np_conn *c)
+{
+	for (struct np_req **pp = &c->out_head; *pp;) {
+		struct np_req *r = *pp;
+
+		if (r->wire) {
+			c->out_tail = r;
+			pp = &r->next;
+			continue;
+		}
+		for (unsigned i = r->iov_done; i < r->n_iov; i++)
+			if (np_tls_encrypt(c, r->iov[i].iov_base, r->iov[i].iov_len) < 0)
+				return -1;
+		*pp = r->next;
+		np_req_free(r);
+	}
+	if (!c->out_head)
+		c->out_tail = NULL;
+	send_pushed(c);
+	return 0;
 }
 
 /* ---- replies ---- */
@@ -484,7 +554,7 @@ static void conn_flush(struct np_conn *c)
 
 	if (c->closed || (c->closing && !c->graceful))
 		goto out;
-	if (c->tls_up && c->out_tail && !c->out_tail->wire && np_tls_encrypt(c) < 0) {
+	if (c->tls_up && c->out_tail && !c->out_tail->wire && tls_encrypt_queue(c) < 0) {
 		np_conn_close(c, "TLS: cannot encrypt");
 		return;
 	}
@@ -606,7 +676,8 @@ static void on_close(uv_handle_t *h)
 	np_tls_conn_free(c);
 	free(c->in);
 	free(c);
-	np_loop_conn_gone(l);
+	if (l->draining)
+		l->empty(l);
 }
 
 static void try_finish(struct np_conn *c)
@@ -1158,12 +1229,12 @@ static bool start_transmission(struct np_conn *c)
  * at its own cap), then, under TLS, what GnuTLS can decrypt. */
 static void conn_input(struct np_conn *c)
 {
-	np_conn_process(c);
+	conn_process(c);
 	if (c->tls_up)
-		np_tls_pump(c);
+		tls_pump(c);
 }
 
-void np_conn_process(struct np_conn *c)
+static void conn_process(struct np_conn *c)
 {
 	if (c->closing || (c->tls && !c->tls_up))
 		return;
@@ -1183,6 +1254,8 @@ void np_conn_process(struct np_conn *c)
 			np_loop_flush(c->loop); /* the ACK goes out in clear first */
 			if (np_tls_start(c) < 0)
 				np_conn_close(c, "TLS: cannot start a session");
+			else
+				tls_handshake(c);
 			return;
 		}
 		if (st == NP_HS_CLOSE) {
@@ -1253,7 +1326,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		return;
 	}
 	if (c->tls) {
-		np_tls_input(c, (size_t)nread);
+		tls_input(c, (size_t)nread);
 		np_loop_flush(c->loop);
 		return;
 	}
@@ -1271,7 +1344,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 			submit_batch(c, &b);
 		}
 	}
-	np_conn_process(c);
+	conn_process(c);
 	np_loop_flush(c->loop);
 }
 

@@ -10,8 +10,8 @@ static uint16_t tflags_from_caps(uint32_t caps, bool readonly)
 {
 	/* FUA and WRITE_ZEROES are always offered: the core emulates them
 	 * (flush after write, zeroes written) when the engine cannot. */
-	uint16_t f = NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH | NBD_FLAG_SEND_DF |
-		     NBD_FLAG_SEND_CACHE;
+	uint16_t f =
+	    NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH | NBD_FLAG_SEND_DF | NBD_FLAG_SEND_CACHE;
 
 	if (readonly || !(caps & NP_CAP_WRITE))
 		f |= NBD_FLAG_READ_ONLY;
@@ -300,7 +300,6 @@ int np_exports_reload(struct np_server *srv)
 		else if (!exists && add_export(srv, &cfg->exports[i], ro) == 0)
 			added++;
 	}
-	np_loops_reap(srv);
 	for (size_t i = 0; i < n_gone; i++)
 		np_export_put(srv, gone[i]); /* the table's reference */
 	np_info("reload: %zu export(s) kept (%zu with new settings), %zu added, %zu removed", kept,

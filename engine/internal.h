@@ -170,8 +170,9 @@ struct np_export {
 struct np_server;
 int np_exports_open(struct np_server *srv, const struct np_config *cfg);
 void np_exports_close(struct np_server *srv);
-/* Rereads the configuration from the same arguments and files, on loop 0.
- * Returns 0, or -1 with the old configuration kept. */
+/* Rereads the configuration from the same arguments and files, on loop 0,
+ * and marks removed exports draining; the caller then has the loops drain
+ * their clients. Returns 0, or -1 with the old configuration kept. */
 int np_exports_reload(struct np_server *srv);
 /* Drops a reference; the last one flushes and closes the export. */
 void np_export_put(struct np_server *srv, struct np_export *ex);
@@ -213,7 +214,7 @@ int np_stats_collect(struct np_server *srv, struct np_buf *out);
 int np_metrics_start(struct np_server *srv);
 void np_metrics_stop(struct np_server *srv);
 
-/* ---- server.c: loops, listeners, lifetime ---- */
+/* ---- server.c: loops, listeners, lifetime (loopex.c: a loop's exports) ---- */
 /* A socket accepted by the listener, on its way to a loop. */
 struct np_accepted {
 	int fd;
@@ -235,8 +236,10 @@ struct np_loop {
 	unsigned index;
 	struct np_mailbox mbox; /* new sockets, completions, stats, shutdown */
 	struct np_loop_env env; /* what async engines' loop handles get */
-	bool draining;          /* loop thread only */
-	struct np_conn *conns;  /* doubly linked, loop thread only */
+	/* server.c's: the last connection of a draining loop is gone. */
+	void (*empty)(struct np_loop *l);
+	bool draining;         /* loop thread only */
+	struct np_conn *conns; /* doubly linked, loop thread only */
 	unsigned n_conns;
 	struct np_conn *dirty; /* connections with replies to send */
 	uv_timer_t drain_timer;
@@ -266,6 +269,8 @@ struct np_loop_export {
 struct np_loop_export *np_loop_export_get(struct np_loop *l, struct np_export *ex);
 /* On a loop thread, when one of its connections to ex closes. */
 void np_loop_export_conn_gone(struct np_loop *l, struct np_export *ex);
+/* Closes the engine's handle for the loop and drops its reference. */
+void np_loop_export_release(struct np_loop *l, struct np_loop_export *le);
 
 struct np_listener {
 	int fd;
@@ -305,10 +310,6 @@ struct np_server {
 };
 
 int np_serve(struct np_config *cfg);
-/* Called by conn.c when a connection is freed. */
-void np_loop_conn_gone(struct np_loop *l);
-/* Wakes every loop to drain clients of removed exports (a reload). */
-void np_loops_reap(struct np_server *srv);
 
 /* ---- conn.c: one client connection ---- */
 #define NP_INBUF_SIZE (NP_HS_MAX_OPTION + 64 * 1024)
@@ -400,10 +401,6 @@ struct np_conn {
 };
 
 void np_conn_accept(struct np_loop *l, const struct np_accepted *a);
-/* Handles whatever complete messages the input buffer holds. */
-void np_conn_process(struct np_conn *c);
-/* Queues bytes to send unencrypted (TLS records, pre-TLS handshake). */
-int np_conn_queue_wire(struct np_conn *c, const void *data, size_t len);
 void np_req_free(struct np_req *r);
 /* "ADDR:PORT", "[V6ADDR]:PORT" or "unix:PATH[pid N uid N]", for log lines. */
 void np_format_peer(const struct sockaddr *sa, char *out, size_t len);
@@ -429,15 +426,25 @@ void np_loop_flush(struct np_loop *l);
 struct np_tls;
 int np_tls_server_init(struct np_server *srv);
 void np_tls_server_free(struct np_server *srv);
-/* Starts TLS on a connection whose STARTTLS was just accepted. */
+/* The connection's half: these return what happened and leave acting on
+ * it to conn.c. Ciphertext GnuTLS produces collects in c->tls_out, for
+ * the caller to queue as it is. */
+/* Sets up TLS on a connection whose STARTTLS was just accepted; what the
+ * client sent after STARTTLS becomes the first ciphertext. Returns 0 or
+ * -1. */
 int np_tls_start(struct np_conn *c);
-/* Where libuv may put received ciphertext. */
+/* Goes on with the TLS handshake: 1 while it needs more from the client,
+ * 0 once TLS is up (c->tls_up), -1 on failure with *why. */
+int np_tls_step(struct np_conn *c, const char **why);
+/* Where libuv may put received ciphertext, and that n bytes arrived. */
 void np_tls_recv_space(struct np_conn *c, uint8_t **p, size_t *len);
-/* n bytes of ciphertext arrived there. */
-void np_tls_input(struct np_conn *c, size_t n);
-void np_tls_pump(struct np_conn *c);
-/* Encrypts every queued plaintext reply into one TLS write. */
-int np_tls_encrypt(struct np_conn *c);
+void np_tls_received(struct np_conn *c, size_t n);
+/* Decrypts one record into the input buffer: 1 when it did, 0 when GnuTLS
+ * needs more ciphertext or the buffer is full, -1 when the session ended
+ * (*why: NULL for a clean close). */
+int np_tls_read(struct np_conn *c, const char **why);
+/* Encrypts len bytes into c->tls_out. Returns 0 or -EIO. */
+int np_tls_encrypt(struct np_conn *c, const void *data, size_t len);
 void np_tls_conn_free(struct np_conn *c);
 
 /* ---- tools ---- */

@@ -97,61 +97,6 @@ static void loop_maybe_finish(struct np_loop *l)
 		loop_close_handles(l);
 }
 
-/* ---- per-loop state of each export ---- */
-
-struct np_loop_export *np_loop_export_get(struct np_loop *l, struct np_export *ex)
-{
-	struct np_loop_export *le = l->ex[ex->slot];
-
-	/* A slot is reused only once nothing of its last export is left
-	 * here but counters: start afresh. */
-	if (le && le->gen != ex->gen)
-		memset(le, 0, sizeof(*le));
-	if (!le) {
-		le = calloc(1, sizeof(*le));
-		if (!le)
-			return NULL;
-		l->ex[ex->slot] = le;
-	}
-	if (!le->gen) {
-		if (ex->ops->loop_open) {
-			if (ex->ops->loop_open(ex->h, &l->env, &le->engine_loop) < 0) {
-				np_err("export '%s': cannot set up its event loop", ex->hs.name);
-				le->engine_loop = NULL;
-				return NULL;
-			}
-			/* The engine handle holds the export until closed. */
-			pthread_mutex_lock(&l->srv->exports_lock);
-			ex->refs++;
-			pthread_mutex_unlock(&l->srv->exports_lock);
-			le->export = ex;
-		}
-		le->gen = ex->gen;
-	}
-	return le;
-}
-
-static void loop_export_release(struct np_loop *l, struct np_loop_export *le)
-{
-	struct np_export *ex = le->export;
-
-	if (!ex)
-		return;
-	if (le->engine_loop && ex->ops->loop_close)
-		ex->ops->loop_close(le->engine_loop);
-	le->engine_loop = NULL;
-	le->export = NULL;
-	np_export_put(l->srv, ex);
-}
-
-void np_loop_export_conn_gone(struct np_loop *l, struct np_export *ex)
-{
-	struct np_loop_export *le = l->ex[ex->slot];
-
-	if (--le->conns == 0 && np_export_draining(ex))
-		loop_export_release(l, le);
-}
-
 /* Exports were removed: their clients here finish what they sent and
  * close; engine handles no client here uses any more are closed. */
 static void loop_reap(struct np_loop *l)
@@ -165,7 +110,7 @@ static void loop_reap(struct np_loop *l)
 		struct np_loop_export *le = l->ex[i];
 
 		if (le && le->export && le->conns == 0 && np_export_draining(le->export))
-			loop_export_release(l, le);
+			np_loop_export_release(l, le);
 	}
 	np_loop_flush(l);
 }
@@ -206,12 +151,6 @@ static void on_drain_timeout(uv_timer_t *t)
 	}
 }
 
-void np_loop_conn_gone(struct np_loop *l)
-{
-	if (l->draining)
-		loop_maybe_finish(l);
-}
-
 static void loop_close_handles(struct np_loop *l)
 {
 	struct np_server *srv = l->srv;
@@ -220,7 +159,7 @@ static void loop_close_handles(struct np_loop *l)
 		return;
 	for (unsigned i = 0; i < NP_MAX_EXPORTS; i++)
 		if (l->ex[i])
-			loop_export_release(l, l->ex[i]);
+			np_loop_export_release(l, l->ex[i]);
 	np_mailbox_close(&l->mbox);
 	uv_close((uv_handle_t *)&l->drain_timer, NULL);
 	uv_close((uv_handle_t *)&l->before_sleep, NULL);
@@ -247,7 +186,7 @@ static void request_shutdown(struct np_server *srv)
 	wake_all(srv, NP_LOOP_SHUTDOWN);
 }
 
-void np_loops_reap(struct np_server *srv)
+static void loops_reap(struct np_server *srv)
 {
 	wake_all(srv, NP_LOOP_REAP);
 }
@@ -280,53 +219,13 @@ static void on_sighup(uv_signal_t *s, int signum)
 		return;
 	np_info("SIGHUP: reloading the configuration");
 	sd_notify(0, "RELOADING=1");
-	np_exports_reload(srv);
+	/* The loops drain the clients of removed exports. */
+	if (np_exports_reload(srv) == 0)
+		loops_reap(srv);
 	sd_notifyf(0, "READY=1\nSTATUS=serving %zu export(s)", srv->n_exports);
 }
 
 /* ---- listeners ---- */
-
-void np_format_peer(const struct sockaddr *sa, char *out, size_t len)
-{
-	char ip[INET6_ADDRSTRLEN] = "?";
-
-	if (sa->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
-
-		uv_ip6_name(a, ip, sizeof(ip));
-		snprintf(out, len, "[%s]:%u", ip, ntohs(a->sin6_port));
-	} else if (sa->sa_family == AF_INET) {
-		const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
-
-		uv_ip4_name(a, ip, sizeof(ip));
-		snprintf(out, len, "%s:%u", ip, ntohs(a->sin_port));
-	} else if (sa->sa_family == AF_UNIX) {
-		const struct np_unix_peer *u = (const struct np_unix_peer *)sa;
-		char who[64] = "";
-		size_t n = strnlen(u->path, sizeof(u->path)), room;
-
-		if (u->cred)
-			snprintf(who, sizeof(who), " (pid %d, uid %u)", (int)u->pid,
-				 (unsigned)u->uid);
-		/* Who is on the other end says more than the whole path: a
-		 * long path keeps its tail. */
-		room = len > 6 + strlen(who) ? len - 6 - strlen(who) : 0;
-		if (n <= room)
-			snprintf(out, len, "unix:%.*s%s", (int)n, u->path, who);
-		else if (room > 3)
-			snprintf(out, len, "unix:...%s%s", u->path + n - (room - 3), who);
-		else
-			snprintf(out, len, "unix%s", who);
-	} else {
-		snprintf(out, len, "?");
-	}
-}
-
-void np_server_drop_fd(struct np_server *srv, const struct np_accepted *a)
-{
-	np_limits_release(&srv->limits, (const struct sockaddr *)&a->peer);
-	close(a->fd);
-}
 
 /* Names a Unix peer (accept() gives an empty address): the socket it came
  * through and, from the kernel, who it is. */
@@ -717,6 +616,7 @@ static int loop_init(struct np_server *srv, struct np_loop *l, unsigned index)
 	l->wait_ns = (long)srv->cfg->coalesce_us * 1000;
 	if (uv_loop_init(&l->uv) < 0)
 		return -1;
+	l->empty = loop_maybe_finish;
 	l->env.loop = &l->uv;
 	l->env.run_blocking = np_req_run_blocking;
 	if (np_mailbox_init(&l->mbox, &l->uv, on_mail) < 0) {

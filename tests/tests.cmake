@@ -37,3 +37,8 @@ endforeach()
 add_test(NAME unit_report COMMAND python3 ${CMAKE_SOURCE_DIR}/tests/unit/test_report.py)
 set_tests_properties(unit_report PROPERTIES LABELS unit TIMEOUT 60
   ENVIRONMENT "NP_SRC=${CMAKE_SOURCE_DIR}")
+
+# The files of engine/ call downward only (tests/unit/layers.sh).
+add_test(NAME unit_layers COMMAND bash ${CMAKE_SOURCE_DIR}/tests/unit/layers.sh $<TARGET_FILE:npcore>)
+set_tests_properties(unit_layers PROPERTIES LABELS unit TIMEOUT 60
+  ENVIRONMENT "NP_SRC=${CMAKE_SOURCE_DIR};PATH=/usr/bin:/bin:/usr/sbin:/sbin:$ENV{PATH}")
