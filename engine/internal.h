@@ -325,6 +325,8 @@ int np_serve(struct np_config *cfg);
 #define NP_MAX_REQUEST_DEFAULT (64U << 20)
 #define NP_MAX_REQUEST_LIMIT   (256U << 20)
 #define NP_MAX_EXTENTS         1024
+/* Bytes a connection may hold during the handshake (np_req_cap). */
+#define NP_HS_MAX_PENDING (1024 * 1024)
 
 struct np_req {
 	struct np_io io;
@@ -398,9 +400,49 @@ struct np_conn {
 	uv_write_t write_req;
 	bool write_busy;
 	struct np_wpoll *wpoll; /* waits for a full socket to drain; made on first need */
+	/* conn.c's: libuv finished a write, or the socket drained, or failed
+	 * (why); sendq.c calls it from libuv's callbacks. */
+	void (*written)(struct np_conn *c, const char *why);
 };
 
 void np_conn_accept(struct np_loop *l, const struct np_accepted *a);
+/* Puts c on its loop's list of connections with replies to write. */
+static inline void np_conn_mark_dirty(struct np_conn *c)
+{
+	if (!c->dirty) {
+		c->dirty = true;
+		c->dirty_next = c->loop->dirty;
+		c->loop->dirty = c;
+	}
+}
+
+/* ---- request.c: parse, validate, dispatch and batch ---- */
+enum { NP_PARSE_MORE, NP_PARSE_DISC, NP_PARSE_CLOSE };
+/* Handles every complete request in c's input buffer, or until a budget
+ * pauses the connection (c->paused). Returns NP_PARSE_MORE, NP_PARSE_DISC
+ * (the client disconnects: end the connection once its replies are out) or
+ * NP_PARSE_CLOSE (close it now, for *why). */
+int np_request_parse(struct np_conn *c, const char **why);
+/* The WRITE payload read straight into its buffer has all arrived. */
+void np_request_payload_done(struct np_conn *c);
+/* Drops n bytes from the front of the input buffer. */
+void np_request_consume(struct np_conn *c, size_t n);
+/* Bytes the connection may hold before it stops reading, and whether it
+ * holds that many, or the server its total budget (np_req_over_budget). */
+uint64_t np_req_cap(const struct np_conn *c);
+bool np_req_over_budget(const struct np_conn *c, uint64_t own_cap);
+/* Queues a copy of data as a reply: as it is when wire (TLS records, the
+ * handshake before TLS), else encrypted first under TLS. Returns 0 or -1. */
+int np_req_queue_copy(struct np_conn *c, const void *data, size_t len, bool wire);
+
+/* ---- sendq.c: the write queue ---- */
+/* Writes what c's queue holds, as far as the socket takes it. Returns 0,
+ * or -1 with *why when the connection must close. */
+int np_sendq_flush(struct np_conn *c, const char **why);
+/* Closes the poll handle a full socket made, as the connection closes. */
+void np_sendq_stop(struct np_conn *c);
+/* Why a read from or a write to the client failed. */
+const char *np_socket_error(int e);
 void np_req_free(struct np_req *r);
 /* "ADDR:PORT", "[V6ADDR]:PORT" or "unix:PATH[pid N uid N]", for log lines. */
 void np_format_peer(const struct sockaddr *sa, char *out, size_t len);

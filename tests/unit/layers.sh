@@ -12,7 +12,8 @@ lib=${1:?usage: layers.sh LIBNPCORE.a}
 requires nm
 
 # Lowest first; keep docs/design.md's table ("Layers") in step.
-LAYERS=(log access config fairq mailbox pool reply export stats tls loopex conn metrics server)
+LAYERS=(log access config fairq mailbox pool reply export stats tls request sendq loopex conn
+	metrics server)
 
 declare -A rank defined
 for i in "${!LAYERS[@]}"; do
