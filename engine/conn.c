@@ -14,6 +14,7 @@
  * max_inflight, and past it the connection stops reading until replies
  * drain. */
 #include <arpa/inet.h>
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -34,11 +35,39 @@ static void try_finish(struct np_conn *c);
 static void conn_end(struct np_conn *c);
 static void end_if_stopped(struct np_conn *c);
 
+/* The transitions of enum np_conn_state (internal.h), asserted: a
+ * connection that skipped one would leak a request or a handle. */
+static inline bool may_go(enum np_conn_state from, enum np_conn_state to)
+{
+	switch (to) {
+	case NP_CONN_HANDSHAKE:
+		return from == NP_CONN_TLS_HANDSHAKE;
+	case NP_CONN_TLS_HANDSHAKE:
+	case NP_CONN_TRANSMISSION:
+		return from == NP_CONN_HANDSHAKE;
+	case NP_CONN_DRAINING:
+		return from == NP_CONN_TRANSMISSION;
+	case NP_CONN_ENDING:
+		return from < NP_CONN_ENDING;
+	case NP_CONN_CLOSING:
+		return from < NP_CONN_CLOSED;
+	case NP_CONN_CLOSED:
+		return from == NP_CONN_ENDING || from == NP_CONN_CLOSING;
+	}
+	return false;
+}
+
+static void set_state(struct np_conn *c, enum np_conn_state to)
+{
+	assert(may_go(c->state, to));
+	c->state = to;
+}
+
 static void resume_if_drained(struct np_conn *c)
 {
-	if (c->paused && !c->closing && !np_req_over_budget(c, np_req_cap(c) / 2)) {
+	if (c->paused && c->state < NP_CONN_ENDING && !np_req_over_budget(c, np_req_cap(c) / 2)) {
 		c->paused = false;
-		if (!c->reading && !c->stopping) {
+		if (!c->reading && c->state != NP_CONN_DRAINING) {
 			uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 			c->reading = true;
 		}
@@ -68,7 +97,7 @@ static void send_pushed(struct np_conn *c)
  * needs more ciphertext or the connection stops reading. */
 static void tls_pump(struct np_conn *c)
 {
-	while (!c->closing && !c->paused) {
+	while (c->state < NP_CONN_ENDING && !c->paused) {
 		const char *why = NULL;
 		int r = np_tls_read(c, &why);
 
@@ -89,10 +118,12 @@ static void tls_handshake(struct np_conn *c)
 	int r = np_tls_step(c, &why);
 
 	send_pushed(c);
-	if (r < 0)
+	if (r < 0) {
 		np_conn_close(c, why);
-	else if (r == 0)
+	} else if (r == 0 && c->state == NP_CONN_TLS_HANDSHAKE) {
+		set_state(c, NP_CONN_HANDSHAKE);
 		tls_pump(c); /* options may already be waiting */
+	}
 }
 
 static void tls_input(struct np_conn *c, size_t n)
@@ -133,7 +164,7 @@ static void conn_flush(struct np_conn *c)
 {
 	const char *why = NULL;
 
-	if (c->closed || (c->closing && !c->graceful))
+	if (c->state >= NP_CONN_CLOSING)
 		goto out;
 	if (c->tls_up && c->out_tail && !c->out_tail->wire && tls_encrypt_queue(c) < 0) {
 		np_conn_close(c, "TLS: cannot encrypt");
@@ -145,7 +176,7 @@ static void conn_flush(struct np_conn *c)
 	}
 out:
 	resume_if_drained(c);
-	if (c->closing)
+	if (c->state >= NP_CONN_ENDING)
 		try_finish(c);
 }
 
@@ -178,11 +209,7 @@ static void on_close(uv_handle_t *h)
 	struct np_conn *c = h->data;
 	struct np_loop *l = c->loop;
 
-	/* The socket and the timer close separately, in an order libuv does
-	 * not promise; the connection goes when the last one has. */
-	if (--c->open_handles)
-		return;
-
+	assert(c->state == NP_CONN_CLOSED && !c->engine_busy);
 	while (c->out_head) {
 		struct np_req *next = c->out_head->next;
 
@@ -222,18 +249,25 @@ static void on_close(uv_handle_t *h)
 		l->empty(l);
 }
 
+/* The timer closes first and the socket after it, so that the connection
+ * goes with the last of its handles (on_close). */
+static void on_timer_closed(uv_handle_t *h)
+{
+	struct np_conn *c = h->data;
+
+	uv_close((uv_handle_t *)&c->tcp, on_close);
+}
+
 static void try_finish(struct np_conn *c)
 {
-	if (c->closed || c->engine_busy)
+	if (c->state == NP_CONN_CLOSED || c->engine_busy)
 		return;
-	if (c->graceful && (c->out_head || c->write_busy))
+	if (c->state == NP_CONN_ENDING && (c->out_head || c->write_busy))
 		return;
-	c->closed = true;
+	set_state(c, NP_CONN_CLOSED);
 	np_sendq_stop(c);
-	c->open_handles = 2;
 	c->timer.data = c->tcp.data = c;
-	uv_close((uv_handle_t *)&c->timer, on_close);
-	uv_close((uv_handle_t *)&c->tcp, on_close);
+	uv_close((uv_handle_t *)&c->timer, on_timer_closed);
 }
 
 static void stop_reading(struct np_conn *c)
@@ -247,12 +281,11 @@ static void stop_reading(struct np_conn *c)
 
 void np_conn_close(struct np_conn *c, const char *why)
 {
-	if (c->closed)
+	if (c->state == NP_CONN_CLOSED)
 		return;
 	if (why)
 		np_info("conn %llu from %s: closing: %s", (unsigned long long)c->id, c->peer, why);
-	c->closing = true;
-	c->graceful = false;
+	set_state(c, NP_CONN_CLOSING);
 	stop_reading(c);
 	try_finish(c);
 }
@@ -262,10 +295,9 @@ void np_conn_close(struct np_conn *c, const char *why)
  * holds are answered. */
 static void conn_end(struct np_conn *c)
 {
-	if (c->closing)
+	if (c->state >= NP_CONN_ENDING)
 		return;
-	c->closing = true;
-	c->graceful = true;
+	set_state(c, NP_CONN_ENDING);
 	stop_reading(c);
 	/* A refused WRITE's payload still arriving is simply not read. */
 	if (c->payload_req) {
@@ -283,22 +315,22 @@ static void conn_end(struct np_conn *c)
  * had received; a pause (a budget) holds the rest until replies drain. */
 static void end_if_stopped(struct np_conn *c)
 {
-	if (c->stopping && !c->paused && !c->closing)
+	if (c->state == NP_CONN_DRAINING && !c->paused)
 		conn_end(c);
 }
 
 void np_conn_drain(struct np_conn *c)
 {
-	if (c->closing || c->stopping)
+	if (c->state >= NP_CONN_DRAINING)
 		return;
-	if (c->phase != NP_CONN_TRANSMISSION) {
+	if (c->state != NP_CONN_TRANSMISSION) {
 		conn_end(c);
 		return;
 	}
 	/* The client has sent these requests and may be waiting for their
 	 * replies: what is already in our buffers is answered, however a
 	 * budget paused its parsing; only the socket is no longer read. */
-	c->stopping = true;
+	set_state(c, NP_CONN_DRAINING);
 	stop_reading(c);
 	conn_input(c);
 	end_if_stopped(c);
@@ -328,7 +360,7 @@ static bool start_transmission(struct np_conn *c)
 	c->structured = c->hs.structured;
 	c->extended = c->hs.extended;
 	c->meta_base_allocation = c->hs.meta_base_allocation;
-	c->phase = NP_CONN_TRANSMISSION;
+	set_state(c, NP_CONN_TRANSMISSION);
 	uv_timer_stop(&c->timer);
 	np_hs_free(&c->hs);
 	np_info("conn %llu from %s: export '%s'%s%s%s", (unsigned long long)c->id, c->peer,
@@ -353,9 +385,9 @@ static void conn_process(struct np_conn *c)
 {
 	const char *why = NULL;
 
-	if (c->closing || (c->tls && !c->tls_up))
+	if (c->state >= NP_CONN_ENDING || c->state == NP_CONN_TLS_HANDSHAKE)
 		return;
-	if (c->phase == NP_CONN_HANDSHAKE) {
+	if (c->state == NP_CONN_HANDSHAKE) {
 		size_t used = 0;
 		enum np_hs_status st = np_hs_input(&c->hs, c->in, c->in_len, &used);
 
@@ -369,10 +401,12 @@ static void conn_process(struct np_conn *c)
 		}
 		if (st == NP_HS_STARTTLS) {
 			np_loop_flush(c->loop); /* the ACK goes out in clear first */
-			if (np_tls_start(c) < 0)
+			if (np_tls_start(c) < 0) {
 				np_conn_close(c, "TLS: cannot start a session");
-			else
-				tls_handshake(c);
+				return;
+			}
+			set_state(c, NP_CONN_TLS_HANDSHAKE);
+			tls_handshake(c);
 			return;
 		}
 		if (st == NP_HS_CLOSE) {
@@ -400,7 +434,7 @@ static void conn_process(struct np_conn *c)
 		np_conn_close(c, why);
 		return;
 	}
-	if (!c->closing) {
+	if (c->state < NP_CONN_ENDING) {
 		if (c->paused && c->reading) {
 			uv_read_stop((uv_stream_t *)&c->tcp);
 			c->reading = false;
@@ -439,11 +473,11 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	if (nread == 0)
 		return;
 	if (nread < 0) {
-		if (nread == UV_EOF && c->phase == NP_CONN_TRANSMISSION && !c->payload_req)
+		if (nread == UV_EOF && c->state == NP_CONN_TRANSMISSION && !c->payload_req)
 			np_conn_close(c, NULL); /* a client that leaves without DISC */
 		else
 			np_conn_close(c, nread != UV_EOF ? np_socket_error((int)nread)
-					 : c->phase == NP_CONN_HANDSHAKE
+					 : c->state <= NP_CONN_TLS_HANDSHAKE
 					     ? "client left during the handshake"
 					     : "client left mid-request");
 		np_loop_flush(c->loop);

@@ -351,6 +351,23 @@ struct np_req {
 	uint8_t hdr[NP_REPLY_HDR_MAX];
 };
 
+/* A connection's life, in this order; conn.c asserts every change.
+ * HANDSHAKE may go to TLS_HANDSHAKE and back (STARTTLS) and on to
+ * TRANSMISSION; any state before ENDING may end or close; an ending one may
+ * still close. */
+enum np_conn_state {
+	NP_CONN_HANDSHAKE,     /* options */
+	NP_CONN_TLS_HANDSHAKE, /* STARTTLS accepted, TLS handshake under way */
+	NP_CONN_TRANSMISSION,  /* requests */
+	NP_CONN_DRAINING,      /* the server's end: the socket is no longer read,
+				* requests already received are still answered */
+	NP_CONN_ENDING,        /* nothing more is parsed; closes once the replies
+				* it holds are out (DISC, drained) */
+	NP_CONN_CLOSING,       /* replies are dropped; closes once no engine or
+				* pool holds a request of it */
+	NP_CONN_CLOSED,        /* its handles are closing; freed in on_close */
+};
+
 struct np_conn {
 	uv_tcp_t tcp; /* first: handle callbacks recover the conn from it */
 	uv_timer_t timer;
@@ -362,7 +379,7 @@ struct np_conn {
 	char peer[64];
 	struct sockaddr_storage peer_sa;
 
-	enum { NP_CONN_HANDSHAKE, NP_CONN_TRANSMISSION } phase;
+	enum np_conn_state state; /* changed only by conn.c's set_state */
 	struct np_hs hs;
 	struct np_hs_export hs_view, hs_list_view; /* copies the handshake reads */
 	struct np_export *hs_export;               /* held from lookup until transmission */
@@ -385,9 +402,9 @@ struct np_conn {
 	unsigned engine_busy;             /* requests an engine or the pool still holds */
 	struct np_fairq_owner pool_queue; /* its requests waiting for a worker;
 					   * under pool.lock */
-	bool reading, paused, closing, graceful, closed;
-	bool stopping;         /* by np_conn_drain: the socket is no longer read */
-	unsigned open_handles; /* of tcp and timer, while closing */
+	/* Flow control, apart from the state: whether libuv reads the
+	 * socket, and whether a budget stopped the parsing. */
+	bool reading, paused;
 
 	void *tls;       /* gnutls_session_t once STARTTLS was accepted */
 	bool tls_up;     /* its handshake is done */

@@ -53,7 +53,8 @@ bool np_req_over_budget(const struct np_conn *c, uint64_t own_cap)
 	const struct np_server *srv = c->loop->srv;
 
 	return c->inflight_bytes >= own_cap ||
-	       (c->inflight_bytes > 0 && c->phase == NP_CONN_TRANSMISSION &&
+	       (c->inflight_bytes > 0 &&
+		(c->state == NP_CONN_TRANSMISSION || c->state == NP_CONN_DRAINING) &&
 		atomic_load_explicit(&srv->inflight_total, memory_order_relaxed) >=
 		    srv->cfg->max_inflight_total);
 }
@@ -80,7 +81,8 @@ static struct np_req *req_new(struct np_conn *c)
  * options without reading the replies must not grow the queue. */
 uint64_t np_req_cap(const struct np_conn *c)
 {
-	return c->phase == NP_CONN_HANDSHAKE ? NP_HS_MAX_PENDING : c->loop->srv->cfg->max_inflight;
+	return c->state <= NP_CONN_TLS_HANDSHAKE ? NP_HS_MAX_PENDING
+						 : c->loop->srv->cfg->max_inflight;
 }
 
 void np_req_free(struct np_req *r)
@@ -205,7 +207,7 @@ void np_req_done(struct np_io *io)
 	c->engine_busy--;
 	if (io->cmd == NBD_CMD_RESIZE && io->result == 0)
 		np_export_refresh_size(c->export);
-	if (c->closing && !c->graceful) {
+	if (c->state >= NP_CONN_CLOSING) {
 		/* Dropped; the flush that follows every completion
 		 * (np_loop_flush) closes the connection once it holds none. */
 		np_req_free(r);

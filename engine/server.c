@@ -103,7 +103,7 @@ static void loop_reap(struct np_loop *l)
 {
 	for (struct np_conn *c = l->conns, *next; c; c = next) {
 		next = c->next;
-		if (c->phase == NP_CONN_TRANSMISSION && np_export_draining(c->export))
+		if (c->export && np_export_draining(c->export))
 			np_conn_drain(c);
 	}
 	for (unsigned i = 0; i < NP_MAX_EXPORTS; i++) {

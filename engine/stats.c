@@ -134,7 +134,7 @@ static void answer(struct np_job *job)
 		}
 		for (struct np_conn *c = l->conns; c && s->conns; c = c->next) {
 			struct conn_snap *cs = &s->conns[n++];
-			bool tx = c->phase == NP_CONN_TRANSMISSION && c->export;
+			bool tx = c->export != NULL;
 
 			cs->id = c->id;
 			memcpy(cs->peer, c->peer, sizeof(cs->peer));
