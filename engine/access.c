@@ -282,3 +282,12 @@ void np_server_drop_fd(struct np_server *srv, const struct np_accepted *a)
 	np_limits_release(&srv->limits, (const struct sockaddr *)&a->peer);
 	close(a->fd);
 }
+
+bool np_tcp_peer_is_local(uv_tcp_t *tcp, const struct sockaddr *peer)
+{
+	struct sockaddr_storage me;
+	int len = sizeof(me);
+	bool known = uv_tcp_getsockname(tcp, (struct sockaddr *)&me, &len) == 0;
+
+	return np_addr_is_local(peer, known ? (const struct sockaddr *)&me : NULL);
+}

@@ -1,31 +1,13 @@
-/* One client connection, from accept to close.
- *
- * Input lands in a fixed buffer; every complete message in it is handled
- * before the next read: during the handshake by the state machine in net/,
- * in transmission by parsing all complete requests, validating each and
- * handing the whole batch to the export's engine at once. A WRITE payload
- * that has not fully arrived is read straight into its request's buffer.
- *
- * Replies queue on the connection and go out at the end of the callback
- * that produced them (np_loop_flush): one uv_try_write of every pending
- * reply, and a uv_write for what the socket did not take.
- *
- * Memory is bounded: requests and replies not yet written count against
- * max_inflight, and past it the connection stops reading until replies
- * drain. */
-#include <arpa/inet.h>
+/* One client connection, from accept to close: the socket's reads (into
+ * a fixed input buffer, or a WRITE payload straight into its buffer), the
+ * handshake (options.c) and TLS (tls.c) acted on, requests handed to
+ * request.c, replies flushed through sendq.c, and the connection's state
+ * (enum np_conn_state), which only this file changes. Past its budget of
+ * bytes in flight a connection stops reading until replies drain. */
 #include <assert.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <sys/sendfile.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include "engine/internal.h"
-#include "engine/reply.h"
 
 static void conn_input(struct np_conn *c);
 static void conn_process(struct np_conn *c);
@@ -35,31 +17,21 @@ static void try_finish(struct np_conn *c);
 static void conn_end(struct np_conn *c);
 static void end_if_stopped(struct np_conn *c);
 
-/* The transitions of enum np_conn_state (internal.h), asserted: a
- * connection that skipped one would leak a request or a handle. */
-static inline bool may_go(enum np_conn_state from, enum np_conn_state to)
-{
-	switch (to) {
-	case NP_CONN_HANDSHAKE:
-		return from == NP_CONN_TLS_HANDSHAKE;
-	case NP_CONN_TLS_HANDSHAKE:
-	case NP_CONN_TRANSMISSION:
-		return from == NP_CONN_HANDSHAKE;
-	case NP_CONN_DRAINING:
-		return from == NP_CONN_TRANSMISSION;
-	case NP_CONN_ENDING:
-		return from < NP_CONN_ENDING;
-	case NP_CONN_CLOSING:
-		return from < NP_CONN_CLOSED;
-	case NP_CONN_CLOSED:
-		return from == NP_CONN_ENDING || from == NP_CONN_CLOSING;
-	}
-	return false;
-}
+#define B(s) (1u << NP_CONN_##s)
+/* The states each state may be entered from (enum np_conn_state), asserted
+ * at every change: a connection that skipped one would leak a request or a
+ * handle. */
+static const unsigned entered_from[] __attribute__((unused)) = {
+    [NP_CONN_HANDSHAKE] = B(TLS_HANDSHAKE),    [NP_CONN_TLS_HANDSHAKE] = B(HANDSHAKE),
+    [NP_CONN_TRANSMISSION] = B(HANDSHAKE),     [NP_CONN_DRAINING] = B(TRANSMISSION),
+    [NP_CONN_ENDING] = B(ENDING) - 1,          [NP_CONN_CLOSING] = B(CLOSED) - 1,
+    [NP_CONN_CLOSED] = B(ENDING) | B(CLOSING),
+};
+#undef B
 
 static void set_state(struct np_conn *c, enum np_conn_state to)
 {
-	assert(may_go(c->state, to));
+	assert(entered_from[to] & 1u << c->state);
 	c->state = to;
 }
 
@@ -76,22 +48,7 @@ static void resume_if_drained(struct np_conn *c)
 	}
 }
 
-/* Queues handshake replies: in clear before TLS, encrypted after. */
-static int queue_bytes(struct np_conn *c, const void *data, size_t len)
-{
-	return np_req_queue_copy(c, data, len, !c->tls_up);
-}
-
 /* ---- TLS: tls.c says what happened, this acts on it ---- */
-
-/* Sends what GnuTLS has pushed, as is. */
-static void send_pushed(struct np_conn *c)
-{
-	if (c->tls_out.len) {
-		np_req_queue_copy(c, c->tls_out.data, c->tls_out.len, true);
-		np_buf_free(&c->tls_out);
-	}
-}
 
 /* Decrypts records into the input buffer and handles them, until GnuTLS
  * needs more ciphertext or the connection stops reading. */
@@ -109,7 +66,7 @@ static void tls_pump(struct np_conn *c)
 			np_conn_close(c, why);
 		break;
 	}
-	send_pushed(c);
+	np_sendq_push_tls(c);
 }
 
 static void tls_handshake(struct np_conn *c)
@@ -117,7 +74,7 @@ static void tls_handshake(struct np_conn *c)
 	const char *why = NULL;
 	int r = np_tls_step(c, &why);
 
-	send_pushed(c);
+	np_sendq_push_tls(c);
 	if (r < 0) {
 		np_conn_close(c, why);
 	} else if (r == 0 && c->state == NP_CONN_TLS_HANDSHAKE) {
@@ -135,41 +92,12 @@ static void tls_input(struct np_conn *c, size_t n)
 		tls_handshake(c);
 }
 
-/* Encrypts every queued plaintext reply into one TLS write. */
-static int tls_encrypt_queue(struct np_conn *c)
-{
-	for (struct np_req **pp = &c->out_head; *pp;) {
-		struct np_req *r = *pp;
-
-		if (r->wire) {
-			c->out_tail = r;
-			pp = &r->next;
-			continue;
-		}
-		for (unsigned i = r->iov_done; i < r->n_iov; i++)
-			if (np_tls_encrypt(c, r->iov[i].iov_base, r->iov[i].iov_len) < 0)
-				return -1;
-		*pp = r->next;
-		np_req_free(r);
-	}
-	if (!c->out_head)
-		c->out_tail = NULL;
-	send_pushed(c);
-	return 0;
-}
-
-/* ---- writing ---- */
-
 static void conn_flush(struct np_conn *c)
 {
 	const char *why = NULL;
 
 	if (c->state >= NP_CONN_CLOSING)
 		goto out;
-	if (c->tls_up && c->out_tail && !c->out_tail->wire && tls_encrypt_queue(c) < 0) {
-		np_conn_close(c, "TLS: cannot encrypt");
-		return;
-	}
 	if (np_sendq_flush(c, &why) < 0) {
 		np_conn_close(c, why);
 		return;
@@ -210,37 +138,8 @@ static void on_close(uv_handle_t *h)
 	struct np_loop *l = c->loop;
 
 	assert(c->state == NP_CONN_CLOSED && !c->engine_busy);
-	while (c->out_head) {
-		struct np_req *next = c->out_head->next;
-
-		np_req_free(c->out_head);
-		c->out_head = next;
-	}
-	if (c->payload_req)
-		np_req_free(c->payload_req);
-	if (c->skip_req)
-		np_req_free(c->skip_req);
-	if (c->dirty) {
-		struct np_conn **pp = &l->dirty;
-
-		while (*pp != c)
-			pp = &(*pp)->dirty_next;
-		*pp = c->dirty_next;
-	}
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		l->conns = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
-	l->n_conns--;
-	np_limits_release(&l->srv->limits, (struct sockaddr *)&c->peer_sa);
-	if (c->export) {
-		np_loop_export_conn_gone(l, c->export);
-		np_export_put(l->srv, c->export);
-	}
-	if (c->hs_export)
-		np_export_put(l->srv, c->hs_export);
+	np_request_drop(c);
+	np_loop_conn_remove(l, c);
 	np_hs_free(&c->hs);
 	np_tls_conn_free(c);
 	free(c->in);
@@ -300,14 +199,7 @@ static void conn_end(struct np_conn *c)
 	set_state(c, NP_CONN_ENDING);
 	stop_reading(c);
 	/* A refused WRITE's payload still arriving is simply not read. */
-	if (c->payload_req) {
-		np_req_free(c->payload_req);
-		c->payload_req = NULL;
-	}
-	if (c->skip_req) {
-		np_req_free(c->skip_req);
-		c->skip_req = NULL;
-	}
+	np_request_drop_partial(c);
 	try_finish(c);
 }
 
@@ -338,38 +230,6 @@ void np_conn_drain(struct np_conn *c)
 
 /* ---- handshake and input ---- */
 
-/* Returns false when the connection closes. */
-static bool start_transmission(struct np_conn *c)
-{
-	struct np_export *ex = c->hs_export;
-	struct np_loop_export *le = NULL;
-
-	/* The reference taken at lookup passes to the connection. */
-	c->hs_export = NULL;
-	if (ex && !np_export_draining(ex))
-		le = np_loop_export_get(c->loop, ex);
-	if (!le) {
-		if (ex)
-			np_export_put(c->loop->srv, ex);
-		np_conn_close(c, "export removed by a reload, or unavailable on this loop");
-		return false;
-	}
-	c->export = ex;
-	c->lex = le;
-	le->conns++;
-	c->structured = c->hs.structured;
-	c->extended = c->hs.extended;
-	c->meta_base_allocation = c->hs.meta_base_allocation;
-	set_state(c, NP_CONN_TRANSMISSION);
-	uv_timer_stop(&c->timer);
-	np_hs_free(&c->hs);
-	np_info("conn %llu from %s: export '%s'%s%s%s", (unsigned long long)c->id, c->peer,
-		ex->hs.name, c->structured ? ", structured replies" : "",
-		c->extended ? ", extended headers" : "",
-		c->meta_base_allocation ? ", base:allocation" : "");
-	return true;
-}
-
 /* Goes on with what the client has sent: first what is already in the
  * input buffer, where a pause leaves the requests it did not parse (the
  * client may send nothing more until they are answered: one that waits
@@ -388,18 +248,11 @@ static void conn_process(struct np_conn *c)
 	if (c->state >= NP_CONN_ENDING || c->state == NP_CONN_TLS_HANDSHAKE)
 		return;
 	if (c->state == NP_CONN_HANDSHAKE) {
-		size_t used = 0;
-		enum np_hs_status st = np_hs_input(&c->hs, c->in, c->in_len, &used);
-
-		np_request_consume(c, used);
-		if (c->hs.out.len) {
-			if (queue_bytes(c, c->hs.out.data, c->hs.out.len) < 0) {
-				np_conn_close(c, "out of memory");
-				return;
-			}
-			c->hs.out.len = 0;
-		}
-		if (st == NP_HS_STARTTLS) {
+		switch (np_options_input(c, &why)) {
+		case NP_OPT_CLOSE:
+			np_conn_close(c, why);
+			return;
+		case NP_OPT_STARTTLS:
 			np_loop_flush(c->loop); /* the ACK goes out in clear first */
 			if (np_tls_start(c) < 0) {
 				np_conn_close(c, "TLS: cannot start a session");
@@ -408,23 +261,17 @@ static void conn_process(struct np_conn *c)
 			set_state(c, NP_CONN_TLS_HANDSHAKE);
 			tls_handshake(c);
 			return;
-		}
-		if (st == NP_HS_CLOSE) {
-			np_info("conn %llu from %s: handshake ended: %s", (unsigned long long)c->id,
-				c->peer, c->hs.why ? c->hs.why : "closed");
+		case NP_OPT_END:
 			conn_end(c);
 			return;
+		case NP_OPT_MORE:
+			/* A client that sends options without reading the
+			 * replies is not read either. */
+			c->paused |= c->inflight_bytes >= NP_HS_MAX_PENDING;
+			goto pause;
 		}
-		if (st != NP_HS_GO) {
-			if (c->inflight_bytes >= NP_HS_MAX_PENDING && c->reading) {
-				c->paused = true;
-				uv_read_stop((uv_stream_t *)&c->tcp);
-				c->reading = false;
-			}
-			return;
-		}
-		if (!start_transmission(c))
-			return;
+		set_state(c, NP_CONN_TRANSMISSION);
+		uv_timer_stop(&c->timer);
 	}
 	switch (np_request_parse(c, &why)) {
 	case NP_PARSE_DISC:
@@ -434,36 +281,25 @@ static void conn_process(struct np_conn *c)
 		np_conn_close(c, why);
 		return;
 	}
-	if (c->state < NP_CONN_ENDING) {
-		if (c->paused && c->reading) {
-			uv_read_stop((uv_stream_t *)&c->tcp);
-			c->reading = false;
-		}
+pause:
+	if (c->state < NP_CONN_ENDING && c->paused && c->reading) {
+		uv_read_stop((uv_stream_t *)&c->tcp);
+		c->reading = false;
 	}
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
 	struct np_conn *c = container_of((uv_tcp_t *)h, struct np_conn, tcp);
+	uint8_t *p;
+	size_t len;
 
 	(void)suggested;
-	if (c->tls) {
-		uint8_t *p;
-		size_t len;
-
+	if (c->tls)
 		np_tls_recv_space(c, &p, &len);
-		*buf = uv_buf_init((char *)p, (unsigned)len);
-		return;
-	}
-	if (c->payload_req && c->in_len == 0) {
-		/* The rest of a WRITE payload goes straight to its buffer. */
-		struct np_req *r = c->payload_req;
-
-		*buf = uv_buf_init((char *)r->io.buf + c->payload_got,
-				   (unsigned)(r->io.len - c->payload_got));
-		return;
-	}
-	*buf = uv_buf_init((char *)c->in + c->in_len, (unsigned)(NP_INBUF_SIZE - c->in_len));
+	else
+		np_request_recv_space(c, &p, &len);
+	*buf = uv_buf_init((char *)p, (unsigned)len);
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -514,17 +350,6 @@ static void free_unopened(uv_handle_t *h)
 	free(c);
 }
 
-/* Whether the peer runs on this host (np_addr_is_local), for --sendfile auto. */
-static bool peer_is_local(struct np_conn *c)
-{
-	struct sockaddr_storage me;
-	int len = sizeof(me);
-	bool known = uv_tcp_getsockname(&c->tcp, (struct sockaddr *)&me, &len) == 0;
-
-	return np_addr_is_local((const struct sockaddr *)&c->peer_sa,
-				known ? (const struct sockaddr *)&me : NULL);
-}
-
 void np_conn_accept(struct np_loop *l, const struct np_accepted *a)
 {
 	struct np_server *srv = l->srv;
@@ -555,22 +380,16 @@ void np_conn_accept(struct np_loop *l, const struct np_accepted *a)
 	c->peer_sa = a->peer;
 	np_format_peer((struct sockaddr *)&c->peer_sa, c->peer, sizeof(c->peer));
 	c->sendfile = srv->cfg->sendfile == NP_SENDFILE_ON ||
-		      (srv->cfg->sendfile == NP_SENDFILE_AUTO && !peer_is_local(c));
-	c->next = l->conns;
-	if (l->conns)
-		l->conns->prev = c;
-	l->conns = c;
-	l->n_conns++;
+		      (srv->cfg->sendfile == NP_SENDFILE_AUTO &&
+		       !np_tcp_peer_is_local(&c->tcp, (struct sockaddr *)&c->peer_sa));
+	np_loop_conn_add(l, c);
 	uv_timer_init(&l->uv, &c->timer);
 	uv_timer_start(&c->timer, on_handshake_timeout,
 		       (uint64_t)srv->cfg->handshake_timeout * 1000, 0);
-	np_hs_init(&c->hs, &np_export_hs_ops, c);
-	c->hs.tls_mode = srv->cfg->tls_mode;
-	if (c->hs.why || queue_bytes(c, c->hs.out.data, c->hs.out.len) < 0) {
+	if (np_options_start(c) < 0) {
 		np_conn_close(c, "out of memory");
 		return;
 	}
-	c->hs.out.len = 0;
 	np_debug("conn %llu from %s: accepted on loop %u", (unsigned long long)c->id, c->peer,
 		 l->index);
 	c->written = conn_written;

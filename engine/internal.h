@@ -54,6 +54,8 @@ bool np_acl_allows(const struct np_acl *acl, const struct sockaddr *sa);
  * not looked up. A peer that is not IP, or a NULL me, counts as local. */
 bool np_addr_is_local(const struct sockaddr *peer, const struct sockaddr *me);
 void np_acl_free(struct np_acl *acl);
+/* np_addr_is_local for a connected socket's peer, for --sendfile auto. */
+bool np_tcp_peer_is_local(uv_tcp_t *tcp, const struct sockaddr *peer);
 
 /* A peer of a Unix socket, as the listener records it in place of the
  * empty address accept() gives (np_accepted.peer, np_conn.peer_sa): the
@@ -269,6 +271,10 @@ struct np_loop_export {
 struct np_loop_export *np_loop_export_get(struct np_loop *l, struct np_export *ex);
 /* On a loop thread, when one of its connections to ex closes. */
 void np_loop_export_conn_gone(struct np_loop *l, struct np_export *ex);
+/* A connection joins the loop, and leaves it as it is freed (with the
+ * references it held to exports and its count against the limits). */
+void np_loop_conn_add(struct np_loop *l, struct np_conn *c);
+void np_loop_conn_remove(struct np_loop *l, struct np_conn *c);
 /* Closes the engine's handle for the loop and drops its reference. */
 void np_loop_export_release(struct np_loop *l, struct np_loop_export *le);
 
@@ -452,12 +458,35 @@ bool np_req_over_budget(const struct np_conn *c, uint64_t own_cap);
  * handshake before TLS), else encrypted first under TLS. Returns 0 or -1. */
 int np_req_queue_copy(struct np_conn *c, const void *data, size_t len, bool wire);
 
+/* ---- options.c: the handshake on a connection ---- */
+enum { NP_OPT_MORE, NP_OPT_STARTTLS, NP_OPT_END, NP_OPT_CLOSE, NP_OPT_GO };
+/* Starts the handshake: the greeting is queued. Returns 0 or -1. */
+int np_options_start(struct np_conn *c);
+/* Handles the options in c's input buffer and queues their replies.
+ * Returns NP_OPT_MORE (wait for more), NP_OPT_STARTTLS (start TLS once
+ * the ACK is out), NP_OPT_END (the client ended the handshake),
+ * NP_OPT_CLOSE (close, for *why) or NP_OPT_GO (transmission: c->export
+ * and the negotiated options are set). */
+int np_options_input(struct np_conn *c, const char **why);
+
+/* Where libuv may put what arrives: the rest of a WRITE payload straight
+ * into its buffer, else the free end of the input buffer. */
+void np_request_recv_space(struct np_conn *c, uint8_t **p, size_t *len);
+/* Frees a WRITE whose payload is still arriving, or being skipped. */
+void np_request_drop_partial(struct np_conn *c);
+/* Frees every request and reply a closed connection still holds. */
+void np_request_drop(struct np_conn *c);
+
 /* ---- sendq.c: the write queue ---- */
 /* Writes what c's queue holds, as far as the socket takes it. Returns 0,
  * or -1 with *why when the connection must close. */
 int np_sendq_flush(struct np_conn *c, const char **why);
 /* Closes the poll handle a full socket made, as the connection closes. */
 void np_sendq_stop(struct np_conn *c);
+/* Under TLS: queues what GnuTLS pushed as one wire reply, and encrypts
+ * every queued plaintext reply into it (0 or -1). */
+void np_sendq_push_tls(struct np_conn *c);
+int np_sendq_encrypt(struct np_conn *c);
 /* Why a read from or a write to the client failed. */
 const char *np_socket_error(int e);
 void np_req_free(struct np_req *r);

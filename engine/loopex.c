@@ -1,7 +1,7 @@
-/* What each loop keeps for each export: its connections to it, its
- * statistics, and an async engine's handle for the loop, opened with the
- * first client and closed with the last once the export is removed. All on
- * the loop's own thread. */
+/* What a loop keeps: its connections, and for each export its connections
+ * to it, its statistics, and an async engine's handle for the loop, opened
+ * with the first client and closed with the last once the export is
+ * removed. All on the loop's own thread. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -58,4 +58,38 @@ void np_loop_export_conn_gone(struct np_loop *l, struct np_export *ex)
 
 	if (--le->conns == 0 && np_export_draining(ex))
 		np_loop_export_release(l, le);
+}
+
+void np_loop_conn_add(struct np_loop *l, struct np_conn *c)
+{
+	c->next = l->conns;
+	if (l->conns)
+		l->conns->prev = c;
+	l->conns = c;
+	l->n_conns++;
+}
+
+void np_loop_conn_remove(struct np_loop *l, struct np_conn *c)
+{
+	if (c->dirty) {
+		struct np_conn **pp = &l->dirty;
+
+		while (*pp != c)
+			pp = &(*pp)->dirty_next;
+		*pp = c->dirty_next;
+	}
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		l->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	l->n_conns--;
+	np_limits_release(&l->srv->limits, (struct sockaddr *)&c->peer_sa);
+	if (c->export) {
+		np_loop_export_conn_gone(l, c->export);
+		np_export_put(l->srv, c->export);
+	}
+	if (c->hs_export)
+		np_export_put(l->srv, c->hs_export);
 }

@@ -651,3 +651,41 @@ void np_request_payload_done(struct np_conn *c)
 	dispatch(c, r, &b);
 	submit_batch(c, &b);
 }
+
+void np_request_drop_partial(struct np_conn *c)
+{
+	if (c->payload_req) {
+		np_req_free(c->payload_req);
+		c->payload_req = NULL;
+	}
+	if (c->skip_req) {
+		np_req_free(c->skip_req);
+		c->skip_req = NULL;
+	}
+}
+
+void np_request_drop(struct np_conn *c)
+{
+	while (c->out_head) {
+		struct np_req *next = c->out_head->next;
+
+		np_req_free(c->out_head);
+		c->out_head = next;
+	}
+	c->out_tail = NULL;
+	np_request_drop_partial(c);
+}
+
+void np_request_recv_space(struct np_conn *c, uint8_t **p, size_t *len)
+{
+	if (c->payload_req && c->in_len == 0) {
+		/* The rest of a WRITE payload goes straight to its buffer. */
+		struct np_req *r = c->payload_req;
+
+		*p = (uint8_t *)r->io.buf + c->payload_got;
+		*len = r->io.len - c->payload_got;
+		return;
+	}
+	*p = c->in + c->in_len;
+	*len = NP_INBUF_SIZE - c->in_len;
+}

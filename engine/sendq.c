@@ -226,6 +226,10 @@ int np_sendq_flush(struct np_conn *c, const char **why)
 	unsigned n;
 	int w;
 
+	if (c->tls_up && c->out_tail && !c->out_tail->wire && np_sendq_encrypt(c) < 0) {
+		*why = "TLS: cannot encrypt";
+		return -1;
+	}
 	if (c->write_busy || (c->wpoll && uv_is_active((uv_handle_t *)&c->wpoll->poll)))
 		return 0;
 	while (c->out_head) {
@@ -289,4 +293,35 @@ void np_sendq_stop(struct np_conn *c)
 		uv_close((uv_handle_t *)&c->wpoll->poll, on_wpoll_close);
 		c->wpoll = NULL;
 	}
+}
+
+void np_sendq_push_tls(struct np_conn *c)
+{
+	if (c->tls_out.len) {
+		np_req_queue_copy(c, c->tls_out.data, c->tls_out.len, true);
+		np_buf_free(&c->tls_out);
+	}
+}
+
+/* Encrypts every queued plaintext reply into one TLS write. */
+int np_sendq_encrypt(struct np_conn *c)
+{
+	for (struct np_req **pp = &c->out_head; *pp;) {
+		struct np_req *r = *pp;
+
+		if (r->wire) {
+			c->out_tail = r;
+			pp = &r->next;
+			continue;
+		}
+		for (unsigned i = r->iov_done; i < r->n_iov; i++)
+			if (np_tls_encrypt(c, r->iov[i].iov_base, r->iov[i].iov_len) < 0)
+				return -1;
+		*pp = r->next;
+		np_req_free(r);
+	}
+	if (!c->out_head)
+		c->out_tail = NULL;
+	np_sendq_push_tls(c);
+	return 0;
 }

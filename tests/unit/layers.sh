@@ -12,7 +12,7 @@ lib=${1:?usage: layers.sh LIBNPCORE.a}
 requires nm
 
 # Lowest first; keep docs/design.md's table ("Layers") in step.
-LAYERS=(log access config fairq mailbox pool reply export stats tls request sendq loopex conn
+LAYERS=(log access config fairq mailbox pool reply export stats tls request sendq loopex options conn
 	metrics server)
 
 declare -A rank defined
