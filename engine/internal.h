@@ -183,7 +183,18 @@ bool np_export_draining(const struct np_export *ex);
  * engine reports a new size at a handshake (a file grown underneath). */
 uint64_t np_export_size(const struct np_export *ex);
 uint64_t np_export_refresh_size(struct np_export *ex);
-extern const struct np_hs_ops np_export_hs_ops; /* ctx: struct np_conn * */
+/* What one connection's handshake holds of the export table: the lookups
+ * of np_export_hs_ops (ctx: this struct) see the exports visible to peer,
+ * and read copies made under the lock, so that a reload can change an
+ * export's settings while handshakes go on. */
+struct np_hs_view {
+	struct np_server *srv;
+	const struct sockaddr *peer;
+	struct np_export *held; /* found by the last lookup; held until the next
+				 * lookup, transmission, or the connection's end */
+	struct np_hs_export found, listed;
+};
+extern const struct np_hs_ops np_export_hs_ops;
 
 /* ---- stats.c ---- */
 #define NP_STAT_CMDS   9 /* NBD_CMD_READ .. NBD_CMD_BLOCK_STATUS, then the rest */
@@ -387,10 +398,9 @@ struct np_conn {
 
 	enum np_conn_state state; /* changed only by conn.c's set_state */
 	struct np_hs hs;
-	struct np_hs_export hs_view, hs_list_view; /* copies the handshake reads */
-	struct np_export *hs_export;               /* held from lookup until transmission */
-	struct np_export *export;                  /* held while in transmission */
-	struct np_loop_export *lex;                /* this loop's state for it */
+	struct np_hs_view hs_view;  /* the exports the handshake sees (export.c) */
+	struct np_export *export;   /* held while in transmission */
+	struct np_loop_export *lex; /* this loop's state for it */
 	bool structured, extended, meta_base_allocation;
 	bool sendfile; /* large reads may go by sendfile (cfg and where the peer is) */
 

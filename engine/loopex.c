@@ -90,6 +90,6 @@ void np_loop_conn_remove(struct np_loop *l, struct np_conn *c)
 		np_loop_export_conn_gone(l, c->export);
 		np_export_put(l->srv, c->export);
 	}
-	if (c->hs_export)
-		np_export_put(l->srv, c->hs_export);
+	if (c->hs_view.held)
+		np_export_put(l->srv, c->hs_view.held);
 }

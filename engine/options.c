@@ -7,7 +7,9 @@
 
 int np_options_start(struct np_conn *c)
 {
-	np_hs_init(&c->hs, &np_export_hs_ops, c);
+	c->hs_view.srv = c->loop->srv;
+	c->hs_view.peer = (const struct sockaddr *)&c->peer_sa;
+	np_hs_init(&c->hs, &np_export_hs_ops, &c->hs_view);
 	c->hs.tls_mode = c->loop->srv->cfg->tls_mode;
 	if (c->hs.why || np_req_queue_copy(c, c->hs.out.data, c->hs.out.len, true) < 0)
 		return -1;
@@ -19,10 +21,10 @@ int np_options_start(struct np_conn *c)
  * connection, with this loop's state for the export. */
 static int start_transmission(struct np_conn *c, const char **why)
 {
-	struct np_export *ex = c->hs_export;
+	struct np_export *ex = c->hs_view.held;
 	struct np_loop_export *le = NULL;
 
-	c->hs_export = NULL;
+	c->hs_view.held = NULL;
 	if (ex && !np_export_draining(ex))
 		le = np_loop_export_get(c->loop, ex);
 	if (!le) {
