@@ -11,18 +11,18 @@
 #include <sys/uio.h>
 #include <uv.h>
 
-#include "engine/fairq.h"
+#include "engine/mailbox.h"
+#include "engine/pool.h"
+#include "engine/reply.h"
 #include "net/handshake.h"
 #include "net/proto.h"
 #include "storage/storage.h"
-
-#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 /* ---- log.c ---- */
 enum np_log_level { NP_LOG_ERROR, NP_LOG_WARN, NP_LOG_INFO, NP_LOG_DEBUG };
 extern enum np_log_level np_log_level;
 void np_log(enum np_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-#define np_err(...) np_log(NP_LOG_ERROR, __VA_ARGS__)
+#define np_err(...)  np_log(NP_LOG_ERROR, __VA_ARGS__)
 #define np_warn(...) np_log(NP_LOG_WARN, __VA_ARGS__)
 #define np_info(...) np_log(NP_LOG_INFO, __VA_ARGS__)
 #define np_debug(...)                                                                              \
@@ -54,6 +54,8 @@ bool np_acl_allows(const struct np_acl *acl, const struct sockaddr *sa);
  * not looked up. A peer that is not IP, or a NULL me, counts as local. */
 bool np_addr_is_local(const struct sockaddr *peer, const struct sockaddr *me);
 void np_acl_free(struct np_acl *acl);
+/* np_addr_is_local for a connected socket's peer, for --sendfile auto. */
+bool np_tcp_peer_is_local(uv_tcp_t *tcp, const struct sockaddr *peer);
 
 /* A peer of a Unix socket, as the listener records it in place of the
  * empty address accept() gives (np_accepted.peer, np_conn.peer_sa): the
@@ -89,8 +91,8 @@ struct np_export_cfg {
 	char *spec; /* ENGINE:SPEC */
 	char *description;
 	bool readonly;
-	bool hidden;        /* left out of NBD_OPT_LIST */
-	bool tls_only;      /* refused to clients without TLS */
+	bool hidden;         /* left out of NBD_OPT_LIST */
+	bool tls_only;       /* refused to clients without TLS */
 	struct np_acl allow; /* who may use it (empty: everyone allowed in) */
 };
 
@@ -130,10 +132,10 @@ struct np_config {
 	char *tls_psk;          /* psktool's format */
 	bool tls_verify_peer;   /* require a client certificate signed by the CA */
 	bool tls_mode_set;
-	char *metrics;          /* HOST:PORT for Prometheus' /metrics */
-	char *control;          /* unix socket for nbdplex stats */
+	char *metrics; /* HOST:PORT for Prometheus' /metrics */
+	char *control; /* unix socket for nbdplex stats */
 	enum np_sendfile_mode sendfile;
-	int argc;               /* what it was parsed from, to parse again on SIGHUP */
+	int argc; /* what it was parsed from, to parse again on SIGHUP */
 	char **argv;
 };
 
@@ -170,8 +172,9 @@ struct np_export {
 struct np_server;
 int np_exports_open(struct np_server *srv, const struct np_config *cfg);
 void np_exports_close(struct np_server *srv);
-/* Rereads the configuration from the same arguments and files, on loop 0.
- * Returns 0, or -1 with the old configuration kept. */
+/* Rereads the configuration from the same arguments and files, on loop 0,
+ * and marks removed exports draining; the caller then has the loops drain
+ * their clients. Returns 0, or -1 with the old configuration kept. */
 int np_exports_reload(struct np_server *srv);
 /* Drops a reference; the last one flushes and closes the export. */
 void np_export_put(struct np_server *srv, struct np_export *ex);
@@ -180,29 +183,21 @@ bool np_export_draining(const struct np_export *ex);
  * engine reports a new size at a handshake (a file grown underneath). */
 uint64_t np_export_size(const struct np_export *ex);
 uint64_t np_export_refresh_size(struct np_export *ex);
-extern const struct np_hs_ops np_export_hs_ops; /* ctx: struct np_conn * */
-
-/* ---- pool.c: the worker pool for operations that may block ---- */
-/* Requests wait in a fair queue, in turns per connection (pool.c); the
- * queue and every connection's node in it are under the pool's lock. */
-struct np_req;
-struct np_pool {
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	struct np_fairq queue; /* owners: connections' pool_queue; items: requests */
-	pthread_t *threads;
-	unsigned n_threads;
-	bool stop;
+/* What one connection's handshake holds of the export table: the lookups
+ * of np_export_hs_ops (ctx: this struct) see the exports visible to peer,
+ * and read copies made under the lock, so that a reload can change an
+ * export's settings while handshakes go on. */
+struct np_hs_view {
+	struct np_server *srv;
+	const struct sockaddr *peer;
+	struct np_export *held; /* found by the last lookup; held until the next
+				 * lookup, transmission, or the connection's end */
+	struct np_hs_export found, listed;
 };
-
-int np_pool_start(struct np_pool *pool, unsigned n_threads);
-/* Queues a linked list (through req->next) of requests, all of one
- * connection, under one lock. */
-void np_pool_submit(struct np_pool *pool, struct np_req *first, struct np_req *last);
-void np_pool_stop(struct np_pool *pool);
+extern const struct np_hs_ops np_export_hs_ops;
 
 /* ---- stats.c ---- */
-#define NP_STAT_CMDS 9   /* NBD_CMD_READ .. NBD_CMD_BLOCK_STATUS, then the rest */
+#define NP_STAT_CMDS   9 /* NBD_CMD_READ .. NBD_CMD_BLOCK_STATUS, then the rest */
 #define NP_LAT_BUCKETS 14
 
 struct np_cmd_stats {
@@ -221,15 +216,18 @@ struct np_stats_ask;
 struct np_loop_export;
 void np_stats_record(struct np_loop_export *le, uint16_t cmd, uint64_t bytes, bool error,
 		     uint64_t t0);
-void np_stats_answer(struct np_loop *l, struct np_stats_ask *ask);
+
 /* From any thread but a loop's: every loop's numbers as Prometheus text. */
 int np_stats_collect(struct np_server *srv, struct np_buf *out);
+/* Signals of a loop's mailbox. */
+#define NP_LOOP_SHUTDOWN 1u /* drain every connection, then stop */
+#define NP_LOOP_REAP     2u /* exports were removed: drain their clients */
 
 /* ---- metrics.c: the HTTP endpoint and the control socket ---- */
 int np_metrics_start(struct np_server *srv);
 void np_metrics_stop(struct np_server *srv);
 
-/* ---- server.c: loops, listeners, lifetime ---- */
+/* ---- server.c: loops, listeners, lifetime (loopex.c: a loop's exports) ---- */
 /* A socket accepted by the listener, on its way to a loop. */
 struct np_accepted {
 	int fd;
@@ -249,16 +247,14 @@ struct np_loop {
 	uv_thread_t thread;
 	struct np_server *srv;
 	unsigned index;
-	uv_async_t wake; /* new sockets, completions and shutdown come in here */
-	pthread_mutex_t lock;
-	struct np_accepted *new_fds; /* guarded by lock */
-	size_t n_new_fds, cap_new_fds;
-	struct np_req *done_head; /* completions from the pool; guarded by lock */
-	bool shutdown;            /* guarded by lock */
-	bool draining;            /* this loop's copy, loop thread only */
-	struct np_conn *conns;    /* doubly linked, loop thread only */
+	struct np_mailbox mbox; /* new sockets, completions, stats, shutdown */
+	struct np_loop_env env; /* what async engines' loop handles get */
+	/* server.c's: the last connection of a draining loop is gone. */
+	void (*empty)(struct np_loop *l);
+	bool draining;         /* loop thread only */
+	struct np_conn *conns; /* doubly linked, loop thread only */
 	unsigned n_conns;
-	struct np_conn *dirty;    /* connections with replies to send */
+	struct np_conn *dirty; /* connections with replies to send */
 	uv_timer_t drain_timer;
 	uv_prepare_t before_sleep; /* writes pending replies before the loop waits */
 	/* Coalescing (server.c): the most requests one connection brought in
@@ -270,8 +266,6 @@ struct np_loop {
 	/* Per export slot, made when the first client of an export arrives;
 	 * this loop's thread only. */
 	struct np_loop_export *ex[NP_MAX_EXPORTS];
-	bool reap;                       /* exports were removed; guarded by lock */
-	struct np_stats_ask *stats_asks; /* guarded by lock */
 };
 
 /* What one loop keeps for one export. */
@@ -288,6 +282,12 @@ struct np_loop_export {
 struct np_loop_export *np_loop_export_get(struct np_loop *l, struct np_export *ex);
 /* On a loop thread, when one of its connections to ex closes. */
 void np_loop_export_conn_gone(struct np_loop *l, struct np_export *ex);
+/* A connection joins the loop, and leaves it as it is freed (with the
+ * references it held to exports and its count against the limits). */
+void np_loop_conn_add(struct np_loop *l, struct np_conn *c);
+void np_loop_conn_remove(struct np_loop *l, struct np_conn *c);
+/* Closes the engine's handle for the loop and drops its reference. */
+void np_loop_export_release(struct np_loop *l, struct np_loop_export *le);
 
 struct np_listener {
 	int fd;
@@ -327,15 +327,8 @@ struct np_server {
 };
 
 int np_serve(struct np_config *cfg);
-/* Hands a completed request back to its loop from a worker thread. */
-void np_loop_complete(struct np_loop *l, struct np_req *req);
-/* Called by conn.c when a connection is freed. */
-void np_loop_conn_gone(struct np_loop *l);
-/* Wakes every loop to drain clients of removed exports (a reload). */
-void np_loops_reap(struct np_server *srv);
 
 /* ---- conn.c: one client connection ---- */
-#define NP_MAX_CHUNKS 8 /* reply chunks per READ: data and holes */
 #define NP_INBUF_SIZE (NP_HS_MAX_OPTION + 64 * 1024)
 /* A READ or WRITE may be of max_request bytes: 64 MiB unless set, from the
  * 32 MiB every client must take to 256 MiB. Clients that do not negotiate
@@ -348,29 +341,50 @@ void np_loops_reap(struct np_server *srv);
 #define NP_MAX_REQUEST         NBD_MAX_PORTABLE_REQUEST
 #define NP_MAX_REQUEST_DEFAULT (64U << 20)
 #define NP_MAX_REQUEST_LIMIT   (256U << 20)
-#define NP_MAX_EXTENTS 1024
+#define NP_MAX_EXTENTS         1024
+/* Bytes a connection may hold during the handshake (np_req_cap). */
+#define NP_HS_MAX_PENDING (1024 * 1024)
 
 struct np_req {
 	struct np_io io;
+	struct np_job job; /* on the pool: run the engine, complete on the loop */
+	void (*blocking)(void *h, struct np_io *io); /* an engine's, by run_blocking */
 	struct np_conn *conn;
 	struct np_req *next;
 	uint64_t cookie;
-	uint16_t cmd;       /* NBD_CMD_* as sent (io.op is the engine's) */
-	uint16_t cmd_flags; /* NBD_CMD_FLAG_* as sent (DF, REQ_ONE: the reply's) */
-	uint64_t t0;        /* when it was parsed, for latency */
-	uint32_t error;     /* NBD error decided before any engine ran */
-	uint64_t charge;    /* bytes counted against the in-flight cap */
-	bool wire;          /* bytes to send as they are (not to encrypt) */
-	int sf_fd;          /* READ sent with sendfile: from this file, */
+	uint16_t cmd;            /* NBD_CMD_* as sent (io.op is the engine's) */
+	uint16_t cmd_flags;      /* NBD_CMD_FLAG_* as sent (DF, REQ_ONE: the reply's) */
+	uint64_t t0;             /* when it was parsed, for latency */
+	uint32_t error;          /* NBD error decided before any engine ran */
+	uint64_t charge;         /* bytes counted against the in-flight cap */
+	bool wire;               /* bytes to send as they are (not to encrypt) */
+	int sf_fd;               /* READ sent with sendfile: from this file, */
 	uint64_t sf_off, sf_len; /* this range, after the iovecs; 0: none */
-	bool buf_mapped;    /* READ: io.buf is the engine's memory (map_read) */
-	bool zero_scanned;  /* zero_mask is known */
-	uint64_t zero_mask; /* READ: which granules are all zero (conn.c) */
-	struct iovec iov[2 * NP_MAX_CHUNKS + 1];
+	bool buf_mapped;         /* READ: io.buf is the engine's memory (map_read) */
+	bool zero_scanned;       /* zero_mask is known */
+	uint64_t zero_mask;      /* READ: which granules are all zero (conn.c) */
+	struct iovec iov[NP_REPLY_MAX_IOV];
 	unsigned n_iov, iov_done;
 	void *extra; /* heap payload to free with the reply (extents, text) */
 	/* Last: req_new clears everything before it. */
-	uint8_t hdr[NP_MAX_CHUNKS * (NBD_EXT_CHUNK_SIZE + 16)];
+	uint8_t hdr[NP_REPLY_HDR_MAX];
+};
+
+/* A connection's life, in this order; conn.c asserts every change.
+ * HANDSHAKE may go to TLS_HANDSHAKE and back (STARTTLS) and on to
+ * TRANSMISSION; any state before ENDING may end or close; an ending one may
+ * still close. */
+enum np_conn_state {
+	NP_CONN_HANDSHAKE,     /* options */
+	NP_CONN_TLS_HANDSHAKE, /* STARTTLS accepted, TLS handshake under way */
+	NP_CONN_TRANSMISSION,  /* requests */
+	NP_CONN_DRAINING,      /* the server's end: the socket is no longer read,
+				* requests already received are still answered */
+	NP_CONN_ENDING,        /* nothing more is parsed; closes once the replies
+				* it holds are out (DISC, drained) */
+	NP_CONN_CLOSING,       /* replies are dropped; closes once no engine or
+				* pool holds a request of it */
+	NP_CONN_CLOSED,        /* its handles are closing; freed in on_close */
 };
 
 struct np_conn {
@@ -384,12 +398,11 @@ struct np_conn {
 	char peer[64];
 	struct sockaddr_storage peer_sa;
 
-	enum { NP_CONN_HANDSHAKE, NP_CONN_TRANSMISSION } phase;
+	enum np_conn_state state; /* changed only by conn.c's set_state */
 	struct np_hs hs;
-	struct np_hs_export hs_view, hs_list_view; /* copies the handshake reads */
-	struct np_export *hs_export;               /* held from lookup until transmission */
-	struct np_export *export;                  /* held while in transmission */
-	struct np_loop_export *lex;                /* this loop's state for it */
+	struct np_hs_view hs_view;  /* the exports the handshake sees (export.c) */
+	struct np_export *export;   /* held while in transmission */
+	struct np_loop_export *lex; /* this loop's state for it */
 	bool structured, extended, meta_base_allocation;
 	bool sendfile; /* large reads may go by sendfile (cfg and where the peer is) */
 
@@ -397,23 +410,23 @@ struct np_conn {
 	size_t in_len;
 	struct np_req *payload_req; /* WRITE whose payload is still arriving */
 	uint64_t payload_got;
-	uint64_t skip;              /* payload bytes to discard (refused WRITE) */
-	struct np_req *skip_req;    /* its reply, sent once the payload is gone */
+	uint64_t skip;           /* payload bytes to discard (refused WRITE) */
+	struct np_req *skip_req; /* its reply, sent once the payload is gone */
 
 	uint64_t n_requests, n_bytes, n_errors;
 	uint64_t turn;      /* the loop turn turn_reqs counts for */
 	unsigned turn_reqs; /* requests parsed in that turn */
 	uint64_t inflight_bytes;
-	unsigned engine_busy; /* requests an engine or the pool still holds */
+	unsigned engine_busy;             /* requests an engine or the pool still holds */
 	struct np_fairq_owner pool_queue; /* its requests waiting for a worker;
 					   * under pool.lock */
-	bool reading, paused, closing, graceful, closed;
-	bool stopping; /* by np_conn_drain: the socket is no longer read */
-	unsigned open_handles; /* of tcp and timer, while closing */
+	/* Flow control, apart from the state: whether libuv reads the
+	 * socket, and whether a budget stopped the parsing. */
+	bool reading, paused;
 
-	void *tls;          /* gnutls_session_t once STARTTLS was accepted */
-	bool tls_up;        /* its handshake is done */
-	uint8_t *tls_in;    /* ciphertext received, not yet decrypted */
+	void *tls;       /* gnutls_session_t once STARTTLS was accepted */
+	bool tls_up;     /* its handshake is done */
+	uint8_t *tls_in; /* ciphertext received, not yet decrypted */
 	size_t tls_in_len, tls_in_pos;
 	struct np_buf tls_out; /* ciphertext produced, not yet queued */
 
@@ -422,17 +435,73 @@ struct np_conn {
 	uv_write_t write_req;
 	bool write_busy;
 	struct np_wpoll *wpoll; /* waits for a full socket to drain; made on first need */
+	/* conn.c's: libuv finished a write, or the socket drained, or failed
+	 * (why); sendq.c calls it from libuv's callbacks. */
+	void (*written)(struct np_conn *c, const char *why);
 };
 
 void np_conn_accept(struct np_loop *l, const struct np_accepted *a);
-/* Handles whatever complete messages the input buffer holds. */
-void np_conn_process(struct np_conn *c);
-/* Queues bytes to send unencrypted (TLS records, pre-TLS handshake). */
-int np_conn_queue_wire(struct np_conn *c, const void *data, size_t len);
+/* Puts c on its loop's list of connections with replies to write. */
+static inline void np_conn_mark_dirty(struct np_conn *c)
+{
+	if (!c->dirty) {
+		c->dirty = true;
+		c->dirty_next = c->loop->dirty;
+		c->loop->dirty = c;
+	}
+}
+
+/* ---- request.c: parse, validate, dispatch and batch ---- */
+enum { NP_PARSE_MORE, NP_PARSE_DISC, NP_PARSE_CLOSE };
+/* Handles every complete request in c's input buffer, or until a budget
+ * pauses the connection (c->paused). Returns NP_PARSE_MORE, NP_PARSE_DISC
+ * (the client disconnects: end the connection once its replies are out) or
+ * NP_PARSE_CLOSE (close it now, for *why). */
+int np_request_parse(struct np_conn *c, const char **why);
+/* The WRITE payload read straight into its buffer has all arrived. */
+void np_request_payload_done(struct np_conn *c);
+/* Drops n bytes from the front of the input buffer. */
+void np_request_consume(struct np_conn *c, size_t n);
+/* Bytes the connection may hold before it stops reading, and whether it
+ * holds that many, or the server its total budget (np_req_over_budget). */
+uint64_t np_req_cap(const struct np_conn *c);
+bool np_req_over_budget(const struct np_conn *c, uint64_t own_cap);
+/* Queues a copy of data as a reply: as it is when wire (TLS records, the
+ * handshake before TLS), else encrypted first under TLS. Returns 0 or -1. */
+int np_req_queue_copy(struct np_conn *c, const void *data, size_t len, bool wire);
+
+/* ---- options.c: the handshake on a connection ---- */
+enum { NP_OPT_MORE, NP_OPT_STARTTLS, NP_OPT_END, NP_OPT_CLOSE, NP_OPT_GO };
+/* Starts the handshake: the greeting is queued. Returns 0 or -1. */
+int np_options_start(struct np_conn *c);
+/* Handles the options in c's input buffer and queues their replies.
+ * Returns NP_OPT_MORE (wait for more), NP_OPT_STARTTLS (start TLS once
+ * the ACK is out), NP_OPT_END (the client ended the handshake),
+ * NP_OPT_CLOSE (close, for *why) or NP_OPT_GO (transmission: c->export
+ * and the negotiated options are set). */
+int np_options_input(struct np_conn *c, const char **why);
+
+/* Where libuv may put what arrives: the rest of a WRITE payload straight
+ * into its buffer, else the free end of the input buffer. */
+void np_request_recv_space(struct np_conn *c, uint8_t **p, size_t *len);
+/* Frees a WRITE whose payload is still arriving, or being skipped. */
+void np_request_drop_partial(struct np_conn *c);
+/* Frees every request and reply a closed connection still holds. */
+void np_request_drop(struct np_conn *c);
+
+/* ---- sendq.c: the write queue ---- */
+/* Writes what c's queue holds, as far as the socket takes it. Returns 0,
+ * or -1 with *why when the connection must close. */
+int np_sendq_flush(struct np_conn *c, const char **why);
+/* Closes the poll handle a full socket made, as the connection closes. */
+void np_sendq_stop(struct np_conn *c);
+/* Under TLS: queues what GnuTLS pushed as one wire reply, and encrypts
+ * every queued plaintext reply into it (0 or -1). */
+void np_sendq_push_tls(struct np_conn *c);
+int np_sendq_encrypt(struct np_conn *c);
+/* Why a read from or a write to the client failed. */
+const char *np_socket_error(int e);
 void np_req_free(struct np_req *r);
-/* Notes which parts of a finished READ are zeroes, for hole chunks; done by
- * whichever thread did the read, so a large scan is off the loop. */
-void np_req_scan_zeroes(struct np_req *r);
 /* "ADDR:PORT", "[V6ADDR]:PORT" or "unix:PATH[pid N uid N]", for log lines. */
 void np_format_peer(const struct sockaddr *sa, char *out, size_t len);
 /* Closes an accepted socket that never became a connection. */
@@ -442,6 +511,10 @@ void np_server_drop_fd(struct np_server *srv, const struct np_accepted *a);
  * received, buffered ones a budget had paused included, then closes. */
 void np_conn_drain(struct np_conn *c);
 void np_conn_close(struct np_conn *c, const char *why);
+/* np_loop_env.run_blocking: runs an engine's blocking call for a request
+ * it got from submit on the pool, in the connection's turn. */
+void np_req_run_blocking(const struct np_loop_env *env, struct np_io *io,
+			 void (*fn)(void *h, struct np_io *io));
 /* Completion of an engine request, on the connection's loop thread. */
 void np_req_done(struct np_io *io);
 /* Writes every connection's pending replies; called at the end of each
@@ -453,15 +526,25 @@ void np_loop_flush(struct np_loop *l);
 struct np_tls;
 int np_tls_server_init(struct np_server *srv);
 void np_tls_server_free(struct np_server *srv);
-/* Starts TLS on a connection whose STARTTLS was just accepted. */
+/* The connection's half: these return what happened and leave acting on
+ * it to conn.c. Ciphertext GnuTLS produces collects in c->tls_out, for
+ * the caller to queue as it is. */
+/* Sets up TLS on a connection whose STARTTLS was just accepted; what the
+ * client sent after STARTTLS becomes the first ciphertext. Returns 0 or
+ * -1. */
 int np_tls_start(struct np_conn *c);
-/* Where libuv may put received ciphertext. */
+/* Goes on with the TLS handshake: 1 while it needs more from the client,
+ * 0 once TLS is up (c->tls_up), -1 on failure with *why. */
+int np_tls_step(struct np_conn *c, const char **why);
+/* Where libuv may put received ciphertext, and that n bytes arrived. */
 void np_tls_recv_space(struct np_conn *c, uint8_t **p, size_t *len);
-/* n bytes of ciphertext arrived there. */
-void np_tls_input(struct np_conn *c, size_t n);
-void np_tls_pump(struct np_conn *c);
-/* Encrypts every queued plaintext reply into one TLS write. */
-int np_tls_encrypt(struct np_conn *c);
+void np_tls_received(struct np_conn *c, size_t n);
+/* Decrypts one record into the input buffer: 1 when it did, 0 when GnuTLS
+ * needs more ciphertext or the buffer is full, -1 when the session ended
+ * (*why: NULL for a clean close). */
+int np_tls_read(struct np_conn *c, const char **why);
+/* Encrypts len bytes into c->tls_out. Returns 0 or -EIO. */
+int np_tls_encrypt(struct np_conn *c, const void *data, size_t len);
 void np_tls_conn_free(struct np_conn *c);
 
 #endif

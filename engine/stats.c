@@ -18,12 +18,12 @@
 #include "engine/internal.h"
 
 static const uint64_t lat_bounds_ns[NP_LAT_BUCKETS - 1] = {
-	50000,	  100000,    250000,	500000,	   1000000,   2500000,	5000000,
-	10000000, 25000000, 50000000, 100000000, 250000000, 1000000000,
+    50000,    100000,   250000,   500000,    1000000,   2500000,    5000000,
+    10000000, 25000000, 50000000, 100000000, 250000000, 1000000000,
 };
 
 static const char *const cmd_label[NP_STAT_CMDS] = {
-	"read", "write", "disc", "flush", "trim", "cache", "write_zeroes", "block_status", "other",
+    "read", "write", "disc", "flush", "trim", "cache", "write_zeroes", "block_status", "other",
 };
 
 void np_stats_record(struct np_loop_export *le, uint16_t cmd, uint64_t bytes, bool error,
@@ -78,9 +78,10 @@ struct np_collect {
 };
 
 struct np_stats_ask {
+	struct np_job job; /* completes on the loop asked */
+	struct np_loop *loop;
 	struct np_collect *col;
 	unsigned slot;
-	struct np_stats_ask *next;
 };
 
 static void collect_put(struct np_collect *col)
@@ -105,11 +106,13 @@ static void collect_put(struct np_collect *col)
 	free(col);
 }
 
-/* On a loop thread: copies this loop's numbers into every waiting ask. */
-void np_stats_answer(struct np_loop *l, struct np_stats_ask *ask)
+/* On a loop thread: copies this loop's numbers into the ask. */
+static void answer(struct np_job *job)
 {
-	while (ask) {
-		struct np_stats_ask *next = ask->next;
+	struct np_stats_ask *ask = container_of(job, struct np_stats_ask, job);
+	struct np_loop *l = ask->loop;
+
+	{
 		struct slot *s = &ask->col->slots[ask->slot];
 		size_t n = 0;
 
@@ -131,7 +134,7 @@ void np_stats_answer(struct np_loop *l, struct np_stats_ask *ask)
 		}
 		for (struct np_conn *c = l->conns; c && s->conns; c = c->next) {
 			struct conn_snap *cs = &s->conns[n++];
-			bool tx = c->phase == NP_CONN_TRANSMISSION && c->export;
+			bool tx = c->export != NULL;
 
 			cs->id = c->id;
 			memcpy(cs->peer, c->peer, sizeof(cs->peer));
@@ -151,7 +154,6 @@ void np_stats_answer(struct np_loop *l, struct np_stats_ask *ask)
 		pthread_mutex_unlock(&ask->col->lock);
 		collect_put(ask->col);
 		free(ask);
-		ask = next;
 	}
 }
 
@@ -307,23 +309,27 @@ static void format(struct np_server *srv, struct np_collect *col, struct np_buf 
 				cum += d->lat[q];
 				if (q < NP_LAT_BUCKETS - 1)
 					outf(b,
-					     "nbdplex_request_duration_seconds_bucket{export=\"%s\",%s,"
+					     "nbdplex_request_duration_seconds_bucket{export=\"%"
+					     "s\",%s,"
 					     "le=\"%g\"} %llu\n",
-					     lbl, lbl2, lat_bounds_ns[q] / 1e9, (unsigned long long)cum);
+					     lbl, lbl2, lat_bounds_ns[q] / 1e9,
+					     (unsigned long long)cum);
 				else
 					outf(b,
-					     "nbdplex_request_duration_seconds_bucket{export=\"%s\",%s,"
+					     "nbdplex_request_duration_seconds_bucket{export=\"%"
+					     "s\",%s,"
 					     "le=\"+Inf\"} %llu\n",
 					     lbl, lbl2, (unsigned long long)cum);
 			}
-			outf(b, "nbdplex_request_duration_seconds_sum{export=\"%s\",%s} %.9f\n", lbl,
-			     lbl2, d->lat_sum_ns / 1e9);
-			outf(b, "nbdplex_request_duration_seconds_count{export=\"%s\",%s} %llu\n", lbl,
-			     lbl2, (unsigned long long)d->requests);
+			outf(b, "nbdplex_request_duration_seconds_sum{export=\"%s\",%s} %.9f\n",
+			     lbl, lbl2, d->lat_sum_ns / 1e9);
+			outf(b, "nbdplex_request_duration_seconds_count{export=\"%s\",%s} %llu\n",
+			     lbl, lbl2, (unsigned long long)d->requests);
 		}
 	}
 	header(b, "nbdplex_connections", "gauge", "Connections in transmission, by export.");
-	header(b, "nbdplex_bytes_in_flight", "gauge", "Bytes of requests and replies held, by export.");
+	header(b, "nbdplex_bytes_in_flight", "gauge",
+	       "Bytes of requests and replies held, by export.");
 	header(b, "nbdplex_export_size_bytes", "gauge", "Size of each export.");
 	header(b, "nbdplex_export_allocated_bytes", "gauge",
 	       "Bytes of storage each export uses, where its engine can tell.");
@@ -354,7 +360,8 @@ static void format(struct np_server *srv, struct np_collect *col, struct np_buf 
 			    current(list, cs->slot, cs->gen) ? list[cs->slot]->hs.name : "";
 
 			outf(b,
-			     "nbdplex_connection_requests_total{conn=\"%llu\",peer=\"%s\",export=\"%s\","
+			     "nbdplex_connection_requests_total{conn=\"%llu\",peer=\"%s\",export="
+			     "\"%s\","
 			     "tls=\"%s\"} %llu\n",
 			     (unsigned long long)cs->id, label(cs->peer, lbl2, sizeof(lbl2)),
 			     label(ename, lbl, sizeof(lbl)), cs->tls ? "yes" : "no",
@@ -365,7 +372,8 @@ static void format(struct np_server *srv, struct np_collect *col, struct np_buf 
 			     "nbdplex_connection_bytes_in_flight{conn=\"%llu\",peer=\"%s\"} %llu\n",
 			     (unsigned long long)cs->id, lbl2, (unsigned long long)cs->bytes,
 			     (unsigned long long)cs->id, lbl2, (unsigned long long)cs->errors,
-			     (unsigned long long)cs->id, lbl2, (unsigned long long)cs->inflight_bytes);
+			     (unsigned long long)cs->id, lbl2,
+			     (unsigned long long)cs->inflight_bytes);
 		}
 	}
 	header(b, "nbdplex_connections_accepted_total", "counter", "Connections accepted.");
@@ -404,11 +412,11 @@ int np_stats_collect(struct np_server *srv, struct np_buf *out)
 		}
 		ask->col = col;
 		ask->slot = i;
-		pthread_mutex_lock(&l->lock);
-		ask->next = l->stats_asks;
-		l->stats_asks = ask;
-		pthread_mutex_unlock(&l->lock);
-		uv_async_send(&l->wake);
+		ask->loop = l;
+		ask->job.run = NULL;
+		ask->job.complete = answer;
+		ask->job.mbox = &l->mbox;
+		np_mailbox_post(&l->mbox, &ask->job);
 	}
 	clock_gettime(CLOCK_REALTIME, &deadline);
 	deadline.tv_sec += 2;
