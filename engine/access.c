@@ -7,7 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "engine/internal.h"
+#include "engine/access.h"
+#include "engine/server.h"
 
 /* IPv4 is kept as IPv4-mapped IPv6 so that one comparison serves both, and
  * a v4 rule matches a v4 client seen on a dual-stack listener. A Unix peer

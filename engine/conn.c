@@ -7,7 +7,15 @@
 #include <assert.h>
 #include <stdlib.h>
 
-#include "engine/internal.h"
+#include "engine/access.h"
+#include "engine/conn.h"
+#include "engine/log.h"
+#include "engine/loop.h"
+#include "engine/options.h"
+#include "engine/request.h"
+#include "engine/sendq.h"
+#include "engine/server.h"
+#include "engine/tls.h"
 
 static void conn_input(struct np_conn *c);
 static void conn_process(struct np_conn *c);

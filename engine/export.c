@@ -4,7 +4,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/internal.h"
+#include "engine/access.h"
+#include "engine/config.h"
+#include "engine/export.h"
+#include "engine/log.h"
+#include "engine/server.h"
 #include "storage/registry.h"
 
 static uint16_t tflags_from_caps(uint32_t caps, bool readonly)

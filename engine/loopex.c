@@ -5,7 +5,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/internal.h"
+#include "engine/access.h"
+#include "engine/conn.h"
+#include "engine/export.h"
+#include "engine/log.h"
+#include "engine/loop.h"
+#include "engine/server.h"
 
 struct np_loop_export *np_loop_export_get(struct np_loop *l, struct np_export *ex)
 {

@@ -3,7 +3,13 @@
  * the replies it makes are queued. What the handshake comes to (STARTTLS,
  * an end, the start of transmission) is returned to conn.c, which owns
  * the connection's state and acts on it. */
-#include "engine/internal.h"
+#include "engine/conn.h"
+#include "engine/export.h"
+#include "engine/log.h"
+#include "engine/loop.h"
+#include "engine/options.h"
+#include "engine/request.h"
+#include "engine/server.h"
 
 int np_options_start(struct np_conn *c)
 {

@@ -15,8 +15,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/internal.h"
+#include "engine/conn.h"
+#include "engine/export.h"
+#include "engine/log.h"
+#include "engine/loop.h"
 #include "engine/reply.h"
+#include "engine/request.h"
+#include "engine/server.h"
+#include "engine/stats.h"
 
 #define SENDFILE_MIN  (64 * 1024)  /* smaller reads are cheaper copied */
 #define MAP_READ_MIN  (256 * 1024) /* smaller: cheaper read in batches (file.c) */

@@ -14,7 +14,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "engine/internal.h"
+#include "engine/conn.h"
+#include "engine/request.h"
+#include "engine/sendq.h"
+#include "engine/tls.h"
 #include "util/fullio.h"
 
 #define WRITE_BATCH 1024 /* iovecs per write; IOV_MAX on Linux */

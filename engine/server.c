@@ -21,7 +21,16 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "engine/internal.h"
+#include "engine/access.h"
+#include "engine/config.h"
+#include "engine/conn.h"
+#include "engine/export.h"
+#include "engine/log.h"
+#include "engine/loop.h"
+#include "engine/metrics.h"
+#include "engine/request.h"
+#include "engine/server.h"
+#include "engine/tls.h"
 
 #ifdef NP_HAVE_SYSTEMD
 #include <systemd/sd-daemon.h>

@@ -15,7 +15,11 @@
 #include <string.h>
 #include <time.h>
 
-#include "engine/internal.h"
+#include "engine/conn.h"
+#include "engine/export.h"
+#include "engine/loop.h"
+#include "engine/server.h"
+#include "engine/stats.h"
 
 static const uint64_t lat_bounds_ns[NP_LAT_BUCKETS - 1] = {
     50000,    100000,   250000,   500000,    1000000,   2500000,    5000000,

@@ -14,7 +14,11 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "engine/internal.h"
+#include "engine/config.h"
+#include "engine/conn.h"
+#include "engine/log.h"
+#include "engine/server.h"
+#include "engine/tls.h"
 
 #define TLS_IN_SIZE (64 * 1024)
 
