@@ -129,12 +129,33 @@ static void conn_written(struct np_conn *c, const char *why)
 
 void np_loop_flush(struct np_loop *l)
 {
-	while (l->dirty) {
-		struct np_conn *c = l->dirty;
+	struct np_loop_conns *lc = np_loop_conns(l);
 
-		l->dirty = c->dirty_next;
+	while (lc->dirty) {
+		struct np_conn *c = lc->dirty;
+
+		lc->dirty = c->dirty_next;
 		c->dirty = false;
 		conn_flush(c);
+	}
+}
+
+/* ---- the loop's connections ---- */
+
+void np_conns_drain(struct np_loop *l, bool removed_only)
+{
+	for (struct np_conn *c = np_loop_conns(l)->head, *next; c; c = next) {
+		next = c->next;
+		if (!removed_only || (c->export && np_export_draining(c->export)))
+			np_conn_drain(c);
+	}
+}
+
+void np_conns_close(struct np_loop *l, const char *why)
+{
+	for (struct np_conn *c = np_loop_conns(l)->head, *next; c; c = next) {
+		next = c->next;
+		np_conn_close(c, why);
 	}
 }
 
@@ -147,13 +168,12 @@ static void on_close(uv_handle_t *h)
 
 	assert(c->state == NP_CONN_CLOSED && !c->engine_busy);
 	np_request_drop(c);
-	np_loop_conn_remove(l, c);
+	np_conns_unlink(c);
 	np_hs_free(&c->hs);
 	np_tls_conn_free(c);
 	free(c->in);
 	free(c);
-	if (l->draining)
-		l->empty(l);
+	np_loop_conn_gone(l);
 }
 
 /* The timer closes first and the socket after it, so that the connection
@@ -360,7 +380,7 @@ static void free_unopened(uv_handle_t *h)
 
 void np_conn_accept(struct np_loop *l, const struct np_accepted *a)
 {
-	struct np_server *srv = l->srv;
+	struct np_server *srv = np_loop_server(l);
 	struct np_conn *c = calloc(1, sizeof(*c));
 
 	if (!c || !(c->in = malloc(NP_INBUF_SIZE))) {
@@ -369,7 +389,7 @@ void np_conn_accept(struct np_loop *l, const struct np_accepted *a)
 		np_server_drop_fd(srv, a);
 		return;
 	}
-	if (uv_tcp_init(&l->uv, &c->tcp) < 0) {
+	if (uv_tcp_init(np_loop_uv(l), &c->tcp) < 0) {
 		np_err("cannot set up an accepted socket");
 		np_server_drop_fd(srv, a);
 		free(c->in);
@@ -383,6 +403,9 @@ void np_conn_accept(struct np_loop *l, const struct np_accepted *a)
 		return;
 	}
 	c->loop = l;
+	c->srv = srv;
+	c->lc = np_loop_conns(l);
+	c->mbox = np_loop_mailbox(l);
 	c->id = atomic_fetch_add(&srv->next_conn_id, 1) + 1;
 	uv_tcp_nodelay(&c->tcp, 1);
 	c->peer_sa = a->peer;
@@ -390,8 +413,8 @@ void np_conn_accept(struct np_loop *l, const struct np_accepted *a)
 	c->sendfile = srv->cfg->sendfile == NP_SENDFILE_ON ||
 		      (srv->cfg->sendfile == NP_SENDFILE_AUTO &&
 		       !np_tcp_peer_is_local(&c->tcp, (struct sockaddr *)&c->peer_sa));
-	np_loop_conn_add(l, c);
-	uv_timer_init(&l->uv, &c->timer);
+	np_conns_link(c);
+	uv_timer_init(np_loop_uv(l), &c->timer);
 	uv_timer_start(&c->timer, on_handshake_timeout,
 		       (uint64_t)srv->cfg->handshake_timeout * 1000, 0);
 	if (np_options_start(c) < 0) {
@@ -399,7 +422,7 @@ void np_conn_accept(struct np_loop *l, const struct np_accepted *a)
 		return;
 	}
 	np_debug("conn %llu from %s: accepted on loop %u", (unsigned long long)c->id, c->peer,
-		 l->index);
+		 np_loop_index(l));
 	c->written = conn_written;
 	uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 	c->reading = true;

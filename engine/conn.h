@@ -1,5 +1,5 @@
 /* conn.c: one client connection, and the struct the connection's files
- * (conn, request, sendq, options, tls) share. */
+ * (conn, conns, request, sendq, options, tls) share. */
 #ifndef NP_ENGINE_CONN_H
 #define NP_ENGINE_CONN_H
 
@@ -13,7 +13,9 @@
 #include "engine/fairq.h"
 #include "engine/job.h"
 #include "engine/loop.h"
+#include "engine/mailbox.h"
 #include "engine/reply.h"
+#include "engine/stats.h"
 #include "net/buf.h"
 #include "net/handshake.h"
 #include "net/proto.h"
@@ -70,7 +72,10 @@ struct np_conn {
 	uv_tcp_t tcp; /* first: handle callbacks recover the conn from it */
 	uv_timer_t timer;
 	struct np_loop *loop;
-	struct np_conn *prev, *next; /* in loop->conns */
+	struct np_server *srv;       /* the loop's, kept at hand */
+	struct np_loop_conns *lc;    /* the loop's list of connections */
+	struct np_mailbox *mbox;     /* the loop's, where pool jobs complete */
+	struct np_conn *prev, *next; /* in lc->head */
 	struct np_conn *dirty_next;
 	bool dirty;
 	uint64_t id;
@@ -119,14 +124,13 @@ struct np_conn {
 	void (*written)(struct np_conn *c, const char *why);
 };
 
-void np_conn_accept(struct np_loop *l, const struct np_accepted *a);
 /* Puts c on its loop's list of connections with replies to write. */
 static inline void np_conn_mark_dirty(struct np_conn *c)
 {
 	if (!c->dirty) {
 		c->dirty = true;
-		c->dirty_next = c->loop->dirty;
-		c->loop->dirty = c;
+		c->dirty_next = c->lc->dirty;
+		c->lc->dirty = c;
 	}
 }
 
@@ -135,6 +139,19 @@ static inline void np_conn_mark_dirty(struct np_conn *c)
  * received, buffered ones a budget had paused included, then closes. */
 void np_conn_drain(struct np_conn *c);
 void np_conn_close(struct np_conn *c, const char *why);
+/* conns.c: a connection joins its loop's list (c->lc), and leaves it as it
+ * is freed, with the references it held to exports and its count against
+ * the limits. */
+void np_conns_link(struct np_conn *c);
+void np_conns_unlink(struct np_conn *c);
+
+void np_conn_accept(struct np_loop *l, const struct np_accepted *a);
+/* A loop's connections: every one drained (or those whose export a reload
+ * removed), every one closed; and their numbers, in a malloc'd array (0 or
+ * -ENOMEM, then *out is NULL). */
+void np_conns_drain(struct np_loop *l, bool removed_only);
+void np_conns_close(struct np_loop *l, const char *why);
+int np_conns_stats(struct np_loop *l, struct np_stats_conn **out, size_t *n);
 /* Writes every connection's pending replies; called at the end of each
  * callback that produced replies, so replies go out in as few writes as
  * possible. */

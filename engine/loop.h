@@ -24,30 +24,22 @@ struct np_coalesce {
 };
 bool np_coalesce_turn(struct np_coalesce *co, unsigned most);
 
-struct np_loop {
-	uv_loop_t uv;
-	uv_thread_t thread;
-	struct np_server *srv;
-	unsigned index;
-	struct np_mailbox mbox; /* new sockets, completions, stats, shutdown */
-	struct np_loop_env env; /* what async engines' loop handles get */
-	/* server.c's: the last connection of a draining loop is gone. */
-	void (*empty)(struct np_loop *l);
-	bool draining;         /* loop thread only */
-	struct np_conn *conns; /* doubly linked, loop thread only */
-	unsigned n_conns;
+/* A loop's struct is its own files' (server.c, loopex.c: loop_int.h);
+ * others go through the functions below, on the loop's thread unless said. */
+struct np_loop;
+
+/* What a loop keeps for its connections' files: its connections, those
+ * with replies to write, and the requests per turn that coalescing reads.
+ * A connection keeps a pointer to it (np_conn.lc), as the request path
+ * counts into it once per request. Loop thread only. */
+struct np_loop_conns {
+	struct np_conn *head; /* doubly linked through np_conn.prev and next */
+	unsigned n;
 	struct np_conn *dirty; /* connections with replies to send */
-	uv_timer_t drain_timer;
-	uv_prepare_t before_sleep; /* writes pending replies before the loop waits */
 	/* Coalescing (server.c): the most requests one connection brought in
-	 * since the loop last went to sleep, counted by conn.c's dispatch. */
+	 * since the loop last went to sleep, counted by request.c's dispatch. */
 	uint64_t turn;      /* loop turns so far */
 	unsigned turn_most; /* of this turn */
-	struct np_coalesce coalesce;
-	long wait_ns; /* 0: never */
-	/* Per export slot, made when the first client of an export arrives;
-	 * this loop's thread only. */
-	struct np_loop_export *ex[NP_MAX_EXPORTS];
 };
 
 /* What one loop keeps for one export. */
@@ -64,11 +56,21 @@ struct np_loop_export {
 struct np_loop_export *np_loop_export_get(struct np_loop *l, struct np_export *ex);
 /* On a loop thread, when one of its connections to ex closes. */
 void np_loop_export_conn_gone(struct np_loop *l, struct np_export *ex);
-/* A connection joins the loop, and leaves it as it is freed (with the
- * references it held to exports and its count against the limits). */
-void np_loop_conn_add(struct np_loop *l, struct np_conn *c);
-void np_loop_conn_remove(struct np_loop *l, struct np_conn *c);
 /* Closes the engine's handle for the loop and drops its reference. */
 void np_loop_export_release(struct np_loop *l, struct np_loop_export *le);
+
+/* The loop's parts that its connections use; any thread. */
+struct np_loop_conns *np_loop_conns(struct np_loop *l);
+struct np_server *np_loop_server(struct np_loop *l);
+uv_loop_t *np_loop_uv(struct np_loop *l);
+struct np_mailbox *np_loop_mailbox(struct np_loop *l);
+unsigned np_loop_index(const struct np_loop *l);
+/* The i-th of the server's loops; any thread. */
+struct np_loop *np_loop_nth(struct np_server *srv, unsigned i);
+/* One of the loop's connections is gone: a draining loop may finish. */
+void np_loop_conn_gone(struct np_loop *l);
+/* This loop's counters of every export it has served, in a malloc'd
+ * array. Returns 0 or -ENOMEM (then *out is NULL). */
+int np_loop_exports_stats(struct np_loop *l, struct np_stats_export **out, size_t *n);
 
 #endif

@@ -1,15 +1,15 @@
-/* What a loop keeps: its connections, and for each export its connections
- * to it, its statistics, and an async engine's handle for the loop, opened
- * with the first client and closed with the last once the export is
- * removed. All on the loop's own thread. */
+/* What a loop keeps: for each export its connections to it, its
+ * statistics, and an async engine's handle for the loop, opened with the
+ * first client and closed with the last once the export is removed; and
+ * the loop's parts its connections use (the list of connections itself
+ * is conn.c's). All on the loop's own thread unless said. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/access.h"
-#include "engine/conn.h"
 #include "engine/export.h"
 #include "engine/log.h"
-#include "engine/loop.h"
+#include "engine/loop_int.h"
 #include "engine/server.h"
 
 struct np_loop_export *np_loop_export_get(struct np_loop *l, struct np_export *ex)
@@ -65,36 +65,60 @@ void np_loop_export_conn_gone(struct np_loop *l, struct np_export *ex)
 		np_loop_export_release(l, le);
 }
 
-void np_loop_conn_add(struct np_loop *l, struct np_conn *c)
+struct np_loop_conns *np_loop_conns(struct np_loop *l)
 {
-	c->next = l->conns;
-	if (l->conns)
-		l->conns->prev = c;
-	l->conns = c;
-	l->n_conns++;
+	return &l->lc;
 }
 
-void np_loop_conn_remove(struct np_loop *l, struct np_conn *c)
+struct np_server *np_loop_server(struct np_loop *l)
 {
-	if (c->dirty) {
-		struct np_conn **pp = &l->dirty;
+	return l->srv;
+}
 
-		while (*pp != c)
-			pp = &(*pp)->dirty_next;
-		*pp = c->dirty_next;
+uv_loop_t *np_loop_uv(struct np_loop *l)
+{
+	return &l->uv;
+}
+
+struct np_mailbox *np_loop_mailbox(struct np_loop *l)
+{
+	return &l->mbox;
+}
+
+unsigned np_loop_index(const struct np_loop *l)
+{
+	return l->index;
+}
+
+struct np_loop *np_loop_nth(struct np_server *srv, unsigned i)
+{
+	return &srv->loops[i];
+}
+
+void np_loop_conn_gone(struct np_loop *l)
+{
+	if (l->draining)
+		l->empty(l);
+}
+
+int np_loop_exports_stats(struct np_loop *l, struct np_stats_export **out, size_t *n)
+{
+	size_t m = 0;
+
+	for (unsigned i = 0; i < NP_MAX_EXPORTS; i++)
+		m += l->ex[i] && l->ex[i]->gen;
+	*n = 0;
+	*out = malloc((m + 1) * sizeof(**out));
+	if (!*out)
+		return -ENOMEM;
+	for (unsigned i = 0; i < NP_MAX_EXPORTS; i++) {
+		if (l->ex[i] && l->ex[i]->gen) {
+			struct np_stats_export *es = &(*out)[(*n)++];
+
+			es->slot = i;
+			es->gen = l->ex[i]->gen;
+			es->stats = l->ex[i]->stats;
+		}
 	}
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		l->conns = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
-	l->n_conns--;
-	np_limits_release(&l->srv->limits, (struct sockaddr *)&c->peer_sa);
-	if (c->export) {
-		np_loop_export_conn_gone(l, c->export);
-		np_export_put(l->srv, c->export);
-	}
-	if (c->hs_view.held)
-		np_export_put(l->srv, c->hs_view.held);
+	return 0;
 }

@@ -13,10 +13,10 @@
 
 int np_options_start(struct np_conn *c)
 {
-	c->hs_view.srv = c->loop->srv;
+	c->hs_view.srv = c->srv;
 	c->hs_view.peer = (const struct sockaddr *)&c->peer_sa;
 	np_hs_init(&c->hs, &np_export_hs_ops, &c->hs_view);
-	c->hs.tls_mode = c->loop->srv->cfg->tls_mode;
+	c->hs.tls_mode = c->srv->cfg->tls_mode;
 	if (c->hs.why || np_req_queue_copy(c, c->hs.out.data, c->hs.out.len, true) < 0)
 		return -1;
 	c->hs.out.len = 0;
@@ -35,7 +35,7 @@ static int start_transmission(struct np_conn *c, const char **why)
 		le = np_loop_export_get(c->loop, ex);
 	if (!le) {
 		if (ex)
-			np_export_put(c->loop->srv, ex);
+			np_export_put(c->srv, ex);
 		*why = "export removed by a reload, or unavailable on this loop";
 		return NP_OPT_CLOSE;
 	}

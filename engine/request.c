@@ -48,7 +48,7 @@ static void charge(struct np_req *r, uint64_t n)
 
 	r->charge += n;
 	c->inflight_bytes += n;
-	atomic_fetch_add_explicit(&c->loop->srv->inflight_total, n, memory_order_relaxed);
+	atomic_fetch_add_explicit(&c->srv->inflight_total, n, memory_order_relaxed);
 }
 
 /* Whether a connection must stop reading: past its own cap, or holding
@@ -57,7 +57,7 @@ static void charge(struct np_req *r, uint64_t n)
  * progress, and its own completions are what let it go on. */
 bool np_req_over_budget(const struct np_conn *c, uint64_t own_cap)
 {
-	const struct np_server *srv = c->loop->srv;
+	const struct np_server *srv = c->srv;
 
 	return c->inflight_bytes >= own_cap ||
 	       (c->inflight_bytes > 0 &&
@@ -88,8 +88,7 @@ static struct np_req *req_new(struct np_conn *c)
  * options without reading the replies must not grow the queue. */
 uint64_t np_req_cap(const struct np_conn *c)
 {
-	return c->state <= NP_CONN_TLS_HANDSHAKE ? NP_HS_MAX_PENDING
-						 : c->loop->srv->cfg->max_inflight;
+	return c->state <= NP_CONN_TLS_HANDSHAKE ? NP_HS_MAX_PENDING : c->srv->cfg->max_inflight;
 }
 
 void np_req_free(struct np_req *r)
@@ -97,7 +96,7 @@ void np_req_free(struct np_req *r)
 	struct np_conn *c = r->conn;
 
 	c->inflight_bytes -= r->charge;
-	atomic_fetch_sub_explicit(&c->loop->srv->inflight_total, r->charge, memory_order_relaxed);
+	atomic_fetch_sub_explicit(&c->srv->inflight_total, r->charge, memory_order_relaxed);
 	if (!r->buf_mapped)
 		free(r->io.buf);
 	free(r->extra);
@@ -195,7 +194,7 @@ static void build_reply(struct np_req *r)
 	{
 		uint64_t bytes = !r->error && cmd <= NBD_CMD_WRITE ? io->len : 0;
 
-		np_stats_record(c->lex, cmd, bytes, r->error != 0, r->t0);
+		np_stats_record(&c->lex->stats, cmd, bytes, r->error != 0, uv_hrtime() - r->t0);
 		c->n_requests++;
 		c->n_bytes += bytes;
 		c->n_errors += r->error != 0;
@@ -271,8 +270,8 @@ void np_req_run_blocking(const struct np_loop_env *env, struct np_io *io,
 	r->blocking = fn;
 	r->job.run = blocking_run;
 	r->job.complete = blocking_complete;
-	r->job.mbox = &c->loop->mbox;
-	np_pool_submit(&c->loop->srv->pool, &c->pool_queue, &r->job, &r->job);
+	r->job.mbox = c->mbox;
+	np_pool_submit(&c->srv->pool, &c->pool_queue, &r->job, &r->job);
 }
 
 /* Adds r to the batch's list for the pool. The connection's queue node in
@@ -285,7 +284,7 @@ static void pool_append(struct batch *b, struct np_req *r)
 {
 	r->job.run = req_run;
 	r->job.complete = req_complete;
-	r->job.mbox = &r->conn->loop->mbox;
+	r->job.mbox = r->conn->mbox;
 	r->job.next = NULL;
 	if (b->pool_tail)
 		b->pool_tail->next = &r->job;
@@ -314,7 +313,7 @@ static void submit_batch(struct np_conn *c, struct batch *b)
 		}
 	}
 	if (b->pool_head) {
-		np_pool_submit(&c->loop->srv->pool, &c->pool_queue, b->pool_head, b->pool_tail);
+		np_pool_submit(&c->srv->pool, &c->pool_queue, b->pool_head, b->pool_tail);
 		b->pool_head = b->pool_tail = NULL;
 	}
 }
@@ -322,7 +321,7 @@ static void submit_batch(struct np_conn *c, struct batch *b)
 static void dispatch(struct np_conn *c, struct np_req *r, struct batch *b)
 {
 	struct np_export *ex = c->export;
-	struct np_loop *l = c->loop;
+	struct np_loop_conns *l = c->lc;
 
 	if (r->buf_mapped && r->io.op == NP_OP_WRITE) {
 		reply_now(c, r, 0); /* its payload is in place (try_map_write) */

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "engine/conn.h"
+#include "storage/storage.h"
 
 enum { NP_PARSE_MORE, NP_PARSE_DISC, NP_PARSE_CLOSE };
 /* Handles every complete request in c's input buffer, or until a budget
@@ -35,6 +36,7 @@ void np_request_drop_partial(struct np_conn *c);
 /* Frees every request and reply a closed connection still holds. */
 void np_request_drop(struct np_conn *c);
 /* Frees a request, with its buffers and what it held of the budgets. */
+struct np_req;
 void np_req_free(struct np_req *r);
 /* np_loop_env.run_blocking: runs an engine's blocking call for a request
  * it got from submit on the pool, in the connection's turn. */

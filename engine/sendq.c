@@ -138,7 +138,7 @@ static bool wait_writable(struct np_conn *c)
 		if (uv_fileno((uv_handle_t *)&c->tcp, &sock) < 0 || !(p = calloc(1, sizeof(*p))))
 			return false;
 		p->fd = fcntl(sock, F_DUPFD_CLOEXEC, 0);
-		if (p->fd < 0 || uv_poll_init_socket(&c->loop->uv, &p->poll, p->fd) < 0) {
+		if (p->fd < 0 || uv_poll_init_socket(c->tcp.loop, &p->poll, p->fd) < 0) {
 			if (p->fd >= 0)
 				close(p->fd);
 			free(p);

@@ -26,7 +26,7 @@
 #include "engine/conn.h"
 #include "engine/export.h"
 #include "engine/log.h"
-#include "engine/loop.h"
+#include "engine/loop_int.h"
 #include "engine/metrics.h"
 #include "engine/request.h"
 #include "engine/server.h"
@@ -102,7 +102,7 @@ static void loop_push_fd(struct np_loop *l, const struct np_accepted *a)
 
 static void loop_maybe_finish(struct np_loop *l)
 {
-	if (l->draining && l->n_conns == 0)
+	if (l->draining && l->lc.n == 0)
 		loop_close_handles(l);
 }
 
@@ -110,11 +110,7 @@ static void loop_maybe_finish(struct np_loop *l)
  * close; engine handles no client here uses any more are closed. */
 static void loop_reap(struct np_loop *l)
 {
-	for (struct np_conn *c = l->conns, *next; c; c = next) {
-		next = c->next;
-		if (c->export && np_export_draining(c->export))
-			np_conn_drain(c);
-	}
+	np_conns_drain(l, true);
 	for (unsigned i = 0; i < NP_MAX_EXPORTS; i++) {
 		struct np_loop_export *le = l->ex[i];
 
@@ -136,10 +132,7 @@ static void on_mail(struct np_mailbox *mb, unsigned signals)
 		loop_reap(l);
 	if (shutdown && !l->draining) {
 		l->draining = true;
-		for (struct np_conn *c = l->conns, *next; c; c = next) {
-			next = c->next;
-			np_conn_drain(c);
-		}
+		np_conns_drain(l, false);
 		np_loop_flush(l);
 		/* Clients that never read their replies must not hold the
 		 * server forever. */
@@ -154,10 +147,7 @@ static void on_drain_timeout(uv_timer_t *t)
 {
 	struct np_loop *l = container_of(t, struct np_loop, drain_timer);
 
-	for (struct np_conn *c = l->conns, *next; c; c = next) {
-		next = c->next;
-		np_conn_close(c, "shutdown timeout with requests still in flight");
-	}
+	np_conns_close(l, "shutdown timeout with requests still in flight");
 }
 
 static void loop_close_handles(struct np_loop *l)
@@ -597,10 +587,10 @@ bool np_coalesce_turn(struct np_coalesce *co, unsigned most)
 
 static void coalesce(struct np_loop *l)
 {
-	unsigned most = l->turn_most;
+	unsigned most = l->lc.turn_most;
 
-	l->turn++;
-	l->turn_most = 0;
+	l->lc.turn++;
+	l->lc.turn_most = 0;
 	if (l->wait_ns && np_coalesce_turn(&l->coalesce, most)) {
 		struct timespec ts = {0, l->wait_ns};
 		uint64_t t0 = uv_hrtime();

@@ -183,7 +183,7 @@ int np_tls_read(struct np_conn *c, const char **why)
 
 int np_tls_step(struct np_conn *c, const char **why)
 {
-	struct np_tls *t = c->loop->srv->tls;
+	struct np_tls *t = c->srv->tls;
 	int r = gnutls_handshake(c->tls);
 
 	if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED)
@@ -213,7 +213,7 @@ int np_tls_step(struct np_conn *c, const char **why)
 
 int np_tls_start(struct np_conn *c)
 {
-	struct np_tls *t = c->loop->srv->tls;
+	struct np_tls *t = c->srv->tls;
 	const char *prio = t->psk ? "NORMAL:+ECDHE-PSK:+DHE-PSK:+PSK" : "NORMAL";
 	uint8_t *left = c->in;
 	size_t n = c->in_len;

@@ -14,7 +14,7 @@ objs=${1:?usage: layers.sh 'OBJ.c.o;OBJ.c.o;...'}
 requires nm
 
 # Lowest first; keep docs/design.md's table ("Layers") in step.
-LAYERS=(log access config fairq mailbox pool reply export stats tls request sendq loopex options conn
+LAYERS=(log access config fairq mailbox pool reply export tls request sendq loopex options conns conn stats
 	metrics server)
 
 declare -A rank defined
@@ -45,6 +45,21 @@ for f in $engine_files; do
 done
 
 bad=0
+# A loop's struct is its own files' (docs/design.md, "Layers"): no other
+# file includes its private header.
+declare -A own=([loop_int.h]="loopex server")
+for h in "${!own[@]}"; do
+	while read -r f; do
+		base=${f##*/}
+		case " ${own[$h]} " in
+		*" ${base%.[ch]} "*) [[ $f == engine/*.c ]] && continue ;;
+		esac
+		[ "$base" = "$h" ] && continue
+		echo "$f includes engine/$h, which is only for engine/{${own[$h]// /,}}.c" >&2
+		bad=1
+	done < <(cd "$NP_SRC" && grep -rl --include='*.[ch]' "#include \"engine/$h\"" \
+		engine net storage util tools cmd tests fuzz 2>/dev/null)
+done
 while read -r member sym; do
 	to=${defined[$sym]:-}
 	[ -n "$to" ] && [ "$to" != "$member" ] || continue
@@ -58,5 +73,5 @@ while read -r member sym; do
 		bad=1
 	fi
 done < <(sed -n 's/^\([^ ]*\) U \(.*\)$/\1 \2/p' "$TMP/syms")
-[ "$bad" = 0 ] || fail "calls that go up or sideways in engine/ (order: ${LAYERS[*]})"
+[ "$bad" = 0 ] || fail "calls that go up or sideways in engine/ (order: ${LAYERS[*]}), or private structs seen"
 pass
