@@ -8,7 +8,7 @@
 #include <stdlib.h>
 
 #include "engine/access.h"
-#include "engine/conn.h"
+#include "engine/conn_int.h"
 #include "engine/log.h"
 #include "engine/loop.h"
 #include "engine/options.h"

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "engine/access.h"
-#include "engine/conn.h"
+#include "engine/conn_int.h"
 #include "engine/export.h"
 #include "engine/loop.h"
 #include "engine/server.h"

@@ -3,7 +3,7 @@
  * the replies it makes are queued. What the handshake comes to (STARTTLS,
  * an end, the start of transmission) is returned to conn.c, which owns
  * the connection's state and acts on it. */
-#include "engine/conn.h"
+#include "engine/conn_int.h"
 #include "engine/export.h"
 #include "engine/log.h"
 #include "engine/loop.h"

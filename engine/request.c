@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/conn.h"
+#include "engine/conn_int.h"
 #include "engine/export.h"
 #include "engine/log.h"
 #include "engine/loop.h"

@@ -14,7 +14,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "engine/conn.h"
+#include "engine/conn_int.h"
 #include "engine/request.h"
 #include "engine/sendq.h"
 #include "engine/tls.h"

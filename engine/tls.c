@@ -15,7 +15,7 @@
 #include <sys/stat.h>
 
 #include "engine/config.h"
-#include "engine/conn.h"
+#include "engine/conn_int.h"
 #include "engine/log.h"
 #include "engine/server.h"
 #include "engine/tls.h"

@@ -45,9 +45,9 @@ for f in $engine_files; do
 done
 
 bad=0
-# A loop's struct is its own files' (docs/design.md, "Layers"): no other
-# file includes its private header.
-declare -A own=([loop_int.h]="loopex server")
+# A connection's struct and a loop's are their own files' (docs/design.md,
+# "Layers"): no other file includes their private headers.
+declare -A own=([conn_int.h]="conn conns request sendq options tls" [loop_int.h]="loopex server")
 for h in "${!own[@]}"; do
 	while read -r f; do
 		base=${f##*/}
