@@ -7,7 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "engine/internal.h"
+#include "engine/config.h"
+#include "engine/server.h"
 #include "storage/registry.h"
 #include "tools/stats.h"
 #ifdef NP_HAVE_ATTACH

@@ -5,8 +5,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
-#include "engine/internal.h"
+#include "engine/access.h"
+#include "engine/server.h"
 
 /* IPv4 is kept as IPv4-mapped IPv6 so that one comparison serves both, and
  * a v4 rule matches a v4 client seen on a dual-stack listener. A Unix peer
@@ -236,4 +238,57 @@ void np_limits_free(struct np_limits *lim)
 		free(lim->buckets);
 	}
 	pthread_mutex_destroy(&lim->lock);
+}
+
+/* ---- peers ---- */
+
+void np_format_peer(const struct sockaddr *sa, char *out, size_t len)
+{
+	char ip[INET6_ADDRSTRLEN] = "?";
+
+	if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
+
+		uv_ip6_name(a, ip, sizeof(ip));
+		snprintf(out, len, "[%s]:%u", ip, ntohs(a->sin6_port));
+	} else if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
+
+		uv_ip4_name(a, ip, sizeof(ip));
+		snprintf(out, len, "%s:%u", ip, ntohs(a->sin_port));
+	} else if (sa->sa_family == AF_UNIX) {
+		const struct np_unix_peer *u = (const struct np_unix_peer *)sa;
+		char who[64] = "";
+		size_t n = strnlen(u->path, sizeof(u->path)), room;
+
+		if (u->cred)
+			snprintf(who, sizeof(who), " (pid %d, uid %u)", (int)u->pid,
+				 (unsigned)u->uid);
+		/* Who is on the other end says more than the whole path: a
+		 * long path keeps its tail. */
+		room = len > 6 + strlen(who) ? len - 6 - strlen(who) : 0;
+		if (n <= room)
+			snprintf(out, len, "unix:%.*s%s", (int)n, u->path, who);
+		else if (room > 3)
+			snprintf(out, len, "unix:...%s%s", u->path + n - (room - 3), who);
+		else
+			snprintf(out, len, "unix%s", who);
+	} else {
+		snprintf(out, len, "?");
+	}
+}
+
+void np_server_drop_fd(struct np_server *srv, const struct np_accepted *a)
+{
+	np_limits_release(&srv->limits, (const struct sockaddr *)&a->peer);
+	close(a->fd);
+}
+
+bool np_tcp_peer_is_local(uv_tcp_t *tcp, const struct sockaddr *peer)
+{
+	struct sockaddr_storage me;
+	int len = sizeof(me);
+	bool known = uv_tcp_getsockname(tcp, (struct sockaddr *)&me, &len) == 0;
+
+	return np_addr_is_local(peer, known ? (const struct sockaddr *)&me : NULL);
 }

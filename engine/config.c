@@ -34,7 +34,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "engine/internal.h"
+#include "engine/access.h"
+#include "engine/config.h"
+#include "engine/log.h"
 #include "storage/registry.h"
 #include "util/size.h"
 

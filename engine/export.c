@@ -4,15 +4,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/internal.h"
+#include "engine/access.h"
+#include "engine/config.h"
+#include "engine/export.h"
+#include "engine/log.h"
+#include "engine/server.h"
 #include "storage/registry.h"
 
 static uint16_t tflags_from_caps(uint32_t caps, bool readonly)
 {
 	/* FUA and WRITE_ZEROES are always offered: the core emulates them
 	 * (flush after write, zeroes written) when the engine cannot. */
-	uint16_t f = NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH | NBD_FLAG_SEND_DF |
-		     NBD_FLAG_SEND_CACHE;
+	uint16_t f =
+	    NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH | NBD_FLAG_SEND_DF | NBD_FLAG_SEND_CACHE;
 
 	if (readonly || !(caps & NP_CAP_WRITE))
 		f |= NBD_FLAG_READ_ONLY;
@@ -301,7 +305,6 @@ int np_exports_reload(struct np_server *srv)
 		else if (!exists && add_export(srv, &cfg->exports[i], ro) == 0)
 			added++;
 	}
-	np_loops_reap(srv);
 	for (size_t i = 0; i < n_gone; i++)
 		np_export_put(srv, gone[i]); /* the table's reference */
 	np_info("reload: %zu export(s) kept (%zu with new settings), %zu added, %zu removed", kept,
@@ -328,21 +331,18 @@ uint64_t np_export_refresh_size(struct np_export *ex)
 /* An export denied to a client does not exist for it: it is neither
  * listed nor found, so its name is not disclosed. Called with exports_lock
  * held. */
-static bool visible(const struct np_conn *c, const struct np_export *ex)
+static bool visible(const struct np_hs_view *v, const struct np_export *ex)
 {
-	return ex && !ex->draining &&
-	       np_acl_allows(ex->allow, (const struct sockaddr *)&c->peer_sa);
+	return ex && !ex->draining && np_acl_allows(ex->allow, v->peer);
 }
 
-/* The handshake reads a copy made under the lock, so a reload can change
- * an export's settings while handshakes go on; the strings belong to a
- * configuration that is never freed while the server runs. The export
- * found is held until the next lookup or the connection's end. */
+/* The strings of the copies belong to a configuration that is never freed
+ * while the server runs. */
 static const struct np_hs_export *hs_lookup(void *ctx, const char *name)
 {
-	struct np_conn *c = ctx;
-	struct np_server *srv = c->loop->srv;
-	struct np_export *found = NULL, *old = c->hs_export;
+	struct np_hs_view *v = ctx;
+	struct np_server *srv = v->srv;
+	struct np_export *found = NULL, *old = v->held;
 
 	pthread_mutex_lock(&srv->exports_lock);
 	if (!*name)
@@ -350,35 +350,35 @@ static const struct np_hs_export *hs_lookup(void *ctx, const char *name)
 	for (unsigned i = 0; i < NP_MAX_EXPORTS && !found; i++) {
 		struct np_export *ex = srv->exports[i];
 
-		if (visible(c, ex) && strcmp(ex->hs.name, name) == 0)
+		if (visible(v, ex) && strcmp(ex->hs.name, name) == 0)
 			found = ex;
 	}
 	if (found) {
 		found->refs++;
-		c->hs_view = found->hs;
+		v->found = found->hs;
 	}
-	c->hs_export = found;
+	v->held = found;
 	pthread_mutex_unlock(&srv->exports_lock);
 	if (old)
 		np_export_put(srv, old);
 	if (!found)
 		return NULL;
 	/* Every handshake sees the size as it is now. */
-	c->hs_view.size = np_export_refresh_size(found);
-	return &c->hs_view;
+	v->found.size = np_export_refresh_size(found);
+	return &v->found;
 }
 
 static const struct np_hs_export *hs_nth(void *ctx, size_t i)
 {
-	struct np_conn *c = ctx;
-	struct np_server *srv = c->loop->srv;
+	struct np_hs_view *v = ctx;
+	struct np_server *srv = v->srv;
 	const struct np_hs_export *e = NULL;
 
 	pthread_mutex_lock(&srv->exports_lock);
 	for (unsigned k = 0; k < NP_MAX_EXPORTS && !e; k++)
-		if (visible(c, srv->exports[k]) && i-- == 0) {
-			c->hs_list_view = srv->exports[k]->hs;
-			e = &c->hs_list_view;
+		if (visible(v, srv->exports[k]) && i-- == 0) {
+			v->listed = srv->exports[k]->hs;
+			e = &v->listed;
 		}
 	pthread_mutex_unlock(&srv->exports_lock);
 	return e;

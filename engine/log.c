@@ -5,7 +5,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "engine/internal.h"
+#include "engine/log.h"
 
 enum np_log_level np_log_level = NP_LOG_INFO;
 

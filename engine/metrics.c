@@ -9,7 +9,10 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "engine/internal.h"
+#include "engine/log.h"
+#include "engine/metrics.h"
+#include "engine/server.h"
+#include "engine/stats.h"
 #include "util/ctl.h"
 #include "util/err.h"
 

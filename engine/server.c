@@ -3,9 +3,9 @@
  *
  * Listening sockets are polled on loop 0, which accepts and hands each new
  * socket to the next loop in turn; a connection then lives on that loop. The
- * one door into a loop from another thread is its uv_async_t: new sockets,
- * completions from the worker pool and the shutdown request wait in lists
- * under the loop's lock, and one wake-up drains them all. */
+ * one door into a loop from another thread is its mailbox (mailbox.c): new
+ * sockets, completions from the worker pool, stats requests and the
+ * shutdown request, drained whole by one wake-up. */
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -21,7 +21,16 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "engine/internal.h"
+#include "engine/access.h"
+#include "engine/config.h"
+#include "engine/conn.h"
+#include "engine/export.h"
+#include "engine/log.h"
+#include "engine/loop_int.h"
+#include "engine/metrics.h"
+#include "engine/request.h"
+#include "engine/server.h"
+#include "engine/tls.h"
 
 #ifdef NP_HAVE_SYSTEMD
 #include <systemd/sd-daemon.h>
@@ -55,180 +64,82 @@ static void listener_close(struct np_listener *lis);
 
 /* ---- wake-ups from other threads ---- */
 
-void np_loop_complete(struct np_loop *l, struct np_req *req)
+/* A socket on its way from the listener to a loop. */
+struct accept_job {
+	struct np_job job;
+	struct np_loop *loop;
+	struct np_accepted a;
+};
+
+static void accept_complete(struct np_job *job)
 {
-	pthread_mutex_lock(&l->lock);
-	req->next = l->done_head;
-	l->done_head = req;
-	pthread_mutex_unlock(&l->lock);
-	uv_async_send(&l->wake);
+	struct accept_job *aj = container_of(job, struct accept_job, job);
+	struct np_loop *l = aj->loop;
+
+	if (l->draining)
+		np_server_drop_fd(l->srv, &aj->a);
+	else
+		np_conn_accept(l, &aj->a);
+	free(aj);
 }
 
 static void loop_push_fd(struct np_loop *l, const struct np_accepted *a)
 {
-	bool ok = true;
+	struct accept_job *aj = malloc(sizeof(*aj));
 
-	pthread_mutex_lock(&l->lock);
-	if (l->n_new_fds == l->cap_new_fds) {
-		size_t cap = l->cap_new_fds ? 2 * l->cap_new_fds : 16;
-		struct np_accepted *p = realloc(l->new_fds, cap * sizeof(*p));
-
-		if (p) {
-			l->new_fds = p;
-			l->cap_new_fds = cap;
-		} else {
-			ok = false;
-		}
-	}
-	if (ok)
-		l->new_fds[l->n_new_fds++] = *a;
-	pthread_mutex_unlock(&l->lock);
-	if (!ok) {
+	if (!aj) {
 		np_err("out of memory handing a connection to a loop");
 		np_server_drop_fd(l->srv, a);
 		return;
 	}
-	uv_async_send(&l->wake);
+	aj->job.run = NULL;
+	aj->job.complete = accept_complete;
+	aj->job.mbox = &l->mbox;
+	aj->loop = l;
+	aj->a = *a;
+	np_mailbox_post(&l->mbox, &aj->job);
 }
 
 static void loop_maybe_finish(struct np_loop *l)
 {
-	if (l->draining && l->n_conns == 0)
+	if (l->draining && l->lc.n == 0)
 		loop_close_handles(l);
-}
-
-/* ---- per-loop state of each export ---- */
-
-struct np_loop_export *np_loop_export_get(struct np_loop *l, struct np_export *ex)
-{
-	struct np_loop_export *le = l->ex[ex->slot];
-
-	/* A slot is reused only once nothing of its last export is left
-	 * here but counters: start afresh. */
-	if (le && le->gen != ex->gen)
-		memset(le, 0, sizeof(*le));
-	if (!le) {
-		le = calloc(1, sizeof(*le));
-		if (!le)
-			return NULL;
-		l->ex[ex->slot] = le;
-	}
-	if (!le->gen) {
-		if (ex->ops->loop_open) {
-			if (ex->ops->loop_open(ex->h, &l->uv, &le->engine_loop) < 0) {
-				np_err("export '%s': cannot set up its event loop", ex->hs.name);
-				le->engine_loop = NULL;
-				return NULL;
-			}
-			/* The engine handle holds the export until closed. */
-			pthread_mutex_lock(&l->srv->exports_lock);
-			ex->refs++;
-			pthread_mutex_unlock(&l->srv->exports_lock);
-			le->export = ex;
-		}
-		le->gen = ex->gen;
-	}
-	return le;
-}
-
-static void loop_export_release(struct np_loop *l, struct np_loop_export *le)
-{
-	struct np_export *ex = le->export;
-
-	if (!ex)
-		return;
-	if (le->engine_loop && ex->ops->loop_close)
-		ex->ops->loop_close(le->engine_loop);
-	le->engine_loop = NULL;
-	le->export = NULL;
-	np_export_put(l->srv, ex);
-}
-
-void np_loop_export_conn_gone(struct np_loop *l, struct np_export *ex)
-{
-	struct np_loop_export *le = l->ex[ex->slot];
-
-	if (--le->conns == 0 && np_export_draining(ex))
-		loop_export_release(l, le);
 }
 
 /* Exports were removed: their clients here finish what they sent and
  * close; engine handles no client here uses any more are closed. */
 static void loop_reap(struct np_loop *l)
 {
-	for (struct np_conn *c = l->conns, *next; c; c = next) {
-		next = c->next;
-		if (c->phase == NP_CONN_TRANSMISSION && np_export_draining(c->export))
-			np_conn_drain(c);
-	}
+	np_conns_drain(l, true);
 	for (unsigned i = 0; i < NP_MAX_EXPORTS; i++) {
 		struct np_loop_export *le = l->ex[i];
 
 		if (le && le->export && le->conns == 0 && np_export_draining(le->export))
-			loop_export_release(l, le);
+			np_loop_export_release(l, le);
 	}
 	np_loop_flush(l);
 }
 
-static void on_wake(uv_async_t *h)
+/* After the mailbox's jobs (completions, accepted sockets, stats) have
+ * run: their replies go out, then the signals are acted on. */
+static void on_mail(struct np_mailbox *mb, unsigned signals)
 {
-	struct np_loop *l = container_of(h, struct np_loop, wake);
-	struct np_req *done, *prev = NULL;
-	struct np_accepted fds[ACCEPT_BATCH];
-	struct np_stats_ask *asks;
-	size_t n_fds = 0;
-	bool shutdown, reap;
+	struct np_loop *l = container_of(mb, struct np_loop, mbox);
+	bool shutdown = signals & NP_LOOP_SHUTDOWN;
 
-	pthread_mutex_lock(&l->lock);
-	done = l->done_head;
-	l->done_head = NULL;
-	asks = l->stats_asks;
-	l->stats_asks = NULL;
-	shutdown = l->shutdown;
-	reap = l->reap;
-	l->reap = false;
-	while (n_fds < ACCEPT_BATCH && l->n_new_fds)
-		fds[n_fds++] = l->new_fds[--l->n_new_fds];
-	if (l->n_new_fds)
-		uv_async_send(&l->wake); /* more than a batch: come back */
-	pthread_mutex_unlock(&l->lock);
-
-	/* Completions were pushed newest first; answer them oldest first. */
-	while (done) {
-		struct np_req *next = done->next;
-
-		done->next = prev;
-		prev = done;
-		done = next;
-	}
-	for (struct np_req *r = prev, *next; r; r = next) {
-		next = r->next;
-		np_req_done(&r->io);
-	}
-	for (size_t i = 0; i < n_fds; i++) {
-		if (l->draining || shutdown)
-			np_server_drop_fd(l->srv, &fds[i]);
-		else
-			np_conn_accept(l, &fds[i]);
-	}
 	np_loop_flush(l);
-	if (asks)
-		np_stats_answer(l, asks);
-	if (reap)
+	if (signals & NP_LOOP_REAP)
 		loop_reap(l);
 	if (shutdown && !l->draining) {
 		l->draining = true;
-		for (struct np_conn *c = l->conns, *next; c; c = next) {
-			next = c->next;
-			np_conn_drain(c);
-		}
+		np_conns_drain(l, false);
 		np_loop_flush(l);
 		/* Clients that never read their replies must not hold the
 		 * server forever. */
 		uv_timer_start(&l->drain_timer, on_drain_timeout,
 			       (uint64_t)l->srv->cfg->shutdown_timeout * 1000, 0);
 	}
-	if (shutdown)
+	if (l->draining)
 		loop_maybe_finish(l);
 }
 
@@ -236,28 +147,19 @@ static void on_drain_timeout(uv_timer_t *t)
 {
 	struct np_loop *l = container_of(t, struct np_loop, drain_timer);
 
-	for (struct np_conn *c = l->conns, *next; c; c = next) {
-		next = c->next;
-		np_conn_close(c, "shutdown timeout with requests still in flight");
-	}
-}
-
-void np_loop_conn_gone(struct np_loop *l)
-{
-	if (l->draining)
-		loop_maybe_finish(l);
+	np_conns_close(l, "shutdown timeout with requests still in flight");
 }
 
 static void loop_close_handles(struct np_loop *l)
 {
 	struct np_server *srv = l->srv;
 
-	if (uv_is_closing((uv_handle_t *)&l->wake))
+	if (np_mailbox_closing(&l->mbox))
 		return;
 	for (unsigned i = 0; i < NP_MAX_EXPORTS; i++)
 		if (l->ex[i])
-			loop_export_release(l, l->ex[i]);
-	uv_close((uv_handle_t *)&l->wake, NULL);
+			np_loop_export_release(l, l->ex[i]);
+	np_mailbox_close(&l->mbox);
 	uv_close((uv_handle_t *)&l->drain_timer, NULL);
 	uv_close((uv_handle_t *)&l->before_sleep, NULL);
 	if (l->index == 0) {
@@ -272,29 +174,20 @@ static void loop_close_handles(struct np_loop *l)
 }
 
 /* Tells every loop to shut down, or to reap removed exports. */
-static void wake_all(struct np_server *srv, bool shutdown)
+static void wake_all(struct np_server *srv, unsigned signal)
 {
-	for (unsigned i = 0; i < srv->n_loops; i++) {
-		struct np_loop *l = &srv->loops[i];
-
-		pthread_mutex_lock(&l->lock);
-		if (shutdown)
-			l->shutdown = true;
-		else
-			l->reap = true;
-		pthread_mutex_unlock(&l->lock);
-		uv_async_send(&l->wake);
-	}
+	for (unsigned i = 0; i < srv->n_loops; i++)
+		np_mailbox_signal(&srv->loops[i].mbox, signal);
 }
 
 static void request_shutdown(struct np_server *srv)
 {
-	wake_all(srv, true);
+	wake_all(srv, NP_LOOP_SHUTDOWN);
 }
 
-void np_loops_reap(struct np_server *srv)
+static void loops_reap(struct np_server *srv)
 {
-	wake_all(srv, false);
+	wake_all(srv, NP_LOOP_REAP);
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -325,53 +218,13 @@ static void on_sighup(uv_signal_t *s, int signum)
 		return;
 	np_info("SIGHUP: reloading the configuration");
 	sd_notify(0, "RELOADING=1");
-	np_exports_reload(srv);
+	/* The loops drain the clients of removed exports. */
+	if (np_exports_reload(srv) == 0)
+		loops_reap(srv);
 	sd_notifyf(0, "READY=1\nSTATUS=serving %zu export(s)", srv->n_exports);
 }
 
 /* ---- listeners ---- */
-
-void np_format_peer(const struct sockaddr *sa, char *out, size_t len)
-{
-	char ip[INET6_ADDRSTRLEN] = "?";
-
-	if (sa->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
-
-		uv_ip6_name(a, ip, sizeof(ip));
-		snprintf(out, len, "[%s]:%u", ip, ntohs(a->sin6_port));
-	} else if (sa->sa_family == AF_INET) {
-		const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
-
-		uv_ip4_name(a, ip, sizeof(ip));
-		snprintf(out, len, "%s:%u", ip, ntohs(a->sin_port));
-	} else if (sa->sa_family == AF_UNIX) {
-		const struct np_unix_peer *u = (const struct np_unix_peer *)sa;
-		char who[64] = "";
-		size_t n = strnlen(u->path, sizeof(u->path)), room;
-
-		if (u->cred)
-			snprintf(who, sizeof(who), " (pid %d, uid %u)", (int)u->pid,
-				 (unsigned)u->uid);
-		/* Who is on the other end says more than the whole path: a
-		 * long path keeps its tail. */
-		room = len > 6 + strlen(who) ? len - 6 - strlen(who) : 0;
-		if (n <= room)
-			snprintf(out, len, "unix:%.*s%s", (int)n, u->path, who);
-		else if (room > 3)
-			snprintf(out, len, "unix:...%s%s", u->path + n - (room - 3), who);
-		else
-			snprintf(out, len, "unix%s", who);
-	} else {
-		snprintf(out, len, "?");
-	}
-}
-
-void np_server_drop_fd(struct np_server *srv, const struct np_accepted *a)
-{
-	np_limits_release(&srv->limits, (const struct sockaddr *)&a->peer);
-	close(a->fd);
-}
 
 /* Names a Unix peer (accept() gives an empty address): the socket it came
  * through and, from the kernel, who it is. */
@@ -567,7 +420,8 @@ static int listen_unix(struct np_server *srv, struct np_listener *lis, const cha
 
 static int listen_on(struct np_server *srv, struct np_listener *lis, const char *addr)
 {
-	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+	struct addrinfo hints = {.ai_family = AF_UNSPEC,
+				 .ai_socktype = SOCK_STREAM,
 				 .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
 	struct addrinfo *res;
 	char host[256], port[16];
@@ -733,10 +587,10 @@ bool np_coalesce_turn(struct np_coalesce *co, unsigned most)
 
 static void coalesce(struct np_loop *l)
 {
-	unsigned most = l->turn_most;
+	unsigned most = l->lc.turn_most;
 
-	l->turn++;
-	l->turn_most = 0;
+	l->lc.turn++;
+	l->lc.turn_most = 0;
 	if (l->wait_ns && np_coalesce_turn(&l->coalesce, most)) {
 		struct timespec ts = {0, l->wait_ns};
 		uint64_t t0 = uv_hrtime();
@@ -759,10 +613,15 @@ static int loop_init(struct np_server *srv, struct np_loop *l, unsigned index)
 	l->srv = srv;
 	l->index = index;
 	l->wait_ns = (long)srv->cfg->coalesce_us * 1000;
-	pthread_mutex_init(&l->lock, NULL);
 	if (uv_loop_init(&l->uv) < 0)
 		return -1;
-	uv_async_init(&l->uv, &l->wake, on_wake);
+	l->empty = loop_maybe_finish;
+	l->env.loop = &l->uv;
+	l->env.run_blocking = np_req_run_blocking;
+	if (np_mailbox_init(&l->mbox, &l->uv, on_mail) < 0) {
+		uv_loop_close(&l->uv);
+		return -1;
+	}
 	uv_timer_init(&l->uv, &l->drain_timer);
 	uv_unref((uv_handle_t *)&l->drain_timer);
 	/* Completions an async engine signals to the loop directly queue
@@ -793,7 +652,8 @@ static int write_pidfile(const char *path)
 	 * the file never reads it half-written. */
 	snprintf(tmp, sizeof(tmp), "%s.tmp%d", path, (int)getpid());
 	f = fopen(tmp, "w");
-	if (!f || fprintf(f, "%d\n", (int)getpid()) < 0 || fclose(f) != 0 || rename(tmp, path) < 0) {
+	if (!f || fprintf(f, "%d\n", (int)getpid()) < 0 || fclose(f) != 0 ||
+	    rename(tmp, path) < 0) {
 		np_err("pidfile %s: %s", path, strerror(errno));
 		return -1;
 	}
@@ -875,15 +735,16 @@ out_close_exports:
 
 		if (!l->srv)
 			continue;
-		if (!uv_is_closing((uv_handle_t *)&l->wake))
+		if (!np_mailbox_closing(&l->mbox))
 			loop_close_handles(l);
 		uv_run(&l->uv, UV_RUN_NOWAIT);
 		uv_loop_close(&l->uv);
-		free(l->new_fds);
-		np_stats_answer(l, l->stats_asks); /* readers still waiting */
+		/* Sockets still on their way are closed, readers of stats
+		 * still waiting are answered. */
+		l->draining = true;
+		np_mailbox_destroy(&l->mbox);
 		for (unsigned k = 0; k < NP_MAX_EXPORTS; k++)
 			free(l->ex[k]);
-		pthread_mutex_destroy(&l->lock);
 	}
 	for (size_t i = 0; i < srv.n_listeners; i++) {
 		listener_close(&srv.listeners[i]);

@@ -15,56 +15,23 @@
 #include <string.h>
 #include <time.h>
 
-#include "engine/internal.h"
-
-static const uint64_t lat_bounds_ns[NP_LAT_BUCKETS - 1] = {
-	50000,	  100000,    250000,	500000,	   1000000,   2500000,	5000000,
-	10000000, 25000000, 50000000, 100000000, 250000000, 1000000000,
-};
+#include "engine/conn.h"
+#include "engine/export.h"
+#include "engine/loop.h"
+#include "engine/server.h"
+#include "engine/stats.h"
 
 static const char *const cmd_label[NP_STAT_CMDS] = {
-	"read", "write", "disc", "flush", "trim", "cache", "write_zeroes", "block_status", "other",
+    "read", "write", "disc", "flush", "trim", "cache", "write_zeroes", "block_status", "other",
 };
-
-void np_stats_record(struct np_loop_export *le, uint16_t cmd, uint64_t bytes, bool error,
-		     uint64_t t0)
-{
-	struct np_cmd_stats *s = &le->stats.cmd[cmd < NP_STAT_CMDS - 1 ? cmd : NP_STAT_CMDS - 1];
-	uint64_t ns = uv_hrtime() - t0;
-	unsigned b = 0;
-
-	while (b < NP_LAT_BUCKETS - 1 && ns > lat_bounds_ns[b])
-		b++;
-	s->requests++;
-	s->bytes += bytes;
-	s->errors += error;
-	s->lat[b]++;
-	s->lat_sum_ns += ns;
-}
 
 /* ---- snapshots ---- */
 
-struct conn_snap {
-	uint64_t id;
-	char peer[64];
-	unsigned slot; /* of its export, or NP_MAX_EXPORTS in the handshake */
-	uint64_t gen;
-	uint64_t requests, bytes, errors, inflight_bytes;
-	bool tls;
-};
-
-/* One export's counters on one loop. */
-struct ex_snap {
-	unsigned slot;
-	uint64_t gen;
-	struct np_export_stats stats;
-};
-
 struct slot {
 	bool filled;
-	struct ex_snap *ex;
+	struct np_stats_export *ex;
 	size_t n_ex;
-	struct conn_snap *conns;
+	struct np_stats_conn *conns;
 	size_t n_conns;
 };
 
@@ -78,9 +45,10 @@ struct np_collect {
 };
 
 struct np_stats_ask {
+	struct np_job job; /* completes on the loop asked */
+	struct np_loop *loop;
 	struct np_collect *col;
 	unsigned slot;
-	struct np_stats_ask *next;
 };
 
 static void collect_put(struct np_collect *col)
@@ -105,54 +73,25 @@ static void collect_put(struct np_collect *col)
 	free(col);
 }
 
-/* On a loop thread: copies this loop's numbers into every waiting ask. */
-void np_stats_answer(struct np_loop *l, struct np_stats_ask *ask)
+/* On a loop thread: copies this loop's numbers into the ask. */
+static void answer(struct np_job *job)
 {
-	while (ask) {
-		struct np_stats_ask *next = ask->next;
-		struct slot *s = &ask->col->slots[ask->slot];
-		size_t n = 0;
+	struct np_stats_ask *ask = container_of(job, struct np_stats_ask, job);
+	struct slot *s = &ask->col->slots[ask->slot];
+	bool ok = np_loop_exports_stats(ask->loop, &s->ex, &s->n_ex) == 0;
 
-		size_t m = 0;
-
-		for (unsigned i = 0; i < NP_MAX_EXPORTS; i++)
-			m += l->ex[i] && l->ex[i]->gen;
-		s->ex = malloc((m + 1) * sizeof(*s->ex));
-		s->conns = malloc((l->n_conns + 1) * sizeof(*s->conns));
-		s->n_ex = 0;
-		for (unsigned i = 0; i < NP_MAX_EXPORTS && s->ex; i++) {
-			if (l->ex[i] && l->ex[i]->gen) {
-				struct ex_snap *es = &s->ex[s->n_ex++];
-
-				es->slot = i;
-				es->gen = l->ex[i]->gen;
-				es->stats = l->ex[i]->stats;
-			}
-		}
-		for (struct np_conn *c = l->conns; c && s->conns; c = c->next) {
-			struct conn_snap *cs = &s->conns[n++];
-			bool tx = c->phase == NP_CONN_TRANSMISSION && c->export;
-
-			cs->id = c->id;
-			memcpy(cs->peer, c->peer, sizeof(cs->peer));
-			cs->slot = tx ? c->export->slot : NP_MAX_EXPORTS;
-			cs->gen = tx ? c->export->gen : 0;
-			cs->requests = c->n_requests;
-			cs->bytes = c->n_bytes;
-			cs->errors = c->n_errors;
-			cs->inflight_bytes = c->inflight_bytes;
-			cs->tls = c->tls_up;
-		}
-		s->n_conns = n;
-		pthread_mutex_lock(&ask->col->lock);
-		s->filled = s->ex != NULL && s->conns != NULL;
-		ask->col->n_done++;
-		pthread_cond_signal(&ask->col->cond);
-		pthread_mutex_unlock(&ask->col->lock);
-		collect_put(ask->col);
-		free(ask);
-		ask = next;
+	ok = np_conns_stats(ask->loop, &s->conns, &s->n_conns) == 0 && ok;
+	pthread_mutex_lock(&ask->col->lock);
+	s->filled = ok;
+	ask->col->n_done++;
+	pthread_cond_signal(&ask->col->cond);
+	pthread_mutex_unlock(&ask->col->lock);
+	if (!ok) {
+		free(s->ex);
+		free(s->conns);
 	}
+	collect_put(ask->col);
+	free(ask);
 }
 
 /* Appends printf output to b; gives up quietly on memory exhaustion (the
@@ -307,23 +246,27 @@ static void format(struct np_server *srv, struct np_collect *col, struct np_buf 
 				cum += d->lat[q];
 				if (q < NP_LAT_BUCKETS - 1)
 					outf(b,
-					     "nbdplex_request_duration_seconds_bucket{export=\"%s\",%s,"
+					     "nbdplex_request_duration_seconds_bucket{export=\"%"
+					     "s\",%s,"
 					     "le=\"%g\"} %llu\n",
-					     lbl, lbl2, lat_bounds_ns[q] / 1e9, (unsigned long long)cum);
+					     lbl, lbl2, np_stats_lat_bounds_ns[q] / 1e9,
+					     (unsigned long long)cum);
 				else
 					outf(b,
-					     "nbdplex_request_duration_seconds_bucket{export=\"%s\",%s,"
+					     "nbdplex_request_duration_seconds_bucket{export=\"%"
+					     "s\",%s,"
 					     "le=\"+Inf\"} %llu\n",
 					     lbl, lbl2, (unsigned long long)cum);
 			}
-			outf(b, "nbdplex_request_duration_seconds_sum{export=\"%s\",%s} %.9f\n", lbl,
-			     lbl2, d->lat_sum_ns / 1e9);
-			outf(b, "nbdplex_request_duration_seconds_count{export=\"%s\",%s} %llu\n", lbl,
-			     lbl2, (unsigned long long)d->requests);
+			outf(b, "nbdplex_request_duration_seconds_sum{export=\"%s\",%s} %.9f\n",
+			     lbl, lbl2, d->lat_sum_ns / 1e9);
+			outf(b, "nbdplex_request_duration_seconds_count{export=\"%s\",%s} %llu\n",
+			     lbl, lbl2, (unsigned long long)d->requests);
 		}
 	}
 	header(b, "nbdplex_connections", "gauge", "Connections in transmission, by export.");
-	header(b, "nbdplex_bytes_in_flight", "gauge", "Bytes of requests and replies held, by export.");
+	header(b, "nbdplex_bytes_in_flight", "gauge",
+	       "Bytes of requests and replies held, by export.");
 	header(b, "nbdplex_export_size_bytes", "gauge", "Size of each export.");
 	header(b, "nbdplex_export_allocated_bytes", "gauge",
 	       "Bytes of storage each export uses, where its engine can tell.");
@@ -349,12 +292,13 @@ static void format(struct np_server *srv, struct np_collect *col, struct np_buf 
 		struct slot *s = &col->slots[i];
 
 		for (size_t k = 0; s->filled && k < s->n_conns; k++) {
-			struct conn_snap *cs = &s->conns[k];
+			struct np_stats_conn *cs = &s->conns[k];
 			const char *ename =
 			    current(list, cs->slot, cs->gen) ? list[cs->slot]->hs.name : "";
 
 			outf(b,
-			     "nbdplex_connection_requests_total{conn=\"%llu\",peer=\"%s\",export=\"%s\","
+			     "nbdplex_connection_requests_total{conn=\"%llu\",peer=\"%s\",export="
+			     "\"%s\","
 			     "tls=\"%s\"} %llu\n",
 			     (unsigned long long)cs->id, label(cs->peer, lbl2, sizeof(lbl2)),
 			     label(ename, lbl, sizeof(lbl)), cs->tls ? "yes" : "no",
@@ -365,7 +309,8 @@ static void format(struct np_server *srv, struct np_collect *col, struct np_buf 
 			     "nbdplex_connection_bytes_in_flight{conn=\"%llu\",peer=\"%s\"} %llu\n",
 			     (unsigned long long)cs->id, lbl2, (unsigned long long)cs->bytes,
 			     (unsigned long long)cs->id, lbl2, (unsigned long long)cs->errors,
-			     (unsigned long long)cs->id, lbl2, (unsigned long long)cs->inflight_bytes);
+			     (unsigned long long)cs->id, lbl2,
+			     (unsigned long long)cs->inflight_bytes);
 		}
 	}
 	header(b, "nbdplex_connections_accepted_total", "counter", "Connections accepted.");
@@ -392,7 +337,7 @@ int np_stats_collect(struct np_server *srv, struct np_buf *out)
 	col->refs = 1 + (int)srv->n_loops;
 	col->n_slots = srv->n_loops;
 	for (unsigned i = 0; i < srv->n_loops; i++) {
-		struct np_loop *l = &srv->loops[i];
+		struct np_loop *l = np_loop_nth(srv, i);
 		struct np_stats_ask *ask = calloc(1, sizeof(*ask));
 
 		if (!ask) {
@@ -404,11 +349,11 @@ int np_stats_collect(struct np_server *srv, struct np_buf *out)
 		}
 		ask->col = col;
 		ask->slot = i;
-		pthread_mutex_lock(&l->lock);
-		ask->next = l->stats_asks;
-		l->stats_asks = ask;
-		pthread_mutex_unlock(&l->lock);
-		uv_async_send(&l->wake);
+		ask->loop = l;
+		ask->job.run = NULL;
+		ask->job.complete = answer;
+		ask->job.mbox = np_loop_mailbox(l);
+		np_mailbox_post(ask->job.mbox, &ask->job);
 	}
 	clock_gettime(CLOCK_REALTIME, &deadline);
 	deadline.tv_sec += 2;

@@ -14,7 +14,11 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "engine/internal.h"
+#include "engine/config.h"
+#include "engine/conn_int.h"
+#include "engine/log.h"
+#include "engine/server.h"
+#include "engine/tls.h"
 
 #define TLS_IN_SIZE (64 * 1024)
 
@@ -148,15 +152,6 @@ static int pull_timeout(gnutls_transport_ptr_t ptr, unsigned ms)
 	return c->tls_in_len > c->tls_in_pos;
 }
 
-/* Sends what GnuTLS has pushed, as is. */
-static void send_pushed(struct np_conn *c)
-{
-	if (c->tls_out.len) {
-		np_conn_queue_wire(c, c->tls_out.data, c->tls_out.len);
-		np_buf_free(&c->tls_out);
-	}
-}
-
 void np_tls_recv_space(struct np_conn *c, uint8_t **p, size_t *len)
 {
 	if (c->tls_in_pos) {
@@ -168,50 +163,41 @@ void np_tls_recv_space(struct np_conn *c, uint8_t **p, size_t *len)
 	*len = TLS_IN_SIZE - c->tls_in_len;
 }
 
-/* Decrypts records into the input buffer and handles them, until GnuTLS
- * needs more ciphertext or the connection stops reading. */
-void np_tls_pump(struct np_conn *c)
+int np_tls_read(struct np_conn *c, const char **why)
 {
-	while (!c->closing && !c->paused) {
-		size_t space = NP_INBUF_SIZE - c->in_len;
-		ssize_t r;
+	size_t space = NP_INBUF_SIZE - c->in_len;
+	ssize_t r;
 
-		if (space == 0)
-			break;
-		r = gnutls_record_recv(c->tls, c->in + c->in_len, space);
-		if (r > 0) {
-			c->in_len += (size_t)r;
-			np_conn_process(c);
-			continue;
-		}
-		if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED)
-			break;
-		np_conn_close(c, r == 0 ? NULL : gnutls_strerror((int)r));
-		break;
+	if (space == 0)
+		return 0;
+	r = gnutls_record_recv(c->tls, c->in + c->in_len, space);
+	if (r > 0) {
+		c->in_len += (size_t)r;
+		return 1;
 	}
-	send_pushed(c);
+	if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED)
+		return 0;
+	*why = r == 0 ? NULL : gnutls_strerror((int)r);
+	return -1;
 }
 
-static void handshake_step(struct np_conn *c)
+int np_tls_step(struct np_conn *c, const char **why)
 {
-	struct np_tls *t = c->loop->srv->tls;
+	struct np_tls *t = c->srv->tls;
 	int r = gnutls_handshake(c->tls);
 
-	if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED) {
-		send_pushed(c);
-		return;
-	}
+	if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED)
+		return 1;
 	if (r < 0) {
-		send_pushed(c);
-		np_conn_close(c, gnutls_strerror(r));
-		return;
+		*why = gnutls_strerror(r);
+		return -1;
 	}
 	if (t->verify_peer && gnutls_auth_get_type(c->tls) == GNUTLS_CRD_CERTIFICATE) {
 		unsigned status = 0;
 
 		if (gnutls_certificate_verify_peers2(c->tls, &status) < 0 || status != 0) {
-			np_conn_close(c, "TLS: the client's certificate is not trusted");
-			return;
+			*why = "TLS: the client's certificate is not trusted";
+			return -1;
 		}
 	}
 	c->tls_up = true;
@@ -222,18 +208,19 @@ static void handshake_step(struct np_conn *c)
 	else
 		np_info("conn %llu from %s: TLS up (%s)", (unsigned long long)c->id, c->peer,
 			gnutls_protocol_get_name(gnutls_protocol_get_version(c->tls)));
-	np_tls_pump(c); /* options may already be waiting */
+	return 0;
 }
 
 int np_tls_start(struct np_conn *c)
 {
-	struct np_tls *t = c->loop->srv->tls;
+	struct np_tls *t = c->srv->tls;
 	const char *prio = t->psk ? "NORMAL:+ECDHE-PSK:+DHE-PSK:+PSK" : "NORMAL";
 	uint8_t *left = c->in;
 	size_t n = c->in_len;
 
 	c->tls_in = malloc(TLS_IN_SIZE);
-	if (!c->tls_in || gnutls_init((gnutls_session_t *)&c->tls, GNUTLS_SERVER | GNUTLS_NONBLOCK) < 0)
+	if (!c->tls_in ||
+	    gnutls_init((gnutls_session_t *)&c->tls, GNUTLS_SERVER | GNUTLS_NONBLOCK) < 0)
 		return -1;
 	if (gnutls_priority_set_direct(c->tls, prio, NULL) < 0)
 		return -1;
@@ -255,48 +242,26 @@ int np_tls_start(struct np_conn *c)
 	c->tls_in_len = n;
 	c->tls_in_pos = 0;
 	c->in_len = 0;
-	handshake_step(c);
 	return 0;
 }
 
-void np_tls_input(struct np_conn *c, size_t n)
+void np_tls_received(struct np_conn *c, size_t n)
 {
 	c->tls_in_len += n;
-	if (c->tls_up)
-		np_tls_pump(c);
-	else
-		handshake_step(c);
 }
 
-int np_tls_encrypt(struct np_conn *c)
+int np_tls_encrypt(struct np_conn *c, const void *data, size_t len)
 {
-	for (struct np_req **pp = &c->out_head; *pp;) {
-		struct np_req *r = *pp;
+	const uint8_t *p = data;
 
-		if (r->wire) {
-			c->out_tail = r;
-			pp = &r->next;
-			continue;
-		}
-		for (unsigned i = r->iov_done; i < r->n_iov; i++) {
-			const uint8_t *p = r->iov[i].iov_base;
-			size_t left = r->iov[i].iov_len;
+	while (len) {
+		ssize_t w = gnutls_record_send(c->tls, p, len);
 
-			while (left) {
-				ssize_t w = gnutls_record_send(c->tls, p, left);
-
-				if (w < 0)
-					return -1;
-				p += w;
-				left -= (size_t)w;
-			}
-		}
-		*pp = r->next;
-		np_req_free(r);
+		if (w < 0)
+			return -EIO;
+		p += w;
+		len -= (size_t)w;
 	}
-	if (!c->out_head)
-		c->out_tail = NULL;
-	send_pushed(c);
 	return 0;
 }
 

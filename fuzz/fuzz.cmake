@@ -7,7 +7,8 @@
 #   fuzz_codec      net/codec.c, request and reply headers
 #   fuzz_config     engine/config.c, INI files (and access.c, allow lists,
 #                   and util/size.c, sizes)
-# `cmake --build DIR --target fuzz` builds all three; fuzz/README.md says how
+#   fuzz_reply      engine/reply.c, reply building
+# `cmake --build DIR --target fuzz` builds all four; fuzz/README.md says how
 # to run them.
 #
 # With any compiler, the CTest test fuzz_smoke configures a clang build of
@@ -21,13 +22,14 @@ if(CMAKE_C_COMPILER_ID STREQUAL "Clang")
   set(NP_FUZZ_SOURCES_handshake net/handshake.c net/codec.c)
   set(NP_FUZZ_SOURCES_codec net/codec.c)
   set(NP_FUZZ_SOURCES_config engine/config.c engine/access.c util/size.c)
-  foreach(t handshake codec config)
+  set(NP_FUZZ_SOURCES_reply engine/reply.c net/codec.c)
+  foreach(t handshake codec config reply)
     add_executable(fuzz_${t} fuzz/fuzz_${t}.c ${NP_FUZZ_SOURCES_${t}})
     target_compile_options(fuzz_${t} PRIVATE ${NP_FUZZ_FLAGS})
     target_link_options(fuzz_${t} PRIVATE ${NP_FUZZ_FLAGS})
     target_link_libraries(fuzz_${t} PRIVATE npcore)
   endforeach()
-  add_custom_target(fuzz DEPENDS fuzz_handshake fuzz_codec fuzz_config)
+  add_custom_target(fuzz DEPENDS fuzz_handshake fuzz_codec fuzz_config fuzz_reply)
 endif()
 
 add_test(NAME fuzz_smoke COMMAND bash ${CMAKE_SOURCE_DIR}/fuzz/smoke.sh ${CMAKE_BINARY_DIR}/build-fuzz)

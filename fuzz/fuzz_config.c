@@ -12,7 +12,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "engine/internal.h"
+#include "engine/config.h"
 #include "fuzz/fuzz.h"
 
 static int fd = -1;

@@ -98,6 +98,17 @@ spec = mem:64M
     "bad_allow.ini": b"[server]\nallow = 10.0.0.0/33\n[export x]\nspec = mem:1M\nallow = ::1/129\n",
 }
 
+# reply: options (bit 0 structured, 1 extended, 2 REQ_ONE), the READ's
+# offset / 97 (2 bytes) and length (3 bytes), then runs of data (top bit:
+# zeroes), reused as extents for BLOCK_STATUS.
+reply = {
+    "simple": bytes([0, 0, 0, 0, 0x10, 0]) + b"\x01\x02\x03",
+    "structured-holes": bytes([1, 0, 1, 0, 0x40, 0]) + bytes([0x10, 0x88, 0x20, 0xff, 0x01]),
+    "extended-alternating": bytes([2, 0, 0, 1, 0, 0]) + bytes([0x3f, 0xbf] * 16),
+    "extended-req-one": bytes([6, 0x12, 0x34, 0, 0x20, 0x01]) + bytes([0x80, 0x02, 0x00, 0x10]),
+    "all-zero": bytes([3, 0, 0, 0, 0x80, 0]) + b"\xff",
+}
+
 
 def write(target, files):
     d = os.path.join(HERE, "corpus", target)
@@ -110,3 +121,4 @@ def write(target, files):
 write("handshake", handshake)
 write("codec", codec)
 write("config", config)
+write("reply", reply)

@@ -8,7 +8,7 @@
 
 build=${1:?usage: smoke.sh BUILD_DIR}
 secs=${FUZZ_TIME:-15}
-targets=(handshake codec config)
+targets=(handshake codec config reply)
 requires clang cmake
 [ -f "$(clang -print-file-name=libclang_rt.fuzzer-x86_64.a)" ] ||
 	fail "clang has no libFuzzer runtime (Debian: libclang-rt-14-dev, only recommended by clang)"

@@ -100,6 +100,18 @@ struct np_io {
  * equal. Returns false when io->max_extents is reached. */
 bool np_io_add_extent(struct np_io *io, uint64_t length, uint32_t flags);
 
+/* What the core gives an engine's per-loop handle (loop_open). */
+struct np_loop_env {
+	void *loop; /* uv_loop_t * */
+	/* For an io the engine got from submit and cannot do without
+	 * blocking: runs fn(h, io) on a worker of the core's pool, h being the
+	 * handle loop_open was called with, then calls io->done on this loop.
+	 * Never calls done from inside run_blocking. The core's pool takes
+	 * turns between connections and is sized by --threads. */
+	void (*run_blocking)(const struct np_loop_env *env, struct np_io *io,
+			     void (*fn)(void *h, struct np_io *io));
+};
+
 struct np_storage_ops {
 	uint32_t size;        /* sizeof(struct np_storage_ops) */
 	uint32_t api_version; /* NP_STORAGE_API_VERSION */
@@ -145,11 +157,12 @@ struct np_storage_ops {
 	int (*space)(void *h, uint64_t *used, uint64_t *capacity);
 
 	/* Optional asynchronous path. loop_open is called once per event loop
-	 * (loop is a uv_loop_t *) and returns a per-loop handle; submit gets
-	 * every request parsed in one loop iteration at once. Requests an
-	 * engine cannot do asynchronously it may run with np_io_run_sync on a
-	 * thread of its choosing, as long as done is called on the loop. */
-	int (*loop_open)(void *h, void *loop, void **loop_handle);
+	 * on that loop's thread and returns a per-loop handle; env lives until
+	 * loop_close. submit gets every request parsed in one loop iteration
+	 * at once. Requests an engine cannot do asynchronously it hands to
+	 * env->run_blocking (with np_io_run_sync in fn, say), so that all
+	 * blocking work shares the core's pool. */
+	int (*loop_open)(void *h, const struct np_loop_env *env, void **loop_handle);
 	void (*loop_close)(void *loop_handle);
 	void (*submit)(void *loop_handle, struct np_io **ios, unsigned n);
 

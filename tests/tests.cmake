@@ -1,6 +1,6 @@
 # Unit tests (C) and integration tests that drive real NBD clients.
 
-foreach(t codec handshake access fairq coalesce mapcopy fullio ctl)
+foreach(t codec handshake access fairq coalesce mapcopy fullio ctl reply)
   add_executable(test_${t} tests/unit/test_${t}.c)
   target_link_libraries(test_${t} PRIVATE npcore)
   add_test(NAME unit_${t} COMMAND test_${t})
@@ -37,3 +37,8 @@ endforeach()
 add_test(NAME unit_report COMMAND python3 ${CMAKE_SOURCE_DIR}/tests/unit/test_report.py)
 set_tests_properties(unit_report PROPERTIES LABELS unit TIMEOUT 60
   ENVIRONMENT "NP_SRC=${CMAKE_SOURCE_DIR}")
+
+# The files of engine/ call downward only (tests/unit/layers.sh).
+add_test(NAME unit_layers COMMAND bash ${CMAKE_SOURCE_DIR}/tests/unit/layers.sh "$<TARGET_OBJECTS:npcore>")
+set_tests_properties(unit_layers PROPERTIES LABELS unit TIMEOUT 60
+  ENVIRONMENT "NP_SRC=${CMAKE_SOURCE_DIR};PATH=/usr/bin:/bin:/usr/sbin:/sbin:$ENV{PATH}")

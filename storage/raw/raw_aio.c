@@ -58,6 +58,8 @@ struct raw_req {
 struct raw_loop {
 	struct raw_handle *h;
 	uv_loop_t *loop;
+	const struct np_loop_env *env;
+	void (*core_done)(struct np_io *io); /* what a punted io's done was */
 	struct np_aio aio;
 	int efd;
 	uv_poll_t poll;
@@ -76,12 +78,6 @@ struct raw_loop {
 	unsigned inflight; /* accepted by submit and not yet done */
 	bool closing;
 	bool close_started;
-};
-
-struct raw_work {
-	uv_work_t work;
-	struct raw_loop *lh;
-	struct np_io *io;
 };
 
 static void raw_kick(struct raw_loop *lh);
@@ -145,41 +141,28 @@ static void raw_complete(struct raw_loop *lh, struct np_io *io)
 
 /* ---- worker pool ---- */
 
-static void raw_work_cb(uv_work_t *work)
+static void raw_blocking(void *h, struct np_io *io)
 {
-	struct raw_work *w = work->data;
-
-	np_io_run_sync(&np_storage_raw, w->lh->h, raw_caps(w->lh->h), w->io);
+	np_io_run_sync(&np_storage_raw, h, raw_caps(h), io);
 }
 
-static void raw_after_work_cb(uv_work_t *work, int status)
+/* The pool's completion comes through here, for the loop's count of what
+ * is in flight, before the core's done. */
+static void raw_blocking_done(struct np_io *io)
 {
-	struct raw_work *w = work->data;
-	struct raw_loop *lh = w->lh;
-	struct np_io *io = w->io;
+	struct raw_loop *lh = io->engine_priv[0];
 
-	free(w);
-	if (status == UV_ECANCELED)
-		io->result = -ECANCELED;
+	io->done = lh->core_done;
 	raw_complete(lh, io);
 	raw_maybe_finish(lh);
 }
 
 static void raw_punt(struct raw_loop *lh, struct np_io *io)
 {
-	struct raw_work *w = malloc(sizeof(*w));
-
-	if (!w) {
-		raw_defer(lh, io, -ENOMEM);
-		return;
-	}
-	w->lh = lh;
-	w->io = io;
-	w->work.data = w;
-	if (uv_queue_work(lh->loop, &w->work, raw_work_cb, raw_after_work_cb) < 0) {
-		free(w);
-		raw_defer(lh, io, -EIO);
-	}
+	lh->core_done = io->done;
+	io->engine_priv[0] = lh;
+	io->done = raw_blocking_done;
+	lh->env->run_blocking(lh->env, io, raw_blocking);
 }
 
 /* ---- iocbs ---- */
@@ -371,7 +354,7 @@ static void raw_poll_cb(uv_poll_t *poll, int status, int events)
 	raw_maybe_finish(lh);
 }
 
-int raw_loop_open(void *hv, void *loop, void **loop_handle)
+int raw_loop_open(void *hv, const struct np_loop_env *env, void **loop_handle)
 {
 	struct raw_loop *lh;
 	unsigned i;
@@ -382,7 +365,8 @@ int raw_loop_open(void *hv, void *loop, void **loop_handle)
 	if (!lh)
 		return -ENOMEM;
 	lh->h = hv;
-	lh->loop = loop;
+	lh->loop = env->loop;
+	lh->env = env;
 	lh->nslots = RAW_SLOTS;
 	r = np_aio_setup(&lh->aio, lh->nslots);
 	if (r == -EAGAIN) {
@@ -406,7 +390,7 @@ int raw_loop_open(void *hv, void *loop, void **loop_handle)
 		r = -errno;
 		goto out_destroy;
 	}
-	r = uv_poll_init(loop, &lh->poll, lh->efd);
+	r = uv_poll_init(lh->loop, &lh->poll, lh->efd);
 	if (r < 0)
 		goto out_close_efd;
 	lh->poll.data = lh;

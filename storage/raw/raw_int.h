@@ -64,7 +64,7 @@ uint32_t raw_caps(void *h);
 extern const struct np_storage_ops np_storage_raw;
 
 /* The asynchronous path, in raw_aio.c. */
-int raw_loop_open(void *h, void *loop, void **loop_handle);
+int raw_loop_open(void *h, const struct np_loop_env *env, void **loop_handle);
 void raw_loop_close(void *loop_handle);
 void raw_submit(void *loop_handle, struct np_io **ios, unsigned n);
 

@@ -12,8 +12,9 @@
  * write, and a FLUSH on one handle would not cover the others' writes.
  *
  * BLOCK_STATUS (rbd_diff_iterate2) and RESIZE (rbd_resize) wait for the
- * cluster: they run on libuv's worker pool through np_io_run_sync, in
- * rbd_run_blocking, and finish on the loop in its after-work callback.
+ * cluster: rbd_run_blocking hands them to the core's worker pool
+ * (env->run_blocking), which runs np_io_run_sync and finishes them on the
+ * loop.
  *
  * No request finishes inside submit(): those answered without librbd wait
  * in the mailbox, so the core never sees done() re-entered from its own
@@ -37,8 +38,10 @@
 struct rbd_loop {
 	struct rbd_handle *h;
 	uv_loop_t *loop;
-	uv_poll_t poll;   /* the image's eventfd */
-	uv_async_t async; /* the mailbox's doorbell */
+	const struct np_loop_env *env;       /* the core's, for blocking work */
+	void (*core_done)(struct np_io *io); /* io->done while the pool has it */
+	uv_poll_t poll;                      /* the image's eventfd */
+	uv_async_t async;                    /* the mailbox's doorbell */
 
 	/* Requests finished for this loop elsewhere (or early), linked
 	 * through io->next; any thread pushes, this loop pops. */
@@ -184,48 +187,31 @@ static void on_mail(uv_async_t *async)
 
 /* ---- blocking operations ---- */
 
-struct rbd_work {
-	uv_work_t work;
-	struct rbd_loop *lh;
-	struct np_io *io;
-};
-
-static void work_run(uv_work_t *work)
+/* On a worker of the core's pool. */
+static void rbd_blocking(void *h, struct np_io *io)
 {
-	struct rbd_work *w = work->data;
-
-	np_io_run_sync(&np_storage_rbd, w->lh->h, rbd_caps(w->lh->h), w->io);
+	np_io_run_sync(&np_storage_rbd, h, rbd_caps(h), io);
 }
 
-static void work_done(uv_work_t *work, int status)
+/* Back on the loop: the core calls this as io->done; the loop's count of
+ * requests in flight drops before the core's own done runs. */
+static void rbd_blocking_done(struct np_io *io)
 {
-	struct rbd_work *w = work->data;
-	struct rbd_loop *lh = w->lh;
-	struct np_io *io = w->io;
+	struct rbd_loop *lh = IO_LOOP(io);
 
-	free(w);
-	if (status == UV_ECANCELED)
-		io->result = -ECANCELED;
+	io->done = lh->core_done;
 	complete(lh, io);
 	maybe_finish(lh);
 }
 
-/* The one place that hands work to a thread. */
+/* The one place that hands work to a thread: the core's pool, which takes
+ * turns between connections and is sized by --threads. */
 static void rbd_run_blocking(struct rbd_loop *lh, struct np_io *io)
 {
-	struct rbd_work *w = malloc(sizeof(*w));
-
-	if (!w) {
-		finish_early(lh, io, -ENOMEM);
-		return;
-	}
-	w->lh = lh;
-	w->io = io;
-	w->work.data = w;
-	if (uv_queue_work(lh->loop, &w->work, work_run, work_done) < 0) {
-		free(w);
-		finish_early(lh, io, -EIO);
-	}
+	IO_LOOP(io) = lh;
+	lh->core_done = io->done;
+	io->done = rbd_blocking_done;
+	lh->env->run_blocking(lh->env, io, rbd_blocking);
 }
 
 /* ---- submission ---- */
@@ -311,7 +297,7 @@ void rbd_submit(void *loop_handle, struct np_io **ios, unsigned n)
 
 /* ---- per-loop setup ---- */
 
-int rbd_loop_open(void *hv, void *loop, void **loop_handle)
+int rbd_loop_open(void *hv, const struct np_loop_env *env, void **loop_handle)
 {
 	struct rbd_handle *h = hv;
 	struct rbd_loop *lh;
@@ -322,9 +308,10 @@ int rbd_loop_open(void *hv, void *loop, void **loop_handle)
 	if (!lh)
 		return -ENOMEM;
 	lh->h = h;
-	lh->loop = loop;
+	lh->env = env;
+	lh->loop = env->loop;
 	pthread_mutex_init(&lh->lock, NULL);
-	r = uv_async_init(loop, &lh->async, on_mail);
+	r = uv_async_init(lh->loop, &lh->async, on_mail);
 	if (r < 0) {
 		pthread_mutex_destroy(&lh->lock);
 		free(lh);
@@ -332,7 +319,7 @@ int rbd_loop_open(void *hv, void *loop, void **loop_handle)
 	}
 	lh->async.data = lh;
 	lh->handles_open = 1;
-	r = uv_poll_init(loop, &lh->poll, h->efd);
+	r = uv_poll_init(lh->loop, &lh->poll, h->efd);
 	if (r == 0) {
 		lh->handles_open = 2;
 		lh->poll.data = lh;

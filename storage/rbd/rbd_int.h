@@ -48,7 +48,7 @@ uint32_t rbd_caps(void *h);
 extern const struct np_storage_ops np_storage_rbd;
 
 /* The asynchronous path, in rbd_aio.c. */
-int rbd_loop_open(void *h, void *loop, void **loop_handle);
+int rbd_loop_open(void *h, const struct np_loop_env *env, void **loop_handle);
 void rbd_loop_close(void *loop_handle);
 void rbd_submit(void *loop_handle, struct np_io **ios, unsigned n);
 

@@ -102,6 +102,54 @@ static void tio_done(struct np_io *io)
 	x->t->outstanding--;
 }
 
+/* The engine's blocking work, on libuv's threadpool here in place of the
+ * server's pool: the same promise, fn on another thread and done on the
+ * loop, never from inside run_blocking. */
+struct test_env {
+	struct np_loop_env env; /* first: the engine is handed &env */
+	void *h;
+};
+
+struct blocking_work {
+	uv_work_t work;
+	struct np_io *io;
+	void (*fn)(void *h, struct np_io *io);
+	void *h;
+};
+
+static void blocking_work_cb(uv_work_t *w)
+{
+	struct blocking_work *b = w->data;
+
+	b->fn(b->h, b->io);
+}
+
+static void blocking_after_cb(uv_work_t *w, int status)
+{
+	struct blocking_work *b = w->data;
+	struct np_io *io = b->io;
+
+	check(status == 0, "blocking work cancelled: %d", status);
+	free(b);
+	io->done(io);
+}
+
+static void test_run_blocking(const struct np_loop_env *env, struct np_io *io,
+			      void (*fn)(void *h, struct np_io *io))
+{
+	const struct test_env *te = (const struct test_env *)env;
+	struct blocking_work *b = malloc(sizeof(*b));
+
+	if (!b)
+		abort();
+	b->io = io;
+	b->fn = fn;
+	b->h = te->h;
+	b->work.data = b;
+	if (uv_queue_work(env->loop, &b->work, blocking_work_cb, blocking_after_cb) < 0)
+		abort();
+}
+
 static void tick_cb(uv_timer_t *timer)
 {
 	(void)timer; /* only wakes uv_run so that the deadline is checked */
@@ -497,6 +545,7 @@ static void close_handle(uv_handle_t *handle, void *arg)
 int main(int argc, char **argv)
 {
 	static struct t t;
+	static struct test_env env;
 	uint32_t min = 1, pref = 4096, max = 32 << 20, caps, want;
 	char *err = NULL;
 	int r;
@@ -541,7 +590,10 @@ int main(int argc, char **argv)
 	uv_loop_init(&t.loop);
 	uv_timer_init(&t.loop, &t.tick);
 	uv_timer_start(&t.tick, tick_cb, 100, 100);
-	r = t.ops->loop_open(t.h, &t.loop, &t.lh);
+	env.env.loop = &t.loop;
+	env.env.run_blocking = test_run_blocking;
+	env.h = t.h;
+	r = t.ops->loop_open(t.h, &env.env, &t.lh);
 	check(r == 0, "loop_open: %d", r);
 	if (r)
 		return 1;

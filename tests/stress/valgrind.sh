@@ -9,12 +9,15 @@ python3 -c 'import nbd' || fail "python3-libnbd is missing"
 truncate -s 1M "$TMP/ro.img"
 printf '[export ro]\nread-only = yes\n' >"$TMP/ro.ini"
 PORT=$(free_port)
+# protocol.py expects requests over 32 MiB refused (libnbd sends none over
+# 64 MiB, the default maximum), as tests/integration/protocol.sh sets it.
 # jemalloc is the server's allocator: valgrind must intercept it too.
 valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
 	--show-leak-kinds=definite --soname-synonyms='somalloc=*jemalloc*' \
 	--log-file="$TMP/valgrind.log" \
 	"$NBDPLEX" serve -l "127.0.0.1:$PORT" --pidfile "$TMP/vg.pid" -e m=mem:64M \
 	-e f=file:"$TMP/f.img",size=16M -e ro=file:"$TMP/ro.img",size=1M -c "$TMP/ro.ini" \
+	--max-request 32M \
 	>"$TMP/server.log" 2>&1 &
 SERVER_PID=$!
 NP_PIDS+=("$SERVER_PID")

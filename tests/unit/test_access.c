@@ -2,7 +2,7 @@
 #include <arpa/inet.h>
 #include <string.h>
 
-#include "engine/internal.h"
+#include "engine/access.h"
 #include "tests/unit/check.h"
 
 static struct sockaddr_storage addr(const char *ip)

@@ -5,7 +5,7 @@
  * wait overruns (the loop's core busy with other threads). */
 #include <string.h>
 
-#include "engine/internal.h"
+#include "engine/loop.h"
 #include "tests/unit/check.h"
 
 /* Runs n turns in which one connection brought `most` requests, each wait

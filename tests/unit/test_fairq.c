@@ -1,43 +1,48 @@
 /* The fair queue under the worker pool: the exact order of turns, owners
  * leaving and rejoining the ring, and a long random run that checks each
  * owner's FIFO and the bound on how long an owner with requests waits. */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/internal.h"
+#include "engine/fairq.h"
 #include "tests/unit/check.h"
 
 #define N_BIG      10000
 #define OWNERS_BIG 7
 
-/* Each request's cookie says whose it is (high half) and its number in
- * that owner's FIFO (low half). */
-static struct np_req reqs[N_BIG];
+/* Each job's tag says whose it is (high half) and its number in that
+ * owner's FIFO (low half). */
+struct tagged {
+	struct np_job job;
+	uint64_t tag;
+};
+static struct tagged reqs[N_BIG];
 static unsigned n_reqs, next_seq[OWNERS_BIG];
 
-static unsigned owner_of(const struct np_req *r)
+static unsigned owner_of(const struct np_job *j)
 {
-	return r->cookie >> 32;
+	return container_of(j, struct tagged, job)->tag >> 32;
 }
 
-static unsigned seq_of(const struct np_req *r)
+static unsigned seq_of(const struct np_job *j)
 {
-	return (uint32_t)r->cookie;
+	return (uint32_t)container_of(j, struct tagged, job)->tag;
 }
 
 /* Links n new requests of owner o, numbered on from its last, and pushes
  * them. */
 static void push(struct np_fairq *q, struct np_fairq_owner *owners, unsigned o, unsigned n)
 {
-	struct np_req *first = &reqs[n_reqs];
+	struct np_job *first = &reqs[n_reqs].job;
 
 	for (unsigned i = 0; i < n; i++) {
-		struct np_req *r = &reqs[n_reqs++];
+		struct tagged *r = &reqs[n_reqs++];
 
-		r->cookie = (uint64_t)o << 32 | ++next_seq[o];
-		r->next = i + 1 < n ? r + 1 : (struct np_req *)0x1; /* push ends the list */
+		r->tag = (uint64_t)o << 32 | ++next_seq[o];
+		r->job.next = i + 1 < n ? &r[1].job : (struct np_job *)0x1; /* push ends the list */
 	}
-	np_fairq_push(q, &owners[o], first, &reqs[n_reqs - 1]);
+	np_fairq_push(q, &owners[o], first, &reqs[n_reqs - 1].job);
 }
 
 static void reset(struct np_fairq *q, struct np_fairq_owner *owners, size_t n_owners)
@@ -51,7 +56,7 @@ static void reset(struct np_fairq *q, struct np_fairq_owner *owners, size_t n_ow
 /* Pops one request and checks it is owner o's number seq. */
 static void expect(struct np_fairq *q, unsigned o, unsigned seq)
 {
-	struct np_req *r = np_fairq_pop(q);
+	struct np_job *r = np_fairq_pop(q);
 
 	CHECK(r != NULL);
 	if (!r)
@@ -185,7 +190,7 @@ static void test_big(void)
 			pops = N_BIG;
 		}
 		while (pops--) {
-			struct np_req *r = np_fairq_pop(&q);
+			struct np_job *r = np_fairq_pop(&q);
 			unsigned who;
 
 			if (!r)

@@ -1,0 +1,55 @@
+/* server.c: listeners, loops, signals and the server's lifetime. */
+#ifndef NP_ENGINE_SERVER_H
+#define NP_ENGINE_SERVER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <sys/types.h>
+#include <uv.h>
+
+#include "engine/access.h"
+#include "engine/config.h"
+#include "engine/export.h"
+#include "engine/pool.h"
+
+struct np_listener {
+	int fd;
+	uv_poll_t poll;
+	char *addr;       /* HOST:PORT or unix:PATH, for log lines */
+	char *addr_owned; /* addr, when it was made here (socket activation) */
+	const char *path; /* of a Unix socket, else NULL */
+	bool unlink;      /* the socket file is ours to remove at exit */
+	dev_t dev;        /* the file made, so as not to remove another */
+	ino_t ino;
+};
+
+struct np_server {
+	struct np_config *cfg; /* as started: [server] settings */
+	pthread_mutex_t exports_lock;
+	struct np_export *exports[NP_MAX_EXPORTS]; /* slots; under exports_lock */
+	size_t n_exports;                          /* live ones */
+	const char *default_export;                /* name of the first one configured */
+	const struct np_config *current_cfg;       /* the last loaded; under exports_lock */
+	uint64_t next_gen;
+	struct np_config **reloaded; /* configs loaded by SIGHUP, kept */
+	size_t n_reloaded;
+	struct np_loop *loops;
+	unsigned n_loops;
+	unsigned next_loop;
+	struct np_pool pool;
+	struct np_listener *listeners;
+	size_t n_listeners;
+	uv_signal_t sigint, sigterm, sighup;
+	atomic_uint_fast64_t next_conn_id;
+	atomic_uint_fast64_t inflight_total; /* bytes all connections hold */
+	struct np_limits limits;
+	struct np_tls *tls;
+	struct np_metrics *metrics;
+	bool stopping;
+	bool signals_ready;
+};
+
+int np_serve(struct np_config *cfg);
+
+#endif
