@@ -25,24 +25,6 @@ static void try_finish(struct np_conn *c);
 static void conn_end(struct np_conn *c);
 static void end_if_stopped(struct np_conn *c);
 
-#define B(s) (1u << NP_CONN_##s)
-/* The states each state may be entered from (enum np_conn_state), asserted
- * at every change: a connection that skipped one would leak a request or a
- * handle. */
-static const unsigned entered_from[] __attribute__((unused)) = {
-    [NP_CONN_HANDSHAKE] = B(TLS_HANDSHAKE),    [NP_CONN_TLS_HANDSHAKE] = B(HANDSHAKE),
-    [NP_CONN_TRANSMISSION] = B(HANDSHAKE),     [NP_CONN_DRAINING] = B(TRANSMISSION),
-    [NP_CONN_ENDING] = B(ENDING) - 1,          [NP_CONN_CLOSING] = B(CLOSED) - 1,
-    [NP_CONN_CLOSED] = B(ENDING) | B(CLOSING),
-};
-#undef B
-
-static void set_state(struct np_conn *c, enum np_conn_state to)
-{
-	assert(entered_from[to] & 1u << c->state);
-	c->state = to;
-}
-
 static void resume_if_drained(struct np_conn *c)
 {
 	if (c->paused && c->state < NP_CONN_ENDING && !np_req_over_budget(c, np_req_cap(c) / 2)) {
@@ -86,7 +68,7 @@ static void tls_handshake(struct np_conn *c)
 	if (r < 0) {
 		np_conn_close(c, why);
 	} else if (r == 0 && c->state == NP_CONN_TLS_HANDSHAKE) {
-		set_state(c, NP_CONN_HANDSHAKE);
+		np_conn_set_state(c, NP_CONN_HANDSHAKE);
 		tls_pump(c); /* options may already be waiting */
 	}
 }
@@ -140,25 +122,6 @@ void np_loop_flush(struct np_loop *l)
 	}
 }
 
-/* ---- the loop's connections ---- */
-
-void np_conns_drain(struct np_loop *l, bool removed_only)
-{
-	for (struct np_conn *c = np_loop_conns(l)->head, *next; c; c = next) {
-		next = c->next;
-		if (!removed_only || (c->export && np_export_draining(c->export)))
-			np_conn_drain(c);
-	}
-}
-
-void np_conns_close(struct np_loop *l, const char *why)
-{
-	for (struct np_conn *c = np_loop_conns(l)->head, *next; c; c = next) {
-		next = c->next;
-		np_conn_close(c, why);
-	}
-}
-
 /* ---- closing ---- */
 
 static void on_close(uv_handle_t *h)
@@ -191,7 +154,7 @@ static void try_finish(struct np_conn *c)
 		return;
 	if (c->state == NP_CONN_ENDING && (c->out_head || c->write_busy))
 		return;
-	set_state(c, NP_CONN_CLOSED);
+	np_conn_set_state(c, NP_CONN_CLOSED);
 	np_sendq_stop(c);
 	c->timer.data = c->tcp.data = c;
 	uv_close((uv_handle_t *)&c->timer, on_timer_closed);
@@ -212,7 +175,7 @@ void np_conn_close(struct np_conn *c, const char *why)
 		return;
 	if (why)
 		np_info("conn %llu from %s: closing: %s", (unsigned long long)c->id, c->peer, why);
-	set_state(c, NP_CONN_CLOSING);
+	np_conn_set_state(c, NP_CONN_CLOSING);
 	stop_reading(c);
 	try_finish(c);
 }
@@ -224,7 +187,7 @@ static void conn_end(struct np_conn *c)
 {
 	if (c->state >= NP_CONN_ENDING)
 		return;
-	set_state(c, NP_CONN_ENDING);
+	np_conn_set_state(c, NP_CONN_ENDING);
 	stop_reading(c);
 	/* A refused WRITE's payload still arriving is simply not read. */
 	np_request_drop_partial(c);
@@ -250,7 +213,7 @@ void np_conn_drain(struct np_conn *c)
 	/* The client has sent these requests and may be waiting for their
 	 * replies: what is already in our buffers is answered, however a
 	 * budget paused its parsing; only the socket is no longer read. */
-	set_state(c, NP_CONN_DRAINING);
+	np_conn_set_state(c, NP_CONN_DRAINING);
 	stop_reading(c);
 	conn_input(c);
 	end_if_stopped(c);
@@ -286,7 +249,7 @@ static void conn_process(struct np_conn *c)
 				np_conn_close(c, "TLS: cannot start a session");
 				return;
 			}
-			set_state(c, NP_CONN_TLS_HANDSHAKE);
+			np_conn_set_state(c, NP_CONN_TLS_HANDSHAKE);
 			tls_handshake(c);
 			return;
 		case NP_OPT_END:
@@ -298,7 +261,7 @@ static void conn_process(struct np_conn *c)
 			c->paused |= c->inflight_bytes >= NP_HS_MAX_PENDING;
 			goto pause;
 		}
-		set_state(c, NP_CONN_TRANSMISSION);
+		np_conn_set_state(c, NP_CONN_TRANSMISSION);
 		uv_timer_stop(&c->timer);
 	}
 	switch (np_request_parse(c, &why)) {

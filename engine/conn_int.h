@@ -4,6 +4,7 @@
 #ifndef NP_ENGINE_CONN_INT_H
 #define NP_ENGINE_CONN_INT_H
 
+#include <assert.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -69,6 +70,18 @@ enum np_conn_state {
 	NP_CONN_CLOSED,        /* its handles are closing; freed in on_close */
 };
 
+#define B(s) (1u << NP_CONN_##s)
+/* The states each state may be entered from, asserted at every change: a
+ * connection that skipped one would leak a request or a handle. Only
+ * conn.c changes a connection's state. */
+static const unsigned entered_from[] __attribute__((unused)) = {
+    [NP_CONN_HANDSHAKE] = B(TLS_HANDSHAKE),    [NP_CONN_TLS_HANDSHAKE] = B(HANDSHAKE),
+    [NP_CONN_TRANSMISSION] = B(HANDSHAKE),     [NP_CONN_DRAINING] = B(TRANSMISSION),
+    [NP_CONN_ENDING] = B(ENDING) - 1,          [NP_CONN_CLOSING] = B(CLOSED) - 1,
+    [NP_CONN_CLOSED] = B(ENDING) | B(CLOSING),
+};
+#undef B
+
 struct np_conn {
 	uv_tcp_t tcp; /* first: handle callbacks recover the conn from it */
 	uv_timer_t timer;
@@ -83,7 +96,7 @@ struct np_conn {
 	char peer[64];
 	struct sockaddr_storage peer_sa;
 
-	enum np_conn_state state; /* changed only by conn.c's set_state */
+	enum np_conn_state state; /* changed only by np_conn_set_state */
 	struct np_hs hs;
 	struct np_hs_view hs_view;  /* the exports the handshake sees (export.c) */
 	struct np_export *export;   /* held while in transmission */
@@ -124,6 +137,12 @@ struct np_conn {
 	 * (why); sendq.c calls it from libuv's callbacks. */
 	void (*written)(struct np_conn *c, const char *why);
 };
+
+static inline void np_conn_set_state(struct np_conn *c, enum np_conn_state to)
+{
+	assert(entered_from[to] & 1u << c->state);
+	c->state = to;
+}
 
 /* Puts c on its loop's list of connections with replies to write. */
 static inline void np_conn_mark_dirty(struct np_conn *c)

@@ -14,7 +14,7 @@ objs=${1:?usage: layers.sh 'OBJ.c.o;OBJ.c.o;...'}
 requires nm
 
 # Lowest first; keep docs/design.md's table ("Layers") in step.
-LAYERS=(log access config fairq mailbox pool reply export tls request sendq loopex options conns conn stats
+LAYERS=(log access config fairq mailbox pool reply export tls request sendq loopex options conns conn loopconns stats
 	metrics server)
 
 declare -A rank defined
@@ -47,7 +47,7 @@ done
 bad=0
 # A connection's struct and a loop's are their own files' (docs/design.md,
 # "Layers"): no other file includes their private headers.
-declare -A own=([conn_int.h]="conn conns request sendq options tls" [loop_int.h]="loopex server")
+declare -A own=([conn_int.h]="conn conns loopconns request sendq options tls" [loop_int.h]="loopex server")
 for h in "${!own[@]}"; do
 	while read -r f; do
 		base=${f##*/}
