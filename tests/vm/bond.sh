@@ -75,10 +75,13 @@ ip netns add npsrv
 ip -n npcli link set lo up
 ip -n npsrv link set lo up
 # shape NS DEV RATE [DELAY]: tbf at RATE, behind a netem DELAY when given.
-# Replacing the root each time also takes an earlier delay away.
+# Replacing the root each time also takes an earlier delay away; a delay
+# starts from an empty root, since netem's tbf child of an earlier delay
+# would refuse the new one.
 shape() {
 	if [ -n "${4:-}" ]; then
-		ip netns exec $1 tc qdisc replace dev $2 root handle 1: netem delay $4 limit 10000
+		ip netns exec $1 tc qdisc del dev $2 root 2>/dev/null || :
+		ip netns exec $1 tc qdisc add dev $2 root handle 1: netem delay $4 limit 10000
 		ip netns exec $1 tc qdisc add dev $2 parent 1:1 handle 10: tbf rate $3 burst $BURST latency $LATENCY
 	else
 		ip netns exec $1 tc qdisc replace dev $2 root tbf rate $3 burst $BURST latency $LATENCY
