@@ -15,12 +15,16 @@ set -u
 
 usage() {
 	cat <<'EOF'
-usage: perf/bench-bond.sh [--rounds N] [--mib N] [--build DIR] [--out FILE]
+usage: perf/bench-bond.sh [--rounds N] [--mib N] [--build DIR] [--out FILE] [SETUP...]
   --rounds N    rounds; every configuration once per round (default 3)
   --mib N       MiB per dd transfer (default 64)
   --build DIR   build directory (default build)
   --out FILE    the report (default perf/RESULTS-bond.md); perf/RESULTS.md
                 gets a "Bonding" section that links to it
+  SETUP...      what to measure (default all): 40-20 40-40 40-40-1ms-20ms
+                drop, and alt=DIR to run them with another version too, in
+                the same rounds (DIR under the build directory, holding
+                nbdplex and kmod/nbdplex.ko; see tests/vm/bond.sh)
 The guest's console log goes to perf/tmp/bond-<UTC time>.log.
 EOF
 }
@@ -38,10 +42,12 @@ while [ $# -gt 0 ]; do
 	--build) BUILD=$(cd "${2:?--build needs a directory}" && pwd) || exit 2; shift ;;
 	--out) OUT=${2:?--out needs a file}; shift ;;
 	-h | --help) usage; exit 0 ;;
+	40-20 | 40-40 | 40-40-1ms-20ms | drop | alt=?*) break ;;
 	*) usage >&2; exit 2 ;;
 	esac
 	shift
 done
+SETUPS=("$@")
 case $ROUNDS$MIB in *[!0-9]*) echo "bench-bond: --rounds and --mib take numbers" >&2; exit 2 ;; esac
 [ "$ROUNDS" -ge 1 ] && [ "$ROUNDS" -le 20 ] || { echo "bench-bond: --rounds 1..20" >&2; exit 2; }
 [ "$MIB" -ge 8 ] && [ "$MIB" -le 512 ] || { echo "bench-bond: --mib 8..512" >&2; exit 2; }
@@ -69,7 +75,7 @@ echo "bench-bond: $ROUNDS rounds of $MIB MiB, load $load0, log $log (at most ${t
 ) >"$log.load" &
 sampler=$!
 NPVM_BUILD=$BUILD NPVM_TIMEOUT=$timeout_s NPVM_LOG=$log \
-	"$ROOT/tests/vm/run.sh" bond.sh perf "$ROUNDS" "$MIB" >/dev/null 2>&1
+	"$ROOT/tests/vm/run.sh" bond.sh perf "$ROUNDS" "$MIB" "${SETUPS[@]}" >/dev/null 2>&1
 rc=$?
 kill $sampler 2>/dev/null
 wait $sampler 2>/dev/null
@@ -119,7 +125,9 @@ END {
 	}
 }' "$log.results")
 # Per setup: both paths, and the bond, against the sum of the two paths
-# measured alone in the same run (medians), with the issue's targets.
+# measured alone in the same run (medians), with the issue's targets. An
+# other version's "DIR:SETUP" has only "both": it is set against this
+# build's paths alone and bond.
 ratios=$(awk "$median_awk"'
 {
 	split($2, sc, "/")
@@ -132,9 +140,10 @@ END {
 	for (i = 1; i <= ns; i++)
 		for (d = 1; d <= 2; d++) {
 			s = order[i]; dir = d == 1 ? "write" : "read"
-			p0 = median(v[s "/path0", dir]); p1 = median(v[s "/path1", dir])
-			b = median(v[s "/both", dir]); r = median(v[s "/bond-rr", dir])
-			t = s == "40-20" ? "both >= 0.95 x sum, > bond-rr" : s == "40-40" ? "both / path 0 >= 1.95" : "both >= 0.9 x sum"
+			a = s; sub(/^[^:]*:/, "", a)
+			p0 = median(v[a "/path0", dir]); p1 = median(v[a "/path1", dir])
+			b = median(v[s "/both", dir]); r = median(v[a "/bond-rr", dir])
+			t = a == "40-20" ? "both >= 0.95 x sum, > bond-rr" : a == "40-40" ? "both / path 0 >= 1.95" : "both >= 0.9 x sum"
 			printf "| %s | %s | %.2f | %.2f | %.2f | %.2f | **%.3f** | %.2f | %.3f | %s (both / path 0: %.2f) |\n",
 				s, dir, p0, p1, p0 + p1, b, p0 + p1 ? b / (p0 + p1) : 0, r,
 				p0 + p1 ? r / (p0 + p1) : 0, t, p0 ? b / p0 : 0

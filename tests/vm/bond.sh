@@ -23,14 +23,32 @@
 #
 # usage: bond.sh [test|perf] [ROUNDS] [MIB] [SETUP...]
 #   defaults: test 1 16; perf/bench-bond.sh runs "perf 3 64"; SETUPs (perf
-#   only; default all): 40-20 40-40 40-40-1ms-20ms drop.
+#   only; default all): 40-20 40-40 40-40-1ms-20ms drop. A SETUP of the
+#   form alt=DIR (DIR under $NPVM_BUILD, holding nbdplex and
+#   kmod/nbdplex.ko: another version) also runs the other setups with that
+#   version in every round, right after this build's, both paths only
+#   (labelled DIR:SETUP/both, and DIR:ROUND for the drop), so that two
+#   drivers compare on the same host load.
 . "$(dirname "$0")/lib.sh"
 mode=${1:-test}
 case $mode in test | perf) ;; *) die "mode is test or perf, not $mode" ;; esac
 rounds=${2:-1}
 mib=${3:-$([ $mode = perf ] && echo 64 || echo 16)}
-setups=" ${*:4} "
-[ "$setups" != "  " ] || setups=" 40-20 40-40 40-40-1ms-20ms drop "
+setups=
+alts=
+alt=
+for a in "${@:4}"; do
+	case $a in
+	alt=*) alts="$alts ${a#alt=}" ;;
+	*) setups="$setups $a" ;;
+	esac
+done
+setups="$setups "
+[ "$setups" != " " ] || setups=" 40-20 40-40 40-40-1ms-20ms drop "
+for a in $alts; do
+	[ -f $NPVM_BUILD/$a/nbdplex ] && [ -f $NPVM_BUILD/$a/kmod/nbdplex.ko ] ||
+		die "alt=$a: no $NPVM_BUILD/$a/nbdplex and kmod/nbdplex.ko"
+done
 # want SETUP: whether this run measures SETUP.
 want() { [[ $setups == *" $1 "* ]]; }
 # 40 Mbit/s is 5 MB/s. The bucket holds one full-size (64 KiB) TSO burst,
@@ -57,10 +75,13 @@ ip netns add npsrv
 ip -n npcli link set lo up
 ip -n npsrv link set lo up
 # shape NS DEV RATE [DELAY]: tbf at RATE, behind a netem DELAY when given.
-# Replacing the root each time also takes an earlier delay away.
+# Replacing the root each time also takes an earlier delay away; a delay
+# starts from an empty root, since netem's tbf child of an earlier delay
+# would refuse the new one.
 shape() {
 	if [ -n "${4:-}" ]; then
-		ip netns exec $1 tc qdisc replace dev $2 root handle 1: netem delay $4 limit 10000
+		ip netns exec $1 tc qdisc del dev $2 root 2>/dev/null || :
+		ip netns exec $1 tc qdisc add dev $2 root handle 1: netem delay $4 limit 10000
 		ip netns exec $1 tc qdisc add dev $2 parent 1:1 handle 10: tbf rate $3 burst $BURST latency $LATENCY
 	else
 		ip netns exec $1 tc qdisc replace dev $2 root tbf rate $3 burst $BURST latency $LATENCY
@@ -184,11 +205,16 @@ wait_xfer() {
 	wait $1 || { cat /tmp/xfer.err; die "$2 saw an I/O error"; }
 }
 # setup NAME RATE0 RATE1 [DELAY0 DELAY1]: reshapes the links, then measures
-# each path alone (two channels), both (two channels each) and the bond.
+# each path alone (two channels), both (two channels each) and the bond;
+# with another version loaded ($alt), both paths only.
 setup() {
 	local n=$1
 	shift
 	links "$@"
+	if [ -n "$alt" ]; then
+		measure_plex $alt:$n/both 4 - $P0 $P1
+		return
+	fi
 	measure_plex $n/path0 2 - $P0
 	measure_plex $n/path1 2 - $P1
 	measure_plex $n/both 4 - $P0 $P1
@@ -238,11 +264,19 @@ drop() {
 for r in $(seq $rounds); do
 	[ $mode = perf ] || break
 	step "round $r of $rounds: ${mib} MiB per transfer; load: $(cat /proc/loadavg)"
-	! want 40-20 || setup 40-20 $RATE0 $RATE1
-	! want 40-40 || setup 40-40 $RATE0 $RATE0
-	! want 40-40-1ms-20ms || setup 40-40-1ms-20ms $RATE0 $RATE0 1ms 20ms
-	! want drop || drop $r
+	for alt in "" $alts; do
+		# Each version in turn, loaded afresh with the same parameters.
+		rmmod nbdplex || die "rmmod nbdplex failed"
+		NP=$NPVM_BUILD/${alt:+$alt/}nbdplex
+		NPKO=$NPVM_BUILD/${alt:+$alt/}kmod/nbdplex.ko
+		load_nbdplex io_timeout=5
+		! want 40-20 || setup 40-20 $RATE0 $RATE1
+		! want 40-40 || setup 40-40 $RATE0 $RATE0
+		! want 40-40-1ms-20ms || setup 40-40-1ms-20ms $RATE0 $RATE0 1ms 20ms
+		! want drop || drop ${alt:+$alt:}$r
+	done
 done
+alt=
 if [ $mode = perf ]; then
 	links $RATE0 $RATE1
 	stop_server
