@@ -39,7 +39,7 @@ mount -t tmpfs -o size=1200M tmp /host/tmp
 mount -t tmpfs tmp /host/run
 mount -t tmpfs tmp /host/var/tmp
 mount -t tmpfs tmp /host/mnt
-repo=${script%/tests/vm/*}
+repo=${script%/tests/*}
 for d in "$repo" "$NPVM_BUILD"; do
 	case $d in
 	/tmp/* | /run/* | /var/tmp/* | /mnt/* | /dev/shm/*)
