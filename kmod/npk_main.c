@@ -282,6 +282,16 @@ static int npk_add_channel(struct npk_dev *dev, struct npk_channel *arg)
 	INIT_WORK(&chan->rx_work, npk_rx_work);
 	sock->sk->sk_allocation = GFP_NOIO | __GFP_MEMALLOC;
 	sock->sk->sk_use_task_frag = false;
+	/*
+	 * A send on a path that went down waits for socket buffer space
+	 * that never comes, inside queue_rq; and blk-mq's timeout work waits
+	 * for every queue_rq under way before it calls npk_timeout, so that
+	 * sender would never be failed over. Bound the wait by the I/O
+	 * timeout: the send then fails, and so does the channel. (0 would
+	 * make every send non-blocking.)
+	 */
+	if (npk_io_timeout)
+		sock->sk->sk_sndtimeo = npk_io_timeout * HZ;
 
 	ret = -ENOSPC;
 	spin_lock(&dev->lock);
