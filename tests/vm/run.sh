@@ -27,9 +27,14 @@ build=${NPVM_BUILD:-$(cd "$here/../.." && pwd)/build}
 timeout_s=${NPVM_TIMEOUT:-600}
 stall_s=${NPVM_STALL:-300}
 
-# The newest kernel that has both an image and its modules.
+# The kernel nbdplex.ko was built for (kmod/kmod.cmake picks the newest
+# supported headers), else the newest that has both an image and modules.
 kver=
-for d in $(ls -d /lib/modules/*/kernel/fs/9p 2>/dev/null | sort -V); do
+if [ -f "$build/kmod/nbdplex.ko" ] && command -v modinfo >/dev/null; then
+	v=$(modinfo -F vermagic "$build/kmod/nbdplex.ko" | cut -d' ' -f1)
+	[ -r "/boot/vmlinuz-$v" ] && [ -d "/lib/modules/$v/kernel/fs/9p" ] && kver=$v
+fi
+[ -n "$kver" ] || for d in $(ls -d /lib/modules/*/kernel/fs/9p 2>/dev/null | sort -V); do
 	v=${d#/lib/modules/}
 	v=${v%%/*}
 	[ -r "/boot/vmlinuz-$v" ] && kver=$v
