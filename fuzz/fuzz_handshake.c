@@ -164,7 +164,9 @@ static uint32_t check_replies(uint32_t opt, const uint8_t *out, size_t len, size
 			REQUIRE(opt == NBD_OPT_LIST_META_CONTEXT ||
 				opt == NBD_OPT_SET_META_CONTEXT);
 			REQUIRE(rlen == 4 + strlen(NBD_META_BASE_ALLOCATION));
-			REQUIRE(np_get32(p) == NP_META_BASE_ALLOCATION_ID);
+			REQUIRE(
+			    np_get32(p) ==
+			    (opt == NBD_OPT_LIST_META_CONTEXT ? 0 : NP_META_BASE_ALLOCATION_ID));
 			REQUIRE(!memcmp(p + 4, NBD_META_BASE_ALLOCATION, rlen - 4));
 			*meta = true;
 			break;

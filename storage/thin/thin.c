@@ -20,6 +20,7 @@
 
 #include "storage/lib/memfile.h"
 #include "storage/storage.h"
+#include "storage/thin/diff.h"
 #include "storage/thin/pool.h"
 #include "util/fullio.h"
 
@@ -715,6 +716,10 @@ static int thin_extents(void *h, struct np_io *io)
 	bool more = true;
 	int rc = 0;
 
+	if (io->context) { /* qemu:dirty-bitmap:SNAP, qemu:allocation-depth */
+		free(m);
+		return thin_vol_context_extents(v, io);
+	}
 	if (!m)
 		return -ENOMEM;
 	if (off + len > size)
@@ -741,6 +746,11 @@ static int thin_extents(void *h, struct np_io *io)
 	return rc;
 }
 
+static int thin_contexts(void *h, char ***names, size_t *n)
+{
+	return thin_vol_contexts(h, names, n);
+}
+
 const struct np_storage_ops np_storage_thin = {
     .size = sizeof(struct np_storage_ops),
     .api_version = NP_STORAGE_API_VERSION,
@@ -757,5 +767,6 @@ const struct np_storage_ops np_storage_thin = {
     .zero = thin_zero,
     .cache = thin_cache,
     .extents = thin_extents,
+    .contexts = thin_contexts,
     .resize = thin_resize,
 };
