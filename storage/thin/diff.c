@@ -9,6 +9,8 @@
  * entries in the range plus one seek per level and round. Chunks no level
  * maps cost nothing: a sparse terabyte is walked in one round. */
 #include <errno.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -357,4 +359,147 @@ int thin_vol_context_extents(struct thin_vol *v, struct np_io *io)
 	}
 	pthread_rwlock_unlock(&p->io_lock);
 	return rc < 0 ? rc : 0;
+}
+
+/* ---- the administration API (thin_admin.h) */
+
+struct range_ctx {
+	thin_range_cb cb;
+	void *ctx;
+	uint64_t off, end;
+	uint32_t shift;
+};
+
+static int range_cb(void *ctx, uint64_t first, uint64_t n, uint32_t value)
+{
+	struct range_ctx *r = ctx;
+	uint64_t a = first << r->shift, b = (first + n) << r->shift;
+
+	if (!(value & THIN_DIRTY))
+		return 0;
+	if (a < r->off)
+		a = r->off;
+	if (b > r->end)
+		b = r->end;
+	return b > a ? r->cb(r->ctx, a, b - a) : 0;
+}
+
+int thin_admin_diff(struct thin_pool *p, const char *from, const char *to, uint64_t off,
+		    uint64_t len, thin_range_cb cb, void *ctx, uint64_t *size, char **err)
+{
+	struct range_ctx r = {.cb = cb, .ctx = ctx, .off = off, .shift = p->chunk_shift};
+	struct thin_level *chain = NULL;
+	const struct thin_dev *d;
+	unsigned nchain = 0, j = 0;
+	int rc;
+
+	pthread_rwlock_rdlock(&p->io_lock);
+	d = thin_dev_find(p, to);
+	if (!d) {
+		rc = np_errmsg(err, -ENOENT, "%s: no volume or snapshot %s", p->dir, to);
+		goto out;
+	}
+	*size = d->r.size;
+	rc = thin_chain_of(p, d, &chain, &nchain);
+	if (rc < 0)
+		goto out;
+	j = thin_chain_find(p, chain, nchain, from);
+	if (!j) {
+		rc = np_errmsg(err, -EINVAL,
+			       "%s: %s is not a snapshot that %s comes from (see volume list's "
+			       "origins)",
+			       p->dir, from, to);
+		goto out;
+	}
+	r.end = off >= d->r.size ? off : len > d->r.size - off ? d->r.size : off + len;
+	if (r.end > r.off)
+		rc = thin_dirty_runs(p, chain, nchain, j, r.off >> p->chunk_shift,
+				     ((r.end - 1) >> p->chunk_shift) + 1, range_cb, &r);
+	if (rc > 0)
+		rc = 0;
+	if (rc < 0 && rc != -ENOMEM)
+		rc =
+		    np_errmsg(err, rc, "%s: reading the maps of %s: %s", p->dir, to, strerror(-rc));
+out:
+	pthread_rwlock_unlock(&p->io_lock);
+	free(chain);
+	return rc;
+}
+
+struct print_ctx {
+	FILE *out;
+	bool json;
+	uint64_t n, pending_off, pending_len;
+};
+
+/* Ranges come in runs of chunks already merged, except across rounds of
+ * the walk: neighbours are joined here. */
+static void print_range(struct print_ctx *c)
+{
+	if (!c->pending_len)
+		return;
+	if (c->json)
+		fprintf(c->out, "%s{\"offset\": %llu, \"length\": %llu}", c->n ? ",\n" : "[\n",
+			(unsigned long long)c->pending_off, (unsigned long long)c->pending_len);
+	else
+		fprintf(c->out, "%llu %llu\n", (unsigned long long)c->pending_off,
+			(unsigned long long)c->pending_len);
+	c->n++;
+}
+
+static int print_cb(void *ctx, uint64_t off, uint64_t len)
+{
+	struct print_ctx *c = ctx;
+
+	if (c->pending_len && c->pending_off + c->pending_len == off) {
+		c->pending_len += len;
+		return 0;
+	}
+	print_range(c);
+	c->pending_off = off;
+	c->pending_len = len;
+	return 0;
+}
+
+int thin_admin_print_diff(struct thin_pool *p, const char *from, const char *to, bool json,
+			  FILE *out, char **err)
+{
+	struct print_ctx c = {.out = out, .json = json};
+	uint64_t size;
+	int rc = thin_admin_diff(p, from, to, 0, UINT64_MAX, print_cb, &c, &size, err);
+
+	if (rc < 0)
+		return rc;
+	print_range(&c);
+	if (json)
+		fputs(c.n ? "\n]\n" : "[]\n", out);
+	return 0;
+}
+
+int thin_admin_read(struct thin_pool *p, const char *name, void *buf, uint64_t len, uint64_t off,
+		    char **err)
+{
+	char spec[PATH_MAX + THIN_NAME_MAX + 2];
+	void *h;
+	int rc;
+
+	if (len > THIN_READ_MAX)
+		return np_errmsg(err, -EINVAL, "read of %llu bytes: at most %u at once",
+				 (unsigned long long)len, THIN_READ_MAX);
+	snprintf(spec, sizeof(spec), "%s/%s", p->dir, name);
+	/* Opened like an export (sharing this process's pool), so that a
+	 * catalog change meanwhile refreshes its chain, but beside a server's
+	 * export of it: backups read live volumes. */
+	rc = thin_open_uncached(spec, &h, err);
+	if (rc < 0)
+		return rc;
+	if (off > np_storage_thin.get_size(h) || len > np_storage_thin.get_size(h) - off)
+		rc = np_errmsg(err, -EINVAL, "%s: read past the end", spec);
+	else
+		rc = np_storage_thin.pread(h, buf, len, off);
+	if (rc < 0 && err && !*err)
+		np_errmsg(err, rc, "%s: reading at %llu: %s", spec, (unsigned long long)off,
+			  strerror(-rc));
+	np_storage_thin.close(h);
+	return rc;
 }

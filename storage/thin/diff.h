@@ -47,6 +47,11 @@ int thin_depth_runs(struct thin_pool *p, const struct thin_level *chain, unsigne
 unsigned thin_chain_find(struct thin_pool *p, const struct thin_level *chain, unsigned nchain,
 			 const char *name);
 
+/* thin.c: opens POOLDIR/NAME read-only without a mapping cache, beside an
+ * export of it if there is one (for thin_admin_read); np_storage_thin's
+ * close closes it. */
+int thin_open_uncached(const char *spec, void **handle, char **err);
+
 /* The engine's side (thin.c calls them): the contexts of a volume, and
  * the extents of one of them (io->context). */
 struct np_io;
