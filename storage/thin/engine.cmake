@@ -38,7 +38,7 @@ add_test(NAME thin_crash COMMAND thin_crash 12)
 set_tests_properties(thin_crash PROPERTIES LABELS "thin" TIMEOUT 300)
 
 # Real clients against `nbdplex serve` with thin exports.
-foreach(t serve protocol import grow enospc dirty backup)
+foreach(t serve protocol import grow enospc dirty backup contexts)
   add_test(NAME thin_${t} COMMAND bash ${CMAKE_SOURCE_DIR}/tests/thin/${t}.sh)
   set_tests_properties(thin_${t} PROPERTIES LABELS "thin" TIMEOUT 300
     ENVIRONMENT "NBDPLEX=$<TARGET_FILE:nbdplex>;NP_SRC=${CMAKE_SOURCE_DIR};PATH=/usr/bin:/bin:/usr/sbin:/sbin:$ENV{PATH}")
