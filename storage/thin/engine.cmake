@@ -43,3 +43,7 @@ foreach(t serve protocol import grow enospc dirty backup contexts)
   set_tests_properties(thin_${t} PROPERTIES LABELS "thin" TIMEOUT 300
     ENVIRONMENT "NBDPLEX=$<TARGET_FILE:nbdplex>;NP_SRC=${CMAKE_SOURCE_DIR};PATH=/usr/bin:/bin:/usr/sbin:/sbin:$ENV{PATH}")
 endforeach()
+
+# perf/bench-diff.sh: the cost of the dirty-map walk on generated maps.
+add_executable(diff_walk ${CMAKE_SOURCE_DIR}/perf/diff_walk.c)
+target_link_libraries(diff_walk PRIVATE nptools)
