@@ -93,14 +93,17 @@ static int ent_cmp(const void *a, const void *b)
 typedef int (*walk_fn)(void *ctx, uint64_t lc, unsigned level, uint64_t pc);
 
 /* Calls fn, in chunk order, for every chunk of [first, end) that one of
- * levels [0, nlevels) maps or tombstones, with the topmost such entry. */
+ * levels [0, nlevels) maps or tombstones, with the topmost such entry.
+ * With stop, only one round: *stop says where it ended. */
 static int walk(struct thin_pool *p, const struct thin_level *chain, unsigned nlevels,
-		uint64_t first, uint64_t end, walk_fn fn, void *ctx)
+		uint64_t first, uint64_t end, walk_fn fn, void *ctx, uint64_t *stop)
 {
 	struct collect c = {.cap = nlevels ? WALK_TOTAL / nlevels : 1};
 	uint64_t pos = first;
 	int rc = 0;
 
+	if (stop)
+		*stop = end;
 	if (nlevels == 0 || first >= end)
 		return 0;
 	if (c.cap < 16)
@@ -137,6 +140,10 @@ static int walk(struct thin_pool *p, const struct thin_level *chain, unsigned nl
 			rc = fn(ctx, c.e[i].lc, c.e[i].level, c.e[i].pc);
 		}
 		pos = frontier;
+		if (stop) {
+			*stop = frontier;
+			break;
+		}
 	}
 	free(c.e);
 	return rc;
@@ -230,7 +237,8 @@ static int dirty_entry(void *ctx, uint64_t lc, unsigned level, uint64_t pc)
 }
 
 int thin_dirty_runs(struct thin_pool *p, const struct thin_level *chain, unsigned nchain,
-		    unsigned j, uint64_t first, uint64_t end, thin_run_cb cb, void *ctx)
+		    unsigned j, uint64_t first, uint64_t end, thin_run_cb cb, void *ctx,
+		    uint64_t *next)
 {
 	struct dirty d = {.r = {.cb = cb, .ctx = ctx, .pos = first},
 			  .p = p,
@@ -242,7 +250,15 @@ int thin_dirty_runs(struct thin_pool *p, const struct thin_level *chain, unsigne
 	int rc = 0;
 
 	if (mid > first)
-		rc = walk(p, chain, j, first, mid, dirty_entry, &d);
+		rc = walk(p, chain, j, first, mid, dirty_entry, &d, next);
+	if (next && mid > first && *next < mid) {
+		/* One round, which ended short of mid. */
+		if (rc == 0 && *next > d.r.pos)
+			rc = run_add(&d.r, d.r.pos, *next - d.r.pos, 0);
+		return run_end(&d.r, rc);
+	}
+	if (next)
+		*next = end;
 	if (rc == 0 && mid > d.r.pos)
 		rc = run_add(&d.r, d.r.pos, mid - d.r.pos, 0);
 	if (rc == 0 && end > d.r.pos)
@@ -264,7 +280,7 @@ int thin_depth_runs(struct thin_pool *p, const struct thin_level *chain, unsigne
 		    uint64_t first, uint64_t end, thin_run_cb cb, void *ctx)
 {
 	struct runs r = {.cb = cb, .ctx = ctx, .pos = first};
-	int rc = walk(p, chain, nchain, first, end, depth_entry, &r);
+	int rc = walk(p, chain, nchain, first, end, depth_entry, &r, NULL);
 
 	if (rc == 0 && end > r.pos)
 		rc = run_add(&r, r.pos, end - r.pos, 0);
@@ -352,7 +368,7 @@ int thin_vol_context_extents(struct thin_vol *v, struct np_io *io)
 		unsigned j =
 		    thin_chain_find(p, v->chain, v->nchain, ctx + strlen(THIN_CTX_DIRTY_PREFIX));
 
-		rc = j ? thin_dirty_runs(p, v->chain, v->nchain, j, first, end, ext_cb, &x)
+		rc = j ? thin_dirty_runs(p, v->chain, v->nchain, j, first, end, ext_cb, &x, NULL)
 		       : -EINVAL;
 	} else {
 		rc = -EINVAL;
@@ -384,13 +400,15 @@ static int range_cb(void *ctx, uint64_t first, uint64_t n, uint32_t value)
 	return b > a ? r->cb(r->ctx, a, b - a) : 0;
 }
 
-int thin_admin_diff(struct thin_pool *p, const char *from, const char *to, uint64_t off,
-		    uint64_t len, thin_range_cb cb, void *ctx, uint64_t *size, char **err)
+/* One window of thin_admin_diff, under io_lock: the chain is found again
+ * for each, since a catalog change may come between two. */
+static int diff_window(struct thin_pool *p, const char *from, const char *to, uint64_t first,
+		       uint64_t end, struct range_ctx *r, uint64_t *size, uint64_t *next,
+		       char **err)
 {
-	struct range_ctx r = {.cb = cb, .ctx = ctx, .off = off, .shift = p->chunk_shift};
 	struct thin_level *chain = NULL;
 	const struct thin_dev *d;
-	unsigned nchain = 0, j = 0;
+	unsigned nchain = 0, j;
 	int rc;
 
 	pthread_rwlock_rdlock(&p->io_lock);
@@ -411,12 +429,9 @@ int thin_admin_diff(struct thin_pool *p, const char *from, const char *to, uint6
 			       p->dir, from, to);
 		goto out;
 	}
-	r.end = off >= d->r.size ? off : len > d->r.size - off ? d->r.size : off + len;
-	if (r.end > r.off)
-		rc = thin_dirty_runs(p, chain, nchain, j, r.off >> p->chunk_shift,
-				     ((r.end - 1) >> p->chunk_shift) + 1, range_cb, &r);
-	if (rc > 0)
-		rc = 0;
+	*next = end;
+	if (end > first)
+		rc = thin_dirty_runs(p, chain, nchain, j, first, end, range_cb, r, next);
 	if (rc < 0 && rc != -ENOMEM)
 		rc =
 		    np_errmsg(err, rc, "%s: reading the maps of %s: %s", p->dir, to, strerror(-rc));
@@ -424,6 +439,33 @@ out:
 	pthread_rwlock_unlock(&p->io_lock);
 	free(chain);
 	return rc;
+}
+
+int thin_admin_diff(struct thin_pool *p, const char *from, const char *to, uint64_t off,
+		    uint64_t len, thin_range_cb cb, void *ctx, uint64_t *size, char **err)
+{
+	struct range_ctx r = {.cb = cb, .ctx = ctx, .off = off, .shift = p->chunk_shift};
+	uint64_t first, end, next, now;
+	int rc;
+
+	/* The first window, empty, checks the names and learns the size. */
+	rc = diff_window(p, from, to, 0, 0, &r, size, &next, err);
+	if (rc < 0)
+		return rc;
+	r.end = off >= *size ? off : len > *size - off ? *size : off + len;
+	if (r.end <= r.off)
+		return 0;
+	first = r.off >> p->chunk_shift;
+	end = ((r.end - 1) >> p->chunk_shift) + 1;
+	/* One round of the walk (at most WALK_TOTAL entries) per hold of
+	 * io_lock, so that a catalog change (which takes it exclusive, and
+	 * which I/O then queues behind) never waits for a whole walk of a
+	 * large volume, while a sparse one is still walked at once. */
+	while (first < end && rc == 0) {
+		rc = diff_window(p, from, to, first, end, &r, &now, &next, err);
+		first = next;
+	}
+	return rc > 0 ? 0 : rc;
 }
 
 struct print_ctx {

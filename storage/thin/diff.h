@@ -33,9 +33,11 @@ typedef int (*thin_run_cb)(void *ctx, uint64_t first, uint64_t n, uint32_t value
 /* Over chunks [first, end) of a chain: THIN_DIRTY where levels above
  * level j (a snapshot's) may make the content differ from that level's,
  * 0 where both read the same chunk or both read zeroes. The caller holds
- * io_lock shared. */
+ * io_lock shared. With next, only one round of the walk: runs go as far
+ * as *next, where the caller goes on (end when done). */
 int thin_dirty_runs(struct thin_pool *p, const struct thin_level *chain, unsigned nchain,
-		    unsigned j, uint64_t first, uint64_t end, thin_run_cb cb, void *ctx);
+		    unsigned j, uint64_t first, uint64_t end, thin_run_cb cb, void *ctx,
+		    uint64_t *next);
 
 /* Over chunks [first, end) of a chain: 0 where no level maps the chunk (or
  * a tombstone hides it), else 1 + the level that maps it (1: the device's
