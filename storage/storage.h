@@ -151,8 +151,9 @@ struct np_storage_ops {
 	int (*extents)(void *h, struct np_io *io);
 	/* Optional: the meta contexts extents() answers besides
 	 * base:allocation, now ("qemu:dirty-bitmap:SNAP" ...): a malloc'd
-	 * array of *n malloc'd names, which the caller frees. Called at
-	 * handshakes, from any thread. */
+	 * array of *n malloc'd names, which the caller frees. Called on a
+	 * loop thread at each meta context option of a handshake, so it must
+	 * not block for long (thin takes its pool's io_lock shared). */
 	int (*contexts)(void *h, char ***names, size_t *n);
 
 	/* Optional, called on a loop thread with a batch of READs and
