@@ -92,7 +92,7 @@ PY
 	"$NBDPLEX" volume create "$pool" v ${SIZE_G}G || exit 1
 	"$NBDPLEX" volume snapshot "$pool" v s1 || exit 1
 	port=$(free_port)
-	"$NBDPLEX" serve -l 127.0.0.1:$port -e v=thin:"$pool/v" --pidfile "$WORK/np.pid" \
+	"$NBDPLEX" serve -l "127.0.0.1:$port" -e v=thin:"$pool/v" --pidfile "$WORK/np.pid" \
 		>"$WORK/np.log" 2>&1 &
 	PIDS+=($!)
 	for _ in $(seq 100); do [ -s "$WORK/np.pid" ] && break; sleep 0.1; done

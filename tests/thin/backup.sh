@@ -98,7 +98,7 @@ cp "$TMP/backup.img" "$TMP/backup3.img"
 # began: the copy's first MiB (which generation 4 rewrote) has changed
 began() { ! cmp -s -n 1048576 "$TMP/backup.img" "$TMP/backup3.img" || ! kill -0 "$1" 2>/dev/null; }
 killed=
-for try in 1 2 3 4 5; do
+for _ in 1 2 3 4 5; do
 	cp "$TMP/backup3.img" "$TMP/backup.img"
 	"$NBDPLEX" volume export "$pool" s4 "$TMP/backup.img" --since s3 --no-progress \
 		>"$TMP/export4" 2>&1 &

@@ -132,6 +132,14 @@ if nbdinfo --map="qemu:dirty-bitmap:s1" "$(uri v)" >/dev/null 2>&1; then
 fi
 nbdinfo --map="qemu:dirty-bitmap:s2" "$(uri v)" >"$TMP/s2.after" || fail "s2 after s1 went"
 expect_ranges "$TMP/s2.after" nbdinfo "$s2_changed"
+# A volume grown since the snapshot: the new space is called changed (s2
+# never had it), and `volume diff` says the same as the bitmap.
+vol resize "$pool" v 80M || fail "grow v"
+nbdinfo --map="qemu:dirty-bitmap:s2" "$(uri v)" >"$TMP/s2.grown" || fail "s2 after the grow"
+expect_ranges "$TMP/s2.grown" nbdinfo "$s2_changed $((64 * M)):$((16 * M))"
+vol diff "$pool" s2 v >"$TMP/diff" || fail "volume diff"
+[ "$(cat "$TMP/diff")" = "$((60 * M)) $((64 * K))
+$((64 * M)) $((16 * M))" ] || fail "volume diff s2 v: $(cat "$TMP/diff")"
 assert_serving v
 stop_server
 pass
