@@ -37,8 +37,8 @@ static const char usage_all[] =
     "  export POOLDIR VOLUME FILE|URI [--overwrite | --since SNAP] [--quiet]\n"
     "    (both: [--progress|--no-progress]; URI: nbd://HOST[:PORT]/EXPORT or\n"
     "    nbd+unix:///EXPORT?socket=PATH)\n"
-    "Sizes accept K, M, G, T suffixes. All but import and export (export --since\n"
-    "does) work while a server serves the pool, through POOLDIR/control.sock.\n"
+    "Sizes accept K, M, G, T suffixes. All but import work while a server serves\n"
+    "the pool, through POOLDIR/control.sock.\n"
     "`nbdplex volume COMMAND --help` for more.\n";
 
 /* The commands with the pool opened here. Arguments were checked by

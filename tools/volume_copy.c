@@ -11,12 +11,14 @@
  * chunk when chunks are larger.
  *
  * The pool is opened directly, like the other volume commands without a
- * server. A pool that a running server holds is refused with a message
- * that says how to copy through that server instead (a new volume is then
- * exported by adding it to the server's config and sending SIGHUP). While
- * a copy runs, this process answers the pool's control socket, so `nbdplex
- * volume list` and the like keep working, and the volume being copied
- * cannot be deleted or resized underneath. */
+ * server. An import refuses a pool that a running server holds, with a
+ * message that says how to copy through that server instead (a new volume
+ * is then exported by adding it to the server's config and sending
+ * SIGHUP); an export reads it through the server's control socket
+ * (volume_since.c). While a copy runs on a pool opened here, this process
+ * answers the pool's control socket, so `nbdplex volume list` and the like
+ * keep working, and the volume being copied cannot be deleted or resized
+ * underneath. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -434,12 +436,9 @@ static const char export_help[] =
     "                 snapshot it comes from, into an existing FILE, device or URI\n"
     "                 that holds SNAP's content (a copy of SNAP, or the last\n"
     "                 increment's target); says how much it copied and skipped.\n"
-    "                 Works while a server holds the pool (through its control\n"
-    "                 socket; VOLUME must then be one it does not export, such as\n"
-    "                 a snapshot), and a failed or killed run is simply rerun\n"
+    "                 A failed or killed run is completed by running it again\n"
     "  --quiet        no summary line on standard output\n"
-    "Without --since the pool must not be held by a running server: stop it, or\n"
-    "copy with nbdcopy from that server's export of the volume.\n";
+    "A pool that a running server holds is read through its control socket.\n";
 
 struct opts {
 	bool overwrite, quiet;
@@ -570,11 +569,6 @@ static int begin(int argc, char **argv, bool import, struct opts *o)
 	if (import && check_no_server(o->pool, "import",
 				      "create the volume with `nbdplex volume create`, serve it, "
 				      "and copy with nbdcopy FILE nbd://HOST:PORT/EXPORT"))
-		return 1;
-	if (!import && !o->since &&
-	    check_no_server(o->pool, "export",
-			    "copy from its export of the volume with nbdcopy "
-			    "nbd://HOST:PORT/EXPORT FILE"))
 		return 1;
 	catch_signals();
 	return 0;
@@ -870,10 +864,15 @@ int np_cmd_volume_export(int argc, char **argv)
 		return export_since(&o);
 	snprintf(spec, sizeof(spec), "%s/%s", o.pool, o.vol);
 	src.name = spec;
-	/* The source first: a bad pool or volume name touches no target. */
-	rc = open_pool(o.pool, &p, &err);
-	if (rc == 0)
-		rc = eng_open(&src, np_storage_find("thin"), spec, true, &err);
+	/* The source first: a bad pool or volume name touches no target.
+	 * A pool that a server holds is read through its control socket. */
+	if (served(o.pool)) {
+		rc = vc_since_open(&src, NULL, o.pool, NULL, o.vol, &err);
+	} else {
+		rc = open_pool(o.pool, &p, &err);
+		if (rc == 0)
+			rc = eng_open(&src, np_storage_find("thin"), spec, true, &err);
+	}
 	if (rc < 0) {
 		if (p)
 			thin_pool_close(p);
@@ -893,11 +892,14 @@ int np_cmd_volume_export(int argc, char **argv)
 	if (rc < 0) {
 		undo_target(o.other, made);
 		src.ops->close(&src);
-		thin_pool_close(p);
+		if (p)
+			thin_pool_close(p);
 		return report("export", rc, err);
 	}
-	rc = copy_all(&c, bar_stream(&o), "export", &src, &dst, thin_admin_chunk_size(p));
-	thin_pool_close(p);
+	rc = copy_all(&c, bar_stream(&o), "export", &src, &dst,
+		      p ? thin_admin_chunk_size(p) : THIN_DEFAULT_CHUNK);
+	if (p)
+		thin_pool_close(p);
 	if (rc < 0) {
 		undo_target(o.other, made);
 		return 1;

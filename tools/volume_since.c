@@ -2,9 +2,10 @@
  * incremental copy. Its extents are the ranges in which the volume
  * differs from SNAP (thin_admin_diff), the rest flagged VC_SKIP, so that
  * the copy (volume_copy.c) writes only what changed; its reads are
- * thin_admin_read. Both go to the pool opened here, or, when a server
- * holds it, to the server's control socket ("ranges" and "read"), one
- * window or THIN_READ_MAX bytes per request. */
+ * thin_admin_read. Without SNAP, for a full export from a served pool,
+ * the ranges are those with data and the rest reads as zeroes. Both go to the pool opened here, or,
+ * when a server holds it, to the server's control socket ("ranges" and "read"), one window or
+ * THIN_READ_MAX bytes per request. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -19,8 +20,8 @@
 #include "util/err.h"
 
 struct since {
-	struct thin_pool *p; /* NULL: through the server's control socket */
-	const char *dir, *snap, *vol;
+	struct thin_pool *p;          /* NULL: through the server's control socket */
+	const char *dir, *snap, *vol; /* snap NULL: a full copy */
 };
 
 /* ---- the server's answers */
@@ -49,15 +50,17 @@ static void sink_out(void *arg, const char *data, size_t len)
 struct collect {
 	struct np_io *io;
 	uint64_t pos, max, n;
+	uint32_t gap; /* the flags of what lies between ranges */
 };
 
-/* A changed range: what lies before it is unchanged. */
+/* A changed range (or one with data): what lies before it is unchanged
+ * (or zeroes). */
 static int add_range(void *ctx, uint64_t off, uint64_t len)
 {
 	struct collect *c = ctx;
 
 	if (off > c->pos)
-		np_io_add_extent(c->io, off - c->pos, VC_SKIP);
+		np_io_add_extent(c->io, off - c->pos, c->gap);
 	np_io_add_extent(c->io, len, 0);
 	c->pos = off + len;
 	return ++c->n == c->max;
@@ -66,7 +69,8 @@ static int add_range(void *ctx, uint64_t off, uint64_t len)
 /* The changed ranges of the window c->io asks about, at most c->max. */
 static int ranges(struct since *s, struct collect *c, uint64_t *size, char **err)
 {
-	char a[24], b[24], m[24], *words[] = {"ranges", (char *)s->snap, (char *)s->vol, a, b, m};
+	char a[24], b[24], m[24],
+	    *words[] = {"ranges", s->snap ? (char *)s->snap : "-", (char *)s->vol, a, b, m};
 	size_t cap = (c->max + 1) * 44; /* two 20-digit numbers a line */
 	struct sink k = {.dst = malloc(cap + 1), .cap = cap};
 	char *line, *save = NULL;
@@ -108,7 +112,10 @@ static int ranges(struct since *s, struct collect *c, uint64_t *size, char **err
 static int since_extents(struct vc_ep *ep, struct np_io *io)
 {
 	struct since *s = ep->priv;
-	struct collect c = {.io = io, .pos = io->offset, .max = (io->max_extents - 1) / 2};
+	struct collect c = {.io = io,
+			    .pos = io->offset,
+			    .max = (io->max_extents - 1) / 2,
+			    .gap = s->snap ? VC_SKIP : NP_EXTENT_HOLE | NP_EXTENT_ZERO};
 	uint64_t size;
 	int rc;
 
@@ -118,7 +125,7 @@ static int since_extents(struct vc_ep *ep, struct np_io *io)
 		return rc;
 	/* Short of the cap, the window is walked to its end. */
 	if (c.n < c.max && io->offset + io->len > c.pos)
-		np_io_add_extent(io, io->offset + io->len - c.pos, VC_SKIP);
+		np_io_add_extent(io, io->offset + io->len - c.pos, c.gap);
 	return 0;
 }
 

@@ -102,9 +102,9 @@ static int ranges_cb(void *ctx, uint64_t off, uint64_t len)
 	return --r->left == 0;
 }
 
-/* For `export --since`: "ranges FROM TO OFFSET LENGTH MAX" answers TO's
- * size on a line, then at most MAX changed ranges of [OFFSET, OFFSET +
- * LENGTH), a line each. */
+/* For `export`: "ranges FROM TO OFFSET LENGTH MAX" answers TO's size on
+ * a line, then at most MAX changed ranges of [OFFSET, OFFSET + LENGTH), a
+ * line each; FROM "-" (no name starts so) asks for the ranges with data. */
 static int verb_ranges(void *ctx, int argc, char **argv, FILE *out, char **err)
 {
 	uint64_t off, len, max, size;
@@ -120,7 +120,8 @@ static int verb_ranges(void *ctx, int argc, char **argv, FILE *out, char **err)
 	r.out = open_memstream(&buf, &n);
 	if (!r.out)
 		return -ENOMEM;
-	rc = thin_admin_diff(ctx, argv[1], argv[2], off, len, ranges_cb, &r, &size, err);
+	rc = thin_admin_diff(ctx, strcmp(argv[1], "-") ? argv[1] : NULL, argv[2], off, len,
+			     ranges_cb, &r, &size, err);
 	fclose(r.out);
 	if (rc == 0) {
 		fprintf(out, "%llu\n", (unsigned long long)size);

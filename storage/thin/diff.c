@@ -277,13 +277,16 @@ static int depth_entry(void *ctx, uint64_t lc, unsigned level, uint64_t pc)
 }
 
 int thin_depth_runs(struct thin_pool *p, const struct thin_level *chain, unsigned nchain,
-		    uint64_t first, uint64_t end, thin_run_cb cb, void *ctx)
+		    uint64_t first, uint64_t end, thin_run_cb cb, void *ctx, uint64_t *next)
 {
 	struct runs r = {.cb = cb, .ctx = ctx, .pos = first};
-	int rc = walk(p, chain, nchain, first, end, depth_entry, &r, NULL);
+	uint64_t stop = end;
+	int rc = walk(p, chain, nchain, first, end, depth_entry, &r, next ? &stop : NULL);
 
-	if (rc == 0 && end > r.pos)
-		rc = run_add(&r, r.pos, end - r.pos, 0);
+	if (next)
+		*next = stop;
+	if (rc == 0 && stop > r.pos)
+		rc = run_add(&r, r.pos, stop - r.pos, 0);
 	return run_end(&r, rc);
 }
 
@@ -361,7 +364,7 @@ int thin_vol_context_extents(struct thin_vol *v, struct np_io *io)
 	end = ((x.end - 1) >> p->chunk_shift) + 1;
 	pthread_rwlock_rdlock(&p->io_lock);
 	if (strcmp(ctx, THIN_CTX_DEPTH) == 0) {
-		rc = thin_depth_runs(p, v->chain, v->nchain, first, end, ext_cb, &x);
+		rc = thin_depth_runs(p, v->chain, v->nchain, first, end, ext_cb, &x, NULL);
 	} else if (strncmp(ctx, THIN_CTX_DIRTY_PREFIX, strlen(THIN_CTX_DIRTY_PREFIX)) == 0) {
 		/* By name at each request: a snapshot deleted since the
 		 * handshake is an error, not a stale answer. */
@@ -391,7 +394,7 @@ static int range_cb(void *ctx, uint64_t first, uint64_t n, uint32_t value)
 	struct range_ctx *r = ctx;
 	uint64_t a = first << r->shift, b = (first + n) << r->shift;
 
-	if (!(value & THIN_DIRTY))
+	if (!value) /* clean, or no data */
 		return 0;
 	if (a < r->off)
 		a = r->off;
@@ -421,8 +424,8 @@ static int diff_window(struct thin_pool *p, const char *from, const char *to, ui
 	rc = thin_chain_of(p, d, &chain, &nchain);
 	if (rc < 0)
 		goto out;
-	j = thin_chain_find(p, chain, nchain, from);
-	if (!j) {
+	j = from ? thin_chain_find(p, chain, nchain, from) : 0;
+	if (from && !j) {
 		rc = np_errmsg(err, -EINVAL,
 			       "%s: %s is not a snapshot that %s comes from (see volume list's "
 			       "origins)",
@@ -430,8 +433,10 @@ static int diff_window(struct thin_pool *p, const char *from, const char *to, ui
 		goto out;
 	}
 	*next = end;
-	if (end > first)
+	if (end > first && from)
 		rc = thin_dirty_runs(p, chain, nchain, j, first, end, range_cb, r, next);
+	else if (end > first)
+		rc = thin_depth_runs(p, chain, nchain, first, end, range_cb, r, next);
 	if (rc < 0 && rc != -ENOMEM)
 		rc =
 		    np_errmsg(err, rc, "%s: reading the maps of %s: %s", p->dir, to, strerror(-rc));

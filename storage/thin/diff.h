@@ -41,9 +41,10 @@ int thin_dirty_runs(struct thin_pool *p, const struct thin_level *chain, unsigne
 
 /* Over chunks [first, end) of a chain: 0 where no level maps the chunk (or
  * a tombstone hides it), else 1 + the level that maps it (1: the device's
- * own chunk; 2 and more: inherited). The caller holds io_lock shared. */
+ * own chunk; 2 and more: inherited). The caller holds io_lock shared.
+ * next as for thin_dirty_runs. */
 int thin_depth_runs(struct thin_pool *p, const struct thin_level *chain, unsigned nchain,
-		    uint64_t first, uint64_t end, thin_run_cb cb, void *ctx);
+		    uint64_t first, uint64_t end, thin_run_cb cb, void *ctx, uint64_t *next);
 
 /* The level of chain that is the snapshot called name, from 1, or 0. */
 unsigned thin_chain_find(struct thin_pool *p, const struct thin_level *chain, unsigned nchain,

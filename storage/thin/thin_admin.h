@@ -92,7 +92,8 @@ int thin_admin_print_list(struct thin_pool *p, FILE *out, char **err);
  * [off, off + len) in which `to` (a volume or snapshot) may differ from
  * `from`, a snapshot in its chain (taken of it, or of what it was cloned
  * from), at chunk granularity and clipped to to's size, which goes in
- * *size; a non-zero cb stops the walk. I/O goes on meanwhile. */
+ * *size; a non-zero cb stops the walk. I/O goes on meanwhile. With from
+ * NULL, the ranges where `to` maps data (for a full copy). */
 typedef int (*thin_range_cb)(void *ctx, uint64_t off, uint64_t len);
 int thin_admin_diff(struct thin_pool *p, const char *from, const char *to, uint64_t off,
 		    uint64_t len, thin_range_cb cb, void *ctx, uint64_t *size, char **err);

@@ -1,5 +1,6 @@
 #!/bin/bash
-# The incremental backup loop against a served volume: three generations
+# The incremental backup loop against a served volume: a full export of
+# s0 through the server's control socket, then three generations
 # of seeded random writes (fio), TRIMs and WRITE_ZEROES, each one snapshot
 # s(n), `volume export s(n) --since s(n-1)` into the copy of the previous
 # generation (a file, then an nbd:// target), delete s(n-1). Each time the
@@ -18,10 +19,14 @@ vol init "$pool" --size 1G --chunk-size 64K || fail "volume init"
 vol create "$pool" v $SIZE || fail "create v"
 start_server -e v=thin:"$pool/v"
 
-# s0 is the empty volume: its copy is a file of zeroes.
+# Generation 0 and its full copy, exported while the server holds the pool.
+fio --name=gen0 --ioengine=nbd --uri="$(uri v)" --rw=randwrite --bs=64k --size=$SIZE \
+	--io_size=16M --randseed=26 --refill_buffers --norandommap >"$TMP/fio0.log" ||
+	fail "fio generation 0"
 vol snapshot "$pool" v s0 || fail "snapshot s0"
-truncate -s $SIZE "$TMP/backup.img"
-truncate -s $SIZE "$TMP/ref0.img"
+nbdcopy "$(uri v)" "$TMP/ref0.img" || fail "nbdcopy generation 0"
+vol export "$pool" s0 "$TMP/backup.img" --no-progress >"$TMP/export0" || fail "full export of s0"
+cmp "$TMP/backup.img" "$TMP/ref0.img" || fail "the full copy differs from s0"
 
 # check_increment PREV CUR DIFF_JSON EXPORT_OUTPUT: the chunks in which
 # refCUR differs from refPREV are exactly those DIFF_JSON lists, and the
