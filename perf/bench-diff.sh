@@ -118,9 +118,9 @@ PY
 	np_t=() q_t=()
 	for r in $(seq "$ROUNDS"); do
 		read -r a b np_dirty < <(map "nbd://127.0.0.1:$port/v" qemu:dirty-bitmap:s1)
-		np_t+=("$(echo "$b - $a" | bc)")
+		np_t+=("$(awk -v a="$a" -v b="$b" 'BEGIN { print b - a }')")
 		read -r a b q_dirty < <(map "nbd://127.0.0.1:$qport/q" qemu:dirty-bitmap:b0)
-		q_t+=("$(echo "$b - $a" | bc)")
+		q_t+=("$(awk -v a="$a" -v b="$b" 'BEGIN { print b - a }')")
 	done
 	[ "$np_dirty" = $((CHANGED * 65536)) ] && [ "$q_dirty" = "$np_dirty" ] || {
 		echo "bench-diff.sh: dirty bytes nbdplex $np_dirty, qemu-nbd $q_dirty, expected $((CHANGED * 65536))" >&2
@@ -132,7 +132,7 @@ PY
 	t0=$(date +%s.%N)
 	"$NBDPLEX" volume diff "$pool" s1 v >"$WORK/diff" || exit 1
 	t1=$(date +%s.%N)
-	diff_s=$(echo "$t1 - $t0" | bc)
+	diff_s=$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')
 	ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 	secs() { awk -v a="$1" 'BEGIN { printf "%.4f s", a }'; }
 	e2e_rows+=("| nbdplex, thin volume, qemu:dirty-bitmap:s1 | $(secs "$np_med") | $(ratio "$np_med" "$q_med") |")
