@@ -101,7 +101,7 @@ struct np_conn {
 	struct np_hs_view hs_view;  /* the exports the handshake sees (export.c) */
 	struct np_export *export;   /* held while in transmission */
 	struct np_loop_export *lex; /* this loop's state for it */
-	bool structured, extended, meta_base_allocation;
+	bool structured, extended; /* and the meta contexts: hs.meta */
 	bool sendfile; /* large reads may go by sendfile (cfg and where the peer is) */
 
 	uint8_t *in;

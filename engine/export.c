@@ -14,9 +14,10 @@
 static uint16_t tflags_from_caps(uint32_t caps, bool readonly)
 {
 	/* FUA and WRITE_ZEROES are always offered: the core emulates them
-	 * (flush after write, zeroes written) when the engine cannot. */
-	uint16_t f =
-	    NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH | NBD_FLAG_SEND_DF | NBD_FLAG_SEND_CACHE;
+	 * (flush after write, zeroes written) when the engine cannot. So is
+	 * BLOCK_STATUS's payload (extended headers only; request.c reads it). */
+	uint16_t f = NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH | NBD_FLAG_SEND_DF |
+		     NBD_FLAG_SEND_CACHE | NBD_FLAG_BLOCK_STATUS_PAYLOAD;
 
 	if (readonly || !(caps & NP_CAP_WRITE))
 		f |= NBD_FLAG_READ_ONLY;
@@ -384,4 +385,18 @@ static const struct np_hs_export *hs_nth(void *ctx, size_t i)
 	return e;
 }
 
-const struct np_hs_ops np_export_hs_ops = {.lookup = hs_lookup, .nth = hs_nth};
+/* The contexts of the export the last lookup found (and holds). */
+static int hs_contexts(void *ctx, char ***names, size_t *n)
+{
+	struct np_hs_view *v = ctx;
+	struct np_export *ex = v->held;
+
+	*names = NULL;
+	*n = 0;
+	if (!ex || !ex->ops->contexts || !(ex->caps & NP_CAP_EXTENTS))
+		return 0;
+	return ex->ops->contexts(ex->h, names, n);
+}
+
+const struct np_hs_ops np_export_hs_ops = {
+    .lookup = hs_lookup, .nth = hs_nth, .contexts = hs_contexts};

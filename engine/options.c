@@ -44,12 +44,14 @@ static int start_transmission(struct np_conn *c, const char **why)
 	le->conns++;
 	c->structured = c->hs.structured;
 	c->extended = c->hs.extended;
-	c->meta_base_allocation = c->hs.meta_base_allocation;
-	np_hs_free(&c->hs);
-	np_info("conn %llu from %s: export '%s'%s%s%s", (unsigned long long)c->id, c->peer,
-		ex->hs.name, c->structured ? ", structured replies" : "",
-		c->extended ? ", extended headers" : "",
-		c->meta_base_allocation ? ", base:allocation" : "");
+	/* The meta contexts selected stay in c->hs for BLOCK_STATUS; the
+	 * rest of it goes with the connection. */
+	np_buf_free(&c->hs.out);
+	np_info("conn %llu from %s: export '%s'%s%s, %u meta context%s%s",
+		(unsigned long long)c->id, c->peer, ex->hs.name,
+		c->structured ? ", structured replies" : "",
+		c->extended ? ", extended headers" : "", c->hs.n_meta, c->hs.n_meta == 1 ? "" : "s",
+		c->hs.meta_base_allocation ? " (base:allocation)" : "");
 	return NP_OPT_GO;
 }
 

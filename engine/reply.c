@@ -148,24 +148,30 @@ static uint32_t n_descriptors(uint64_t len, bool req_one, const struct np_extent
 	return n;
 }
 
+_Static_assert(NP_HS_MAX_META <= NP_REPLY_MAX_CHUNKS, "one chunk per context fits a reply");
+
 size_t np_reply_block_status_size(const struct np_reply_opts *o, uint64_t len, bool req_one,
-				  const struct np_extent *ext, uint32_t n_ext)
+				  const struct np_reply_meta *m, unsigned n_meta)
 {
-	return (size_t)n_descriptors(len, req_one, ext, n_ext) * (o->extended ? 16 : 8);
+	size_t n = 0;
+
+	for (unsigned k = 0; k < n_meta; k++)
+		n += n_descriptors(len, req_one, m[k].ext, m[k].n_ext);
+	return n * (o->extended ? 16 : 8);
 }
 
-unsigned np_reply_block_status(const struct np_reply_opts *o, uint64_t cookie, uint64_t offset,
-			       uint64_t len, bool req_one, const struct np_extent *ext,
-			       uint32_t n_ext, uint8_t *hdr, struct iovec *iov, uint8_t *payload)
+/* One context's chunk: its descriptors at payload, its header at *hdr. */
+static unsigned context_chunk(const struct np_reply_opts *o, uint64_t cookie, uint64_t offset,
+			      uint64_t len, bool req_one, const struct np_reply_meta *m, bool last,
+			      uint8_t **hdr, struct iovec *iov, unsigned n_iov, uint8_t *payload)
 {
 	struct np_extent whole = {len, 0};
-	uint32_t n = n_descriptors(len, req_one, ext, n_ext);
+	const struct np_extent *ext = m->n_ext ? m->ext : &whole;
+	uint32_t n = n_descriptors(len, req_one, m->ext, m->n_ext);
 	size_t each = o->extended ? 16 : 8;
 	uint64_t total = 0;
-	uint8_t *p = hdr;
+	uint8_t *p;
 
-	if (n_ext == 0)
-		ext = &whole;
 	for (uint32_t i = 0; i < n; i++) {
 		/* Extents past the requested range are trimmed to it. */
 		uint64_t l = ext[i].length > len - total ? len - total : ext[i].length;
@@ -179,14 +185,31 @@ unsigned np_reply_block_status(const struct np_reply_opts *o, uint64_t cookie, u
 			np_put32(payload + i * 8 + 4, ext[i].flags);
 		}
 	}
-	add_chunk(o, &p, iov, 0, NBD_REPLY_FLAG_DONE,
-		  o->extended ? NBD_REPLY_TYPE_BLOCK_STATUS_EXT : NBD_REPLY_TYPE_BLOCK_STATUS,
-		  cookie, offset, (o->extended ? 8 : 4) + n * each);
-	np_put32(p, NP_META_BASE_ALLOCATION_ID);
+	n_iov =
+	    add_chunk(o, hdr, iov, n_iov, last ? NBD_REPLY_FLAG_DONE : 0,
+		      o->extended ? NBD_REPLY_TYPE_BLOCK_STATUS_EXT : NBD_REPLY_TYPE_BLOCK_STATUS,
+		      cookie, offset, (o->extended ? 8 : 4) + n * each);
+	p = *hdr;
+	np_put32(p, m->id);
 	if (o->extended)
 		np_put32(p + 4, n);
-	iov[0].iov_len += o->extended ? 8 : 4;
-	iov[1].iov_base = payload;
-	iov[1].iov_len = n * each;
-	return 2;
+	iov[n_iov - 1].iov_len += o->extended ? 8 : 4;
+	*hdr += o->extended ? 8 : 4;
+	iov[n_iov].iov_base = payload;
+	iov[n_iov].iov_len = n * each;
+	return n_iov + 1;
+}
+
+unsigned np_reply_block_status(const struct np_reply_opts *o, uint64_t cookie, uint64_t offset,
+			       uint64_t len, bool req_one, const struct np_reply_meta *m,
+			       unsigned n_meta, uint8_t *hdr, struct iovec *iov, uint8_t *payload)
+{
+	unsigned n_iov = 0;
+
+	for (unsigned k = 0; k < n_meta; k++) {
+		n_iov = context_chunk(o, cookie, offset, len, req_one, &m[k], k + 1 == n_meta, &hdr,
+				      iov, n_iov, payload);
+		payload += iov[n_iov - 1].iov_len;
+	}
+	return n_iov;
 }

@@ -48,14 +48,24 @@ unsigned np_reply_error(const struct np_reply_opts *o, uint16_t cmd, uint64_t co
 unsigned np_reply_ok(const struct np_reply_opts *o, uint64_t cookie, uint64_t offset, uint8_t *hdr,
 		     struct iovec *iov);
 
+/* One meta context's part of a BLOCK_STATUS answer: the context's id (as
+ * SET_META_CONTEXT gave it) and the engine's extents for it. */
+struct np_reply_meta {
+	uint32_t id;
+	const struct np_extent *ext;
+	uint32_t n_ext;
+};
+
 /* A successful BLOCK_STATUS (structured replies) for [offset, offset +
- * len): the extents, trimmed to that range, or one hole-less extent of len
- * when there are none, only the first with req_one. The descriptors go in
- * payload, which must hold np_reply_block_status_size() bytes. */
+ * len): one chunk per context (at most NP_HS_MAX_META), the last one
+ * flagged DONE, each with its extents trimmed to that range, or one
+ * hole-less extent of len when there are none, only the first with
+ * req_one. The descriptors go in payload, which must hold
+ * np_reply_block_status_size() bytes. */
 size_t np_reply_block_status_size(const struct np_reply_opts *o, uint64_t len, bool req_one,
-				  const struct np_extent *ext, uint32_t n_ext);
+				  const struct np_reply_meta *m, unsigned n_meta);
 unsigned np_reply_block_status(const struct np_reply_opts *o, uint64_t cookie, uint64_t offset,
-			       uint64_t len, bool req_one, const struct np_extent *ext,
-			       uint32_t n_ext, uint8_t *hdr, struct iovec *iov, uint8_t *payload);
+			       uint64_t len, bool req_one, const struct np_reply_meta *m,
+			       unsigned n_meta, uint8_t *hdr, struct iovec *iov, uint8_t *payload);
 
 #endif

@@ -40,6 +40,21 @@ struct batch {
 
 static void reply_now(struct np_conn *c, struct np_req *r, uint32_t error);
 
+/* A BLOCK_STATUS payload (extended headers): an effect length and at most
+ * this many context ids, repeats included. */
+#define BSTAT_PAYLOAD_MAX (8 + 4 * 64)
+
+/* What a BLOCK_STATUS asks, in r->extra: the contexts it answers (indexes
+ * into the connection's hs.meta, in the order selected) and each one's
+ * extents, max of them per context. */
+struct bstat {
+	unsigned n;
+	uint8_t idx[NP_HS_MAX_META];
+	uint32_t n_ext[NP_HS_MAX_META];
+	uint32_t max;
+	struct np_extent ext[];
+};
+
 /* Counts bytes a request holds against its connection's cap and the
  * server's total budget; np_req_free gives them back. */
 static void charge(struct np_req *r, uint64_t n)
@@ -153,6 +168,79 @@ static void scan_zeroes(struct np_req *r)
 	r->zero_mask = np_reply_zero_mask(r->io.buf, r->io.offset, r->io.len);
 }
 
+/* The engine's name for the k-th context a BLOCK_STATUS asks about: NULL
+ * for base:allocation, which every engine answers. */
+static const char *bstat_context(const struct np_conn *c, const struct bstat *bs, unsigned k)
+{
+	const char *name = c->hs.meta[bs->idx[k]];
+
+	return strcmp(name, NBD_META_BASE_ALLOCATION) == 0 ? NULL : name;
+}
+
+/* Asks the engine about each context in turn, on a worker. The first
+ * error fails the request. */
+static void bstat_run(struct np_req *r)
+{
+	struct np_export *ex = r->conn->export;
+	struct bstat *bs = r->extra;
+
+	for (unsigned k = 0; k < bs->n && r->io.result == 0; k++) {
+		r->io.context = bstat_context(r->conn, bs, k);
+		r->io.extents = bs->ext + (size_t)k * bs->max;
+		r->io.max_extents = bs->max;
+		np_io_run_sync(ex->ops, ex->h, ex->caps, &r->io);
+		bs->n_ext[k] = r->io.n_extents;
+	}
+}
+
+/* Sets up r (whose contexts are bs->idx) to ask the engine. Returns an NBD
+ * error, or 0. */
+static uint32_t bstat_start(struct np_req *r, struct bstat *bs)
+{
+	size_t size = sizeof(*bs) + (size_t)bs->n * bs->max * sizeof(struct np_extent);
+	struct bstat *full = malloc(size);
+
+	if (!full)
+		return NBD_ENOMEM;
+	memcpy(full, bs, sizeof(*bs));
+	charge(r, size);
+	free(r->extra);
+	r->extra = full;
+	r->io.context = bstat_context(r->conn, full, 0);
+	r->io.extents = full->ext;
+	r->io.max_extents = full->max;
+	/* The client's length is a hint; a 32-bit reply caps it. */
+	if (!r->conn->extended && r->io.len > UINT32_MAX)
+		r->io.len = UINT32_MAX;
+	return 0;
+}
+
+/* The payload of a BLOCK_STATUS (in r->io.buf) has arrived: the length it
+ * asks about, and which of the connection's contexts. Returns an NBD
+ * error, or 0. */
+static uint32_t bstat_payload(struct np_conn *c, struct np_req *r, struct bstat *bs)
+{
+	const uint8_t *p = r->io.buf;
+	uint64_t len = np_get64(p), size = np_export_size(c->export);
+	uint64_t n = (r->io.len - 8) / 4, seen = 0;
+
+	for (uint64_t i = 0; i < n; i++) {
+		uint32_t id = np_get32(p + 8 + 4 * i);
+
+		if (id == 0 || id > c->hs.n_meta)
+			return NBD_EINVAL;
+		if (!(seen >> (id - 1) & 1))
+			bs->idx[bs->n++] = (uint8_t)(id - 1);
+		seen |= 1ULL << (id - 1);
+	}
+	free(r->io.buf);
+	r->io.buf = NULL;
+	r->io.len = len;
+	if (len == 0 || r->io.offset > size || len > size - r->io.offset)
+		return NBD_EINVAL;
+	return 0;
+}
+
 /* Encodes r's reply (reply.c) into its header buffer and iovecs. */
 static void build_reply(struct np_req *r)
 {
@@ -167,15 +255,22 @@ static void build_reply(struct np_req *r)
 		r->error = nbd_errno_to_wire(io->result);
 	if (!r->error && c->structured && cmd == NBD_CMD_BLOCK_STATUS) {
 		bool one = r->cmd_flags & NBD_CMD_FLAG_REQ_ONE;
-		size_t size =
-		    np_reply_block_status_size(&o, io->len, one, io->extents, io->n_extents);
-		uint8_t *d = malloc(size ? size : 1);
+		struct bstat *bs = r->extra;
+		struct np_reply_meta m[NP_HS_MAX_META];
+		size_t size;
+		uint8_t *d;
 
+		if (bs->n == 1 && bstat_context(c, bs, 0) == NULL)
+			bs->n_ext[0] = io->n_extents; /* the engine's own path ran it */
+		for (unsigned k = 0; k < bs->n; k++)
+			m[k] = (struct np_reply_meta){bs->idx[k] + 1, bs->ext + (size_t)k * bs->max,
+						      bs->n_ext[k]};
+		size = np_reply_block_status_size(&o, io->len, one, m, bs->n);
+		d = malloc(size ? size : 1);
 		if (d) {
-			r->n_iov =
-			    np_reply_block_status(&o, r->cookie, io->offset, io->len, one,
-						  io->extents, io->n_extents, r->hdr, r->iov, d);
-			free(r->extra); /* the extents array */
+			r->n_iov = np_reply_block_status(&o, r->cookie, io->offset, io->len, one, m,
+							 bs->n, r->hdr, r->iov, d);
+			free(r->extra); /* the extents */
 			r->extra = d;
 		} else {
 			r->error = NBD_ENOMEM;
@@ -233,7 +328,10 @@ static void req_run(struct np_job *job)
 	struct np_req *r = container_of(job, struct np_req, job);
 	struct np_export *ex = r->conn->export;
 
-	np_io_run_sync(ex->ops, ex->h, ex->caps, &r->io);
+	if (r->cmd == NBD_CMD_BLOCK_STATUS)
+		bstat_run(r);
+	else
+		np_io_run_sync(ex->ops, ex->h, ex->caps, &r->io);
 	if (r->io.op == NP_OP_READ)
 		scan_zeroes(r);
 }
@@ -334,6 +432,16 @@ static void dispatch(struct np_conn *c, struct np_req *r, struct batch *b)
 	}
 	if (++c->turn_reqs > l->turn_most)
 		l->turn_most = c->turn_reqs;
+	/* Contexts other than base:allocation, or several, are the pool's:
+	 * bstat_run asks about each in turn. */
+	if (r->cmd == NBD_CMD_BLOCK_STATUS) {
+		struct bstat *bs = r->extra;
+
+		if (bs->n > 1 || bstat_context(c, bs, 0)) {
+			pool_append(b, r);
+			return;
+		}
+	}
 	/* Transfers the engine can do without blocking run on the loop, a
 	 * batch at a time: every WRITE (the engine leaves those it cannot do
 	 * so, FUA ones on a disk, say, to the pool), and READs up to
@@ -373,6 +481,25 @@ static void skip_payload(struct np_conn *c, struct np_req *r, uint32_t err, uint
 	r->error = err;
 	c->skip = len;
 	c->skip_req = r;
+}
+
+/* A request whose payload has all arrived: a WRITE goes to the engine,
+ * a BLOCK_STATUS first reads which contexts and range it asks about. */
+static void dispatch_payload(struct np_conn *c, struct np_req *r, struct batch *b)
+{
+	if (r->cmd == NBD_CMD_BLOCK_STATUS) {
+		struct bstat bs = {.max =
+				       (r->cmd_flags & NBD_CMD_FLAG_REQ_ONE) ? 1 : NP_MAX_EXTENTS};
+		uint32_t err = bstat_payload(c, r, &bs);
+
+		if (!err)
+			err = bstat_start(r, &bs);
+		if (err) {
+			reply_now(c, r, err);
+			return;
+		}
+	}
+	dispatch(c, r, b);
 }
 
 /* Extents go to the wire as the engine flagged them. */
@@ -443,8 +570,17 @@ static uint32_t validate(struct np_conn *c, const struct nbd_request *h)
 		break;
 	case NBD_CMD_BLOCK_STATUS:
 		allowed |= NBD_CMD_FLAG_REQ_ONE;
-		if (!c->meta_base_allocation)
+		if (c->hs.n_meta == 0)
 			return NBD_EINVAL;
+		if (c->extended && (h->flags & NBD_CMD_FLAG_PAYLOAD_LEN)) {
+			/* The length is the payload's; the range is in it, and is
+			 * checked once it has arrived (bstat_payload). */
+			if (h->flags & ~(allowed | NBD_CMD_FLAG_PAYLOAD_LEN))
+				return NBD_EINVAL;
+			return h->count < 12 || h->count > BSTAT_PAYLOAD_MAX || (h->count - 8) % 4
+				   ? NBD_EINVAL
+				   : 0;
+		}
 		break;
 	default:
 		return NBD_EINVAL;
@@ -541,8 +677,8 @@ static int handle_request(struct np_conn *c, const struct nbd_request *h, struct
 		return NP_PARSE_DISC;
 	}
 	err = validate(c, h);
-	if (payload && h->type != NBD_CMD_WRITE)
-		err = NBD_EINVAL; /* we offer no command with a payload but WRITE */
+	if (payload && h->type != NBD_CMD_WRITE && h->type != NBD_CMD_BLOCK_STATUS)
+		err = NBD_EINVAL; /* we offer no other command with a payload */
 	if (payload && err && h->count > UINT32_MAX) {
 		*why = "refused request with an impossible payload length";
 		return NP_PARSE_CLOSE;
@@ -575,7 +711,7 @@ static int handle_request(struct np_conn *c, const struct nbd_request *h, struct
 	}
 	if (h->type == NBD_CMD_WRITE && try_map_write(c, r, pos))
 		return NP_PARSE_MORE;
-	if (h->type == NBD_CMD_READ || h->type == NBD_CMD_WRITE) {
+	if (h->type == NBD_CMD_READ || h->type == NBD_CMD_WRITE || payload) {
 		r->io.buf = malloc(h->count);
 		if (!r->io.buf) {
 			if (payload)
@@ -585,19 +721,18 @@ static int handle_request(struct np_conn *c, const struct nbd_request *h, struct
 			return NP_PARSE_MORE;
 		}
 		charge(r, h->count);
-	} else if (h->type == NBD_CMD_BLOCK_STATUS) {
-		uint32_t max = (h->flags & NBD_CMD_FLAG_REQ_ONE) ? 1 : NP_MAX_EXTENTS;
+	}
+	if (h->type == NBD_CMD_BLOCK_STATUS && !payload) {
+		struct bstat bs = {.n = c->hs.n_meta,
+				   .max = (h->flags & NBD_CMD_FLAG_REQ_ONE) ? 1 : NP_MAX_EXTENTS};
 
-		r->extra = malloc(max * sizeof(struct np_extent));
-		if (!r->extra) {
-			reply_now(c, r, NBD_ENOMEM);
+		for (unsigned k = 0; k < bs.n; k++)
+			bs.idx[k] = (uint8_t)k;
+		err = bstat_start(r, &bs);
+		if (err) {
+			reply_now(c, r, err);
 			return NP_PARSE_MORE;
 		}
-		r->io.extents = r->extra;
-		r->io.max_extents = max;
-		/* The client's length is a hint; a 32-bit reply caps it. */
-		if (!c->extended && r->io.len > UINT32_MAX)
-			r->io.len = UINT32_MAX;
 	}
 	if (payload) {
 		c->payload_req = r;
@@ -652,7 +787,7 @@ int np_request_parse(struct np_conn *c, const char **why)
 			if (c->payload_got < r->io.len)
 				break;
 			c->payload_req = NULL;
-			dispatch(c, r, &b);
+			dispatch_payload(c, r, &b);
 			continue;
 		}
 		if (np_req_over_budget(c, cap)) {
@@ -682,7 +817,7 @@ void np_request_payload_done(struct np_conn *c)
 	struct batch b = {0};
 
 	c->payload_req = NULL;
-	dispatch(c, r, &b);
+	dispatch_payload(c, r, &b);
 	submit_batch(c, &b);
 }
 

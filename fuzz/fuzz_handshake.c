@@ -54,15 +54,52 @@ static struct np_hs_export exports[] = {
 
 #define N_EXPORTS (sizeof(exports) / sizeof(exports[0]))
 
+/* The meta contexts "disk" offers besides base:allocation, one more than
+ * a connection may select (NP_HS_MAX_META). */
+static const char *const disk_contexts[] = {
+    "qemu:allocation-depth", "qemu:dirty-bitmap:b0", "qemu:dirty-bitmap:b1", "qemu:dirty-bitmap:b2",
+    "qemu:dirty-bitmap:b3",  "qemu:dirty-bitmap:b4", "qemu:dirty-bitmap:b5", "qemu:dirty-bitmap:b6",
+    "qemu:dirty-bitmap:b7",  "qemu:dirty-bitmap:b8",
+};
+#define N_DISK_CONTEXTS (sizeof(disk_contexts) / sizeof(disk_contexts[0]))
+
+static const struct np_hs_export *last_found; /* for contexts() */
+
 static const struct np_hs_export *lookup(void *ctx, const char *name)
 {
 	(void)ctx;
+	last_found = NULL;
 	if (!*name)
-		return &exports[0];
+		return last_found = &exports[0];
 	for (size_t i = 0; i < N_EXPORTS; i++)
 		if (!strcmp(exports[i].name, name))
-			return &exports[i];
+			return last_found = &exports[i];
 	return NULL;
+}
+
+static int contexts(void *ctx, char ***names, size_t *n)
+{
+	(void)ctx;
+	*names = NULL;
+	*n = 0;
+	if (last_found != &exports[0])
+		return 0;
+	*names = malloc(N_DISK_CONTEXTS * sizeof(**names));
+	REQUIRE(*names);
+	for (size_t i = 0; i < N_DISK_CONTEXTS; i++)
+		REQUIRE(((*names)[i] = strdup(disk_contexts[i])));
+	*n = N_DISK_CONTEXTS;
+	return 0;
+}
+
+static bool known_context(const uint8_t *p, size_t len)
+{
+	if (len == strlen(NBD_META_BASE_ALLOCATION) && !memcmp(p, NBD_META_BASE_ALLOCATION, len))
+		return true;
+	for (size_t i = 0; i < N_DISK_CONTEXTS; i++)
+		if (len == strlen(disk_contexts[i]) && !memcmp(p, disk_contexts[i], len))
+			return true;
+	return false;
 }
 
 static const struct np_hs_export *nth(void *ctx, size_t i)
@@ -71,7 +108,7 @@ static const struct np_hs_export *nth(void *ctx, size_t i)
 	return i < N_EXPORTS ? &exports[i] : NULL;
 }
 
-static const struct np_hs_ops ops = {.lookup = lookup, .nth = nth};
+static const struct np_hs_ops ops = {.lookup = lookup, .nth = nth, .contexts = contexts};
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -90,7 +127,7 @@ struct run {
 	uint8_t *out;    /* everything the machine sent after the greeting */
 	size_t out_len;
 	uint32_t last_opt;
-	bool meta; /* the last SET_META_CONTEXT acknowledged base:allocation */
+	bool meta; /* the last SET_META_CONTEXT that settled selected base:allocation */
 };
 
 static bool is_export(const struct np_hs_export *e)
@@ -124,6 +161,42 @@ static void check_info(uint32_t opt, const uint8_t *p, uint32_t len)
 	default:
 		REQUIRE(!"unexpected NBD_INFO type");
 	}
+}
+
+/* The data of the option whose replies check_replies reads, for
+ * check_meta_query. */
+static const uint8_t *opt_data;
+static uint32_t opt_len;
+
+/* A context was granted: a query of the option named it, whole, or, in a
+ * listing, by a prefix that ends with a colon, or the listing had no
+ * query at all. */
+static void check_meta_query(uint32_t opt, const uint8_t *ctx, size_t ctx_len)
+{
+	const uint8_t *d = opt_data;
+	uint32_t len = opt_len, name_len, nq, pos;
+	bool list = opt == NBD_OPT_LIST_META_CONTEXT;
+
+	REQUIRE(len >= 8);
+	name_len = np_get32(d);
+	REQUIRE(name_len <= len - 8);
+	nq = np_get32(d + 4 + name_len);
+	pos = 8 + name_len;
+	if (list && nq == 0)
+		return;
+	for (uint32_t i = 0; i < nq; i++) {
+		uint32_t ql;
+
+		REQUIRE(len - pos >= 4);
+		ql = np_get32(d + pos);
+		REQUIRE(ql <= len - pos - 4);
+		if ((ql == ctx_len && !memcmp(d + pos + 4, ctx, ql)) ||
+		    (list && ql > 0 && ql <= ctx_len && d[pos + 4 + ql - 1] == ':' &&
+		     !memcmp(d + pos + 4, ctx, ql)))
+			return;
+		pos += 4 + ql;
+	}
+	REQUIRE(!"a context granted that no query named");
 }
 
 /* Checks the replies to one option at out[*pos..len); advances *pos past
@@ -163,32 +236,21 @@ static uint32_t check_replies(uint32_t opt, const uint8_t *out, size_t len, size
 		case NBD_REP_META_CONTEXT:
 			REQUIRE(opt == NBD_OPT_LIST_META_CONTEXT ||
 				opt == NBD_OPT_SET_META_CONTEXT);
-			REQUIRE(rlen == 4 + strlen(NBD_META_BASE_ALLOCATION));
-			REQUIRE(np_get32(p) == NP_META_BASE_ALLOCATION_ID);
-			REQUIRE(!memcmp(p + 4, NBD_META_BASE_ALLOCATION, rlen - 4));
-			*meta = true;
+			REQUIRE(rlen >= 4 && known_context(p + 4, rlen - 4));
+			/* A listing's ids are 0, a selection's 1 to the most. */
+			if (opt == NBD_OPT_LIST_META_CONTEXT)
+				REQUIRE(np_get32(p) == 0);
+			else
+				REQUIRE(np_get32(p) >= 1 && np_get32(p) <= NP_HS_MAX_META);
+			check_meta_query(opt, p + 4, rlen - 4);
+			if (rlen - 4 == strlen(NBD_META_BASE_ALLOCATION) &&
+			    !memcmp(p + 4, NBD_META_BASE_ALLOCATION, rlen - 4))
+				*meta = true;
 			break;
 		default:
 			REQUIRE(!"unexpected option reply type");
 		}
 	}
-}
-
-/* A context was granted: SET_META_CONTEXT must have asked for
- * base:allocation by name, LIST_META_CONTEXT for it, for "base:" or for
- * everything (no query). */
-static void check_meta_query(uint32_t opt, const uint8_t *d, uint32_t len)
-{
-	static const uint8_t exact[] = "\0\0\0\x0f" NBD_META_BASE_ALLOCATION;
-	static const uint8_t prefix[] = "\0\0\0\5"
-					"base:";
-	uint32_t name_len = np_get32(d);
-
-	REQUIRE(len >= 8 && name_len <= len - 8);
-	if (opt == NBD_OPT_LIST_META_CONTEXT &&
-	    (np_get32(d + 4 + name_len) == 0 || memmem(d, len, prefix, sizeof(prefix) - 1)))
-		return;
-	REQUIRE(memmem(d, len, exact, sizeof(exact) - 1));
 }
 
 /* Checks what one call consumed, in[from..to), against what it sent. */
@@ -225,10 +287,12 @@ static void check_call(struct run *r, const uint8_t *in, size_t from, size_t to)
 			}
 			break;
 		}
+		opt_data = in + at - olen;
+		opt_len = olen;
 		last = check_replies(opt, out, len, &pos, &meta);
-		if (meta)
-			check_meta_query(opt, in + at - olen, olen);
-		if (opt == NBD_OPT_SET_META_CONTEXT && last == NBD_REP_ACK)
+		/* An ACK settles the selection, and so does TOO_BIG (none). */
+		if (opt == NBD_OPT_SET_META_CONTEXT &&
+		    (last == NBD_REP_ACK || last == NBD_REP_ERR_TOO_BIG))
 			r->meta = meta;
 		if (opt == NBD_OPT_ABORT) {
 			REQUIRE(last == NBD_REP_ACK && at == to && r->st == NP_HS_CLOSE);

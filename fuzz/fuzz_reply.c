@@ -70,9 +70,11 @@ static void check_block_status(const struct np_reply_opts *o, uint64_t off, uint
 		ext[n_ext].length = ((uint64_t)in[i] << 8 | in[i + 1]) * 512;
 		ext[n_ext++].flags = in[i] & 3;
 	}
-	size = np_reply_block_status_size(o, len, one, ext, n_ext);
+	struct np_reply_meta m = {NP_META_BASE_ALLOCATION_ID, ext, n_ext};
+
+	size = np_reply_block_status_size(o, len, one, &m, 1);
 	REQUIRE(size % each == 0 && size <= sizeof(payload));
-	REQUIRE(np_reply_block_status(o, 7, off, len, one, ext, n_ext, hdr, iov, payload) == 2);
+	REQUIRE(np_reply_block_status(o, 7, off, len, one, &m, 1, hdr, iov, payload) == 2);
 	REQUIRE(iov[1].iov_base == payload && iov[1].iov_len == size);
 	REQUIRE(nbd_reply_decode(hdr, iov[0].iov_len, &rep) > 0);
 	REQUIRE(rep.flags == NBD_REPLY_FLAG_DONE && rep.cookie == 7);

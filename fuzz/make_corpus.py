@@ -42,6 +42,11 @@ handshake = {
     + opt(n.OPT_SET_META, meta("disk", "base:allocation")) + opt(n.OPT_EXPORT_NAME),
     "bad_flags": struct.pack(">I", 4),
     "hidden_go": FLAGS + opt(n.OPT_INFO, go("hidden", (2,))) + opt(n.OPT_GO, go("hidden")),
+    "meta_contexts": FLAGS + opt(n.OPT_EXTENDED_HEADERS)
+    + opt(n.OPT_LIST_META, meta("disk", "qemu:dirty-bitmap:"))
+    + opt(n.OPT_SET_META, meta("disk", *(f"qemu:dirty-bitmap:b{i}" for i in range(9))))
+    + opt(n.OPT_SET_META, meta("disk", "qemu:allocation-depth", "base:allocation",
+                               "qemu:dirty-bitmap:b1", "nope")) + opt(n.OPT_GO, go("disk")),
 }
 
 

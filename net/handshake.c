@@ -7,6 +7,7 @@
  * STARTTLS stops the machine right after its ACK: what follows on the wire
  * is a TLS handshake, which the caller runs before feeding the decrypted
  * options back in with hs->tls_active set. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "net/handshake.h"
@@ -30,8 +31,17 @@ void np_hs_init(struct np_hs *hs, const struct np_hs_ops *ops, void *ctx)
 	np_put16(p + 16, NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES);
 }
 
+static void meta_clear(struct np_hs *hs)
+{
+	for (unsigned i = 0; i < hs->n_meta; i++)
+		free(hs->meta[i]);
+	hs->n_meta = 0;
+	hs->meta_base_allocation = false;
+}
+
 void np_hs_free(struct np_hs *hs)
 {
+	meta_clear(hs);
 	np_buf_free(&hs->out);
 }
 
@@ -189,26 +199,106 @@ static void opt_list(struct np_hs *hs, size_t len)
 	reply(hs, NBD_OPT_LIST, NBD_REP_ACK, NULL, 0);
 }
 
-static void send_meta_context(struct np_hs *hs, uint32_t opt)
+static void send_meta_context(struct np_hs *hs, uint32_t opt, uint32_t id, const char *name)
 {
-	uint8_t b[4 + sizeof(NBD_META_BASE_ALLOCATION)];
-	size_t n = strlen(NBD_META_BASE_ALLOCATION);
+	uint8_t b[4 + NBD_MAX_STRING];
+	size_t n = strnlen(name, NBD_MAX_STRING);
 
-	np_put32(b, NP_META_BASE_ALLOCATION_ID);
-	memcpy(b + 4, NBD_META_BASE_ALLOCATION, n);
+	np_put32(b, id);
+	memcpy(b + 4, name, n);
 	reply(hs, opt, NBD_REP_META_CONTEXT, b, 4 + n);
 }
 
-/* LIST_META_CONTEXT and SET_META_CONTEXT. We serve one context,
- * base:allocation; a listing query of "base:" matches it too. */
+/* Whether query q names context name. Listing, a query that ends with a
+ * colon ("base:", "qemu:", "qemu:dirty-bitmap:") names every context under
+ * it; SET_META_CONTEXT takes whole names only, so that what a client
+ * selects stays within what it asked for by name. */
+static bool meta_match(const char *q, const char *name, bool list)
+{
+	size_t n = strlen(q);
+
+	if (strcmp(q, name) == 0)
+		return true;
+	return list && n && q[n - 1] == ':' && strncmp(q, name, n) == 0;
+}
+
+/* The export's contexts: base:allocation first, then the engine's. */
+static int meta_names(struct np_hs *hs, char ***names, size_t *n)
+{
+	char **eng = NULL, **all;
+	size_t ne = 0;
+
+	if (hs->ops->contexts && hs->ops->contexts(hs->ctx, &eng, &ne) < 0)
+		ne = 0, eng = NULL; /* base:allocation is always there */
+	all = malloc((ne + 1) * sizeof(*all));
+	if (!all) {
+		for (size_t i = 0; i < ne; i++)
+			free(eng[i]);
+		free(eng);
+		return -1;
+	}
+	all[0] = (char *)NBD_META_BASE_ALLOCATION;
+	for (size_t i = 0; i < ne; i++)
+		all[i + 1] = eng[i];
+	free(eng);
+	*names = all;
+	*n = ne + 1;
+	return 0;
+}
+
+static void meta_names_free(char **names, size_t n)
+{
+	for (size_t i = 1; i < n; i++)
+		free(names[i]);
+	free(names);
+}
+
+/* Selects name for SET_META_CONTEXT (once, whatever the queries repeat).
+ * Returns false when the connection already has NP_HS_MAX_META. */
+static bool meta_select(struct np_hs *hs, const char *name)
+{
+	for (unsigned i = 0; i < hs->n_meta; i++)
+		if (strcmp(hs->meta[i], name) == 0)
+			return true;
+	if (hs->n_meta == NP_HS_MAX_META || !(hs->meta[hs->n_meta] = strdup(name)))
+		return false;
+	hs->n_meta++;
+	if (strcmp(name, NBD_META_BASE_ALLOCATION) == 0)
+		hs->meta_base_allocation = true;
+	return true;
+}
+
+/* Walks the queries of a meta context option at d[pos..len): checks them
+ * when names is NULL, else marks the names each one matches. Returns false
+ * on a malformed query or trailing bytes. */
+static bool meta_queries(const uint8_t *d, size_t pos, size_t len, uint32_t nq, bool list,
+			 char **names, size_t nnames, bool *hit)
+{
+	for (uint32_t i = 0; i < nq; i++) {
+		char q[NBD_MAX_STRING + 1];
+		size_t qn = take_string(d + pos, len - pos, q);
+
+		if (qn == 0)
+			return false;
+		pos += qn;
+		for (size_t k = 0; names && k < nnames; k++)
+			hit[k] = hit[k] || meta_match(q, names[k], list);
+	}
+	return pos == len;
+}
+
+/* LIST_META_CONTEXT and SET_META_CONTEXT: base:allocation, and whatever
+ * the export's engine offers (contexts of np_hs_ops). An empty LIST lists
+ * them all; SET replaces the selection with the names asked for, at most
+ * NP_HS_MAX_META of them. */
 static void opt_meta(struct np_hs *hs, uint32_t opt, const uint8_t *d, size_t len)
 {
-	char name[NBD_MAX_STRING + 1];
-	size_t n = take_string(d, len, name), pos;
+	char name[NBD_MAX_STRING + 1], **names;
+	size_t n = take_string(d, len, name), nnames;
+	bool list = opt == NBD_OPT_LIST_META_CONTEXT, too_many = false, *hit;
 	uint32_t nq;
-	bool match = false;
 
-	if (opt == NBD_OPT_SET_META_CONTEXT && !hs->structured) {
+	if (!list && !hs->structured) {
 		reply_err(hs, opt, NBD_REP_ERR_INVALID, "negotiate structured replies first");
 		return;
 	}
@@ -217,34 +307,41 @@ static void opt_meta(struct np_hs *hs, uint32_t opt, const uint8_t *d, size_t le
 		return;
 	}
 	nq = np_get32(d + n);
-	pos = n + 4;
-	for (uint32_t i = 0; i < nq; i++) {
-		char q[NBD_MAX_STRING + 1];
-		size_t qn = take_string(d + pos, len - pos, q);
-
-		if (qn == 0) {
-			reply_err(hs, opt, NBD_REP_ERR_INVALID, "malformed meta context query");
-			return;
-		}
-		pos += qn;
-		if (strcmp(q, NBD_META_BASE_ALLOCATION) == 0 ||
-		    (opt == NBD_OPT_LIST_META_CONTEXT && strcmp(q, "base:") == 0))
-			match = true;
-	}
-	if (pos != len) {
-		reply_err(hs, opt, NBD_REP_ERR_INVALID, "option length does not match queries");
+	if (!meta_queries(d, n + 4, len, nq, list, NULL, 0, NULL)) {
+		reply_err(hs, opt, NBD_REP_ERR_INVALID, "malformed meta context query");
 		return;
 	}
 	if (!hs->ops->lookup(hs->ctx, name)) {
 		reply_err(hs, opt, NBD_REP_ERR_UNKNOWN, "no such export");
 		return;
 	}
-	if (opt == NBD_OPT_LIST_META_CONTEXT && nq == 0)
-		match = true;
-	if (opt == NBD_OPT_SET_META_CONTEXT)
-		hs->meta_base_allocation = match;
-	if (match)
-		send_meta_context(hs, opt);
+	names = NULL;
+	if (meta_names(hs, &names, &nnames) < 0 || !(hit = calloc(nnames, sizeof(*hit)))) {
+		if (names)
+			meta_names_free(names, nnames);
+		hs->why = "out of memory";
+		return;
+	}
+	meta_queries(d, n + 4, len, nq, list, names, nnames, hit);
+	if (!list)
+		meta_clear(hs);
+	for (size_t k = 0; k < nnames && !hs->why; k++) {
+		if (!hit[k] && !(list && nq == 0))
+			continue;
+		if (list)
+			send_meta_context(hs, opt, 0, names[k]);
+		else if (!meta_select(hs, names[k]))
+			too_many = true;
+	}
+	meta_names_free(names, nnames);
+	free(hit);
+	if (too_many) {
+		meta_clear(hs);
+		reply_err(hs, opt, NBD_REP_ERR_TOO_BIG, "too many meta contexts selected");
+		return;
+	}
+	for (unsigned i = 0; !list && i < hs->n_meta; i++)
+		send_meta_context(hs, opt, i + 1, hs->meta[i]);
 	reply(hs, opt, NBD_REP_ACK, NULL, 0);
 }
 
@@ -399,8 +496,10 @@ enum np_hs_status np_hs_input(struct np_hs *hs, const uint8_t *in, size_t len, s
 		st = NP_HS_CLOSE;
 	if (st == NP_HS_GO)
 		hs->state = NP_HS_DONE;
-	if (st == NP_HS_STARTTLS)
-		hs->structured = hs->extended = hs->meta_base_allocation = false;
+	if (st == NP_HS_STARTTLS) {
+		hs->structured = hs->extended = false;
+		meta_clear(hs);
+	}
 	*used = pos;
 	return st;
 }

@@ -33,6 +33,10 @@ struct np_hs_ops {
 	const struct np_hs_export *(*lookup)(void *ctx, const char *name);
 	/* Returns the i-th export for NBD_OPT_LIST, or NULL past the end. */
 	const struct np_hs_export *(*nth)(void *ctx, size_t i);
+	/* Optional: the meta contexts the export last found by lookup offers
+	 * besides base:allocation, as a malloc'd array of *n malloc'd names
+	 * that the machine frees; 0 or -errno. */
+	int (*contexts)(void *ctx, char ***names, size_t *n);
 };
 
 enum np_hs_state { NP_HS_CLIENT_FLAGS, NP_HS_OPTIONS, NP_HS_DONE };
@@ -52,6 +56,11 @@ enum np_tls_mode {
 	NP_TLS_REQUIRE,  /* FORCEDTLS: nothing but STARTTLS and ABORT before TLS */
 };
 
+/* The most meta contexts one connection selects: each is one chunk of a
+ * BLOCK_STATUS reply (engine/reply.h holds that many). A context's id is
+ * its index in np_hs.meta plus 1. */
+#define NP_HS_MAX_META 8
+/* base:allocation's id when a client selects it first (or alone). */
 #define NP_META_BASE_ALLOCATION_ID 1
 
 struct np_hs {
@@ -63,7 +72,9 @@ struct np_hs {
 	bool no_zeroes;
 	bool structured;
 	bool extended;
-	bool meta_base_allocation; /* base:allocation selected */
+	char *meta[NP_HS_MAX_META]; /* the contexts SET_META_CONTEXT selected */
+	unsigned n_meta;
+	bool meta_base_allocation; /* base:allocation is among them */
 	const struct np_hs_export *export;
 	uint16_t tflags; /* as sent to this client */
 	struct np_buf out;

@@ -88,7 +88,9 @@ void np_io_run_sync(const struct np_storage_ops *ops, void *h, uint32_t caps, st
 		break;
 	case NP_OP_EXTENTS:
 		io->n_extents = 0;
-		if (ops->extents && (caps & NP_CAP_EXTENTS)) {
+		if (io->context && !ops->contexts) {
+			r = -EINVAL; /* a context this engine never offered */
+		} else if (ops->extents && (caps & NP_CAP_EXTENTS)) {
 			r = ops->extents(h, io);
 		} else {
 			np_io_add_extent(io, io->len, 0);

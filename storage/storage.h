@@ -28,7 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define NP_STORAGE_API_VERSION 2
+#define NP_STORAGE_API_VERSION 3
 
 /* Capabilities, from caps(). */
 #define NP_CAP_WRITE      (1U << 0)  /* writes are possible at all */
@@ -85,7 +85,12 @@ struct np_io {
 	int result; /* 0 or a negative errno */
 
 	/* EXTENTS: the engine appends up to max_extents extents covering
-	 * [offset, offset + len) from the start; it may stop early. */
+	 * [offset, offset + len) from the start; it may stop early. context
+	 * names the meta context asked about: NULL is base:allocation (flags
+	 * NP_EXTENT_*), anything else one of the engine's contexts(), whose
+	 * flags are that context's own values; an engine that does not know
+	 * it (any longer) returns -EINVAL. */
+	const char *context;
 	struct np_extent *extents;
 	uint32_t n_extents;
 	uint32_t max_extents;
@@ -144,6 +149,12 @@ struct np_storage_ops {
 	int (*zero)(void *h, uint64_t len, uint64_t off, uint32_t flags);
 	int (*cache)(void *h, uint64_t len, uint64_t off);
 	int (*extents)(void *h, struct np_io *io);
+	/* Optional: the meta contexts extents() answers besides
+	 * base:allocation, now ("qemu:dirty-bitmap:SNAP" ...): a malloc'd
+	 * array of *n malloc'd names, which the caller frees. Called on a
+	 * loop thread at each meta context option of a handshake, so it must
+	 * not block for long (thin takes its pool's io_lock shared). */
+	int (*contexts)(void *h, char ***names, size_t *n);
 
 	/* Optional, called on a loop thread with a batch of READs and
 	 * WRITEs: runs those it can without blocking, as few system calls as

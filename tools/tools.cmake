@@ -9,6 +9,7 @@ if("thin" IN_LIST NP_BUILT_ENGINES)
   list(APPEND NP_TOOLS_ALL
     ${CMAKE_SOURCE_DIR}/tools/volume.c
     ${CMAKE_SOURCE_DIR}/tools/volume_copy.c
+    ${CMAKE_SOURCE_DIR}/tools/volume_since.c
     ${CMAKE_SOURCE_DIR}/tools/progress.c)
   # volume import/export speak NBD through libnbd; without it they copy
   # files only.

@@ -32,12 +32,13 @@ static const char usage_all[] =
     "  list POOLDIR\n"
     "  delete POOLDIR NAME\n"
     "  check POOLDIR\n"
+    "  diff POOLDIR FROM TO [--json]\n"
     "  import POOLDIR VOLUME FILE|URI [--overwrite] [--size SIZE] [--quiet]\n"
-    "  export POOLDIR VOLUME FILE|URI [--overwrite] [--quiet]\n"
+    "  export POOLDIR VOLUME FILE|URI [--overwrite | --since SNAP] [--quiet]\n"
     "    (both: [--progress|--no-progress]; URI: nbd://HOST[:PORT]/EXPORT or\n"
     "    nbd+unix:///EXPORT?socket=PATH)\n"
-    "Sizes accept K, M, G, T suffixes. All but import and export work while a\n"
-    "server serves the pool, through POOLDIR/control.sock.\n"
+    "Sizes accept K, M, G, T suffixes. All but import work while a server serves\n"
+    "the pool, through POOLDIR/control.sock.\n"
     "`nbdplex volume COMMAND --help` for more.\n";
 
 /* The commands with the pool opened here. Arguments were checked by
@@ -81,6 +82,14 @@ static int do_check(struct thin_pool *p, char **args, char **err)
 static int do_list(struct thin_pool *p, char **args, char **err)
 {
 	return thin_admin_print_list(p, stdout, err);
+}
+
+/* volume diff --json (the words to the server end with "json"). */
+static bool diff_json;
+
+static int do_diff(struct thin_pool *p, char **args, char **err)
+{
+	return thin_admin_print_diff(p, args[0], args[1], diff_json, stdout, err);
 }
 
 typedef int (*direct_fn)(struct thin_pool *p, char **args, char **err);
@@ -134,6 +143,16 @@ static const struct {
      "usage: nbdplex volume delete POOLDIR NAME\n"
      "Deletes a volume or snapshot and frees its chunks. A snapshot that two or\n"
      "more volumes depend on cannot be deleted; delete them first.\n"},
+    {"diff", 2, do_diff,
+     "usage: nbdplex volume diff POOLDIR FROM TO [--json]\n"
+     "Prints the byte ranges in which TO, a volume or snapshot, may differ from\n"
+     "FROM, a snapshot it comes from (taken of it, of an older state of it, or of\n"
+     "what it was cloned from): one \"OFFSET LENGTH\" line per range, or a JSON\n"
+     "array of {\"offset\", \"length\"} objects, in whole chunks. A chunk is\n"
+     "listed when TO maps or trimmed it since FROM, unless both read as zeroes;\n"
+     "the walk reads only those chunks' records, whatever the volume's size.\n"
+     "Works while a server serves the pool; the qemu:dirty-bitmap:FROM meta\n"
+     "context of an export of TO gives the same over NBD.\n"},
     {"check", 0, do_check,
      "usage: nbdplex volume check POOLDIR\n"
      "Verifies that every mapped chunk is allocated exactly once and that the\n"
@@ -265,6 +284,14 @@ int np_cmd_volume(int argc, char **argv)
 		return np_cmd_volume_import(argc - 1, argv + 1);
 	if (strcmp(argv[1], "export") == 0)
 		return np_cmd_volume_export(argc - 1, argv + 1);
+	if (strcmp(argv[1], "diff") == 0)
+		for (int j = 2; j < argc; j++)
+			if (strcmp(argv[j], "--json") == 0) {
+				diff_json = true;
+				memmove(argv + j, argv + j + 1, (size_t)(argc - j) * sizeof(*argv));
+				argc--;
+				break;
+			}
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
 		if (strcmp(argv[1], cmds[i].name) != 0)
 			continue;
@@ -282,10 +309,13 @@ int np_cmd_volume(int argc, char **argv)
 			return 2;
 		/* The server's command line is the words without POOLDIR. */
 		char *words[4] = {argv[1]};
+		int n = 1 + cmds[i].nargs;
 
 		for (int j = 0; j < cmds[i].nargs; j++)
 			words[1 + j] = argv[3 + j];
-		return run(argv[2], 1 + cmds[i].nargs, words, cmds[i].direct);
+		if (diff_json)
+			words[n++] = "json";
+		return run(argv[2], n, words, cmds[i].direct);
 	}
 	return fail(2, "unknown command %s (see --help)", argv[1]);
 }

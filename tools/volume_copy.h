@@ -40,6 +40,17 @@ bool vc_is_nbd_uri(const char *s);
  * server that accepts writes. On failure returns -errno and sets *err to a malloc'd message. */
 int vc_nbd_open(struct vc_ep *ep, const char *uri, bool writable, char **err);
 
+/* An extent flag of an incremental copy's source: unchanged, the target's
+ * bytes stay as they are. */
+#define VC_SKIP (1U << 31)
+
+/* volume_since.c: the source of `export --since`: the ranges in which vol
+ * differs from snap, read from pool p, or through dir's control socket
+ * when p is NULL (a server holds the pool). */
+struct thin_pool;
+int vc_since_open(struct vc_ep *ep, struct thin_pool *p, const char *dir, const char *snap,
+		  const char *vol, char **err);
+
 /* volume_copy.c. Return the process exit status like np_cmd_volume. */
 int np_cmd_volume_import(int argc, char **argv);
 int np_cmd_volume_export(int argc, char **argv);

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "storage/storage.h"
+#include "storage/thin/diff.h"
 #include "storage/thin/pool.h"
 #include "util/size.h"
 
@@ -22,33 +23,16 @@ static uint64_t chunks_of(struct thin_pool *p, uint64_t bytes)
 int thin_vol_refresh(struct thin_pool *p, struct thin_vol *v)
 {
 	struct thin_dev *d = thin_dev_find(p, v->name);
-	uint64_t limit;
-	unsigned n = 0;
 
 	if (!d)
 		return -ENOENT;
 	/* A new chain may turn what the volume owned into a base's chunks. */
 	thin_vcache_clear(v);
 	__atomic_store_n(&v->size, d->r.size, __ATOMIC_RELAXED);
-	limit = chunks_of(p, d->r.size);
 	free(v->chain);
-	v->chain = calloc(p->ndevs, sizeof(*v->chain));
-	if (!v->chain)
-		return -ENOMEM;
-	/* The device graph is a forest; n bounds the walk should a corrupt
-	 * record make a cycle. */
-	while (d && n < p->ndevs) {
-		v->chain[n].dev = d->id;
-		v->chain[n].limit = limit;
-		n++;
-		if (!d->r.base)
-			break;
-		if (d->r.base_limit < limit)
-			limit = d->r.base_limit;
-		d = thin_dev_get(p, d->r.base);
-	}
-	v->nchain = n;
-	return 0;
+	v->chain = NULL;
+	v->nchain = 0;
+	return thin_chain_of(p, d, &v->chain, &v->nchain);
 }
 
 static int refresh_all(struct thin_pool *p)

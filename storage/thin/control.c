@@ -73,6 +73,87 @@ static int verb_list(void *ctx, int argc, char **argv, FILE *out, char **err)
 	return thin_admin_print_list(ctx, out, err);
 }
 
+static int verb_diff(void *ctx, int argc, char **argv, FILE *out, char **err)
+{
+	if (argc != 3 && !(argc == 4 && strcmp(argv[3], "json") == 0))
+		return np_errmsg(err, -EINVAL, "usage: diff FROM TO [json]");
+	return thin_admin_print_diff(ctx, argv[1], argv[2], argc == 4, out, err);
+}
+
+static int parse_u64(const char *s, uint64_t *v)
+{
+	char *end;
+
+	errno = 0;
+	*v = strtoull(s, &end, 10);
+	return *s && !*end && !errno && *s != '-' ? 0 : -EINVAL;
+}
+
+struct ranges_ctx {
+	FILE *out;
+	uint64_t left;
+};
+
+static int ranges_cb(void *ctx, uint64_t off, uint64_t len)
+{
+	struct ranges_ctx *r = ctx;
+
+	fprintf(r->out, "%llu %llu\n", (unsigned long long)off, (unsigned long long)len);
+	return --r->left == 0;
+}
+
+/* For `export`: "ranges FROM TO OFFSET LENGTH MAX" answers TO's size on
+ * a line, then at most MAX changed ranges of [OFFSET, OFFSET + LENGTH), a
+ * line each; FROM "-" (no name starts so) asks for the ranges with data. */
+static int verb_ranges(void *ctx, int argc, char **argv, FILE *out, char **err)
+{
+	uint64_t off, len, max, size;
+	struct ranges_ctx r = {.out = NULL};
+	char *buf = NULL;
+	size_t n = 0;
+	int rc;
+
+	if (parse_u64(argv[3], &off) || parse_u64(argv[4], &len) || parse_u64(argv[5], &max) ||
+	    max == 0 || max > 65536)
+		return np_errmsg(err, -EINVAL, "ranges: OFFSET LENGTH MAX (1 to 65536) expected");
+	r.left = max;
+	r.out = open_memstream(&buf, &n);
+	if (!r.out)
+		return -ENOMEM;
+	rc = thin_admin_diff(ctx, strcmp(argv[1], "-") ? argv[1] : NULL, argv[2], off, len,
+			     ranges_cb, &r, &size, err);
+	fclose(r.out);
+	if (rc == 0) {
+		fprintf(out, "%llu\n", (unsigned long long)size);
+		fwrite(buf, 1, n, out);
+	}
+	free(buf);
+	return rc;
+}
+
+/* "read NAME OFFSET LENGTH": the bytes, then a newline, so that the status
+ * line that follows is a line of its own whatever the data. */
+static int verb_read(void *ctx, int argc, char **argv, FILE *out, char **err)
+{
+	uint64_t off, len;
+	char *buf;
+	int rc;
+
+	if (parse_u64(argv[2], &off) || parse_u64(argv[3], &len) || len > THIN_READ_MAX)
+		return np_errmsg(err, -EINVAL, "read: OFFSET LENGTH (at most %u) expected",
+				 THIN_READ_MAX);
+	buf = malloc(len ? len : 1);
+	if (!buf)
+		return -ENOMEM;
+	rc = thin_admin_read(ctx, argv[1], buf, len, off, err);
+	if (rc == 0) {
+		fwrite(buf, 1, len, out);
+		fputc('\n', out);
+	}
+	free(buf);
+	return rc;
+}
+
 /* The one place where the words of a request become typed calls. */
 static const struct np_ctl_verb verbs[] = {
     {"ping", 0, verb_ping, "ping"},
@@ -83,6 +164,9 @@ static const struct np_ctl_verb verbs[] = {
     {"snapshot", 2, verb_snapshot, "snapshot VOLUME SNAPSHOT"},
     {"clone", 2, verb_clone, "clone SNAPSHOT NEWVOLUME"},
     {"delete", 1, verb_delete, "delete NAME"},
+    {"diff", -1, verb_diff, "diff FROM TO [json]"},
+    {"ranges", 5, verb_ranges, "ranges FROM TO OFFSET LENGTH MAX"},
+    {"read", 3, verb_read, "read NAME OFFSET LENGTH"},
 };
 
 static void sock_path(const char *dir, char *path, size_t size)
@@ -114,10 +198,17 @@ void thin_control_stop(struct thin_pool *p)
 	p->ctl = NULL;
 }
 
-int thin_control_call(const char *dir, int argc, char **argv, FILE *out, char **err)
+int thin_control_call_fn(const char *dir, int argc, char **argv,
+			 void (*out)(void *arg, const char *data, size_t len), void *arg,
+			 char **err)
 {
 	char path[PATH_MAX + 16];
 
 	sock_path(dir, path, sizeof(path));
-	return np_ctl_call(path, NP_CTL_STATUS, argc, argv, np_ctl_out_file, out, err);
+	return np_ctl_call(path, NP_CTL_STATUS, argc, argv, out, arg, err);
+}
+
+int thin_control_call(const char *dir, int argc, char **argv, FILE *out, char **err)
+{
+	return thin_control_call_fn(dir, argc, argv, np_ctl_out_file, out, err);
 }

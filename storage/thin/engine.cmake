@@ -21,6 +21,7 @@ np_add_engine(NAME thin
     ${CMAKE_CURRENT_LIST_DIR}/alloc.c
     ${CMAKE_CURRENT_LIST_DIR}/admin.c
     ${CMAKE_CURRENT_LIST_DIR}/control.c
+    ${CMAKE_CURRENT_LIST_DIR}/diff.c
   LIBS ${NP_ROCKSDB_LIB}
   COMMAND volume np_cmd_volume "manage thin pools: init, create, snapshot, clone, list, ...")
 
@@ -37,8 +38,12 @@ add_test(NAME thin_crash COMMAND thin_crash 12)
 set_tests_properties(thin_crash PROPERTIES LABELS "thin" TIMEOUT 300)
 
 # Real clients against `nbdplex serve` with thin exports.
-foreach(t serve protocol import grow enospc)
+foreach(t serve protocol import grow enospc dirty backup contexts)
   add_test(NAME thin_${t} COMMAND bash ${CMAKE_SOURCE_DIR}/tests/thin/${t}.sh)
   set_tests_properties(thin_${t} PROPERTIES LABELS "thin" TIMEOUT 300
     ENVIRONMENT "NBDPLEX=$<TARGET_FILE:nbdplex>;NP_SRC=${CMAKE_SOURCE_DIR};PATH=/usr/bin:/bin:/usr/sbin:/sbin:$ENV{PATH}")
 endforeach()
+
+# perf/bench-diff.sh: the cost of the dirty-map walk on generated maps.
+add_executable(diff_walk ${CMAKE_SOURCE_DIR}/perf/diff_walk.c)
+target_link_libraries(diff_walk PRIVATE nptools)

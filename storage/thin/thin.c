@@ -20,6 +20,7 @@
 
 #include "storage/lib/memfile.h"
 #include "storage/storage.h"
+#include "storage/thin/diff.h"
 #include "storage/thin/pool.h"
 #include "util/fullio.h"
 
@@ -231,7 +232,10 @@ static void stripes_unlock(struct thin_pool *p, struct stripes *s)
 			pthread_rwlock_unlock(&p->stripes[w * 64 + __builtin_ctzll(b)]);
 }
 
-static int thin_open(const char *spec, bool readonly, void **handle, char **err)
+/* cached: the volume keeps its mapping cache, and is the only handle of
+ * its name in this process (an export). An uncached read-only handle may
+ * sit beside one (thin_open_uncached). */
+static int open_vol(const char *spec, bool readonly, bool cached, void **handle, char **err)
 {
 	const char *slash = strrchr(spec, '/');
 	struct thin_pool *p;
@@ -248,8 +252,8 @@ static int thin_open(const char *spec, bool readonly, void **handle, char **err)
 		return -ENOMEM;
 	snprintf(v->name, sizeof(v->name), "%s", slash + 1);
 	v->readonly = readonly;
-	v->vcache = calloc(THIN_VCACHE_SLOTS, sizeof(*v->vcache));
-	if (!v->vcache) {
+	v->vcache = cached ? calloc(THIN_VCACHE_SLOTS, sizeof(*v->vcache)) : NULL;
+	if (cached && !v->vcache) {
 		free(v);
 		return -ENOMEM;
 	}
@@ -267,7 +271,7 @@ static int thin_open(const char *spec, bool readonly, void **handle, char **err)
 	else if (d->r.kind == THIN_SNAPSHOT && !readonly)
 		rc = np_errmsg(err, -EROFS, "%s: %s is a snapshot; export it read-only or clone it",
 			       dir, v->name);
-	for (struct thin_vol *o = p->vols; o && rc == 0; o = o->next)
+	for (struct thin_vol *o = p->vols; o && rc == 0 && cached; o = o->next)
 		if (strcmp(o->name, v->name) == 0)
 			rc = np_errmsg(err, -EBUSY, "%s: %s is already exported", dir, v->name);
 	if (rc == 0)
@@ -286,6 +290,18 @@ static int thin_open(const char *spec, bool readonly, void **handle, char **err)
 	}
 	*handle = v;
 	return 0;
+}
+
+static int thin_open(const char *spec, bool readonly, void **handle, char **err)
+{
+	return open_vol(spec, readonly, true, handle, err);
+}
+
+/* Without a mapping cache, a reader never holds a mapping that another
+ * handle's write or trim changed, so it may share a served volume. */
+int thin_open_uncached(const char *spec, void **handle, char **err)
+{
+	return open_vol(spec, true, false, handle, err);
 }
 
 static void thin_close(void *h)
@@ -715,6 +731,10 @@ static int thin_extents(void *h, struct np_io *io)
 	bool more = true;
 	int rc = 0;
 
+	if (io->context) { /* qemu:dirty-bitmap:SNAP, qemu:allocation-depth */
+		free(m);
+		return thin_vol_context_extents(v, io);
+	}
 	if (!m)
 		return -ENOMEM;
 	if (off + len > size)
@@ -741,6 +761,11 @@ static int thin_extents(void *h, struct np_io *io)
 	return rc;
 }
 
+static int thin_contexts(void *h, char ***names, size_t *n)
+{
+	return thin_vol_contexts(h, names, n);
+}
+
 const struct np_storage_ops np_storage_thin = {
     .size = sizeof(struct np_storage_ops),
     .api_version = NP_STORAGE_API_VERSION,
@@ -757,5 +782,6 @@ const struct np_storage_ops np_storage_thin = {
     .zero = thin_zero,
     .cache = thin_cache,
     .extents = thin_extents,
+    .contexts = thin_contexts,
     .resize = thin_resize,
 };

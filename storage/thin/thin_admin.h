@@ -43,6 +43,10 @@ uint32_t thin_admin_chunk_size(const struct thin_pool *p);
  * its output to out. -ENOENT or -ECONNREFUSED: no process serves it, so
  * open it with thin_pool_open and call the functions below instead. */
 int thin_control_call(const char *dir, int argc, char **argv, FILE *out, char **err);
+/* The same, passing the output to out(arg, data, len) piece by piece. */
+int thin_control_call_fn(const char *dir, int argc, char **argv,
+			 void (*out)(void *arg, const char *data, size_t len), void *arg,
+			 char **err);
 
 int thin_admin_create(struct thin_pool *p, const char *name, uint64_t size, char **err);
 /* Grows a volume, exported or not, or shrinks one that no export has open. */
@@ -84,6 +88,27 @@ int thin_admin_list(struct thin_pool *p, struct thin_vol_info **vols, size_t *n,
 		    struct thin_pool_info *info, char **err);
 /* thin_admin_list, written to out as the text of `nbdplex volume list`. */
 int thin_admin_print_list(struct thin_pool *p, FILE *out, char **err);
+/* Incremental backup (diff.c). Calls cb, in order, with each byte range of
+ * [off, off + len) in which `to` (a volume or snapshot) may differ from
+ * `from`, a snapshot in its chain (taken of it, or of what it was cloned
+ * from), at chunk granularity and clipped to to's size, which goes in
+ * *size; a non-zero cb stops the walk. I/O goes on meanwhile. With from
+ * NULL, the ranges where `to` maps data (for a full copy). */
+typedef int (*thin_range_cb)(void *ctx, uint64_t off, uint64_t len);
+int thin_admin_diff(struct thin_pool *p, const char *from, const char *to, uint64_t off,
+		    uint64_t len, thin_range_cb cb, void *ctx, uint64_t *size, char **err);
+/* thin_admin_diff over all of to, as `volume diff`'s text: one "OFFSET
+ * LENGTH" line per range, or with json a JSON array of {"offset",
+ * "length"} objects. */
+int thin_admin_print_diff(struct thin_pool *p, const char *from, const char *to, bool json,
+			  FILE *out, char **err);
+/* The most thin_admin_read reads at once. */
+#define THIN_READ_MAX (4u << 20)
+/* Reads len bytes (at most THIN_READ_MAX) of volume or snapshot name at off,
+ * for a copy out of a pool that another process serves. */
+int thin_admin_read(struct thin_pool *p, const char *name, void *buf, uint64_t len, uint64_t off,
+		    char **err);
+
 /* Verifies that every mapped chunk is allocated exactly once and that the
  * data file holds the pool; writes what it finds to report (`volume
  * check`'s text). -EUCLEAN: inconsistent. */

@@ -141,11 +141,14 @@ static void test_block_status(void)
 	uint8_t payload[64];
 	struct nbd_reply rep;
 	size_t size;
+	struct np_reply_meta m[] = {{NP_META_BASE_ALLOCATION_ID, ext, 3}};
+	struct np_reply_meta m2[] = {{NP_META_BASE_ALLOCATION_ID, ext, 2}};
+	struct np_reply_meta none[] = {{NP_META_BASE_ALLOCATION_ID, NULL, 0}};
 
 	/* The last extent goes past the request: it is cut to it. */
-	size = np_reply_block_status_size(&STRUCTURED, 16384, false, ext, 3);
+	size = np_reply_block_status_size(&STRUCTURED, 16384, false, m, 1);
 	CHECK(size == 3 * 8);
-	CHECK(np_reply_block_status(&STRUCTURED, 11, 0, 16384, false, ext, 3, hdr, iov, payload) ==
+	CHECK(np_reply_block_status(&STRUCTURED, 11, 0, 16384, false, m, 1, hdr, iov, payload) ==
 	      2);
 	CHECK(nbd_reply_decode(hdr, iov[0].iov_len, &rep) == NBD_CHUNK_SIZE);
 	CHECK(rep.type == NBD_REPLY_TYPE_BLOCK_STATUS && rep.flags == NBD_REPLY_FLAG_DONE);
@@ -156,19 +159,49 @@ static void test_block_status(void)
 	CHECK(np_get32(payload + 8) == 8192 && np_get32(payload + 12) == 0);
 	CHECK(np_get32(payload + 16) == 4096 && np_get32(payload + 20) == NBD_STATE_ZERO);
 	/* Extents that end early stop there. */
-	CHECK(np_reply_block_status_size(&STRUCTURED, 1 << 30, false, ext, 2) == 2 * 8);
+	CHECK(np_reply_block_status_size(&STRUCTURED, 1 << 30, false, m2, 1) == 2 * 8);
 	/* REQ_ONE: the first only. */
-	size = np_reply_block_status_size(&EXTENDED, 16384, true, ext, 3);
+	size = np_reply_block_status_size(&EXTENDED, 16384, true, m, 1);
 	CHECK(size == 16);
-	CHECK(np_reply_block_status(&EXTENDED, 11, 0, 16384, true, ext, 3, hdr, iov, payload) == 2);
+	CHECK(np_reply_block_status(&EXTENDED, 11, 0, 16384, true, m, 1, hdr, iov, payload) == 2);
 	CHECK(nbd_reply_decode(hdr, iov[0].iov_len, &rep) == NBD_EXT_CHUNK_SIZE);
 	CHECK(rep.type == NBD_REPLY_TYPE_BLOCK_STATUS_EXT && rep.length == 8 + 16);
 	CHECK(np_get32(hdr + NBD_EXT_CHUNK_SIZE + 4) == 1);
 	CHECK(np_get64(payload) == 4096 && np_get64(payload + 8) == 3);
 	/* No extents from the engine: all of it, allocated data. */
-	CHECK(np_reply_block_status(&STRUCTURED, 1, 0, 65536, false, NULL, 0, hdr, iov, payload) ==
+	CHECK(np_reply_block_status(&STRUCTURED, 1, 0, 65536, false, none, 1, hdr, iov, payload) ==
 	      2);
 	CHECK(iov[1].iov_len == 8 && np_get32(payload) == 65536 && np_get32(payload + 4) == 0);
+}
+
+/* Two contexts: a chunk each, in order, each with its own id and 64-bit
+ * descriptors; only the last is DONE. */
+static void test_block_status_contexts(void)
+{
+	const struct np_extent a[] = {{1ULL << 33, 0}};
+	const struct np_extent b[] = {{65536, 1}, {1ULL << 33, 0}};
+	struct np_reply_meta m[] = {{2, a, 1}, {5, b, 2}};
+	uint8_t payload[64];
+	struct nbd_reply rep;
+	size_t size = np_reply_block_status_size(&EXTENDED, 1ULL << 33, false, m, 2);
+	uint8_t *h2;
+
+	CHECK(size == 3 * 16);
+	CHECK(np_reply_block_status(&EXTENDED, 9, 0, 1ULL << 33, false, m, 2, hdr, iov, payload) ==
+	      4);
+	CHECK(nbd_reply_decode(iov[0].iov_base, iov[0].iov_len, &rep) == NBD_EXT_CHUNK_SIZE);
+	CHECK(rep.type == NBD_REPLY_TYPE_BLOCK_STATUS_EXT && rep.flags == 0 && rep.cookie == 9);
+	CHECK(rep.length == 8 + 16 && iov[1].iov_len == 16);
+	CHECK(np_get32(hdr + NBD_EXT_CHUNK_SIZE) == 2 &&
+	      np_get32(hdr + NBD_EXT_CHUNK_SIZE + 4) == 1);
+	CHECK(np_get64(iov[1].iov_base) == 1ULL << 33);
+	h2 = iov[2].iov_base;
+	CHECK(nbd_reply_decode(h2, iov[2].iov_len, &rep) == NBD_EXT_CHUNK_SIZE);
+	CHECK(rep.flags == NBD_REPLY_FLAG_DONE && rep.length == 8 + 32);
+	CHECK(np_get32(h2 + NBD_EXT_CHUNK_SIZE) == 5 && np_get32(h2 + NBD_EXT_CHUNK_SIZE + 4) == 2);
+	CHECK(iov[3].iov_len == 32 && (uint8_t *)iov[3].iov_base == payload + 16);
+	CHECK(np_get64(payload + 16) == 65536 && np_get64(payload + 24) == 1);
+	CHECK(np_get64(payload + 32) == (1ULL << 33) - 65536 && np_get64(payload + 40) == 0);
 }
 
 int main(void)
@@ -178,5 +211,6 @@ int main(void)
 	test_error();
 	test_ok();
 	test_block_status();
+	test_block_status_contexts();
 	return check_done();
 }
