@@ -12,6 +12,7 @@
 #include "engine/log.h"
 #include "engine/loop.h"
 #include "engine/options.h"
+#include "engine/qos.h"
 #include "engine/request.h"
 #include "engine/sendq.h"
 #include "engine/server.h"
@@ -177,6 +178,7 @@ void np_conn_close(struct np_conn *c, const char *why)
 		np_info("conn %llu from %s: closing: %s", (unsigned long long)c->id, c->peer, why);
 	np_conn_set_state(c, NP_CONN_CLOSING);
 	stop_reading(c);
+	np_qos_cancel(c->srv->qos, &c->qos); /* what a limit holds comes back now */
 	try_finish(c);
 }
 

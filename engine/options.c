@@ -9,7 +9,9 @@
 #include "engine/loop.h"
 #include "engine/options.h"
 #include "engine/request.h"
+#include "engine/qos.h"
 #include "engine/server.h"
+#include "engine/tls.h"
 
 int np_options_start(struct np_conn *c)
 {
@@ -45,6 +47,12 @@ static int start_transmission(struct np_conn *c, const char **why)
 	c->structured = c->hs.structured;
 	c->extended = c->hs.extended;
 	c->meta_base_allocation = c->hs.meta_base_allocation;
+	{
+		char dn[512];
+
+		np_qos_bind(c->srv->qos, &c->qos, ex->hs.name, (const struct sockaddr *)&c->peer_sa,
+			    np_tls_identity(c, dn, sizeof(dn)));
+	}
 	np_hs_free(&c->hs);
 	np_info("conn %llu from %s: export '%s'%s%s%s", (unsigned long long)c->id, c->peer,
 		ex->hs.name, c->structured ? ", structured replies" : "",

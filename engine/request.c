@@ -205,21 +205,31 @@ static void build_reply(struct np_req *r)
 			 (unsigned long long)io->offset, (unsigned long long)io->len, r->error);
 }
 
+/* A request the engine, the pool or a limit held comes back: it counts no
+ * more in engine_busy, and a closing connection drops it; the flush that
+ * follows every completion (np_loop_flush) closes the connection once it
+ * holds none. */
+static bool drop_if_closing(struct np_req *r)
+{
+	struct np_conn *c = r->conn;
+
+	c->engine_busy--;
+	if (c->state < NP_CONN_CLOSING)
+		return false;
+	np_req_free(r);
+	np_conn_mark_dirty(c);
+	return true;
+}
+
 void np_req_done(struct np_io *io)
 {
 	struct np_req *r = io->owner;
 	struct np_conn *c = r->conn;
 
-	c->engine_busy--;
 	if (r->cmd == NBD_CMD_RESIZE && io->result == 0)
 		np_export_refresh_size(c->export);
-	if (c->state >= NP_CONN_CLOSING) {
-		/* Dropped; the flush that follows every completion
-		 * (np_loop_flush) closes the connection once it holds none. */
-		np_req_free(r);
-		np_conn_mark_dirty(c);
+	if (drop_if_closing(r))
 		return;
-	}
 	build_reply(r);
 	out_append(c, r);
 }
@@ -318,9 +328,45 @@ static void submit_batch(struct np_conn *c, struct batch *b)
 	}
 }
 
+static void route(struct np_conn *c, struct np_req *r, struct batch *b);
+
+/* A limit lets a request it held go, on the connection's loop: it runs as
+ * though just parsed (it still counts in engine_busy). */
+static void qos_admitted(struct np_job *job)
+{
+	struct np_req *r = container_of(job, struct np_req, qos.job);
+	struct batch b = {0};
+
+	if (r->conn->state >= NP_CONN_CLOSING) {
+		drop_if_closing(r);
+		return;
+	}
+	route(r->conn, r, &b);
+	submit_batch(r->conn, &b);
+}
+
+/* Whether a limit (qos.c) holds the request back; it then comes back
+ * through qos_admitted. */
+static bool qos_holds(struct np_conn *c, struct np_req *r)
+{
+	struct np_qos_item *it = &r->qos;
+
+	if (!np_qos_limited(&c->qos))
+		return false;
+	it->job.run = NULL;
+	it->job.complete = qos_admitted;
+	it->job.mbox = c->mbox;
+	it->bytes = r->cmd == NBD_CMD_READ || r->cmd == NBD_CMD_WRITE ? r->io.len : 0;
+	it->cls =
+	    r->cmd == NBD_CMD_READ ? NP_QOS_READ
+	    : r->cmd == NBD_CMD_WRITE || r->cmd == NBD_CMD_WRITE_ZEROES || r->cmd == NBD_CMD_TRIM
+		? NP_QOS_WRITE
+		: NP_QOS_ALL;
+	return np_qos_wait(c->srv->qos, &c->qos, it);
+}
+
 static void dispatch(struct np_conn *c, struct np_req *r, struct batch *b)
 {
-	struct np_export *ex = c->export;
 	struct np_loop_conns *l = c->lc;
 
 	if (r->buf_mapped && r->io.op == NP_OP_WRITE) {
@@ -334,6 +380,16 @@ static void dispatch(struct np_conn *c, struct np_req *r, struct batch *b)
 	}
 	if (++c->turn_reqs > l->turn_most)
 		l->turn_most = c->turn_reqs;
+	if (qos_holds(c, r))
+		return;
+	route(c, r, b);
+}
+
+/* Sends a request on its way, now that it may run. */
+static void route(struct np_conn *c, struct np_req *r, struct batch *b)
+{
+	struct np_export *ex = c->export;
+
 	/* Transfers the engine can do without blocking run on the loop, a
 	 * batch at a time: every WRITE (the engine leaves those it cannot do
 	 * so, FUA ones on a disk, say, to the pool), and READs up to
@@ -569,11 +625,13 @@ static int handle_request(struct np_conn *c, const struct nbd_request *h, struct
 		return NP_PARSE_MORE;
 	}
 	np_io_from_wire(&r->io, h);
-	if (h->type == NBD_CMD_READ && try_direct_read(c, r)) {
+	/* The zero-copy paths answer at once, so a request a limit may hold
+	 * back takes the ordinary one. */
+	if (h->type == NBD_CMD_READ && !np_qos_limited(&c->qos) && try_direct_read(c, r)) {
 		charge(r, h->count);
 		return NP_PARSE_MORE;
 	}
-	if (h->type == NBD_CMD_WRITE && try_map_write(c, r, pos))
+	if (h->type == NBD_CMD_WRITE && !np_qos_limited(&c->qos) && try_map_write(c, r, pos))
 		return NP_PARSE_MORE;
 	if (h->type == NBD_CMD_READ || h->type == NBD_CMD_WRITE) {
 		r->io.buf = malloc(h->count);
