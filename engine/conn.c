@@ -28,7 +28,8 @@ static void end_if_stopped(struct np_conn *c);
 
 static void resume_if_drained(struct np_conn *c)
 {
-	if (c->paused && c->state < NP_CONN_ENDING && !np_req_over_budget(c, np_req_cap(c) / 2)) {
+	if (c->paused && c->state < NP_CONN_ENDING && !np_req_over_budget(c, np_req_cap(c) / 2) &&
+	    !np_request_turn_spent(c)) {
 		c->paused = false;
 		if (!c->reading && c->state != NP_CONN_DRAINING) {
 			uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
@@ -234,6 +235,22 @@ static void conn_input(struct np_conn *c)
 		tls_pump(c);
 }
 
+/* A connection that parsed its share of a loop turn goes on in the next
+ * one (the timer runs at the start of the loop's next iteration), with what
+ * it has buffered first. Where the timer came round within the same turn,
+ * it waits a millisecond. */
+static void on_next_turn(uv_timer_t *t)
+{
+	struct np_conn *c = container_of(t, struct np_conn, timer);
+
+	if (np_request_turn_spent(c)) {
+		uv_timer_start(&c->timer, on_next_turn, 1, 0);
+		return;
+	}
+	resume_if_drained(c);
+	np_loop_flush(c->loop);
+}
+
 static void conn_process(struct np_conn *c)
 {
 	const char *why = NULL;
@@ -279,6 +296,9 @@ pause:
 		uv_read_stop((uv_stream_t *)&c->tcp);
 		c->reading = false;
 	}
+	if (c->state == NP_CONN_TRANSMISSION || c->state == NP_CONN_DRAINING)
+		if (c->paused && np_request_turn_spent(c))
+			uv_timer_start(&c->timer, on_next_turn, 0, 0);
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)

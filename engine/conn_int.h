@@ -28,6 +28,14 @@
 #define NP_MAX_EXTENTS 1024
 /* Bytes a connection may hold during the handshake (np_req_cap). */
 #define NP_HS_MAX_PENDING (1024 * 1024)
+/* Fairness (docs/design.md 4.1): the connections that bring requests in a
+ * loop turn share NP_TURN_BUDGET of them, each parsing at least
+ * NP_TURN_MIN before it waits for the next turn (np_request_turn_spent);
+ * and one holding less than NP_FAIR_HOLD bytes is never paused by the
+ * server's total budget, which others may hold. */
+#define NP_TURN_BUDGET 1024
+#define NP_TURN_MIN    8
+#define NP_FAIR_HOLD   (1024 * 1024)
 
 struct np_req {
 	struct np_io io;

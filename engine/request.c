@@ -52,15 +52,17 @@ static void charge(struct np_req *r, uint64_t n)
 }
 
 /* Whether a connection must stop reading: past its own cap, or holding
- * requests while the server is past its total budget. A connection with
- * nothing in flight may always send one more, so every client makes
- * progress, and its own completions are what let it go on. */
+ * NP_FAIR_HOLD or more while the server is past its total budget. So the
+ * clients that hold the budget (ones that never read their replies, say)
+ * wait behind themselves, and one that holds little, a client at a modest
+ * queue depth, goes on beside them; every client makes progress, and its
+ * own completions are what let it go on. */
 bool np_req_over_budget(const struct np_conn *c, uint64_t own_cap)
 {
 	const struct np_server *srv = c->srv;
 
 	return c->inflight_bytes >= own_cap ||
-	       (c->inflight_bytes > 0 &&
+	       (c->inflight_bytes >= NP_FAIR_HOLD &&
 		(c->state == NP_CONN_TRANSMISSION || c->state == NP_CONN_DRAINING) &&
 		atomic_load_explicit(&srv->inflight_total, memory_order_relaxed) >=
 		    srv->cfg->max_inflight_total);
@@ -374,9 +376,15 @@ static void dispatch(struct np_conn *c, struct np_req *r, struct batch *b)
 		return;
 	}
 	c->engine_busy++;
+	if (l->conns_turn != l->turn) {
+		l->last_conns = l->conns_turn + 1 == l->turn ? l->turn_conns : 0;
+		l->turn_conns = 0;
+		l->conns_turn = l->turn;
+	}
 	if (c->turn != l->turn) {
 		c->turn = l->turn;
 		c->turn_reqs = 0;
+		l->turn_conns++;
 	}
 	if (++c->turn_reqs > l->turn_most)
 		l->turn_most = c->turn_reqs;
@@ -674,6 +682,22 @@ void np_request_consume(struct np_conn *c, size_t n)
 	}
 }
 
+/* A connection's quantum is its share of the turn's budget among the
+ * connections busy in this turn or the last: a few clients, at any queue
+ * depth a client uses, never meet it; a crowd of clients that flood gets
+ * NP_TURN_MIN each per turn, so a turn stays short and a client with one
+ * request waits for one short turn, not behind their floods (docs/design.md
+ * 4.1, tests/stress/fairness.py). */
+bool np_request_turn_spent(const struct np_conn *c)
+{
+	const struct np_loop_conns *l = c->lc;
+	unsigned busy = l->turn_conns > l->last_conns ? l->turn_conns : l->last_conns;
+	unsigned quantum = NP_TURN_BUDGET / (busy ? busy : 1);
+
+	return c->turn == l->turn &&
+	       c->turn_reqs >= (quantum > NP_TURN_MIN ? quantum : NP_TURN_MIN);
+}
+
 int np_request_parse(struct np_conn *c, const char **why)
 {
 	struct batch b = {0};
@@ -713,7 +737,7 @@ int np_request_parse(struct np_conn *c, const char **why)
 			dispatch(c, r, &b);
 			continue;
 		}
-		if (np_req_over_budget(c, cap)) {
+		if (np_req_over_budget(c, cap) || np_request_turn_spent(c)) {
 			c->paused = true;
 			break;
 		}

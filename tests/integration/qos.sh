@@ -105,7 +105,8 @@ assert throttled() == n, "requests waited with the limit lifted"
 PY
 conf 40 >"$TMP/q.ini"
 kill -HUP "$SERVER_PID"
-wait_until 5 grep -q '^export a: iops-limit=40 ' <(show) || fail "SIGHUP did not apply: $(show)"
+a_is() { show | grep -q "^export a: iops-limit=$1 "; }
+wait_until 1 a_is 40 || fail "SIGHUP did not apply within a second: $(show)"
 printf '[export a]\nspec = mem:16M\niops-limit = -3\n' >"$TMP/q.ini"
 kill -HUP "$SERVER_PID"
 wait_until 5 grep -q "bad value '-3'" "$TMP/server.log" || fail "bad file on SIGHUP not reported"

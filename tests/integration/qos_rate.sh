@@ -107,6 +107,10 @@ sleep 3
 conf 500 0 >"$TMP/q.ini"
 t2=$(date +%s.%N)
 kill -HUP "$SERVER_PID"
+# wait_until counts its sleeps: 20 of 0.05 s, a second.
+lim_is() { "$NBDPLEX" qos show --control "$TMP/ctl.sock" | grep -q "^export lim: iops-limit=$1 "; }
+wait_until 1 lim_is 500 ||
+	fail "SIGHUP's limit not in force within a second"
 wait "$FIO" || fail "fio live: $(tail -3 "$TMP/live.out")"
 python3 - "$TMP"/live_iops*.log "$t0" "$t1" "$t2" <<'PY' || fail "live change not seen in fio's log"
 import sys
@@ -125,8 +129,10 @@ up = first(t1, lambda v: v >= 1800)
 down = first(t2, lambda v: v <= 600)
 print(f"  500 -> 2000 (control socket) seen {up} s after; 2000 -> 500 (SIGHUP) seen {down} s after")
 # The first whole second of fio's log after a change ends within 2 s of
-# it; 0.5 s more for fio's clock, which starts a little after t0.
-sys.exit(up is None or down is None or up > 2.5 or down > 2.5)
+# it; 0.5 s more for fio's clock, which starts a little after t0, and for
+# its log windows, which stretch on a busy machine (the SIGHUP's own
+# deadline, a second, is checked above through qos show).
+sys.exit(up is None or down is None or up > 2.5 or down > 3.5)
 PY
 grep -q "closing" "$TMP/server.log" && fail "a connection was closed during the changes"
 
