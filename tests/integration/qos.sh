@@ -140,6 +140,25 @@ PY
 after=$(show | sed -n 's/^client alice: .*throttled \([0-9]*\) requests.*/\1/p')
 [ "$after" -gt "$mid" ] || fail "alice's reads were not held in her group ($mid -> $after)"
 
+# ---- a client that leaves with requests held back: they are dropped at
+# once (np_qos_cancel), not let go at the limit's pace (200 at 20/s: 10 s).
+"$NBDPLEX" qos set "${CTL[@]}" b iops-limit=20,burst-seconds=0.05 >/dev/null || fail "qos set b"
+PYTHONPATH="$NP_SRC/tests/integration" python3 - "$PORT" <<'PY' || fail "a client leaving mid-wait"
+import struct, sys, time
+import nbdraw as n
+c = n.Client(int(sys.argv[1]))
+c.greeting()
+c.go("b", meta=False)
+c.s.sendall(b"".join(struct.pack(">IHHQQI", n.REQ_MAGIC, 0, n.CMD_READ, i, 0, 4096)
+                     for i in range(200)))
+time.sleep(0.5)
+c.s.close()
+PY
+b_idle() { show | grep -q '^export b: .*; waiting 0;'; }
+wait_until 2 b_idle || fail "requests of a closed connection still wait: $(show)"
+assert_serving b
+"$NBDPLEX" qos set "${CTL[@]}" b iops-limit=0 >/dev/null || fail "qos set b"
+
 # ---- the metrics
 "$NBDPLEX" stats "${CTL[@]}" >"$TMP/stats" || fail "nbdplex stats"
 for m in 'nbdplex_qos_limit{export="a",kind="iops",class="all"} 40' \
