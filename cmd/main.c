@@ -41,6 +41,7 @@ struct command {
 static const struct command commands[] = {
     {"serve", np_cmd_serve, "serve exports over NBD"},
     {"stats", np_cmd_stats, "print a running server's statistics"},
+    {"qos", np_cmd_qos, "show or change a running server's limits"},
 #ifdef NP_HAVE_ATTACH
     {"attach", np_cmd_attach, "attach an export as /dev/nbdplexN through nbdplex.ko"},
     {"detach", np_cmd_detach, "detach a device made by attach"},

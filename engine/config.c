@@ -24,6 +24,13 @@
  * sendfile = auto|on|off
  * coalesce-us = MICROSECONDS
  *
+ * Limits (qos.c), in [export NAME] and in [client NAME]:
+ *   iops-limit, read-iops-limit, write-iops-limit = REQUESTS per second
+ *   bps-limit, read-bps-limit, write-bps-limit = SIZE per second
+ *   burst-seconds = SECONDS (what a bucket holds; default 1)
+ * [client NAME] also names whom it covers; its connections share its limits:
+ *   address = ADDR[/BITS] ...    tls-identity = PSK-USER or certificate DN
+ *
  * Exports given with -e come first, then those of config files in order; the
  * first export is also the default (empty) name. */
 #include <errno.h>
@@ -65,7 +72,8 @@ static const char serve_usage[] =
 /* The rest of serve_usage, after the engines' lines (np_storage_usage). */
 static const char serve_usage_tail[] =
 	"                           repeatable; the first export is also the default name\n"
-	"  -c, --config FILE        INI file with [server] and [export NAME] sections\n"
+	"  -c, --config FILE        INI file with [server], [export NAME] and [client NAME]\n"
+	"                           sections (limits: nbdplex.conf(5))\n"
 	"  -r, --read-only          every export read-only\n"
 	"      --pidfile FILE       written once every listener is ready\n"
 	"      --threads N          worker threads for blocking I/O (default 2 per core, min 4)\n"
@@ -131,6 +139,26 @@ static struct np_export_cfg *find_export(struct np_config *cfg, const char *name
 		if (strcmp(cfg->exports[i].name, name) == 0)
 			return &cfg->exports[i];
 	return NULL;
+}
+
+static struct np_client_cfg *get_client(struct np_config *cfg, const char *name)
+{
+	struct np_client_cfg *p;
+
+	for (size_t i = 0; i < cfg->n_clients; i++)
+		if (strcmp(cfg->clients[i].name, name) == 0)
+			return &cfg->clients[i];
+	p = realloc(cfg->clients, (cfg->n_clients + 1) * sizeof(*p));
+	if (!p)
+		return NULL;
+	cfg->clients = p;
+	p = &cfg->clients[cfg->n_clients];
+	memset(p, 0, sizeof(*p));
+	p->name = strdup(name);
+	if (!p->name)
+		return NULL;
+	cfg->n_clients++;
+	return p;
 }
 
 static struct np_export_cfg *add_export(struct np_config *cfg, const char *name)
@@ -203,6 +231,48 @@ static int parse_uint(const char *v, unsigned lo, unsigned hi, unsigned *out)
 		return -EINVAL;
 	*out = (unsigned)n;
 	return 0;
+}
+
+/* A rate: a whole number of requests, or a size, per second. */
+static int parse_rate(const char *v, bool size, uint64_t *out)
+{
+	char *end;
+
+	if (*v == '-' || !*v)
+		return -EINVAL;
+	if (size)
+		return np_parse_size(v, out);
+	errno = 0;
+	*out = strtoull(v, &end, 10);
+	return errno || *end ? -EINVAL : 0;
+}
+
+int np_qos_limit_set(struct np_qos_limits *l, const char *key, const char *v)
+{
+	static const char *const prefix[NP_QOS_CLASSES] = {"", "read-", "write-"};
+
+	if (!strcmp(key, "burst-seconds")) {
+		char *end;
+		double s;
+
+		errno = 0;
+		s = strtod(v, &end);
+		if (errno || end == v || *end || !(s >= 0.001 && s <= NP_QOS_BURST_MS_MAX / 1000))
+			return -EINVAL;
+		l->burst_ms = (unsigned)(s * 1000 + 0.5);
+		return 0;
+	}
+	for (int c = 0; c < NP_QOS_CLASSES; c++) {
+		size_t n = strlen(prefix[c]);
+
+		if (strncmp(key, prefix[c], n))
+			continue;
+		if (!strcmp(key + n, "iops-limit"))
+			return parse_rate(v, false, &l->iops[c]);
+		if (!strcmp(key + n, "bps-limit"))
+			return parse_rate(v, true, &l->bps[c]);
+	}
+	return -ENOENT;
 }
 
 /* Settings shared by the command line and the [server] section. Returns
@@ -351,7 +421,20 @@ static int on_ini_line(void *user, const char *section, const char *key, const c
 			r = parse_bool(value, &e->hidden);
 		} else if (!strcmp(key, "allow")) {
 			r = np_acl_add(&e->allow, value);
+		} else {
+			r = np_qos_limit_set(&e->qos, key, value);
 		}
+	} else if (!strncmp(section, "client ", 7) && valid_name(section + 7)) {
+		struct np_client_cfg *cl = get_client(cfg, section + 7);
+
+		if (!cl)
+			r = -ENOMEM;
+		else if (!strcmp(key, "address"))
+			r = np_acl_add(&cl->address, value);
+		else if (!strcmp(key, "tls-identity"))
+			r = *value ? add_str(&cl->identities, &cl->n_identities, value) : -EINVAL;
+		else
+			r = np_qos_limit_set(&cl->qos, key, value);
 	} else {
 		snprintf(ctx->err, sizeof(ctx->err), "unknown section [%s]", section);
 		return 0;
@@ -385,6 +468,15 @@ int np_config_load_ini(struct np_config *cfg, const char *path)
 		if (!cfg->exports[i].spec) {
 			fprintf(stderr, "nbdplex serve: %s: [export %s] has no spec = ENGINE:SPEC\n",
 				path, cfg->exports[i].name);
+			return 2;
+		}
+	}
+	for (size_t i = 0; i < cfg->n_clients; i++) {
+		if (!cfg->clients[i].address.n && !cfg->clients[i].n_identities) {
+			fprintf(stderr,
+				"nbdplex serve: %s: [client %s] names no address = ADDR[/BITS] "
+				"and no tls-identity = NAME\n",
+				path, cfg->clients[i].name);
 			return 2;
 		}
 	}
@@ -573,6 +665,16 @@ void np_config_free(struct np_config *cfg)
 		free(cfg->exports[i].description);
 		np_acl_free(&cfg->exports[i].allow);
 	}
+	for (size_t i = 0; i < cfg->n_clients; i++) {
+		struct np_client_cfg *cl = &cfg->clients[i];
+
+		free(cl->name);
+		np_acl_free(&cl->address);
+		for (size_t k = 0; k < cl->n_identities; k++)
+			free(cl->identities[k]);
+		free(cl->identities);
+	}
+	free(cfg->clients);
 	np_acl_free(&cfg->allow);
 	free(cfg->exports);
 	free(cfg->pidfile);

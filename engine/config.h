@@ -9,6 +9,18 @@
 #include "net/handshake.h"
 #include "net/proto.h"
 
+/* Quality of service (qos.c): token buckets of requests and of bytes per
+ * second, for every request, reads (READ) or writes (WRITE, WRITE_ZEROES,
+ * TRIM). A rate of 0 is no limit. Bytes are those of READ and WRITE. */
+enum { NP_QOS_ALL, NP_QOS_READ, NP_QOS_WRITE, NP_QOS_CLASSES };
+#define NP_QOS_BURST_MS_DEFAULT 1000
+#define NP_QOS_BURST_MS_MAX     60000
+struct np_qos_limits {
+	uint64_t iops[NP_QOS_CLASSES];
+	uint64_t bps[NP_QOS_CLASSES];
+	unsigned burst_ms; /* the buckets hold this long of their rate */
+};
+
 struct np_export_cfg {
 	char *name;
 	char *spec; /* ENGINE:SPEC */
@@ -17,6 +29,16 @@ struct np_export_cfg {
 	bool hidden;         /* left out of NBD_OPT_LIST */
 	bool tls_only;       /* refused to clients without TLS */
 	struct np_acl allow; /* who may use it (empty: everyone allowed in) */
+	struct np_qos_limits qos;
+};
+
+/* A [client NAME] section: the connections it names share its limits. */
+struct np_client_cfg {
+	char *name;
+	struct np_acl address; /* TCP peers it names (empty: none) */
+	char **identities;     /* TLS identities: PSK user names or certificate DNs */
+	size_t n_identities;
+	struct np_qos_limits qos;
 };
 
 /* Large READs of files on tmpfs may go by sendfile(2). To a client on the
@@ -49,6 +71,8 @@ struct np_config {
 	unsigned socket_mode; /* of the sockets that listen = unix:PATH makes */
 	struct np_export_cfg *exports;
 	size_t n_exports;
+	struct np_client_cfg *clients;
+	size_t n_clients;
 	bool readonly;
 	char *pidfile;
 	unsigned threads;            /* worker pool threads */
@@ -80,5 +104,8 @@ struct np_config {
 int np_config_from_args(struct np_config *cfg, int argc, char **argv);
 int np_config_load_ini(struct np_config *cfg, const char *path);
 void np_config_free(struct np_config *cfg);
+/* Sets one limit key (iops-limit, read-bps-limit, burst-seconds, ...) from
+ * its text. Returns 0, -EINVAL for a bad value or -ENOENT for another key. */
+int np_qos_limit_set(struct np_qos_limits *l, const char *key, const char *v);
 
 #endif

@@ -17,6 +17,7 @@
 #include "engine/job.h"
 #include "engine/loop.h"
 #include "engine/mailbox.h"
+#include "engine/qos.h"
 #include "engine/reply.h"
 #include "net/buf.h"
 #include "net/handshake.h"
@@ -27,6 +28,14 @@
 #define NP_MAX_EXTENTS 1024
 /* Bytes a connection may hold during the handshake (np_req_cap). */
 #define NP_HS_MAX_PENDING (1024 * 1024)
+/* Fairness (docs/design.md 4.1): the connections that bring requests in a
+ * loop turn share NP_TURN_BUDGET of them, each parsing at least
+ * NP_TURN_MIN before it waits for the next turn (np_request_turn_spent);
+ * and one holding less than NP_FAIR_HOLD bytes is never paused by the
+ * server's total budget, which others may hold. */
+#define NP_TURN_BUDGET 1024
+#define NP_TURN_MIN    8
+#define NP_FAIR_HOLD   (1024 * 1024)
 
 struct np_req {
 	struct np_io io;
@@ -40,6 +49,7 @@ struct np_req {
 	uint64_t t0;             /* when it was parsed, for latency */
 	uint32_t error;          /* NBD error decided before any engine ran */
 	uint64_t charge;         /* bytes counted against the in-flight cap */
+	struct np_qos_item qos;  /* held back by a limit (qos.c) */
 	bool wire;               /* bytes to send as they are (not to encrypt) */
 	int sf_fd;               /* READ sent with sendfile: from this file, */
 	uint64_t sf_off, sf_len; /* this range, after the iovecs; 0: none */
@@ -118,6 +128,7 @@ struct np_conn {
 	unsigned engine_busy;             /* requests an engine or the pool still holds */
 	struct np_fairq_owner pool_queue; /* its requests waiting for a worker;
 					   * under pool.lock */
+	struct np_qos_conn qos;           /* its limits, and its requests they hold */
 	/* Flow control, apart from the state: whether libuv reads the
 	 * socket, and whether a budget stopped the parsing. */
 	bool reading, paused;

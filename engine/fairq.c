@@ -43,3 +43,23 @@ struct np_job *np_fairq_pop(struct np_fairq *q)
 		o->tail = NULL;
 	return job;
 }
+
+struct np_job *np_fairq_remove(struct np_fairq *q, struct np_fairq_owner *o)
+{
+	struct np_job *jobs = o->head;
+	struct np_fairq_owner *prev = NULL;
+
+	if (!jobs)
+		return NULL;
+	for (struct np_fairq_owner *p = q->head; p != o; p = p->next)
+		prev = p;
+	if (prev)
+		prev->next = o->next;
+	else
+		q->head = o->next;
+	if (q->tail == o)
+		q->tail = prev;
+	o->head = o->tail = NULL;
+	o->next = NULL;
+	return jobs;
+}

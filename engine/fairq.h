@@ -49,4 +49,14 @@ void np_fairq_push(struct np_fairq *q, struct np_fairq_owner *o, struct np_job *
  * empty. The job's next is left as it was. */
 struct np_job *np_fairq_pop(struct np_fairq *q);
 
+/* The job np_fairq_pop would take, left in place; NULL if none. */
+static inline struct np_job *np_fairq_peek(const struct np_fairq *q)
+{
+	return q->head ? q->head->head : NULL;
+}
+/* Takes all of an owner's jobs out of the queue, and the owner out of the
+ * ring; returns them, oldest first, linked through next (NULL: none).
+ * O(owners in the ring), for the rare owner that goes away. */
+struct np_job *np_fairq_remove(struct np_fairq *q, struct np_fairq_owner *o);
+
 #endif

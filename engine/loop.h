@@ -40,6 +40,11 @@ struct np_loop_conns {
 	 * since the loop last went to sleep, counted by request.c's dispatch. */
 	uint64_t turn;      /* loop turns so far */
 	unsigned turn_most; /* of this turn */
+	/* Fairness (request.c): connections that brought requests in turn
+	 * conns_turn, and in the turn before it, which share the turn's
+	 * quantum. */
+	uint64_t conns_turn;
+	unsigned turn_conns, last_conns;
 };
 
 /* What one loop keeps for one export. */

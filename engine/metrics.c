@@ -11,6 +11,7 @@
 
 #include "engine/log.h"
 #include "engine/metrics.h"
+#include "engine/qos.h"
 #include "engine/server.h"
 #include "engine/stats.h"
 #include "util/ctl.h"
@@ -107,8 +108,22 @@ static int verb_stats(void *ctx, int argc, char **argv, FILE *out, char **err)
 	return rc < 0 ? np_errmsg(err, -EIO, "cannot collect statistics") : 0;
 }
 
+/* qos show; qos set export|client NAME KEY=VALUE[,KEY=VALUE]... (qos.c). */
+static int verb_qos(void *ctx, int argc, char **argv, FILE *out, char **err)
+{
+	struct np_server *srv = ctx;
+
+	if (argc == 2 && !strcmp(argv[1], "show"))
+		return np_qos_show(srv->qos, out);
+	if (argc >= 5 && !strcmp(argv[1], "set"))
+		return np_qos_set(srv->qos, argv[2], argv[3], argc - 4, argv + 4, out, err);
+	return np_errmsg(err, -EINVAL,
+			 "usage: qos show | qos set export|client NAME KEY=VALUE[,KEY=VALUE]...");
+}
+
 static const struct np_ctl_verb control_verbs[] = {
     {"stats", 0, verb_stats, "stats"},
+    {"qos", -1, verb_qos, "qos show | qos set export|client NAME KEY=VALUE..."},
 };
 
 static int start_control(struct np_server *srv, struct np_metrics *m, const char *path)
@@ -116,7 +131,7 @@ static int start_control(struct np_server *srv, struct np_metrics *m, const char
 	struct np_ctl_config cfg = {
 	    .path = path,
 	    .backlog = 16,
-	    .max_line = 64,
+	    .max_line = 1024, /* qos set with its limits */
 	    .framing = NP_CTL_RAW,
 	    .verbs = control_verbs,
 	    .nverbs = sizeof(control_verbs) / sizeof(control_verbs[0]),

@@ -9,7 +9,9 @@
 #include "engine/loop.h"
 #include "engine/options.h"
 #include "engine/request.h"
+#include "engine/qos.h"
 #include "engine/server.h"
+#include "engine/tls.h"
 
 int np_options_start(struct np_conn *c)
 {
@@ -44,6 +46,12 @@ static int start_transmission(struct np_conn *c, const char **why)
 	le->conns++;
 	c->structured = c->hs.structured;
 	c->extended = c->hs.extended;
+	{
+		char dn[512];
+
+		np_qos_bind(c->srv->qos, &c->qos, ex->hs.name, (const struct sockaddr *)&c->peer_sa,
+			    np_tls_identity(c, dn, sizeof(dn)));
+	}
 	/* The meta contexts selected stay in c->hs for BLOCK_STATUS; the
 	 * rest of it goes with the connection. */
 	np_buf_free(&c->hs.out);

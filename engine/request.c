@@ -67,15 +67,17 @@ static void charge(struct np_req *r, uint64_t n)
 }
 
 /* Whether a connection must stop reading: past its own cap, or holding
- * requests while the server is past its total budget. A connection with
- * nothing in flight may always send one more, so every client makes
- * progress, and its own completions are what let it go on. */
+ * NP_FAIR_HOLD or more while the server is past its total budget. So the
+ * clients that hold the budget (ones that never read their replies, say)
+ * wait behind themselves, and one that holds little, a client at a modest
+ * queue depth, goes on beside them; every client makes progress, and its
+ * own completions are what let it go on. */
 bool np_req_over_budget(const struct np_conn *c, uint64_t own_cap)
 {
 	const struct np_server *srv = c->srv;
 
 	return c->inflight_bytes >= own_cap ||
-	       (c->inflight_bytes > 0 &&
+	       (c->inflight_bytes >= NP_FAIR_HOLD &&
 		(c->state == NP_CONN_TRANSMISSION || c->state == NP_CONN_DRAINING) &&
 		atomic_load_explicit(&srv->inflight_total, memory_order_relaxed) >=
 		    srv->cfg->max_inflight_total);
@@ -300,21 +302,31 @@ static void build_reply(struct np_req *r)
 			 (unsigned long long)io->offset, (unsigned long long)io->len, r->error);
 }
 
+/* A request the engine, the pool or a limit held comes back: it counts no
+ * more in engine_busy, and a closing connection drops it; the flush that
+ * follows every completion (np_loop_flush) closes the connection once it
+ * holds none. */
+static bool drop_if_closing(struct np_req *r)
+{
+	struct np_conn *c = r->conn;
+
+	c->engine_busy--;
+	if (c->state < NP_CONN_CLOSING)
+		return false;
+	np_req_free(r);
+	np_conn_mark_dirty(c);
+	return true;
+}
+
 void np_req_done(struct np_io *io)
 {
 	struct np_req *r = io->owner;
 	struct np_conn *c = r->conn;
 
-	c->engine_busy--;
 	if (r->cmd == NBD_CMD_RESIZE && io->result == 0)
 		np_export_refresh_size(c->export);
-	if (c->state >= NP_CONN_CLOSING) {
-		/* Dropped; the flush that follows every completion
-		 * (np_loop_flush) closes the connection once it holds none. */
-		np_req_free(r);
-		np_conn_mark_dirty(c);
+	if (drop_if_closing(r))
 		return;
-	}
 	build_reply(r);
 	out_append(c, r);
 }
@@ -416,9 +428,45 @@ static void submit_batch(struct np_conn *c, struct batch *b)
 	}
 }
 
+static void route(struct np_conn *c, struct np_req *r, struct batch *b);
+
+/* A limit lets a request it held go, on the connection's loop: it runs as
+ * though just parsed (it still counts in engine_busy). */
+static void qos_admitted(struct np_job *job)
+{
+	struct np_req *r = container_of(job, struct np_req, qos.job);
+	struct batch b = {0};
+
+	if (r->conn->state >= NP_CONN_CLOSING) {
+		drop_if_closing(r);
+		return;
+	}
+	route(r->conn, r, &b);
+	submit_batch(r->conn, &b);
+}
+
+/* Whether a limit (qos.c) holds the request back; it then comes back
+ * through qos_admitted. */
+static bool qos_holds(struct np_conn *c, struct np_req *r)
+{
+	struct np_qos_item *it = &r->qos;
+
+	if (!np_qos_limited(&c->qos))
+		return false;
+	it->job.run = NULL;
+	it->job.complete = qos_admitted;
+	it->job.mbox = c->mbox;
+	it->bytes = r->cmd == NBD_CMD_READ || r->cmd == NBD_CMD_WRITE ? r->io.len : 0;
+	it->cls =
+	    r->cmd == NBD_CMD_READ ? NP_QOS_READ
+	    : r->cmd == NBD_CMD_WRITE || r->cmd == NBD_CMD_WRITE_ZEROES || r->cmd == NBD_CMD_TRIM
+		? NP_QOS_WRITE
+		: NP_QOS_ALL;
+	return np_qos_wait(c->srv->qos, &c->qos, it);
+}
+
 static void dispatch(struct np_conn *c, struct np_req *r, struct batch *b)
 {
-	struct np_export *ex = c->export;
 	struct np_loop_conns *l = c->lc;
 
 	if (r->buf_mapped && r->io.op == NP_OP_WRITE) {
@@ -426,12 +474,28 @@ static void dispatch(struct np_conn *c, struct np_req *r, struct batch *b)
 		return;
 	}
 	c->engine_busy++;
+	if (l->conns_turn != l->turn) {
+		l->last_conns = l->conns_turn + 1 == l->turn ? l->turn_conns : 0;
+		l->turn_conns = 0;
+		l->conns_turn = l->turn;
+	}
 	if (c->turn != l->turn) {
 		c->turn = l->turn;
 		c->turn_reqs = 0;
+		l->turn_conns++;
 	}
 	if (++c->turn_reqs > l->turn_most)
 		l->turn_most = c->turn_reqs;
+	if (qos_holds(c, r))
+		return;
+	route(c, r, b);
+}
+
+/* Sends a request on its way, now that it may run. */
+static void route(struct np_conn *c, struct np_req *r, struct batch *b)
+{
+	struct np_export *ex = c->export;
+
 	/* Contexts other than base:allocation, or several, are the pool's:
 	 * bstat_run asks about each in turn. */
 	if (r->cmd == NBD_CMD_BLOCK_STATUS) {
@@ -705,11 +769,13 @@ static int handle_request(struct np_conn *c, const struct nbd_request *h, struct
 		return NP_PARSE_MORE;
 	}
 	np_io_from_wire(&r->io, h);
-	if (h->type == NBD_CMD_READ && try_direct_read(c, r)) {
+	/* The zero-copy paths answer at once, so a request a limit may hold
+	 * back takes the ordinary one. */
+	if (h->type == NBD_CMD_READ && !np_qos_limited(&c->qos) && try_direct_read(c, r)) {
 		charge(r, h->count);
 		return NP_PARSE_MORE;
 	}
-	if (h->type == NBD_CMD_WRITE && try_map_write(c, r, pos))
+	if (h->type == NBD_CMD_WRITE && !np_qos_limited(&c->qos) && try_map_write(c, r, pos))
 		return NP_PARSE_MORE;
 	if (h->type == NBD_CMD_READ || h->type == NBD_CMD_WRITE || payload) {
 		r->io.buf = malloc(h->count);
@@ -751,6 +817,22 @@ void np_request_consume(struct np_conn *c, size_t n)
 	}
 }
 
+/* A connection's quantum is its share of the turn's budget among the
+ * connections busy in this turn or the last: a few clients, at any queue
+ * depth a client uses, never meet it; a crowd of clients that flood gets
+ * NP_TURN_MIN each per turn, so a turn stays short and a client with one
+ * request waits for one short turn, not behind their floods (docs/design.md
+ * 4.1, tests/stress/fairness.py). */
+bool np_request_turn_spent(const struct np_conn *c)
+{
+	const struct np_loop_conns *l = c->lc;
+	unsigned busy = l->turn_conns > l->last_conns ? l->turn_conns : l->last_conns;
+	unsigned quantum = NP_TURN_BUDGET / (busy ? busy : 1);
+
+	return c->turn == l->turn &&
+	       c->turn_reqs >= (quantum > NP_TURN_MIN ? quantum : NP_TURN_MIN);
+}
+
 int np_request_parse(struct np_conn *c, const char **why)
 {
 	struct batch b = {0};
@@ -790,7 +872,7 @@ int np_request_parse(struct np_conn *c, const char **why)
 			dispatch_payload(c, r, &b);
 			continue;
 		}
-		if (np_req_over_budget(c, cap)) {
+		if (np_req_over_budget(c, cap) || np_request_turn_spent(c)) {
 			c->paused = true;
 			break;
 		}

@@ -16,6 +16,9 @@ enum { NP_PARSE_MORE, NP_PARSE_DISC, NP_PARSE_CLOSE };
  * (the client disconnects: end the connection once its replies are out) or
  * NP_PARSE_CLOSE (close it now, for *why). */
 int np_request_parse(struct np_conn *c, const char **why);
+/* Whether the connection has parsed its share of this loop turn
+ * (NP_TURN_REQS); parsing then pauses until the next turn. */
+bool np_request_turn_spent(const struct np_conn *c);
 /* The WRITE payload read straight into its buffer has all arrived. */
 void np_request_payload_done(struct np_conn *c);
 /* Drops n bytes from the front of the input buffer. */

@@ -28,6 +28,7 @@
 #include "engine/log.h"
 #include "engine/loop_int.h"
 #include "engine/metrics.h"
+#include "engine/qos.h"
 #include "engine/request.h"
 #include "engine/server.h"
 #include "engine/tls.h"
@@ -219,8 +220,10 @@ static void on_sighup(uv_signal_t *s, int signum)
 	np_info("SIGHUP: reloading the configuration");
 	sd_notify(0, "RELOADING=1");
 	/* The loops drain the clients of removed exports. */
-	if (np_exports_reload(srv) == 0)
+	if (np_exports_reload(srv) == 0) {
+		np_qos_configure(srv->qos, srv->current_cfg);
 		loops_reap(srv);
+	}
 	sd_notifyf(0, "READY=1\nSTATUS=serving %zu export(s)", srv->n_exports);
 }
 
@@ -681,6 +684,8 @@ int np_serve(struct np_config *cfg)
 	}
 	if (np_tls_server_init(&srv) < 0)
 		goto out_close_exports;
+	if (np_qos_start(&srv.qos, cfg) < 0)
+		goto out_close_exports;
 	srv.loops = calloc(srv.n_loops, sizeof(*srv.loops));
 	if (!srv.loops)
 		goto out_close_exports;
@@ -753,6 +758,7 @@ out_close_exports:
 	free(srv.loops);
 	free(srv.listeners);
 	np_exports_close(&srv);
+	np_qos_stop(srv.qos);
 	np_limits_free(&srv.limits);
 	np_tls_server_free(&srv);
 	return ret;

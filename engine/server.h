@@ -46,6 +46,7 @@ struct np_server {
 	struct np_limits limits;
 	struct np_tls *tls;
 	struct np_metrics *metrics;
+	struct np_qos *qos; /* limits per export and per client */
 	bool stopping;
 	bool signals_ready;
 };

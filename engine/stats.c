@@ -18,6 +18,7 @@
 #include "engine/conn.h"
 #include "engine/export.h"
 #include "engine/loop.h"
+#include "engine/qos.h"
 #include "engine/server.h"
 #include "engine/stats.h"
 
@@ -182,6 +183,54 @@ static bool current(struct np_export *const *list, unsigned slot, uint64_t gen)
 	return slot < NP_MAX_EXPORTS && list[slot] && list[slot]->gen == gen;
 }
 
+/* The limits in force (qos.c) and what they hold back, per export and per
+ * [client]: one sample per group for each gauge and counter, and one per
+ * limit set. */
+static void qos_metrics(struct np_server *srv, struct np_buf *b)
+{
+	static const char *const cls[NP_QOS_CLASSES] = {"all", "read", "write"};
+	struct np_qos_stat *v;
+	int n = np_qos_snapshot(srv->qos, &v);
+	char lbl[2 * NBD_MAX_STRING + 8];
+
+	if (n <= 0)
+		return;
+	header(b, "nbdplex_qos_limit", "gauge",
+	       "Limits in force: requests (iops) or bytes (bps) per second.");
+	for (int i = 0; i < n; i++) {
+		for (int c = 0; c < NP_QOS_CLASSES; c++) {
+			for (int k = 0; k < 2; k++) {
+				uint64_t x = k ? v[i].lim.bps[c] : v[i].lim.iops[c];
+
+				if (x)
+					outf(
+					    b,
+					    "nbdplex_qos_limit{%s=\"%s\",kind=\"%s\",class=\"%s\"} "
+					    "%llu\n",
+					    v[i].client ? "client" : "export",
+					    label(v[i].name, lbl, sizeof(lbl)), k ? "bps" : "iops",
+					    cls[c], (unsigned long long)x);
+			}
+		}
+	}
+	header(b, "nbdplex_qos_waiting", "gauge", "Requests a limit holds back now.");
+	for (int i = 0; i < n; i++)
+		outf(b, "nbdplex_qos_waiting{%s=\"%s\"} %llu\n", v[i].client ? "client" : "export",
+		     label(v[i].name, lbl, sizeof(lbl)), (unsigned long long)v[i].waiting);
+	header(b, "nbdplex_qos_throttled_total", "counter", "Requests a limit held back.");
+	for (int i = 0; i < n; i++)
+		outf(b, "nbdplex_qos_throttled_total{%s=\"%s\"} %llu\n",
+		     v[i].client ? "client" : "export", label(v[i].name, lbl, sizeof(lbl)),
+		     (unsigned long long)v[i].throttled);
+	header(b, "nbdplex_qos_throttled_seconds_total", "counter",
+	       "Time requests spent held back by a limit.");
+	for (int i = 0; i < n; i++)
+		outf(b, "nbdplex_qos_throttled_seconds_total{%s=\"%s\"} %.6f\n",
+		     v[i].client ? "client" : "export", label(v[i].name, lbl, sizeof(lbl)),
+		     (double)v[i].waited_ns / 1e9);
+	free(v);
+}
+
 static void format(struct np_server *srv, struct np_collect *col, struct np_buf *b)
 {
 	const size_t ne = NP_MAX_EXPORTS;
@@ -313,6 +362,7 @@ static void format(struct np_server *srv, struct np_collect *col, struct np_buf 
 			     (unsigned long long)cs->inflight_bytes);
 		}
 	}
+	qos_metrics(srv, b);
 	header(b, "nbdplex_connections_accepted_total", "counter", "Connections accepted.");
 	outf(b, "nbdplex_connections_accepted_total %llu\n",
 	     (unsigned long long)atomic_load(&srv->next_conn_id));

@@ -265,6 +265,30 @@ int np_tls_encrypt(struct np_conn *c, const void *data, size_t len)
 	return 0;
 }
 
+const char *np_tls_identity(struct np_conn *c, char *buf, size_t len)
+{
+	const gnutls_datum_t *certs;
+	unsigned n = 0;
+	gnutls_x509_crt_t crt;
+	size_t size = len;
+	int r;
+
+	if (!c->tls_up)
+		return NULL;
+	if (gnutls_auth_get_type(c->tls) == GNUTLS_CRD_PSK)
+		return gnutls_psk_server_get_username(c->tls);
+	/* A certificate names its holder only once the CA has vouched for it
+	 * (np_tls_step checked it). */
+	if (!c->srv->tls->verify_peer || !(certs = gnutls_certificate_get_peers(c->tls, &n)) ||
+	    !n || gnutls_x509_crt_init(&crt) < 0)
+		return NULL;
+	r = gnutls_x509_crt_import(crt, &certs[0], GNUTLS_X509_FMT_DER);
+	if (r >= 0)
+		r = gnutls_x509_crt_get_dn(crt, buf, &size);
+	gnutls_x509_crt_deinit(crt);
+	return r < 0 ? NULL : buf;
+}
+
 void np_tls_conn_free(struct np_conn *c)
 {
 	if (c->tls)

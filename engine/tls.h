@@ -32,5 +32,9 @@ int np_tls_read(struct np_conn *c, const char **why);
 /* Encrypts len bytes into c->tls_out. Returns 0 or -EIO. */
 int np_tls_encrypt(struct np_conn *c, const void *data, size_t len);
 void np_tls_conn_free(struct np_conn *c);
+/* Who the TLS peer is, for [client] sections: its PSK user name, or the DN
+ * of its certificate when certificates are verified; NULL if neither. The
+ * DN goes into buf. */
+const char *np_tls_identity(struct np_conn *c, char *buf, size_t len);
 
 #endif

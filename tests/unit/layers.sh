@@ -14,7 +14,7 @@ objs=${1:?usage: layers.sh 'OBJ.c.o;OBJ.c.o;...'}
 requires nm
 
 # Lowest first; keep docs/design.md's table ("Layers") in step.
-LAYERS=(log access config fairq mailbox pool reply export tls request sendq loopex options conns conn loopconns stats
+LAYERS=(log access config fairq mailbox qos pool reply export tls request sendq loopex options conns conn loopconns stats
 	metrics server)
 
 declare -A rank defined

@@ -1,5 +1,6 @@
-/* The fair queue under the worker pool: the exact order of turns, owners
- * leaving and rejoining the ring, and a long random run that checks each
+/* The fair queue under the worker pool and the limits: the exact order of
+ * turns, owners leaving and rejoining the ring, owners taken out, and a
+ * long random run that checks each
  * owner's FIFO and the bound on how long an owner with requests waits. */
 #include <stdint.h>
 #include <stdlib.h>
@@ -157,6 +158,41 @@ static void test_interleaved(void)
 	CHECK(np_fairq_pop(&q) == NULL);
 }
 
+/* An owner that goes away takes all its jobs out, from any place in the
+ * ring (head, middle, tail, alone); peek shows what pop takes next. */
+static void test_remove(void)
+{
+	struct np_fairq q;
+	struct np_fairq_owner owners[OWNERS_BIG];
+	struct np_job *j;
+
+	reset(&q, owners, OWNERS_BIG);
+	CHECK(np_fairq_peek(&q) == NULL);
+	CHECK(np_fairq_remove(&q, &owners[A]) == NULL); /* not in the ring */
+	push(&q, owners, A, 2);
+	push(&q, owners, B, 1);
+	push(&q, owners, C, 3);
+	push(&q, owners, D, 1);
+	CHECK(np_fairq_peek(&q) && owner_of(np_fairq_peek(&q)) == A);
+	j = np_fairq_remove(&q, &owners[C]); /* the middle: A B D */
+	CHECK(j && owner_of(j) == C && seq_of(j) == 1 && j->next && seq_of(j->next) == 2 &&
+	      j->next->next && seq_of(j->next->next) == 3 && !j->next->next->next);
+	CHECK(owners[C].head == NULL);
+	j = np_fairq_remove(&q, &owners[A]); /* the head: B D */
+	CHECK(j && owner_of(j) == A && seq_of(j) == 1 && seq_of(j->next) == 2);
+	j = np_fairq_remove(&q, &owners[D]); /* the tail: B */
+	CHECK(j && owner_of(j) == D && !j->next);
+	push(&q, owners, C, 1); /* the tail is right again: B C */
+	expect(&q, B, 1);
+	expect(&q, C, 4);
+	push(&q, owners, D, 1);
+	j = np_fairq_remove(&q, &owners[D]); /* alone */
+	CHECK(j && np_fairq_empty(&q) && np_fairq_pop(&q) == NULL);
+	push(&q, owners, A, 1);
+	expect(&q, A, 3);
+	CHECK(np_fairq_empty(&q));
+}
+
 /* Many requests in batches of random size to random owners, with pops in
  * between: every owner's come out in order, every one comes out once, and
  * an owner with requests never sees more than OWNERS_BIG - 1 pops of others
@@ -227,6 +263,7 @@ int main(void)
 	test_turns();
 	test_rejoin();
 	test_interleaved();
+	test_remove();
 	test_big();
 	return check_done();
 }
