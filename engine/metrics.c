@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "engine/handoff.h"
 #include "engine/log.h"
 #include "engine/metrics.h"
 #include "engine/server.h"
@@ -107,6 +108,14 @@ static int verb_stats(void *ctx, int argc, char **argv, FILE *out, char **err)
 	return rc < 0 ? np_errmsg(err, -EIO, "cannot collect statistics") : 0;
 }
 
+/* A new process asks for the listeners and connections (handoff.c). */
+static int verb_takeover(void *ctx, int fd, int argc, char **argv, char **err)
+{
+	(void)argc;
+	(void)argv;
+	return np_handoff_serve(ctx, fd, err);
+}
+
 static const struct np_ctl_verb control_verbs[] = {
     {"stats", 0, verb_stats, "stats"},
 };
@@ -121,6 +130,8 @@ static int start_control(struct np_server *srv, struct np_metrics *m, const char
 	    .verbs = control_verbs,
 	    .nverbs = sizeof(control_verbs) / sizeof(control_verbs[0]),
 	    .ctx = srv,
+	    .take_verb = "takeover",
+	    .take = verb_takeover,
 	};
 	char *err = NULL;
 

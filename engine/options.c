@@ -53,6 +53,21 @@ static int start_transmission(struct np_conn *c, const char **why)
 	return NP_OPT_GO;
 }
 
+int np_options_adopt(struct np_conn *c, const char *name, bool structured, bool extended,
+		     bool meta_base_allocation, const char **why)
+{
+	c->hs_view.srv = c->srv;
+	c->hs_view.peer = (const struct sockaddr *)&c->peer_sa;
+	if (!np_export_hs_ops.lookup(&c->hs_view, name)) {
+		*why = "its export is not served here";
+		return NP_OPT_CLOSE;
+	}
+	c->hs.structured = structured;
+	c->hs.extended = extended;
+	c->hs.meta_base_allocation = meta_base_allocation;
+	return start_transmission(c, why);
+}
+
 int np_options_input(struct np_conn *c, const char **why)
 {
 	size_t used = 0;

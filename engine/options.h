@@ -2,6 +2,7 @@
 #ifndef NP_ENGINE_OPTIONS_H
 #define NP_ENGINE_OPTIONS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -16,5 +17,10 @@ int np_options_start(struct np_conn *c);
  * NP_OPT_CLOSE (close, for *why) or NP_OPT_GO (transmission: c->export
  * and the negotiated options are set). */
 int np_options_input(struct np_conn *c, const char **why);
+/* A connection another process negotiated (a hand-off): goes straight to
+ * transmission on export name with the options it had. Returns NP_OPT_GO
+ * or NP_OPT_CLOSE (*why). */
+int np_options_adopt(struct np_conn *c, const char *name, bool structured, bool extended,
+		     bool meta_base_allocation, const char **why);
 
 #endif

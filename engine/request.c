@@ -655,6 +655,8 @@ int np_request_parse(struct np_conn *c, const char **why)
 			dispatch(c, r, &b);
 			continue;
 		}
+		if (c->handoff) /* the rest moves to the next process unparsed */
+			break;
 		if (np_req_over_budget(c, cap)) {
 			c->paused = true;
 			break;

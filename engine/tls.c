@@ -265,6 +265,13 @@ int np_tls_encrypt(struct np_conn *c, const void *data, size_t len)
 	return 0;
 }
 
+void np_tls_bye(struct np_conn *c)
+{
+	/* The transport is memory: this only pushes the alert into tls_out. */
+	if (c->tls && c->tls_up)
+		gnutls_bye(c->tls, GNUTLS_SHUT_WR);
+}
+
 void np_tls_conn_free(struct np_conn *c)
 {
 	if (c->tls)
