@@ -401,6 +401,8 @@ resume:
 	atomic_store(&srv->accept_paused, false);
 	np_mailbox_signal(np_loop_mailbox(np_loop_nth(srv, 0)), NP_LOOP_ACCEPT);
 	atomic_store(&srv->handoff_busy, false);
+	if (atomic_load(&srv->stop_pending))
+		kill(getpid(), SIGTERM); /* the shutdown asked for meanwhile */
 out:
 	for (size_t i = 0; i < co.n; i++)
 		np_conn_moved_free(&co.all[i]);

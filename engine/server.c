@@ -234,6 +234,14 @@ static void on_signal(uv_signal_t *s, int signum)
 		np_warn("second signal %d: exiting without draining", signum);
 		_exit(1);
 	}
+	if (atomic_load(&srv->handoff_busy)) {
+		/* The connections are the hand-off's until it ends: a drain now
+		 * would drop what they have not parsed. handoff.c signals again
+		 * if this process keeps them. */
+		np_info("signal %d: shutting down once the hand-off under way ends", signum);
+		atomic_store(&srv->stop_pending, true);
+		return;
+	}
 	np_info("signal %d: finishing requests in flight, then exiting", signum);
 	sd_notify(0, "STOPPING=1");
 	srv->stopping = true;

@@ -65,6 +65,7 @@ struct np_server {
 	/* A hand-off (handoff.c): accepting stopped, one under way, the
 	 * sockets gone to the new process (exit without touching them). */
 	atomic_bool accept_paused, handoff_busy;
+	atomic_bool stop_pending; /* SIGTERM or SIGINT came during a hand-off */
 	bool handed_off;
 	int handoff_sock; /* the new process's end, held open until exit */
 	/* The new process: what it received, until the old process exits,

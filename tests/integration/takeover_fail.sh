@@ -100,5 +100,21 @@ touch "$TMP/stop"
 wait "$CLIENT" || fail "the client: $(cat "$TMP/client.out")"
 grep -q 'rounds' "$TMP/client.out" || fail "the client: $(cat "$TMP/client.out")"
 grep -E 'closing:|taken over, but closed' "$TMP/server.log" && fail "a connection closed"
-stop_server
+
+# SIGTERM during a hand-off waits for its end: here the new process is
+# killed, so the server resumes, then shuts down as asked, and exits 0.
+NP_HANDOFF_TEST_DELAY_MS=20000 "$NBDPLEX" serve --takeover "$CTL" "${SPEC[@]}" \
+	>"$TMP/killed2.log" 2>&1 &
+KILLED=$!
+NP_PIDS+=("$KILLED")
+wait_until 30 grep -q 'waiting 20000 ms' "$TMP/killed2.log" || fail "no hand-off to interrupt"
+kill -TERM "$SERVER_PID"
+wait_until 10 grep -q 'shutting down once the hand-off under way ends' "$TMP/server.log" ||
+	fail "SIGTERM during a hand-off was not deferred"
+kill -KILL "$KILLED"
+wait "$KILLED" 2>/dev/null || true
+rc=0
+wait_until 30 gone "$SERVER_PID" || fail "the server did not shut down after the hand-off failed"
+wait "$SERVER_PID" || rc=$?
+[ "$rc" = 0 ] || fail "the server exited $rc"
 pass
