@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <netinet/in.h>
 
 #include "engine/access.h"
 #include "engine/conn_int.h"
@@ -477,7 +478,12 @@ int np_conn_export(const struct np_conn *c, struct np_conn_moved *m)
 	uv_fileno((const uv_handle_t *)&c->tcp, &fd);
 	m->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
 	m->id = c->id;
-	m->peer = c->peer_sa;
+	/* accept() filled only the address's own length of peer_sa; a Unix
+	 * peer (unix_peer, server.c) is cleared whole. */
+	memcpy(&m->peer, &c->peer_sa,
+	       c->peer_sa.ss_family == AF_INET    ? sizeof(struct sockaddr_in)
+	       : c->peer_sa.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+						  : sizeof(m->peer));
 	m->export = strdup(c->export->hs.name);
 	m->structured = c->structured;
 	m->extended = c->extended;

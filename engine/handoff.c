@@ -70,6 +70,13 @@ struct msg {
 	struct sockaddr_storage peer;
 };
 
+/* Every byte set, padding included: the whole struct goes on the wire. */
+static void msg_init(struct msg *m, uint32_t type)
+{
+	memset(m, 0, sizeof(*m));
+	m->type = type;
+}
+
 #define NP_MOVED_STRUCTURED 1u
 #define NP_MOVED_EXTENDED   2u
 #define NP_MOVED_META_BASE  4u
@@ -265,19 +272,22 @@ static int send_msg(int fd, const struct msg *m, int sockfd, const void *p1, con
 
 static int send_all(struct np_server *srv, int fd, const struct collected *co, uint64_t t0)
 {
-	struct msg_hello h = {.magic = HANDOFF_MAGIC,
-			      .n_listeners = (uint32_t)srv->n_listeners,
-			      .n_conns = (uint32_t)co->n,
-			      .pid = (int32_t)getpid(),
-			      .stats = srv->handoff};
+	struct msg_hello h;
 	struct msg m;
-	int r = np_ctl_send(fd, &h, sizeof(h), NULL, 0);
+	int r;
+
+	memset(&h, 0, sizeof(h));
+	h.magic = HANDOFF_MAGIC;
+	h.n_listeners = (uint32_t)srv->n_listeners;
+	h.n_conns = (uint32_t)co->n;
+	h.pid = (int32_t)getpid();
+	h.stats = srv->handoff;
+	r = np_ctl_send(fd, &h, sizeof(h), NULL, 0);
 
 	for (size_t i = 0; r == 0 && i < srv->n_listeners; i++) {
 		const struct np_listener *lis = &srv->listeners[i];
 
-		memset(&m, 0, sizeof(m));
-		m.type = MSG_LISTENER;
+		msg_init(&m, MSG_LISTENER);
 		m.len1 = (uint32_t)strlen(lis->addr) + 1;
 		m.flags = lis->unlink;
 		m.a = lis->dev;
@@ -287,8 +297,7 @@ static int send_all(struct np_server *srv, int fd, const struct collected *co, u
 	for (size_t i = 0; r == 0 && i < co->n; i++) {
 		const struct np_conn_moved *c = &co->all[i];
 
-		memset(&m, 0, sizeof(m));
-		m.type = MSG_CONN;
+		msg_init(&m, MSG_CONN);
 		m.len1 = (uint32_t)strlen(c->export) + 1;
 		m.len2 = (uint32_t)c->in_len;
 		m.flags = (c->structured ? NP_MOVED_STRUCTURED : 0) |
@@ -299,8 +308,7 @@ static int send_all(struct np_server *srv, int fd, const struct collected *co, u
 		r = send_msg(fd, &m, c->fd, c->export, c->in);
 	}
 	if (r == 0) {
-		memset(&m, 0, sizeof(m));
-		m.type = MSG_END;
+		msg_init(&m, MSG_END);
 		m.a = now_ns() - t0;
 		r = send_msg(fd, &m, -1, NULL, NULL);
 	}
@@ -380,8 +388,9 @@ static void *handoff_thread(void *arg)
 	if (r < 0)
 		goto resume;
 	{
-		struct msg m = {.type = MSG_COMMIT};
+		struct msg m;
 
+		msg_init(&m, MSG_COMMIT);
 		/* From here the sockets are the new process's, whatever
 		 * becomes of it: this one never reads them again. */
 		np_ctl_send(os.fd, &m, sizeof(m), NULL, 0);
@@ -627,8 +636,10 @@ static int check_exports(struct np_server *srv, const struct np_handoff_in *in, 
 
 static void refuse(int fd, const char *why)
 {
-	struct msg m = {.type = MSG_NAK, .len1 = (uint32_t)strlen(why)};
+	struct msg m;
 
+	msg_init(&m, MSG_NAK);
+	m.len1 = (uint32_t)strlen(why);
 	send_msg(fd, &m, -1, why, NULL);
 }
 
@@ -657,7 +668,7 @@ int np_handoff_receive(struct np_server *srv, const char *control, struct np_han
 		nanosleep(&ts, NULL);
 	}
 	if (r == 0) {
-		m = (struct msg){.type = MSG_ACK};
+		msg_init(&m, MSG_ACK);
 		r = send_msg(in->sock, &m, -1, NULL, NULL);
 		if (r < 0)
 			np_errmsg(err, r, "the running server went away: %s", strerror(-r));

@@ -131,7 +131,10 @@ takeover() {
 	shift
 	TAKEOVERS=$((${TAKEOVERS:-0} + 1))
 	pidfile=$TMP/takeover.pid.$TAKEOVERS
-	"$NBDPLEX" serve --takeover "$ctl" --pidfile "$pidfile" "$@" >>"${LOG:-$TMP/server.log}" 2>&1 &
+	# valgrind's --log-file=/dev/stderr would truncate the shared log.
+	NP_VALGRIND_LOG=${NP_VALGRIND_LOG:-$TMP/valgrind.takeover.$TAKEOVERS} \
+		"$NBDPLEX" serve --takeover "$ctl" --pidfile "$pidfile" "$@" \
+		>>"${LOG:-$TMP/server.log}" 2>&1 &
 	SERVER_PID=$!
 	NP_PIDS+=("$SERVER_PID")
 	wait_pidfile 60 "$SERVER_PID" "$pidfile" "${LOG:-$TMP/server.log}" "takeover $TAKEOVERS"

@@ -98,7 +98,10 @@ check(data == C, "its data")
 # (NP_HANDOFF_TEST_DELAY_MS): a client connecting then waits in the
 # listener's queue, and the new process accepts it.
 open(f"{TMP}/ready2", "w").close()
-time.sleep(0.7)
+for _ in range(1200):  # until the old process has stopped accepting
+    if open(f"{TMP}/server.log").read().count("stopping accepting") >= 2:
+        break
+    time.sleep(0.05)
 newc = n.Client(PORT, timeout=30)
 newc.greeting()
 newc.go("d", meta=False)

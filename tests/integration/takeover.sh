@@ -10,14 +10,14 @@ requires fio qemu-io nbdcopy python3
 CTL=$TMP/ctl.sock
 SPEC=(-e "d=file:$TMP/d.img,size=256M")
 # Under valgrind (the second pass) every start takes seconds.
-ROUNDS=20
-[ -z "${NP_REAL_NBDPLEX:-}" ] || ROUNDS=3
+ROUNDS=20 RATE=300
+[ -z "${NP_REAL_NBDPLEX:-}" ] || ROUNDS=3 RATE=60
 
 start_server "${SPEC[@]}" -l "unix:$TMP/nbd.sock" --control "$CTL"
 # fio: four connections, random writes then the verify pass, slowed so that
 # all the replacements happen while it runs.
 fio --name=verify --ioengine=nbd --uri="$(uri d)" --rw=randwrite --bs=4k --iodepth=8 \
-	--numjobs=4 --size=16M --offset_increment=64M --rate_iops=300 \
+	--numjobs=4 --size=16M --offset_increment=64M --rate_iops=$RATE \
 	--verify=crc32c --verify_fatal=1 --do_verify=1 --runtime=300 \
 	--output-format=json >"$TMP/fio.json" 2>"$TMP/fio.err" &
 FIO=$!
@@ -46,11 +46,10 @@ grep -q "^nbdplex_handoff_pause_seconds_count $ROUNDS\$" "$TMP/stats" ||
 # qemu-io over the Unix socket: aio writes before and after a hand-off,
 # read back in the same session. Its commands come through a pipe that
 # waits for the hand-off in the middle.
-qemu_wrote() { [ "$(grep -o 'wrote 1048576' "$TMP/qemu.out" | wc -l)" -ge "$1" ]; }
 {
 	for i in 0 1 2 3; do echo "aio_write -P 0x1$i ${i}M 1M"; done
 	echo "aio_flush"
-	for _ in $(seq 600); do [ -e "$TMP/handed" ] && break; sleep 0.05; done
+	for _ in $(seq 3000); do [ -e "$TMP/handed" ] && break; sleep 0.05; done
 	for i in 4 5 6 7; do echo "aio_write -P 0x1$i ${i}M 1M"; done
 	echo "aio_flush"
 	for i in 0 1 2 3 4 5 6 7; do echo "read -P 0x1$i ${i}M 1M"; done
@@ -58,10 +57,12 @@ qemu_wrote() { [ "$(grep -o 'wrote 1048576' "$TMP/qemu.out" | wc -l)" -ge "$1" ]
 } | qemu-io -f raw "nbd+unix:///d?socket=$TMP/nbd.sock" >"$TMP/qemu.out" 2>&1 &
 QEMU=$!
 NP_PIDS+=("$QEMU")
-wait_until 30 qemu_wrote 4 || fail "qemu-io wrote nothing: $(cat "$TMP/qemu.out")"
+# Its first writes may still be in flight at the hand-off.
+wait_until 60 grep -q "from unix:.*export 'd'" "$TMP/server.log" ||
+	fail "qemu-io did not connect: $(cat "$TMP/qemu.out")"
 takeover "$CTL" "${SPEC[@]}" --control "$CTL"
 grep -q 'hand-off: 1 connection(s) and 2 listener(s) passed' "$TMP/server.log" ||
-	fail "qemu-io's connection did not move"
+	fail "qemu-io's connection did not move: $(grep 'passed' "$TMP/server.log" | tail -2)"
 touch "$TMP/handed"
 wait "$QEMU" || fail "qemu-io: $(tail -5 "$TMP/qemu.out")"
 grep -qiE 'fail|error|mismatch' "$TMP/qemu.out" && fail "qemu-io: $(cat "$TMP/qemu.out")"

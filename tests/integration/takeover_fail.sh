@@ -55,16 +55,20 @@ grep -q 'hand-off failed: the new process refused' "$TMP/server.log" ||
 
 # A client of a mem export: its data cannot move.
 nbdsh -u "$(uri m)" -c "
-import time
+import os, time
 h.pwrite(b'x' * 512, 0)
 open('$TMP/m-ready', 'w').close()
-time.sleep(6)
+for _ in range(1200):
+    if os.path.exists('$TMP/m-stop'):
+        break
+    time.sleep(0.05)
 assert h.pread(512, 0) == b'x' * 512
 " >"$TMP/m.out" 2>&1 &
 MCLIENT=$!
 NP_PIDS+=("$MCLIENT")
 wait_until 10 test -e "$TMP/m-ready" || fail "the mem client did not connect"
 new_fails "a mem export with clients" "is in memory" "${SPEC[@]}"
+touch "$TMP/m-stop"
 wait "$MCLIENT" || fail "the mem client: $(cat "$TMP/m.out")"
 
 # SIGKILL of the new process while the old one waits for its answer.

@@ -28,7 +28,7 @@ touch "$TMP/done2"
 wait "$CLIENT" || fail "takeover.py: $(cat "$TMP/py.out")"
 
 grep -q 'taken over on loop [0-9]* (10 bytes unparsed)' "$TMP/server.log" ||
-	fail "the half header did not move as unparsed input"
+	fail "the half header did not move as unparsed input: $(grep -E 'hand-off|unparsed' "$TMP/server.log")"
 # Both pass the four connections; the one that came mid-hand-off is the
 # new process's own.
 [ "$(grep -c 'hand-off: 4 connection(s) and 1 listener(s) passed' "$TMP/server.log")" = 2 ] ||
