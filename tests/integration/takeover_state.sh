@@ -35,5 +35,30 @@ grep -q 'taken over on loop [0-9]* (10 bytes unparsed)' "$TMP/server.log" ||
 	fail "the hand-offs did not pass 4 connections each"
 grep -E 'closing:|hand-off failed|taken over, but closed' "$TMP/server.log" &&
 	fail "a connection closed, or a hand-off failed"
-stop_server
+
+# Under systemd the new process says READY=1 with its own MAINPID, so the
+# unit follows it; then SIGTERM stops it as any server.
+OLD=$SERVER_PID
+python3 - "$TMP/notify.sock" "$NBDPLEX" "$CTL" "$TMP" <<'PY' || fail "systemd notification of the new process"
+import os, socket, subprocess, sys
+path, binary, ctl, tmp = sys.argv[1:5]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(path)
+s.settimeout(60)
+env = dict(os.environ, NOTIFY_SOCKET=path)
+p = subprocess.Popen([binary, "serve", "--takeover", ctl, "-e", f"d=file:{tmp}/d.img,size=64M",
+                      "--control", ctl], env=env, stderr=open(f"{tmp}/server.log", "a"))
+try:
+    msg = s.recv(4096).decode()
+    assert "READY=1" in msg and f"MAINPID={p.pid}" in msg, msg
+    p.terminate()
+    assert p.wait(timeout=60) == 0
+finally:
+    if p.poll() is None:
+        p.kill()
+        p.wait()
+PY
+rc=0
+wait "$OLD" || rc=$?
+[ "$rc" = 0 ] || fail "the old server exited $rc"
 pass
