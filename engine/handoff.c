@@ -59,6 +59,7 @@ struct msg_hello {
 	uint32_t n_listeners, n_conns;
 	int32_t pid;
 	uint32_t pad;
+	uint64_t next_conn_id; /* connections numbered so far */
 	struct np_handoff_stats stats;
 };
 
@@ -281,6 +282,7 @@ static int send_all(struct np_server *srv, int fd, const struct collected *co, u
 	h.n_listeners = (uint32_t)srv->n_listeners;
 	h.n_conns = (uint32_t)co->n;
 	h.pid = (int32_t)getpid();
+	h.next_conn_id = atomic_load(&srv->next_conn_id);
 	h.stats = srv->handoff;
 	r = np_ctl_send(fd, &h, sizeof(h), NULL, 0);
 
@@ -547,6 +549,7 @@ static int receive_all(int fd, struct np_handoff_in *in, char **err)
 		return np_errmsg(err, -EPROTO, "too many sockets offered");
 	in->old_pid = h.pid;
 	in->stats = h.stats;
+	in->next_conn_id = h.next_conn_id;
 	in->listeners = calloc(h.n_listeners + 1, sizeof(*in->listeners));
 	in->conns = calloc(h.n_conns + 1, sizeof(*in->conns));
 	if (!in->listeners || !in->conns)

@@ -36,6 +36,7 @@ struct np_handoff_in {
 	uint64_t t_end;                /* uv_hrtime() when the last message arrived */
 	uint64_t old_ns;               /* the pause so far, as the old process measured it */
 	struct np_handoff_stats stats; /* the hand-offs before this one */
+	uint64_t next_conn_id;         /* the old process's count of connections */
 };
 
 /* The new process, before it serves: connects to the old one's control

@@ -628,8 +628,9 @@ static void import_all(struct np_server *srv, struct np_handoff_in *in)
 		in->conns[i] = (struct np_conn_moved){.fd = -1};
 		np_mailbox_post(&l->mbox, &ij->job);
 	}
-	/* Connection numbers go on from the old process's. */
-	atomic_store(&srv->next_conn_id, top);
+	/* Connection numbers, and connections_accepted_total with them, go
+	 * on from the old process's. */
+	atomic_store(&srv->next_conn_id, in->next_conn_id > top ? in->next_conn_id : top);
 }
 
 /* Starts the metrics endpoint and the control socket once the process taken

@@ -5,7 +5,7 @@
 # 20 times; qemu-io (aio writes, over the Unix socket) and nbdcopy (reading
 # a pipe that stalls mid-copy) each span a hand-off.
 . "$NP_SRC/tests/functions.sh"
-requires fio qemu-io nbdcopy python3
+requires fio qemu-io nbdcopy nbdinfo python3
 
 CTL=$TMP/ctl.sock
 SPEC=(-e "d=file:$TMP/d.img,size=256M")
@@ -17,7 +17,7 @@ start_server "${SPEC[@]}" -l "unix:$TMP/nbd.sock" --control "$CTL"
 # fio: four connections, random writes then the verify pass, slowed so that
 # all the replacements happen while it runs.
 fio --name=verify --ioengine=nbd --uri="$(uri d)" --rw=randwrite --bs=4k --iodepth=8 \
-	--numjobs=4 --size=16M --offset_increment=64M --rate_iops=$RATE \
+	--numjobs=4 --size=32M --offset_increment=64M --rate_iops=$RATE \
 	--verify=crc32c --verify_fatal=1 --do_verify=1 --runtime=300 \
 	--output-format=json >"$TMP/fio.json" 2>"$TMP/fio.err" &
 FIO=$!
@@ -29,7 +29,7 @@ for _ in $(seq "$ROUNDS"); do
 	sleep 0.2
 done
 wait "$FIO" || fail "fio: $(tail -5 "$TMP/fio.err")"
-fio_check "$TMP/fio.json" 4 $((16 << 20)) >/dev/null
+fio_check "$TMP/fio.json" 4 $((32 << 20)) >/dev/null
 grep -qi 'error' "$TMP/fio.err" && fail "fio reported: $(grep -i error "$TMP/fio.err")"
 moved=$(grep -c 'taken over on loop' "$TMP/server.log" || true)
 [ "$moved" = $((4 * ROUNDS)) ] || fail "$moved connections taken over, expected $((4 * ROUNDS))"
@@ -42,6 +42,17 @@ grep -E 'closing:|hand-off failed|taken over, but closed' "$TMP/server.log" &&
 "$NBDPLEX" stats --control "$CTL" >"$TMP/stats" || fail "stats"
 grep -q "^nbdplex_handoff_pause_seconds_count $ROUNDS\$" "$TMP/stats" ||
 	fail "pause histogram: $(grep handoff_pause_seconds_count "$TMP/stats")"
+
+# With no connection open, the count of connections accepted still goes
+# on from the old process's.
+nbdinfo --size "$(uri d)" >/dev/null || fail "nbdinfo"
+takeover "$CTL" "${SPEC[@]}" --control "$CTL"
+last=$(grep -o 'conn [0-9]* from' "$TMP/server.log" | awk '{print $2}' | sort -n | tail -1)
+accepted() {
+	"$NBDPLEX" stats --control "$CTL" 2>/dev/null | grep -q "^nbdplex_connections_accepted_total $1\$"
+}
+wait_until 30 accepted "$last" ||
+	fail "connections accepted: $("$NBDPLEX" stats --control "$CTL" | grep accepted_total), expected $last"
 
 # qemu-io over the Unix socket: aio writes before and after a hand-off,
 # read back in the same session. Its commands come through a pipe that
