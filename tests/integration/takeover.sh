@@ -97,5 +97,7 @@ cmp -n $((64 << 20)) "$TMP/src" "$TMP/back" || fail "nbdcopy: data differs after
 tail -n 30 "$TMP/server.log" | grep -q 'passed' || fail "no hand-off logged"
 grep -E 'closing:|hand-off failed|taken over, but closed' "$TMP/server.log" &&
 	fail "a connection closed, or a hand-off failed"
+# The socket file outlived every replaced process; the last one removes it.
 stop_server
+[ ! -e "$TMP/nbd.sock" ] || fail "the last server left its Unix socket file behind"
 pass
