@@ -59,6 +59,7 @@ static const char serve_usage[] =
 	"                     [--max-connections-per-client N] [--tls off|on|require]\n"
 	"                     [--tls-certificates DIR] [--tls-psk FILE] [--tls-verify-peer]\n"
 	"                     [--metrics HOST:PORT] [--control SOCKET] [--log-level LEVEL] [-v]\n"
+	"                     [--takeover SOCKET]\n"
 	"\n"
 	"Serves block devices over the NBD protocol, in the foreground.\n"
 	"\n"
@@ -103,6 +104,8 @@ static const char serve_usage_tail[] =
 	"      --tls-verify-peer    require client certificates signed by ca-cert.pem\n"
 	"      --metrics HOST:PORT  serve Prometheus text at http://HOST:PORT/metrics\n"
 	"      --control SOCKET     unix socket for 'nbdplex stats --control SOCKET'\n"
+	"      --takeover SOCKET    take the listeners and every connection over from the\n"
+	"                           server whose --control SOCKET this is, then serve\n"
 	"      --log-level LEVEL    error, warn, info (default) or debug; lines go to\n"
 	"                           stderr (the journal under systemd), one per event,\n"
 	"                           naming the connection and its peer\n"
@@ -500,6 +503,7 @@ int np_config_from_args(struct np_config *cfg, int argc, char **argv)
 		OPT_TLS_VERIFY,
 		OPT_METRICS,
 		OPT_CONTROL,
+		OPT_TAKEOVER,
 		OPT_SOCKET_MODE,
 		OPT_LOG_LEVEL,
 		OPT_MAX_INFLIGHT_TOTAL,
@@ -528,6 +532,7 @@ int np_config_from_args(struct np_config *cfg, int argc, char **argv)
 		{"tls-verify-peer", no_argument, NULL, OPT_TLS_VERIFY},
 		{"metrics", required_argument, NULL, OPT_METRICS},
 		{"control", required_argument, NULL, OPT_CONTROL},
+		{"takeover", required_argument, NULL, OPT_TAKEOVER},
 		{"socket-mode", required_argument, NULL, OPT_SOCKET_MODE},
 		{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
 		{"max-inflight-total", required_argument, NULL, OPT_MAX_INFLIGHT_TOTAL},
@@ -626,6 +631,11 @@ int np_config_from_args(struct np_config *cfg, int argc, char **argv)
 				r = 2;
 			}
 			break;
+		case OPT_TAKEOVER: /* the command line only: it names this start */
+			free(cfg->takeover);
+			cfg->takeover = strdup(optarg);
+			r = cfg->takeover ? 0 : 1;
+			break;
 		default:
 			print_usage(stderr);
 			r = 2;
@@ -682,5 +692,6 @@ void np_config_free(struct np_config *cfg)
 	free(cfg->tls_psk);
 	free(cfg->metrics);
 	free(cfg->control);
+	free(cfg->takeover);
 	memset(cfg, 0, sizeof(*cfg));
 }

@@ -93,6 +93,7 @@ struct np_config {
 	bool tls_mode_set;
 	char *metrics; /* HOST:PORT for Prometheus' /metrics */
 	char *control; /* unix socket for nbdplex stats */
+	char *takeover; /* the control socket of a server to take over from */
 	enum np_sendfile_mode sendfile;
 	int argc; /* what it was parsed from, to parse again on SIGHUP */
 	char **argv;

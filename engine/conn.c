@@ -5,7 +5,11 @@
  * (enum np_conn_state), which only this file changes. Past its budget of
  * bytes in flight a connection stops reading until replies drain. */
 #include <assert.h>
+#include <fcntl.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <netinet/in.h>
 
 #include "engine/access.h"
 #include "engine/conn_int.h"
@@ -25,13 +29,14 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void try_finish(struct np_conn *c);
 static void conn_end(struct np_conn *c);
 static void end_if_stopped(struct np_conn *c);
+static void handoff_step(struct np_conn *c);
 
 static void resume_if_drained(struct np_conn *c)
 {
 	if (c->paused && c->state < NP_CONN_ENDING && !np_req_over_budget(c, np_req_cap(c) / 2) &&
 	    !np_request_turn_spent(c)) {
 		c->paused = false;
-		if (!c->reading && c->state != NP_CONN_DRAINING) {
+		if (!c->reading && c->state != NP_CONN_DRAINING && !c->handoff) {
 			uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 			c->reading = true;
 		}
@@ -156,6 +161,15 @@ static void try_finish(struct np_conn *c)
 		return;
 	if (c->state == NP_CONN_ENDING && (c->out_head || c->write_busy))
 		return;
+	if (c->state == NP_CONN_ENDING && c->tls_up && !c->tls_bye) {
+		/* A clean end of TLS, after the last reply: the client tells it
+		 * from a connection cut short. */
+		c->tls_bye = true;
+		np_tls_bye(c);
+		np_sendq_push_tls(c);
+		if (c->out_head)
+			return;
+	}
 	np_conn_set_state(c, NP_CONN_CLOSED);
 	np_sendq_stop(c);
 	c->timer.data = c->tcp.data = c;
@@ -300,8 +314,9 @@ pause:
 		c->reading = false;
 	}
 	if (c->state == NP_CONN_TRANSMISSION || c->state == NP_CONN_DRAINING)
-		if (c->paused && np_request_turn_spent(c))
+		if (c->paused && np_request_turn_spent(c) && !c->handoff)
 			uv_timer_start(&c->timer, on_next_turn, 1, 0);
+	handoff_step(c);
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -366,7 +381,9 @@ static void free_unopened(uv_handle_t *h)
 	free(c);
 }
 
-void np_conn_accept(struct np_loop *l, const struct np_accepted *a)
+/* A connection on socket fd from peer, on loop l, in its loop's list; NULL
+ * (fd dropped) on failure. */
+static struct np_conn *conn_new(struct np_loop *l, const struct np_accepted *a)
 {
 	struct np_server *srv = np_loop_server(l);
 	struct np_conn *c = calloc(1, sizeof(*c));
@@ -375,26 +392,25 @@ void np_conn_accept(struct np_loop *l, const struct np_accepted *a)
 		np_err("out of memory accepting a connection");
 		free(c);
 		np_server_drop_fd(srv, a);
-		return;
+		return NULL;
 	}
 	if (uv_tcp_init(np_loop_uv(l), &c->tcp) < 0) {
 		np_err("cannot set up an accepted socket");
 		np_server_drop_fd(srv, a);
 		free(c->in);
 		free(c);
-		return;
+		return NULL;
 	}
 	if (uv_tcp_open(&c->tcp, a->fd) < 0) {
 		np_err("cannot set up an accepted socket");
 		np_server_drop_fd(srv, a);
 		uv_close((uv_handle_t *)&c->tcp, free_unopened);
-		return;
+		return NULL;
 	}
 	c->loop = l;
 	c->srv = srv;
 	c->lc = np_loop_conns(l);
 	c->mbox = np_loop_mailbox(l);
-	c->id = atomic_fetch_add(&srv->next_conn_id, 1) + 1;
 	uv_tcp_nodelay(&c->tcp, 1);
 	c->peer_sa = a->peer;
 	np_format_peer((struct sockaddr *)&c->peer_sa, c->peer, sizeof(c->peer));
@@ -403,6 +419,18 @@ void np_conn_accept(struct np_loop *l, const struct np_accepted *a)
 		       !np_tcp_peer_is_local(&c->tcp, (struct sockaddr *)&c->peer_sa));
 	np_conns_link(c);
 	uv_timer_init(np_loop_uv(l), &c->timer);
+	c->written = conn_written;
+	return c;
+}
+
+void np_conn_accept(struct np_loop *l, const struct np_accepted *a)
+{
+	struct np_server *srv = np_loop_server(l);
+	struct np_conn *c = conn_new(l, a);
+
+	if (!c)
+		return;
+	c->id = atomic_fetch_add(&srv->next_conn_id, 1) + 1;
 	uv_timer_start(&c->timer, on_handshake_timeout,
 		       (uint64_t)srv->cfg->handshake_timeout * 1000, 0);
 	if (np_options_start(c) < 0) {
@@ -411,7 +439,148 @@ void np_conn_accept(struct np_loop *l, const struct np_accepted *a)
 	}
 	np_debug("conn %llu from %s: accepted on loop %u", (unsigned long long)c->id, c->peer,
 		 np_loop_index(l));
-	c->written = conn_written;
 	uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 	c->reading = true;
+}
+
+/* ---- hand-off to another process (handoff.c) ---- */
+
+/* A connection in a hand-off stops where it can move: a plain one in
+ * transmission stops reading once no WRITE payload is arriving (request.c
+ * parses nothing new); a TLS one drains, because without kernel TLS its
+ * session's keys cannot leave GnuTLS, and ends with close_notify, after
+ * which its client reconnects. One still in its handshake goes on to
+ * transmission first. */
+static void handoff_step(struct np_conn *c)
+{
+	if (!c->handoff || c->state != NP_CONN_TRANSMISSION)
+		return;
+	if (c->tls) {
+		c->handoff = false;
+		np_info("conn %llu from %s: TLS: draining for the hand-off (no kernel TLS to move "
+			"its session); the client reconnects",
+			(unsigned long long)c->id, c->peer);
+		np_conn_drain(c);
+		return;
+	}
+	if (!c->payload_req && !c->skip && c->reading) {
+		uv_read_stop((uv_stream_t *)&c->tcp);
+		c->reading = false;
+	}
+}
+
+void np_conn_handoff(struct np_conn *c, bool on)
+{
+	if (on) {
+		c->handoff = true;
+		handoff_step(c);
+		return;
+	}
+	if (!c->handoff)
+		return;
+	/* The hand-off failed: on as before, from what is buffered. */
+	c->handoff = false;
+	if (c->state >= NP_CONN_DRAINING)
+		return;
+	if (!c->reading && !c->paused) {
+		uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+		c->reading = true;
+	}
+	conn_input(c);
+}
+
+bool np_conn_still(const struct np_conn *c)
+{
+	return c->state == NP_CONN_TRANSMISSION && c->handoff && !c->tls && !c->reading &&
+	       !c->payload_req && !c->skip && !c->engine_busy && !c->out_head && !c->write_busy;
+}
+
+int np_conn_export(const struct np_conn *c, struct np_conn_moved *m)
+{
+	uv_os_fd_t fd = -1;
+
+	memset(m, 0, sizeof(*m));
+	uv_fileno((const uv_handle_t *)&c->tcp, &fd);
+	m->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	m->id = c->id;
+	/* accept() filled only the address's own length of peer_sa; a Unix
+	 * peer (unix_peer, server.c) is cleared whole. */
+	memcpy(&m->peer, &c->peer_sa,
+	       c->peer_sa.ss_family == AF_INET    ? sizeof(struct sockaddr_in)
+	       : c->peer_sa.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+						  : sizeof(m->peer));
+	m->export_len = strlen(c->export->hs.name) + 1;
+	for (unsigned i = 0; i < c->hs.n_meta; i++)
+		m->export_len += strlen(c->hs.meta[i]) + 1;
+	m->export = malloc(m->export_len);
+	if (m->export) {
+		char *p = stpcpy(m->export, c->export->hs.name) + 1;
+
+		for (unsigned i = 0; i < c->hs.n_meta; i++)
+			p = stpcpy(p, c->hs.meta[i]) + 1;
+	}
+	m->structured = c->structured;
+	m->extended = c->extended;
+	m->in_len = c->in_len;
+	m->in = malloc(c->in_len ? c->in_len : 1);
+	if (m->fd < 0 || !m->export || !m->in) {
+		np_conn_moved_free(m);
+		return -1;
+	}
+	memcpy(m->in, c->in, c->in_len);
+	return 0;
+}
+
+void np_conn_moved_free(struct np_conn_moved *m)
+{
+	if (m->fd >= 0)
+		close(m->fd);
+	m->fd = -1;
+	free(m->export);
+	free(m->in);
+	m->export = NULL;
+	m->in = NULL;
+}
+
+int np_conn_import(struct np_loop *l, const struct np_conn_moved *m)
+{
+	struct np_server *srv = np_loop_server(l);
+	struct np_accepted a = {.fd = m->fd, .peer = m->peer};
+	const char *why = NULL;
+	struct np_conn *c;
+
+	/* Counted against the limits as at accept: only a configuration that
+	 * lowered them finds a connection over them, and closes it. */
+	why = np_limits_take(&srv->limits, (const struct sockaddr *)&m->peer);
+	if (why) {
+		char peer[64];
+
+		np_format_peer((const struct sockaddr *)&m->peer, peer, sizeof(peer));
+		np_warn("conn %llu from %s: taken over, but closed: %s", (unsigned long long)m->id,
+			peer, why);
+		close(m->fd);
+		return -1;
+	}
+	c = conn_new(l, &a); /* on failure, it gave the limits back */
+	if (!c)
+		return -1;
+	c->id = m->id;
+	if (m->in_len > NP_INBUF_SIZE ||
+	    np_options_adopt(c, m->export, m->export_len, m->structured, m->extended, &why) !=
+		NP_OPT_GO) {
+		np_warn("conn %llu from %s: taken over, but closed: %s", (unsigned long long)c->id,
+			c->peer, why ? why : "too much unparsed input");
+		np_conn_close(c, NULL);
+		return -1;
+	}
+	np_conn_set_state(c, NP_CONN_TRANSMISSION);
+	memcpy(c->in, m->in, m->in_len);
+	c->in_len = m->in_len;
+	np_info("conn %llu from %s: taken over on loop %u (%zu bytes unparsed)",
+		(unsigned long long)c->id, c->peer, np_loop_index(l), m->in_len);
+	uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+	c->reading = true;
+	conn_process(c);
+	np_loop_flush(l);
+	return 0;
 }

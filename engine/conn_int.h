@@ -132,9 +132,13 @@ struct np_conn {
 	/* Flow control, apart from the state: whether libuv reads the
 	 * socket, and whether a budget stopped the parsing. */
 	bool reading, paused;
+	/* A hand-off to another process is under way (handoff.c): no new
+	 * request is parsed; a WRITE payload still arriving is read whole. */
+	bool handoff;
 
 	void *tls;       /* gnutls_session_t once STARTTLS was accepted */
 	bool tls_up;     /* its handshake is done */
+	bool tls_bye;    /* close_notify queued after the last reply */
 	uint8_t *tls_in; /* ciphertext received, not yet decrypted */
 	size_t tls_in_len, tls_in_pos;
 	struct np_buf tls_out; /* ciphertext produced, not yet queued */
@@ -170,6 +174,13 @@ static inline void np_conn_mark_dirty(struct np_conn *c)
  * received, buffered ones a budget had paused included, then closes. */
 void np_conn_drain(struct np_conn *c);
 void np_conn_close(struct np_conn *c, const char *why);
+/* A hand-off to another process starts (on) or failed (off): see
+ * handoff_step in conn.c. np_conn_still: the connection can move now (no
+ * request in flight, nothing to send, nothing arriving). np_conn_export
+ * describes it, with a dup of its socket: 0, or -1. */
+void np_conn_handoff(struct np_conn *c, bool on);
+bool np_conn_still(const struct np_conn *c);
+int np_conn_export(const struct np_conn *c, struct np_conn_moved *m);
 /* conns.c: a connection joins its loop's list (c->lc), and leaves it as it
  * is freed, with the references it held to exports and its count against
  * the limits. */

@@ -15,6 +15,8 @@
 /* Signals of a loop's mailbox. */
 #define NP_LOOP_SHUTDOWN 1u /* drain every connection, then stop */
 #define NP_LOOP_REAP     2u /* exports were removed: drain their clients */
+#define NP_LOOP_HANDOFF  4u /* the connections went to a new process: let go */
+#define NP_LOOP_ACCEPT   8u /* loop 0: a hand-off failed, accept again */
 
 /* Whether a loop waits before it polls (server.c). */
 struct np_coalesce {

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "engine/handoff.h"
 #include "engine/log.h"
 #include "engine/metrics.h"
 #include "engine/qos.h"
@@ -121,6 +122,14 @@ static int verb_qos(void *ctx, int argc, char **argv, FILE *out, char **err)
 			 "usage: qos show | qos set export|client NAME KEY=VALUE[,KEY=VALUE]...");
 }
 
+/* A new process asks for the listeners and connections (handoff.c). */
+static int verb_takeover(void *ctx, int fd, int argc, char **argv, char **err)
+{
+	(void)argc;
+	(void)argv;
+	return np_handoff_serve(ctx, fd, err);
+}
+
 static const struct np_ctl_verb control_verbs[] = {
     {"stats", 0, verb_stats, "stats"},
     {"qos", -1, verb_qos, "qos show | qos set export|client NAME KEY=VALUE..."},
@@ -136,6 +145,8 @@ static int start_control(struct np_server *srv, struct np_metrics *m, const char
 	    .verbs = control_verbs,
 	    .nverbs = sizeof(control_verbs) / sizeof(control_verbs[0]),
 	    .ctx = srv,
+	    .take_verb = "takeover",
+	    .take = verb_takeover,
 	};
 	char *err = NULL;
 

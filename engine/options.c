@@ -63,6 +63,33 @@ static int start_transmission(struct np_conn *c, const char **why)
 	return NP_OPT_GO;
 }
 
+int np_options_adopt(struct np_conn *c, const char *names, size_t len, bool structured,
+		     bool extended, const char **why)
+{
+	const char *name = names, *end = names + len;
+
+	c->hs_view.srv = c->srv;
+	c->hs_view.peer = (const struct sockaddr *)&c->peer_sa;
+	if (!np_export_hs_ops.lookup(&c->hs_view, name)) {
+		*why = "its export is not served here";
+		return NP_OPT_CLOSE;
+	}
+	c->hs.structured = structured;
+	c->hs.extended = extended;
+	/* The contexts the client selected, as the old process knew them; a
+	 * request for one the export no longer offers gets EINVAL. */
+	for (const char *p = name + strlen(name) + 1; p < end; p += strlen(p) + 1) {
+		if (c->hs.n_meta == NP_HS_MAX_META || !(c->hs.meta[c->hs.n_meta] = strdup(p))) {
+			*why = "too many meta contexts, or out of memory";
+			return NP_OPT_CLOSE;
+		}
+		if (strcmp(p, NBD_META_BASE_ALLOCATION) == 0)
+			c->hs.meta_base_allocation = true;
+		c->hs.n_meta++;
+	}
+	return start_transmission(c, why);
+}
+
 int np_options_input(struct np_conn *c, const char **why)
 {
 	size_t used = 0;

@@ -872,6 +872,8 @@ int np_request_parse(struct np_conn *c, const char **why)
 			dispatch_payload(c, r, &b);
 			continue;
 		}
+		if (c->handoff) /* the rest moves to the next process unparsed */
+			break;
 		if (np_req_over_budget(c, cap) || np_request_turn_spent(c)) {
 			c->paused = true;
 			break;

@@ -25,6 +25,7 @@
 #include "engine/config.h"
 #include "engine/conn.h"
 #include "engine/export.h"
+#include "engine/handoff.h"
 #include "engine/log.h"
 #include "engine/loop_int.h"
 #include "engine/metrics.h"
@@ -121,6 +122,37 @@ static void loop_reap(struct np_loop *l)
 	np_loop_flush(l);
 }
 
+/* A new process took this one's sockets over (handoff.c): the
+ * connections, all still, are let go without a byte more read or written
+ * (closing our descriptor of a socket leaves the new process's open), and
+ * the listeners too, their socket files left in place. Then the process
+ * ends as at shutdown, its exports flushed and closed. */
+static void loop_handed_off(struct np_loop *l)
+{
+	struct np_server *srv = l->srv;
+
+	l->draining = true;
+	np_conns_close(l, NULL);
+	if (l->index == 0) {
+		srv->stopping = true;
+		for (size_t i = 0; i < srv->n_listeners; i++) {
+			uv_poll_stop(&srv->listeners[i].poll);
+			srv->listeners[i].unlink = false;
+		}
+	}
+}
+
+static void on_listen_ready(uv_poll_t *p, int status, int events);
+
+/* A hand-off failed: loop 0 accepts again. */
+static void accept_again(struct np_server *srv)
+{
+	if (atomic_load(&srv->accept_paused) || srv->stopping)
+		return;
+	for (size_t i = 0; i < srv->n_listeners; i++)
+		uv_poll_start(&srv->listeners[i].poll, UV_READABLE, on_listen_ready);
+}
+
 /* After the mailbox's jobs (completions, accepted sockets, stats) have
  * run: their replies go out, then the signals are acted on. */
 static void on_mail(struct np_mailbox *mb, unsigned signals)
@@ -129,6 +161,10 @@ static void on_mail(struct np_mailbox *mb, unsigned signals)
 	bool shutdown = signals & NP_LOOP_SHUTDOWN;
 
 	np_loop_flush(l);
+	if (signals & NP_LOOP_HANDOFF)
+		loop_handed_off(l);
+	if (signals & NP_LOOP_ACCEPT)
+		accept_again(l->srv);
 	if (signals & NP_LOOP_REAP)
 		loop_reap(l);
 	if (shutdown && !l->draining) {
@@ -199,6 +235,14 @@ static void on_signal(uv_signal_t *s, int signum)
 		np_warn("second signal %d: exiting without draining", signum);
 		_exit(1);
 	}
+	if (atomic_load(&srv->handoff_busy)) {
+		/* The connections are the hand-off's until it ends: a drain now
+		 * would drop what they have not parsed. handoff.c signals again
+		 * if this process keeps them. */
+		np_info("signal %d: shutting down once the hand-off under way ends", signum);
+		atomic_store(&srv->stop_pending, true);
+		return;
+	}
 	np_info("signal %d: finishing requests in flight, then exiting", signum);
 	sd_notify(0, "STOPPING=1");
 	srv->stopping = true;
@@ -259,6 +303,12 @@ static void on_listen_ready(uv_poll_t *p, int status, int events)
 	(void)events;
 	if (status < 0 || srv->stopping)
 		return;
+	if (atomic_load(&srv->accept_paused)) {
+		/* A hand-off: the kernel queues new clients for whichever
+		 * process accepts next. */
+		uv_poll_stop(p);
+		return;
+	}
 	for (int i = 0; i < ACCEPT_BATCH; i++) {
 		struct np_accepted a;
 		socklen_t len = sizeof(a.peer);
@@ -513,6 +563,91 @@ static int listen_activated(struct np_server *srv, struct np_listener *lis, int 
 	return 0;
 }
 
+/* The listeners of the process taken over, as they were (its socket files
+ * are ours to remove at exit if they were its). */
+static int listen_taken(struct np_server *srv, struct np_handoff_in *in)
+{
+	srv->listeners = calloc(in->n_listeners + 1, sizeof(*srv->listeners));
+	if (!srv->listeners)
+		return -1;
+	if (srv->cfg->n_listen)
+		np_info("taking over: the listen addresses configured are not used; the running "
+			"server's are");
+	for (size_t i = 0; i < in->n_listeners; i++) {
+		struct np_handoff_listener *h = &in->listeners[i];
+		struct np_listener *lis = &srv->listeners[i];
+
+		lis->fd = h->fd;
+		h->fd = -1;
+		srv->n_listeners++;
+		lis->addr = lis->addr_owned = h->addr;
+		h->addr = NULL;
+		if (!strncmp(lis->addr, "unix:", 5))
+			lis->path = lis->addr + 5;
+		lis->unlink = h->unlink;
+		lis->dev = (dev_t)h->dev;
+		lis->ino = (ino_t)h->ino;
+		listener_start(srv, lis);
+		np_info("listening on %s (taken over)", lis->addr);
+	}
+	return 0;
+}
+
+/* A connection received from the process taken over, on its way to a
+ * loop. */
+struct import_job {
+	struct np_job job;
+	struct np_loop *loop;
+	struct np_conn_moved m;
+};
+
+static void import_complete(struct np_job *job)
+{
+	struct import_job *ij = container_of(job, struct import_job, job);
+
+	np_conn_import(ij->loop, &ij->m);
+	ij->m.fd = -1; /* the connection's, or closed */
+	np_conn_moved_free(&ij->m);
+	free(ij);
+}
+
+static void import_all(struct np_server *srv, struct np_handoff_in *in)
+{
+	uint64_t top = 0;
+
+	for (size_t i = 0; i < in->n_conns; i++) {
+		struct np_loop *l = &srv->loops[i % srv->n_loops];
+		struct import_job *ij = malloc(sizeof(*ij));
+
+		if (!ij) {
+			np_err("out of memory taking over conn %llu",
+			       (unsigned long long)in->conns[i].id);
+			continue;
+		}
+		top = in->conns[i].id > top ? in->conns[i].id : top;
+		ij->job = (struct np_job){.complete = import_complete, .mbox = &l->mbox};
+		ij->loop = l;
+		ij->m = in->conns[i];
+		in->conns[i] = (struct np_conn_moved){.fd = -1};
+		np_mailbox_post(&l->mbox, &ij->job);
+	}
+	/* Connection numbers, and connections_accepted_total with them, go
+	 * on from the old process's. */
+	atomic_store(&srv->next_conn_id, in->next_conn_id > top ? in->next_conn_id : top);
+}
+
+/* Starts the metrics endpoint and the control socket once the process taken
+ * over has exited and freed them. */
+static void *after_old(void *arg)
+{
+	struct np_server *srv = arg;
+
+	np_handoff_finish(srv->handoff_in, 60000);
+	if (np_metrics_start(srv) < 0)
+		np_err("hand-off: cannot start --metrics or --control; serving without them");
+	return NULL;
+}
+
 /* Opens the listeners: the sockets passed by socket activation if any,
  * else the configured addresses. */
 static int listen_all(struct np_server *srv)
@@ -665,7 +800,8 @@ static int write_pidfile(const char *path)
 
 int np_serve(struct np_config *cfg)
 {
-	struct np_server srv = {.cfg = cfg};
+	struct np_server srv = {.cfg = cfg, .handoff_sock = -1};
+	struct np_handoff_in hin = {.sock = -1};
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	unsigned threads;
 	int ret = 1;
@@ -692,14 +828,33 @@ int np_serve(struct np_config *cfg)
 	for (unsigned i = 0; i < srv.n_loops; i++)
 		if (loop_init(&srv, &srv.loops[i], i) < 0)
 			goto out_close_exports;
-	if (listen_all(&srv) < 0)
+	if (cfg->takeover) {
+		char *err = NULL;
+
+		if (np_handoff_receive(&srv, cfg->takeover, &hin, &err) < 0) {
+			np_err("%s", err ? err : "hand-off failed");
+			free(err);
+			goto out_close_exports;
+		}
+		srv.handoff_in = &hin;
+		if (listen_taken(&srv, &hin) < 0)
+			goto out_close_exports;
+		import_all(&srv, &hin);
+	} else if (listen_all(&srv) < 0) {
 		goto out_close_exports;
+	}
 	if (np_pool_start(&srv.pool, threads) < 0) {
 		np_err("cannot start %u worker threads", threads);
 		goto out_stop_pool;
 	}
-	if (np_metrics_start(&srv) < 0)
+	if (cfg->takeover) {
+		np_handoff_record(&srv, &hin);
+		if (pthread_create(&srv.after_old, NULL, after_old, &srv) != 0)
+			goto out_stop_pool;
+		srv.after_old_started = true;
+	} else if (np_metrics_start(&srv) < 0) {
 		goto out_stop_pool;
+	}
 	uv_signal_init(&srv.loops[0].uv, &srv.sigint);
 	uv_signal_init(&srv.loops[0].uv, &srv.sigterm);
 	srv.sigint.data = srv.sigterm.data = &srv;
@@ -726,11 +881,14 @@ int np_serve(struct np_config *cfg)
 	uv_run(&srv.loops[0].uv, UV_RUN_DEFAULT);
 	for (unsigned i = 1; i < srv.n_loops; i++)
 		uv_thread_join(&srv.loops[i].thread);
-	if (cfg->pidfile && ret == 0)
+	/* After a hand-off the pidfile is the new process's. */
+	if (cfg->pidfile && ret == 0 && !srv.handed_off)
 		unlink(cfg->pidfile);
 	np_info("all connections closed; flushing exports");
 
 out_stop_pool:
+	if (srv.after_old_started)
+		pthread_join(srv.after_old, NULL);
 	np_metrics_stop(&srv);
 	if (srv.pool.threads)
 		np_pool_stop(&srv.pool);
@@ -761,5 +919,11 @@ out_close_exports:
 	np_qos_stop(srv.qos);
 	np_limits_free(&srv.limits);
 	np_tls_server_free(&srv);
+	if (cfg->takeover && !srv.after_old_started)
+		np_handoff_finish(&hin, 0);
+	/* The new process waits for this end to close before it serves the
+	 * control socket. */
+	if (srv.handoff_sock >= 0)
+		close(srv.handoff_sock);
 	return ret;
 }

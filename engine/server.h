@@ -24,6 +24,20 @@ struct np_listener {
 	ino_t ino;
 };
 
+/* Hand-offs to a new process (handoff.c): how many, and their pauses (from
+ * the moment the old process stops accepting to the new one's reading) in
+ * a histogram; each process passes them on to the next. */
+#define NP_HANDOFF_BUCKETS 10
+#define NP_HANDOFF_BOUNDS_MS                                                                       \
+	{                                                                                          \
+		1, 5, 10, 25, 50, 100, 250, 500, 1000, 5000                                        \
+	}
+struct np_handoff_stats {
+	uint64_t count;
+	uint64_t sum_ns;
+	uint64_t buckets[NP_HANDOFF_BUCKETS + 1]; /* the last: over the largest bound */
+};
+
 struct np_server {
 	struct np_config *cfg; /* as started: [server] settings */
 	pthread_mutex_t exports_lock;
@@ -49,6 +63,18 @@ struct np_server {
 	struct np_qos *qos; /* limits per export and per client */
 	bool stopping;
 	bool signals_ready;
+	/* A hand-off (handoff.c): accepting stopped, one under way, the
+	 * sockets gone to the new process (exit without touching them). */
+	atomic_bool accept_paused, handoff_busy;
+	atomic_bool stop_pending; /* SIGTERM or SIGINT came during a hand-off */
+	bool handed_off;
+	int handoff_sock; /* the new process's end, held open until exit */
+	/* The new process: what it received, until the old process exits,
+	 * and the thread that then starts --metrics and --control. */
+	struct np_handoff_in *handoff_in;
+	pthread_t after_old;
+	bool after_old_started;
+	struct np_handoff_stats handoff;
 };
 
 int np_serve(struct np_config *cfg);

@@ -366,6 +366,26 @@ static void format(struct np_server *srv, struct np_collect *col, struct np_buf 
 	header(b, "nbdplex_connections_accepted_total", "counter", "Connections accepted.");
 	outf(b, "nbdplex_connections_accepted_total %llu\n",
 	     (unsigned long long)atomic_load(&srv->next_conn_id));
+	/* Carried from process to process by the hand-off (handoff.c); the
+	 * other counters start again with each process. */
+	header(b, "nbdplex_handoff_pause_seconds", "histogram",
+	       "Pauses of the hand-offs to a new process (serve --takeover) this server's line "
+	       "has made.");
+	{
+		static const unsigned bounds[NP_HANDOFF_BUCKETS] = NP_HANDOFF_BOUNDS_MS;
+		uint64_t cum = 0;
+
+		for (unsigned i = 0; i < NP_HANDOFF_BUCKETS; i++) {
+			cum += srv->handoff.buckets[i];
+			outf(b, "nbdplex_handoff_pause_seconds_bucket{le=\"%g\"} %llu\n",
+			     bounds[i] / 1000.0, (unsigned long long)cum);
+		}
+		outf(b, "nbdplex_handoff_pause_seconds_bucket{le=\"+Inf\"} %llu\n",
+		     (unsigned long long)srv->handoff.count);
+		outf(b, "nbdplex_handoff_pause_seconds_sum %.6f\n", srv->handoff.sum_ns / 1e9);
+		outf(b, "nbdplex_handoff_pause_seconds_count %llu\n",
+		     (unsigned long long)srv->handoff.count);
+	}
 out:
 	release_exports(srv, list);
 	free(sum);

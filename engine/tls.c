@@ -289,6 +289,13 @@ const char *np_tls_identity(struct np_conn *c, char *buf, size_t len)
 	return r < 0 ? NULL : buf;
 }
 
+void np_tls_bye(struct np_conn *c)
+{
+	/* The transport is memory: this only pushes the alert into tls_out. */
+	if (c->tls && c->tls_up)
+		gnutls_bye(c->tls, GNUTLS_SHUT_WR);
+}
+
 void np_tls_conn_free(struct np_conn *c)
 {
 	if (c->tls)

@@ -31,6 +31,9 @@ void np_tls_received(struct np_conn *c, size_t n);
 int np_tls_read(struct np_conn *c, const char **why);
 /* Encrypts len bytes into c->tls_out. Returns 0 or -EIO. */
 int np_tls_encrypt(struct np_conn *c, const void *data, size_t len);
+/* Queues the session's close_notify into c->tls_out: the clean end of a
+ * TLS connection, after its last reply. */
+void np_tls_bye(struct np_conn *c);
 void np_tls_conn_free(struct np_conn *c);
 /* Who the TLS peer is, for [client] sections: its PSK user name, or the DN
  * of its certificate when certificates are verified; NULL if neither. The

@@ -118,6 +118,31 @@ stop_server() {
 	[ "$rc" = 0 ] || fail "server exited $rc after SIGTERM"
 }
 
+# gone PID: whether PID has exited (a zombie not yet waited for counts).
+gone() {
+	[ ! -e "/proc/$1" ] || [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" = Z ]
+}
+
+# takeover CONTROL ARGS...: a new server (serve --takeover CONTROL ARGS...)
+# takes the sockets of SERVER_PID over; fails unless the old one exits 0.
+# SERVER_PID becomes the new one's; TAKEOVERS counts them.
+takeover() {
+	local ctl=$1 old=$SERVER_PID pidfile rc=0
+	shift
+	TAKEOVERS=$((${TAKEOVERS:-0} + 1))
+	pidfile=$TMP/takeover.pid.$TAKEOVERS
+	# valgrind's --log-file=/dev/stderr would truncate the shared log.
+	NP_VALGRIND_LOG=${NP_VALGRIND_LOG:-$TMP/valgrind.takeover.$TAKEOVERS} \
+		"$NBDPLEX" serve --takeover "$ctl" --pidfile "$pidfile" "$@" \
+		>>"${LOG:-$TMP/server.log}" 2>&1 &
+	SERVER_PID=$!
+	NP_PIDS+=("$SERVER_PID")
+	wait_pidfile 60 "$SERVER_PID" "$pidfile" "${LOG:-$TMP/server.log}" "takeover $TAKEOVERS"
+	wait_until 60 gone "$old" || fail "old server $old still runs after takeover $TAKEOVERS"
+	wait "$old" || rc=$?
+	[ "$rc" = 0 ] || fail "old server exited $rc after takeover $TAKEOVERS"
+}
+
 # Asserts the server is alive and still serves export NAME.
 assert_serving() {
 	local name=${1:-}

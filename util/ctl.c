@@ -26,6 +26,8 @@ struct np_ctl {
 	struct np_ctl_config cfg;
 	char *path;
 	int fd;
+	dev_t dev; /* the socket file bound, so as to remove only that one: */
+	ino_t ino; /* a process that took over may have bound its own there */
 	struct np_ctl *next;
 };
 
@@ -118,7 +120,9 @@ static ssize_t read_line(int fd, char *buf, size_t max_line)
 	return (ssize_t)len;
 }
 
-static int run_verb(struct np_ctl *c, char *line, FILE *out, char **err)
+/* Runs the verb of line. Returns its status, or 1 when a verb took the
+ * connection fd over. */
+static int run_verb(struct np_ctl *c, int fd, char *line, FILE *out, char **err)
 {
 	char *argv[NP_CTL_MAX_ARGS], *save = NULL;
 	int argc = 0;
@@ -130,6 +134,12 @@ static int run_verb(struct np_ctl *c, char *line, FILE *out, char **err)
 	}
 	if (argc == 0)
 		return np_errmsg(err, -EINVAL, "no command");
+	if (c->cfg.take && strcmp(argv[0], c->cfg.take_verb) == 0) {
+		int rc = argc == 1 ? c->cfg.take(c->cfg.ctx, fd, argc, argv, err)
+				   : np_errmsg(err, -EINVAL, "usage: %s", c->cfg.take_verb);
+
+		return rc < 0 ? rc : 1;
+	}
 	for (size_t i = 0; i < c->cfg.nverbs; i++) {
 		const struct np_ctl_verb *v = &c->cfg.verbs[i];
 
@@ -142,7 +152,8 @@ static int run_verb(struct np_ctl *c, char *line, FILE *out, char **err)
 	return np_errmsg(err, -EINVAL, "unknown command %s", argv[0]);
 }
 
-static void serve_one(struct np_ctl *c, int fd)
+/* Serves one request on fd; returns whether fd is still ours to close. */
+static bool serve_one(struct np_ctl *c, int fd)
 {
 	struct timeval tv = {.tv_sec = NP_CTL_IO_MS / 1000};
 	char *line = malloc(c->cfg.max_line + 1), *out = NULL, *err = NULL;
@@ -155,21 +166,27 @@ static void serve_one(struct np_ctl *c, int fd)
 	 * does not read. */
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	if (!line)
-		return;
+		return true;
 	n = read_line(fd, line, c->cfg.max_line);
 	if (n < 0 && n != -E2BIG) {
 		free(line);
-		return;
+		return true;
 	}
 	f = open_memstream(&out, &outlen);
 	if (!f) {
 		free(line);
-		return;
+		return true;
 	}
 	if (n == -E2BIG)
 		rc = np_errmsg(&err, -E2BIG, "request longer than %zu bytes", c->cfg.max_line - 1);
 	else
-		rc = run_verb(c, line, f, &err);
+		rc = run_verb(c, fd, line, f, &err);
+	if (rc == 1) {
+		fclose(f);
+		free(out);
+		free(line);
+		return false;
+	}
 	if (c->cfg.framing == NP_CTL_STATUS && rc == 0)
 		fprintf(f, "OK\n");
 	else if (c->cfg.framing == NP_CTL_STATUS)
@@ -181,6 +198,7 @@ static void serve_one(struct np_ctl *c, int fd)
 	free(out);
 	free(err);
 	free(line);
+	return true;
 }
 
 static void *ctl_main(void *arg)
@@ -236,8 +254,8 @@ static void *ctl_main(void *arg)
 			if (fd < 0)
 				continue;
 			pthread_mutex_unlock(&g.mu);
-			serve_one(socks[i], fd);
-			close(fd);
+			if (serve_one(socks[i], fd))
+				close(fd);
 			pthread_mutex_lock(&g.mu);
 		}
 	}
@@ -286,6 +304,14 @@ int np_ctl_listen(const struct np_ctl_config *cfg, struct np_ctl **out, char **e
 		rc = -errno;
 		unlink(c->path);
 		goto out_free;
+	}
+	{
+		struct stat st;
+
+		if (stat(c->path, &st) == 0) {
+			c->dev = st.st_dev;
+			c->ino = st.st_ino;
+		}
 	}
 	if (dirfd >= 0)
 		close(dirfd);
@@ -366,7 +392,12 @@ void np_ctl_close(struct np_ctl *c)
 	}
 	pthread_mutex_unlock(&g.mu);
 	close(c->fd);
-	unlink(c->path);
+	{
+		struct stat st;
+
+		if (stat(c->path, &st) == 0 && st.st_dev == c->dev && st.st_ino == c->ino)
+			unlink(c->path);
+	}
 	free(c->path);
 	free(c);
 }
@@ -391,12 +422,11 @@ static int parse_status(const char *last, char **err)
 			 *msg == ' ' ? msg + 1 : msg);
 }
 
-int np_ctl_call(const char *path, enum np_ctl_framing framing, int argc, char *const *argv,
-		np_ctl_out_fn out, void *arg, char **err)
+int np_ctl_open(const char *path, int argc, char *const *argv)
 {
 	struct sockaddr_un sa;
-	char *req = NULL, *hold = NULL, buf[65536];
-	size_t reqlen = 0, held = 0;
+	char *req = NULL;
+	size_t reqlen = 0;
 	int fd, dirfd, rc;
 	FILE *f;
 
@@ -424,6 +454,22 @@ int np_ctl_call(const char *path, enum np_ctl_framing framing, int argc, char *c
 	fprintf(f, "\n");
 	rc = fclose(f) == 0 ? np_write_full(fd, req, reqlen) : -ENOMEM;
 	free(req);
+	if (rc < 0) {
+		close(fd);
+		return rc;
+	}
+	return fd;
+}
+
+int np_ctl_call(const char *path, enum np_ctl_framing framing, int argc, char *const *argv,
+		np_ctl_out_fn out, void *arg, char **err)
+{
+	char *hold = NULL, buf[65536];
+	size_t held = 0;
+	int fd = np_ctl_open(path, argc, argv), rc = 0;
+
+	if (fd < 0)
+		return fd;
 	while (rc == 0) {
 		struct pollfd pfd = {.fd = fd, .events = POLLIN};
 		int pr = poll(&pfd, 1, NP_CTL_REPLY_MS);
@@ -498,4 +544,102 @@ int np_ctl_call(const char *path, enum np_ctl_framing framing, int argc, char *c
 	}
 	free(hold);
 	return rc;
+}
+
+int np_ctl_send(int fd, const void *buf, size_t len, const int *fds, size_t nfds)
+{
+	union {
+		char buf[CMSG_SPACE(NP_CTL_MAX_FDS * sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+	ssize_t n;
+
+	if (nfds > NP_CTL_MAX_FDS || len == 0)
+		return -EINVAL;
+	if (nfds) {
+		struct cmsghdr *cm;
+
+		memset(&u, 0, sizeof(u));
+		msg.msg_control = u.buf;
+		msg.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
+		cm = CMSG_FIRSTHDR(&msg);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+		memcpy(CMSG_DATA(cm), fds, nfds * sizeof(int));
+	}
+	/* The descriptors ride on the first bytes; the rest, if the socket
+	 * took only part, follows as plain bytes. */
+	do
+		n = sendmsg(fd, &msg, MSG_NOSIGNAL);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	return (size_t)n == len ? 0 : np_write_full(fd, (const char *)buf + n, len - (size_t)n);
+}
+
+/* Waits until fd is readable, at most timeout_ms. */
+static int wait_readable(int fd, int timeout_ms)
+{
+	for (int tries = 0; tries < 1000; tries++) {
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
+		int pr = poll(&pfd, 1, timeout_ms);
+
+		if (pr > 0)
+			return 0;
+		if (pr == 0)
+			return -ETIMEDOUT;
+		if (errno != EINTR)
+			return -errno;
+	}
+	return -EINTR;
+}
+
+int np_ctl_recv(int fd, void *buf, size_t len, int *fds, size_t *nfds, int timeout_ms)
+{
+	union {
+		char buf[CMSG_SPACE(NP_CTL_MAX_FDS * sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	size_t got = 0;
+
+	*nfds = 0;
+	while (got < len) {
+		struct iovec iov = {.iov_base = (char *)buf + got, .iov_len = len - got};
+		struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+		ssize_t n;
+		int rc = wait_readable(fd, timeout_ms);
+
+		if (rc < 0)
+			return rc;
+		msg.msg_control = u.buf;
+		msg.msg_controllen = sizeof(u.buf);
+		n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
+			size_t k;
+
+			if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+				continue;
+			k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+			for (size_t i = 0; i < k; i++) {
+				int one;
+
+				memcpy(&one, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+				if (*nfds < NP_CTL_MAX_FDS)
+					fds[(*nfds)++] = one;
+				else
+					close(one);
+			}
+		}
+		if (n == 0)
+			return -ENODATA;
+		got += (size_t)n;
+	}
+	return 0;
 }

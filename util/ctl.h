@@ -35,6 +35,13 @@ enum np_ctl_framing {
  * message in *err. */
 typedef int (*np_ctl_fn)(void *ctx, int argc, char **argv, FILE *out, char **err);
 
+/* A verb that takes the connection over (the server's hand-off): it gets
+ * the socket, which is then its own to talk on and to close, and the
+ * component writes nothing. It returns 0 once it owns fd, or a negative
+ * errno (with *err) for the component to answer as for any verb. It must
+ * not keep the control thread: what takes long goes to a thread of its own. */
+typedef int (*np_ctl_take_fn)(void *ctx, int fd, int argc, char **argv, char **err);
+
 struct np_ctl_verb {
 	const char *name;
 	int nargs; /* the arguments after the verb; -1: any number */
@@ -51,6 +58,9 @@ struct np_ctl_config {
 	const struct np_ctl_verb *verbs;
 	size_t nverbs;
 	void *ctx; /* passed to every verb */
+	/* One verb without arguments may take the connection over. */
+	const char *take_verb;
+	np_ctl_take_fn take;
 };
 
 struct np_ctl;
@@ -76,5 +86,20 @@ int np_ctl_call(const char *path, enum np_ctl_framing framing, int argc, char *c
 		np_ctl_out_fn out, void *arg, char **err);
 /* An np_ctl_out_fn that writes to the FILE * arg. */
 void np_ctl_out_file(void *arg, const char *data, size_t len);
+
+/* The client of a verb that takes the connection: connects to path, sends
+ * the words as one request and returns the socket (blocking, close-on-exec),
+ * or a negative errno (-ENOENT, -ECONNREFUSED: nobody serves path). */
+int np_ctl_open(const char *path, int argc, char *const *argv);
+
+/* Messages with descriptors on a control connection (SCM_RIGHTS): len bytes
+ * in one piece, with nfds descriptors (at most NP_CTL_MAX_FDS) riding on
+ * them. np_ctl_recv reads exactly len bytes and the descriptors that came
+ * with them (made close-on-exec) into fds, their number into *nfds; it
+ * waits at most timeout_ms for each part. Both return 0 or a negative
+ * errno; -ENODATA: the peer closed before the message. */
+#define NP_CTL_MAX_FDS 16
+int np_ctl_send(int fd, const void *buf, size_t len, const int *fds, size_t nfds);
+int np_ctl_recv(int fd, void *buf, size_t len, int *fds, size_t *nfds, int timeout_ms);
 
 #endif

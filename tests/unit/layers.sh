@@ -15,7 +15,7 @@ requires nm
 
 # Lowest first; keep docs/design.md's table ("Layers") in step.
 LAYERS=(log access config fairq mailbox qos pool reply export tls request sendq loopex options conns conn loopconns stats
-	metrics server)
+	handoff metrics server)
 
 declare -A rank defined
 for i in "${!LAYERS[@]}"; do

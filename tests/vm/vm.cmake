@@ -50,3 +50,6 @@ if("rbd" IN_LIST NP_VM_ENGINES)
 	np_vm_test(vm_rbd_failover 900 ${CMAKE_SOURCE_DIR}/tests/rbd/vm-failover.sh)
 	set_property(TEST vm_rbd_failover APPEND PROPERTY ENVIRONMENT NPVM_CPU=max)
 endif()
+# takeover.sh: the stock nbd.ko and nbdplex.ko, ext4 with two writers each,
+# while serve --takeover replaces the server 10 times.
+np_vm_test(vm_takeover 1500 takeover.sh nbdplex 10)
