@@ -403,6 +403,38 @@ static char *scratch(char **tmp, uint32_t cs)
 	return *tmp;
 }
 
+/* Punches [at, at + len) of the data file, fresh chunks about to be
+ * written. A fresh chunk may still hold what a volume that released it, or
+ * a write cut short by a crash, left there. Punching it first puts the new
+ * contents into a hole: until they reach the disk, a power loss shows
+ * zeroes there, never the old data, even if a RocksDB flush has already
+ * made the mapping durable. Before a partial write it also zeroes the rest
+ * of the chunk without writing it, and it keeps a data file sparse. */
+static bool punch_fresh(struct thin_pool *p, uint64_t at, uint64_t len)
+{
+	bool punched;
+
+	if (__atomic_load_n(&p->no_punch, __ATOMIC_RELAXED))
+		return false;
+	punched = fallocate(p->data_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, at, len) == 0;
+	/* e.g. a device without discard; any other failure leaves only these
+	 * chunks to be written whole. */
+	if (!punched && errno == EOPNOTSUPP)
+		__atomic_store_n(&p->no_punch, true, __ATOMIC_RELAXED);
+	return punched;
+}
+
+/* Queues the mapping of chunk lc to the fresh chunk newp. */
+static int map_fresh(struct thin_vol *v, uint64_t lc, uint64_t newp, struct thin_txn *t)
+{
+	uint8_t key[17];
+	int rc;
+
+	thin_key_map(key, v->chain[0].dev, lc);
+	rc = thin_txn_put(t, key, 17, newp);
+	return rc ? rc : thin_txn_alloc(t, newp);
+}
+
 /* Writes [inoff, inoff + n) of chunk lc from src (NULL: zeroes). A chunk
  * the volume does not own goes to newp, filled from the shared chunk or
  * zeroes around the piece; its mapping is queued in t. */
@@ -412,26 +444,10 @@ static int chunk_write(struct thin_vol *v, uint64_t lc, const struct map *m, con
 	struct thin_pool *p = v->pool;
 	uint32_t cs = p->meta.chunk_size;
 	uint64_t at = (m->state == MAP_OWNED ? m->pchunk : newp) << p->chunk_shift;
-	bool punched = false;
-	uint8_t key[17];
+	bool punched = m->state != MAP_OWNED && punch_fresh(p, at, cs);
 	char *tmp;
 	int rc;
 
-	/* A fresh chunk may still hold what a volume that released it, or a
-	 * write cut short by a crash, left there. Punching it first puts the
-	 * new contents into a hole: until they reach the disk, a power loss
-	 * shows zeroes there, never the old data, even if a RocksDB flush
-	 * has already made the mapping durable. Before a partial write it
-	 * also zeroes the rest of the chunk without writing it, and it keeps
-	 * a data file sparse. */
-	if (m->state != MAP_OWNED && !__atomic_load_n(&p->no_punch, __ATOMIC_RELAXED)) {
-		punched =
-		    fallocate(p->data_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, at, cs) == 0;
-		/* e.g. a device without discard; any other failure leaves only
-		 * this chunk to be written whole. */
-		if (!punched && errno == EOPNOTSUPP)
-			__atomic_store_n(&p->no_punch, true, __ATOMIC_RELAXED);
-	}
 	if (m->state == MAP_OWNED || (n == cs && src)) {
 		if (!src) {
 			if (!(tmp = scratch(tmpp, cs)))
@@ -459,11 +475,38 @@ static int chunk_write(struct thin_vol *v, uint64_t lc, const struct map *m, con
 			memset(tmp + inoff, 0, n);
 		rc = np_pwrite_full(p->data_fd, tmp, cs, at, 0);
 	}
-	if (rc < 0)
-		return rc;
-	thin_key_map(key, v->chain[0].dev, lc);
-	rc = thin_txn_put(t, key, 17, newp);
-	return rc ? rc : thin_txn_alloc(t, newp);
+	return rc < 0 ? rc : map_fresh(v, lc, newp, t);
+}
+
+/* The whole chunks from i on that a write of src replaces in fresh chunks
+ * lying next to each other in the data file: how many, 1 if none. What
+ * they held is not read (a whole chunk is overwritten), so the run takes
+ * one punch and one write. */
+static uint64_t fresh_run(const struct map *m, const uint64_t *fresh, uint64_t i, uint64_t n,
+			  uint64_t k, uint64_t whole)
+{
+	uint64_t r = 1;
+
+	while (r < whole && i + r < n && m[i + r].state != MAP_OWNED &&
+	       m[i + r].state != MAP_UNKNOWN && fresh[k + r] == fresh[k] + r)
+		r++;
+	return r;
+}
+
+/* Writes r whole chunks from src to the fresh chunks newp.. newp + r - 1,
+ * first lc, and queues their mappings in t. */
+static int run_write(struct thin_vol *v, uint64_t lc, uint64_t r, const void *src, uint64_t newp,
+		     struct thin_txn *t)
+{
+	struct thin_pool *p = v->pool;
+	uint64_t at = newp << p->chunk_shift;
+	int rc;
+
+	punch_fresh(p, at, r << p->chunk_shift);
+	rc = np_pwrite_full(p->data_fd, src, r << p->chunk_shift, at, 0);
+	for (uint64_t j = 0; j < r && rc == 0; j++)
+		rc = map_fresh(v, lc + j, newp + j, t);
+	return rc;
 }
 
 /* The caller holds io_lock shared. Writes one window of chunks, all of whose
@@ -513,7 +556,16 @@ static int write_window(struct thin_vol *v, const void *buf, uint64_t len, uint6
 		uint64_t piece = cs - inoff < len ? cs - inoff : len;
 		uint64_t newp;
 
-		if (m[i].state != MAP_UNKNOWN) {
+		uint64_t r = 1;
+
+		if (m[i].state != MAP_UNKNOWN && m[i].state != MAP_OWNED && buf && inoff == 0)
+			r = fresh_run(m, fresh, i, n, used, len >> p->chunk_shift);
+		if (r > 1) {
+			rc = run_write(v, first + i, r, buf, fresh[used], &t);
+			used += r;
+			piece = r << p->chunk_shift;
+			i += r - 1;
+		} else if (m[i].state != MAP_UNKNOWN) {
 			newp = m[i].state == MAP_OWNED ? 0 : fresh[used++];
 			rc = chunk_write(v, first + i, &m[i], buf, inoff, piece, newp, &t, &tmp);
 		}

@@ -759,6 +759,66 @@ static void test_fresh_punch(void)
 	check_pool();
 }
 
+/* A write over fresh chunks that lie next to each other in the data file
+ * writes each run with one punch and one pwrite; chunks it owns, chunks
+ * cut by the write's ends and a gap in the fresh chunks end a run. */
+static void test_fresh_runs(void)
+{
+	struct thin_pool *p = pool_get();
+	uint64_t got[8], odd[4];
+	unsigned before, n;
+	void *h = new_vol("fr", "2M");
+
+	if (!h || !p) {
+		CHECK(h && p);
+		return;
+	}
+	CHECK_EQ(write_pat(h, 4 * K, 3 * CS + 8 * K, 90, 0), 0); /* chunk 3 owned */
+	/* Every other one of 8 chunks left taken: the next write's first
+	 * fresh chunks are not next to each other. */
+	CHECK_EQ(thin_alloc(p, 8, got), 0);
+	for (int i = 0; i < 4; i++)
+		odd[i] = got[2 * i + 1];
+	thin_unalloc(p, got, 1);
+	thin_unalloc(p, got + 2, 1);
+	thin_unalloc(p, got + 4, 1);
+	thin_unalloc(p, got + 6, 1);
+	before = punches;
+	/* Chunk 0 from its middle, 1-11 whole (3 owned), 12 up to its middle. */
+	CHECK_EQ(write_pat(h, 12 * CS, CS / 2, 91, 0), 0);
+	n = punches - before;
+	/* 11 fresh chunks: fewer punches than that (runs), more than 2 (the
+	 * cut ends and the gaps each take their own). */
+	CHECK(n < 11 && n > 2);
+	CHECK(verify(h, CS / 2, 0, -1));
+	CHECK(verify(h, 12 * CS, CS / 2, 91));
+	CHECK(verify(h, CS / 2, 12 * CS + CS / 2, -1));
+	thin_unalloc(p, odd, 4);
+	thin_pool_close(p);
+	/* Whole shared chunks after a snapshot: copied on write without
+	 * reading what they held, the snapshot keeps it. */
+	ops->close(h);
+	CHECK_EQ(vol("snapshot", pool, "fr", "fr-s", NULL), 0);
+	h = open_vol("fr", false);
+	CHECK(h != NULL);
+	if (!h)
+		return;
+	CHECK_EQ(write_pat(h, 6 * CS, 2 * CS, 92, NP_IO_FUA), 0);
+	CHECK(verify(h, 3 * CS / 2, CS / 2, 91));
+	CHECK(verify(h, 6 * CS, 2 * CS, 92));
+	CHECK(verify(h, 4 * CS + CS / 2, 8 * CS, 91));
+	ops->close(h);
+	h = open_vol("fr-s", true);
+	CHECK(h != NULL);
+	if (h) {
+		CHECK(verify(h, 12 * CS, CS / 2, 91));
+		ops->close(h);
+	}
+	CHECK_EQ(vol("delete", pool, "fr", NULL), 0);
+	CHECK_EQ(vol("delete", pool, "fr-s", NULL), 0);
+	check_pool();
+}
+
 /* A punch that fails writes the fresh chunk whole (zeroes around the
  * data). Only EOPNOTSUPP stops the pool punching; an I/O error is taken
  * for this chunk alone. */
@@ -1242,6 +1302,7 @@ int main(void)
 	test_resize();
 	test_fast_zero();
 	test_fresh_punch();
+	test_fresh_runs();
 	test_punch_fails();
 	test_big_writes(tmp);
 	test_tool_errors(tmp);
