@@ -648,6 +648,52 @@ static int thin_flush(void *h)
 	return thin_commit(v->pool, &t);
 }
 
+/* A READ or a WRITE without FUA inside one chunk the volume owns, per the
+ * cache, on a data file in memory: done at once, or -EAGAIN. Nothing here
+ * waits: the stripe is only tried, and the data file's page cache is its
+ * storage. Such a WRITE changes no mapping (write_window writes an owned
+ * chunk in place and commits nothing); FUA goes to the pool, where the
+ * commit makes the mapping durable too. */
+static int owned_nowait(struct thin_vol *v, struct np_io *io)
+{
+	struct thin_pool *p = v->pool;
+	uint64_t lc = io->offset >> p->chunk_shift, at, pc;
+	bool rd = io->op == NP_OP_READ;
+	pthread_rwlock_t *l;
+	int rc = -EAGAIN;
+
+	if (!rd && (io->op != NP_OP_WRITE || v->readonly || (io->flags & NP_IO_FUA)))
+		return -EAGAIN;
+	if (!v->vcache || !io->len || io->len >= NP_BIG_WRITE ||
+	    (io->offset + io->len - 1) >> p->chunk_shift != lc)
+		return -EAGAIN;
+	l = &p->stripes[stripe_of(v->chain[0].dev, lc)];
+	if ((rd ? pthread_rwlock_tryrdlock(l) : pthread_rwlock_trywrlock(l)) != 0)
+		return -EAGAIN;
+	if (vcache_get(v, lc, &pc)) {
+		at = (pc << p->chunk_shift) + (io->offset & (p->meta.chunk_size - 1));
+		rc = rd ? full_pread(p->data_fd, io->buf, io->len, at)
+			: np_pwrite_full(p->data_fd, io->buf, io->len, at, 0);
+	}
+	pthread_rwlock_unlock(l);
+	return rc;
+}
+
+/* The loop's share of a batch (storage.h): owned_nowait for each request,
+ * under io_lock if it is free at once (a catalog change holds it, and
+ * clears the cache, while a snapshot is taken). */
+static void thin_rw_nowait(void *h, struct np_io **ios, unsigned n)
+{
+	struct thin_vol *v = h;
+	struct thin_pool *p = v->pool;
+	bool locked = p->data_in_memory && pthread_rwlock_tryrdlock(&p->io_lock) == 0;
+
+	for (unsigned i = 0; i < n; i++)
+		ios[i]->result = locked && !p->broken ? owned_nowait(v, ios[i]) : -EAGAIN;
+	if (locked)
+		pthread_rwlock_unlock(&p->io_lock);
+}
+
 /* Unmaps the whole chunks of one window; partial chunks at either end get
  * zeroes written by the caller. */
 static int unmap_window(struct thin_vol *v, uint64_t first, uint64_t n, bool fua)
@@ -810,4 +856,5 @@ const struct np_storage_ops np_storage_thin = {
     .cache = thin_cache,
     .extents = thin_extents,
     .resize = thin_resize,
+    .rw_nowait = thin_rw_nowait,
 };
