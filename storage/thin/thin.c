@@ -435,6 +435,66 @@ static int map_fresh(struct thin_vol *v, uint64_t lc, uint64_t newp, struct thin
 	return rc ? rc : thin_txn_alloc(t, newp);
 }
 
+/* Set once copy_file_range fails for want of support: copies on write go
+ * through a buffer from then on. */
+static bool no_copy_range;
+
+/* Copies len bytes of the data file from `from` to `to` in the kernel (a
+ * shared extent where the file system can). */
+static int copy_range(struct thin_pool *p, uint64_t from, uint64_t to, uint64_t len)
+{
+	loff_t in = (loff_t)from, out = (loff_t)to;
+
+	while (len > 0) {
+		ssize_t k = copy_file_range(p->data_fd, &in, p->data_fd, &out, len, 0);
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return -errno;
+		if (k == 0)
+			return -EIO; /* the data file ends inside a chunk */
+		len -= (uint64_t)k;
+	}
+	return 0;
+}
+
+/* A partial write to the fresh chunk at `at` of a chunk that is shared (m)
+ * or a hole not punched: the rest of the chunk comes from the shared one
+ * or is zeroes. Data over a shared chunk: the kernel copies the chunk
+ * (copy_file_range: no trip through a buffer, and a shared extent where
+ * the file system can), then the piece goes over it. Otherwise, or where
+ * the kernel cannot copy, the chunk is put together in a buffer. */
+static int fill_write(struct thin_pool *p, const struct map *m, uint64_t at, const void *src,
+		      uint64_t inoff, uint64_t n, char **tmpp)
+{
+	uint32_t cs = p->meta.chunk_size;
+	char *tmp;
+	int rc;
+
+	if (m->state == MAP_SHARED && src && !__atomic_load_n(&no_copy_range, __ATOMIC_RELAXED)) {
+		rc = copy_range(p, m->pchunk << p->chunk_shift, at, cs);
+		if (rc == 0)
+			return np_pwrite_full(p->data_fd, src, n, at + inoff, 0);
+		if (rc != -EXDEV && rc != -EOPNOTSUPP && rc != -ENOSYS && rc != -EINVAL)
+			return rc;
+		__atomic_store_n(&no_copy_range, true, __ATOMIC_RELAXED);
+	}
+	if (!(tmp = scratch(tmpp, cs)))
+		return -ENOMEM;
+	if (m->state == MAP_SHARED)
+		rc = full_pread(p->data_fd, tmp, cs, m->pchunk << p->chunk_shift);
+	else
+		rc = (memset(tmp, 0, cs), 0);
+	if (rc < 0)
+		return rc;
+	if (src)
+		memcpy(tmp + inoff, src, n);
+	else
+		memset(tmp + inoff, 0, n);
+	return np_pwrite_full(p->data_fd, tmp, cs, at, 0);
+}
+
 /* Writes [inoff, inoff + n) of chunk lc from src (NULL: zeroes). A chunk
  * the volume does not own goes to newp, filled from the shared chunk or
  * zeroes around the piece; its mapping is queued in t. */
@@ -461,19 +521,7 @@ static int chunk_write(struct thin_vol *v, uint64_t lc, const struct map *m, con
 	} else if (m->state == MAP_HOLE && punched) {
 		rc = src ? np_pwrite_full(p->data_fd, src, n, at + inoff, 0) : 0;
 	} else {
-		if (!(tmp = scratch(tmpp, cs)))
-			return -ENOMEM;
-		if (m->state == MAP_SHARED)
-			rc = full_pread(p->data_fd, tmp, cs, m->pchunk << p->chunk_shift);
-		else
-			rc = (memset(tmp, 0, cs), 0);
-		if (rc < 0)
-			return rc;
-		if (src)
-			memcpy(tmp + inoff, src, n);
-		else
-			memset(tmp + inoff, 0, n);
-		rc = np_pwrite_full(p->data_fd, tmp, cs, at, 0);
+		rc = fill_write(p, m, at, src, inoff, n, tmpp);
 	}
 	return rc < 0 ? rc : map_fresh(v, lc, newp, t);
 }
