@@ -83,7 +83,7 @@ else
 fi
 # Writes to new space (thin case) stop at these counts, or at --runtime:
 # a fresh qcow2 takes a 64 KiB cluster per 4 KiB write.
-NEW4K=$((RUNTIME * 10000)); NEW4K4=$((RUNTIME * 2500)); NEW1M=$((RUNTIME * 512))
+NEW4K=$((RUNTIME * 10000)); NEW4K4=$((RUNTIME * 2500)); NEW1M=$((RUNTIME * 512)); NEWCOW=8000
 IDLE_CONNS=1000
 EXPORT=bench
 
@@ -266,9 +266,6 @@ fio_args() {
 # about RUNTIME s; writes a fio-shaped JSON (mean latency only).
 fua_bench() {
     local srv=$1 port=$2 json=$3 off=$4 n=$((RUNTIME * 4000)) t0 t1 out
-    if [ "$srv" = fio-local ]; then
-        echo '{"jobs": []}' >"$json"; return 1
-    fi
     t0=$(date +%s%N)
     out=$(timeout -k 10 $((RUNTIME * 10 + 60)) qemu-img bench -f raw -w -t writethrough -d 1 \
         -c "$n" -s 4096 -o "$off" "nbd://127.0.0.1:$port/$EXPORT" 2>&1) || { echo "$out" >>"$RUN/logs/fio.log"; return 1; }
@@ -293,9 +290,9 @@ prep_job() {
         *-written-*|*-qd1-*)
             [ "$FILLED" = "$srv" ] && return 0
             # shellcheck disable=SC2046
-            timeout -k 10 300 fio $(fio_args fill write 1M 8 1 "$port" "$srv") --offset=48g --size=1g \
+            timeout -k 10 300 fio $(fio_args fill write 1M 8 1 "$port" "$srv") --offset=48g --size=2g \
                 --output-format=json --output="$RUN/fio/fill-$srv.json" >>"$RUN/logs/fio.log" 2>&1 \
-                || log "filling [48G, 49G) for $srv failed"
+                || log "filling [48G, 50G) for $srv failed"
             FILLED=$srv ;;
     esac
 }
@@ -308,12 +305,15 @@ run_job() {
     extra=${extra//NEW4K4/$NEW4K4}
     extra=${extra//NEW4K/$NEW4K}
     extra=${extra//NEW1M/$NEW1M}
+    extra=${extra//NEWCOW/$NEWCOW}
     [[ "$extra" == *--number_ios* ]] && tb=
     prep_job "$srv" "$port" "$name" || return 0
     json=$RUN/fio/r$round-$srv-$name.json
     t0=$(srv_cpu)
     m0=$("$PY" "$LIB/proc.py" machine)
-    if [[ "$name" == fuawrite-* ]]; then
+    # fio-local's FUA writes: O_SYNC on the device (FUA, or a flush after each)
+    [[ "$name" == fuawrite-* ]] && [ "$srv" = fio-local ] && extra="$extra --sync=1"
+    if [[ "$name" == fuawrite-* ]] && [ "$srv" != fio-local ]; then
         off=0; [[ "$extra" == *--offset=48g* ]] && off=48G
         fua_bench "$srv" "$port" "$json" "$off"
         rc=$?

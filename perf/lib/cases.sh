@@ -30,9 +30,11 @@ JOBS_FILE=(
     "randwrite-4k-qd1-c1 randwrite 4k 1 1"
     "fuawrite-4k-qd1-c1 write 4k 1 1"
 )
-# Thin: new space in [0, 32G) (4k) and [32G, 64G) (1M); written space is
-# [48G, 49G), filled with 1 MiB writes before the first job that names it
-# (untimed); the cow job snapshots the volume first.
+# Thin: new space in [0, 32G) (4k) and [32G, 48G) (1M); written space is
+# [48G, 50G), filled with 1 MiB writes before the first job that names it
+# (untimed); the cow job snapshots the volume first and stops after
+# NEWCOW writes, a quarter of the 32,768 chunks there, so that most of
+# its writes copy a chunk rather than write one already copied.
 JOBS_THIN=(
     "randwrite-4k-new-c1 randwrite 4k 32 1 --size=32g --number_ios=NEW4K"
     "randwrite-4k-new-c4 randwrite 4k 32 4 --size=32g --number_ios=NEW4K4"
@@ -42,7 +44,7 @@ JOBS_THIN=(
     "randread-4k-qd1-c1 randread 4k 1 1 --offset=48g --size=1g"
     "randwrite-4k-qd1-c1 randwrite 4k 1 1 --offset=48g --size=1g"
     "fuawrite-4k-qd1-c1 write 4k 1 1 --offset=48g"
-    "randwrite-4k-cow-c1 randwrite 4k 32 1 --offset=48g --size=1g"
+    "randwrite-4k-cow-c1 randwrite 4k 32 1 --offset=48g --size=2g --number_ios=NEWCOW"
 )
 
 case_defaults() {   # sets CASE_SERVERS, CASE_JOBS (an array name), CASE_DESC
@@ -58,7 +60,7 @@ case_defaults() {   # sets CASE_SERVERS, CASE_JOBS (an array name), CASE_DESC
             CASE_DESC="the same 1 GiB file of random data on $CASE, made on a 2 GiB loop device (--direct-io=on) on /dev/shm; qemu-nbd with --cache=writeback" ;;
         thin)
             CASE_SERVERS=nbdplex,qemu-nbd,nbdplex-file
-            CASE_DESC="fresh targets of 64 GiB on /dev/shm, made anew for each server in each round: nbdplex a thin volume of a fresh pool (64 KiB chunks, sparse 80 GiB data file), qemu-nbd a fresh qcow2 (qemu-img create defaults: 64 KiB clusters), nbdplex-file the file engine on a fresh sparse file. Jobs *-new-* write to new space, *-written-* to [48G, 49G) after it was filled with 1 MiB writes (untimed), *-cow-* after a snapshot of the volume (qcow2: an internal snapshot, qemu-img snapshot -c, taken with the server stopped; the file engine has none)" ;;
+            CASE_DESC="fresh targets of 64 GiB on /dev/shm, made anew for each server in each round: nbdplex a thin volume of a fresh pool (64 KiB chunks, sparse 80 GiB data file), qemu-nbd a fresh qcow2 (qemu-img create defaults: 64 KiB clusters), nbdplex-file the file engine on a fresh sparse file. Jobs *-new-* write to new space, *-written-* to [48G, 49G) after [48G, 50G) was filled with 1 MiB writes (untimed), *-cow-* (8,000 writes over [48G, 50G), mostly to chunks not yet copied) after a snapshot of the volume (qcow2: an internal snapshot, qemu-img snapshot -c, taken with the server stopped; the file engine has none)" ;;
         *) die "unknown --case '$CASE' (tmpfs, raw, ext4, xfs, thin)" ;;
     esac
     if [ "$CASE" = thin ]; then CASE_JOBS=JOBS_THIN; else CASE_JOBS=JOBS_FILE; fi
