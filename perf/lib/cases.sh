@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2034 # the variables set here are read by bench.sh, which sources this
 # perf/lib/cases.sh - the media perf/bench.sh serves, sourced by it.
 #
 # A case says what the servers serve and which jobs run:
