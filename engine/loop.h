@@ -23,6 +23,7 @@ struct np_coalesce {
 	unsigned probe;  /* turns with requests since the last trial wait */
 	unsigned credit; /* waits that paid, less twice those that did not */
 	bool overran;    /* the last wait lasted far longer than asked */
+	bool several;    /* a turn since the last trial brought a connection 2+ */
 };
 bool np_coalesce_turn(struct np_coalesce *co, unsigned most);
 

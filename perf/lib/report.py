@@ -18,6 +18,15 @@ JOB_DESC = {
     "read-1m-qd8-c4": "1 MiB sequential read, QD8, 4 connections",
     "write-1m-qd8-c1": "1 MiB sequential write, QD8, 1 connection",
     "write-1m-qd8-c4": "1 MiB sequential write, QD8, 4 connections",
+    "randread-4k-qd1-c1": "4 KiB random read, QD1, 1 connection (latency)",
+    "randwrite-4k-qd1-c1": "4 KiB random write, QD1, 1 connection (latency)",
+    "fuawrite-4k-qd1-c1": "4 KiB sequential write with FUA, QD1 (qemu-img bench -t writethrough; mean latency only)",
+    "randwrite-4k-new-c1": "4 KiB random write to new space, QD32, 1 connection",
+    "randwrite-4k-new-c4": "4 KiB random write to new space, QD32, 4 connections",
+    "write-1m-new-c1": "1 MiB sequential write to new space, QD8, 1 connection",
+    "randwrite-4k-written-c1": "4 KiB random write to written space, QD32, 1 connection",
+    "randread-4k-written-c1": "4 KiB random read of written space, QD32, 1 connection",
+    "randwrite-4k-cow-c1": "4 KiB random write after a snapshot (copy on write), QD32, 1 connection",
 }
 
 
@@ -42,6 +51,7 @@ def load_fio(path):
         return None
     ops = iops = bw = cpu = 0.0
     err = 0
+    lat = {}
     for job in data.get("jobs", []):
         err = err or job.get("error", 0)
         # usr_cpu/sys_cpu: percent of job_runtime (ms; summed over the
@@ -53,7 +63,19 @@ def load_fio(path):
             ops += part.get("total_ios", 0)
             iops += part.get("iops", 0.0)
             bw += part.get("bw_bytes", 0)
-    return {"ops": ops, "iops": iops, "mibs": bw / 1048576.0, "error": err, "fio_cpu_s": cpu}
+            # completion latency of a 1-job run (the QD1 jobs), in us
+            if part.get("total_ios") and not lat:
+                # lat (submission to completion) where fio has its
+                # percentiles (--lat_percentiles): with the nbd engine the
+                # request goes out during submission, so clat misses most
+                # of a round trip
+                pct = (part.get("lat_ns", {}).get("percentile")
+                       or part.get("clat_ns", {}).get("percentile", {}))
+                lat = {"p50": pct.get("50.000000"), "p99": pct.get("99.000000"),
+                       "mean": part.get("lat_ns", {}).get("mean")}
+                lat = {k: (v / 1000.0 if v else None) for k, v in lat.items()}
+    return {"ops": ops, "iops": iops, "mibs": bw / 1048576.0, "error": err, "fio_cpu_s": cpu,
+            "lat": lat}
 
 
 def parse_perf_stat(path):
@@ -270,6 +292,11 @@ def main(rundir, out):
             "idle": med([x["idle"] for x in rs]),
             "n": len(rs),
             "iops_all": [x["iops"] for x in sorted(rs, key=lambda x: x["round"])],
+            "p50": med([x["lat"].get("p50") for x in rs]),
+            "p99": med([x["lat"].get("p99") for x in rs]),
+            "mean": med([x["lat"].get("mean") for x in rs]),
+            "p50_all": [x["lat"].get("p50") for x in sorted(rs, key=lambda x: x["round"])],
+            "p99_all": [x["lat"].get("p99") for x in sorted(rs, key=lambda x: x["round"])],
         }
 
     def paired(job, peer):
@@ -280,17 +307,21 @@ def main(rundir, out):
 
     o = []
     w = o.append
-    w(f"# {base} against its peers: side-by-side benchmark\n")
+    case = meta.get("case", "tmpfs")
+    w(f"# {base} against its peers: side-by-side benchmark, case `{case}`\n")
     w(f"- Date: {meta.get('date')}")
     w(f"- Machine: {meta.get('nproc')} CPUs ({meta.get('cpu')}), {meta.get('mem')} RAM, "
-      f"kernel {meta.get('kernel')}; load average (1, 5, 15 min) {meta.get('load')}. "
+      f"kernel {meta.get('kernel')}; load average (1, 5, 15 min) {meta.get('load')}"
+      + (f"; at the start of each round: {meta['load_rounds']}" if meta.get("load_rounds") else "")
+      + ". "
       "A shared machine where others compile: figures are noisy, read the ratios.")
     w(f"- Command: `{meta.get('command')}` (from the repository root)")
     w(f"- Versions: {meta.get('fio')}, {meta.get('nbdkit')}, nbd-server {meta.get('nbd-server')}, "
       f"{meta.get('qemu-nbd')}, nbdplex at commit {meta.get('nbdplex')}")
     w(f"- Method: {meta.get('rounds')} rounds; in each round every server in turn "
       f"({', '.join(servers)}; the order rotates each round) is started on a fresh port, serves "
-      "the same 1 GiB file on /dev/shm (filled with random data first: no holes, and no zeroes to send as hole chunks), takes every fio "
+      + meta.get("case_desc", "the same 1 GiB file on /dev/shm (filled with random data first: no holes, "
+                 "and no zeroes to send as hole chunks)") + ", takes every fio "
       f"job for {meta.get('runtime')} s, and is stopped. fio `--ioengine=nbd` (libnbd), "
       "`uri=nbd://127.0.0.1:PORT/bench`; 4 connections = `numjobs=4` + `group_reporting` (one "
       "connection per job; sequential jobs on 4 connections each take their own quarter of the "
@@ -348,6 +379,41 @@ def main(rundir, out):
                 cells.append(f"{fmt(med(rs), 2)} ({fmt(min(rs), 2)}-{fmt(max(rs), 2)}): "
                              + ", ".join(fmt(r, 2) for r in rs) if rs else "-")
             w(f"| {job} | " + " | ".join(cells) + " |")
+        w("")
+
+    qd1 = [j for j in job_order if "-qd1-" in j]
+    if qd1:
+        w("## Latency at QD1\n")
+        w("One request in flight, 1 connection: latency from fio's JSON (lat with "
+          "`--lat_percentiles=1`: from the request's submission to its completion as the client "
+          "sees it), p50 and p99 in µs, "
+          "medians over the rounds, and each round's figure in order. The FUA job is "
+          "qemu-img bench's wall time over its requests: the mean, with no percentiles; "
+          "where one side has only the mean, the p50 ratio is the ratio of the means. "
+          f"Ratio {base}/peer below 1: {base} answers sooner.\n")
+        w("| job | server | p50 µs | p99 µs | mean µs | p50 per round | p99 per round |"
+          + "".join(f" p50 vs {p} | p99 vs {p} |" for p in peers))
+        w("|---|---|---:|---:|---:|---|---|" + "---:|---:|" * len(peers))
+        for job in qd1:
+            b = summary(job, base)
+            for srv in servers:
+                s_ = summary(job, srv)
+                if s_ is None:
+                    continue
+                line = (f"| {job} | {srv} | {fmt(s_['p50'], 1)} | {fmt(s_['p99'], 1)} | "
+                        f"{fmt(s_['mean'], 1)} | "
+                        + ", ".join(fmt(v, 1) for v in s_["p50_all"]) + " | "
+                        + ", ".join(fmt(v, 1) for v in s_["p99_all"]) + " |")
+                if srv == base:
+                    for p in peers:
+                        sp = summary(job, p)
+                        # qemu-img bench's FUA runs have a mean only
+                        key = "p50" if b and b["p50"] and sp and sp["p50"] else "mean"
+                        line += (f" {fmt(ratio(b and b[key], sp and sp[key]), 2)} |"
+                                 f" {fmt(ratio(b and b['p99'], sp and sp['p99']), 2)} |")
+                else:
+                    line += " |  |" * len(peers)
+                w(line)
         w("")
 
     sysc = load_syscalls(rundir)

@@ -419,6 +419,98 @@ static char *scratch(char **tmp, uint32_t cs)
 	return *tmp;
 }
 
+/* Punches [at, at + len) of the data file, fresh chunks about to be
+ * written. A fresh chunk may still hold what a volume that released it, or
+ * a write cut short by a crash, left there. Punching it first puts the new
+ * contents into a hole: until they reach the disk, a power loss shows
+ * zeroes there, never the old data, even if a RocksDB flush has already
+ * made the mapping durable. Before a partial write it also zeroes the rest
+ * of the chunk without writing it, and it keeps a data file sparse. */
+static bool punch_fresh(struct thin_pool *p, uint64_t at, uint64_t len)
+{
+	bool punched;
+
+	if (__atomic_load_n(&p->no_punch, __ATOMIC_RELAXED))
+		return false;
+	punched = fallocate(p->data_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, at, len) == 0;
+	/* e.g. a device without discard; any other failure leaves only these
+	 * chunks to be written whole. */
+	if (!punched && errno == EOPNOTSUPP)
+		__atomic_store_n(&p->no_punch, true, __ATOMIC_RELAXED);
+	return punched;
+}
+
+/* Queues the mapping of chunk lc to the fresh chunk newp. */
+static int map_fresh(struct thin_vol *v, uint64_t lc, uint64_t newp, struct thin_txn *t)
+{
+	uint8_t key[17];
+	int rc;
+
+	thin_key_map(key, v->chain[0].dev, lc);
+	rc = thin_txn_put(t, key, 17, newp);
+	return rc ? rc : thin_txn_alloc(t, newp);
+}
+
+/* Set once copy_file_range fails for want of support: copies on write go
+ * through a buffer from then on. */
+static bool no_copy_range;
+
+/* Copies len bytes of the data file from `from` to `to` in the kernel (a
+ * shared extent where the file system can). */
+static int copy_range(struct thin_pool *p, uint64_t from, uint64_t to, uint64_t len)
+{
+	loff_t in = (loff_t)from, out = (loff_t)to;
+
+	while (len > 0) {
+		ssize_t k = copy_file_range(p->data_fd, &in, p->data_fd, &out, len, 0);
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return -errno;
+		if (k == 0)
+			return -EIO; /* the data file ends inside a chunk */
+		len -= (uint64_t)k;
+	}
+	return 0;
+}
+
+/* A partial write to the fresh chunk at `at` of a chunk that is shared (m)
+ * or a hole not punched: the rest of the chunk comes from the shared one
+ * or is zeroes. Data over a shared chunk: the kernel copies the chunk
+ * (copy_file_range: no trip through a buffer, and a shared extent where
+ * the file system can), then the piece goes over it. Otherwise, or where
+ * the kernel cannot copy, the chunk is put together in a buffer. */
+static int fill_write(struct thin_pool *p, const struct map *m, uint64_t at, const void *src,
+		      uint64_t inoff, uint64_t n, char **tmpp)
+{
+	uint32_t cs = p->meta.chunk_size;
+	char *tmp;
+	int rc;
+
+	if (m->state == MAP_SHARED && src && !__atomic_load_n(&no_copy_range, __ATOMIC_RELAXED)) {
+		rc = copy_range(p, m->pchunk << p->chunk_shift, at, cs);
+		if (rc == 0)
+			return np_pwrite_full(p->data_fd, src, n, at + inoff, 0);
+		if (rc != -EXDEV && rc != -EOPNOTSUPP && rc != -ENOSYS && rc != -EINVAL)
+			return rc;
+		__atomic_store_n(&no_copy_range, true, __ATOMIC_RELAXED);
+	}
+	if (!(tmp = scratch(tmpp, cs)))
+		return -ENOMEM;
+	if (m->state == MAP_SHARED)
+		rc = full_pread(p->data_fd, tmp, cs, m->pchunk << p->chunk_shift);
+	else
+		rc = (memset(tmp, 0, cs), 0);
+	if (rc < 0)
+		return rc;
+	if (src)
+		memcpy(tmp + inoff, src, n);
+	else
+		memset(tmp + inoff, 0, n);
+	return np_pwrite_full(p->data_fd, tmp, cs, at, 0);
+}
+
 /* Writes [inoff, inoff + n) of chunk lc from src (NULL: zeroes). A chunk
  * the volume does not own goes to newp, filled from the shared chunk or
  * zeroes around the piece; its mapping is queued in t. */
@@ -428,26 +520,10 @@ static int chunk_write(struct thin_vol *v, uint64_t lc, const struct map *m, con
 	struct thin_pool *p = v->pool;
 	uint32_t cs = p->meta.chunk_size;
 	uint64_t at = (m->state == MAP_OWNED ? m->pchunk : newp) << p->chunk_shift;
-	bool punched = false;
-	uint8_t key[17];
+	bool punched = m->state != MAP_OWNED && punch_fresh(p, at, cs);
 	char *tmp;
 	int rc;
 
-	/* A fresh chunk may still hold what a volume that released it, or a
-	 * write cut short by a crash, left there. Punching it first puts the
-	 * new contents into a hole: until they reach the disk, a power loss
-	 * shows zeroes there, never the old data, even if a RocksDB flush
-	 * has already made the mapping durable. Before a partial write it
-	 * also zeroes the rest of the chunk without writing it, and it keeps
-	 * a data file sparse. */
-	if (m->state != MAP_OWNED && !__atomic_load_n(&p->no_punch, __ATOMIC_RELAXED)) {
-		punched =
-		    fallocate(p->data_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, at, cs) == 0;
-		/* e.g. a device without discard; any other failure leaves only
-		 * this chunk to be written whole. */
-		if (!punched && errno == EOPNOTSUPP)
-			__atomic_store_n(&p->no_punch, true, __ATOMIC_RELAXED);
-	}
 	if (m->state == MAP_OWNED || (n == cs && src)) {
 		if (!src) {
 			if (!(tmp = scratch(tmpp, cs)))
@@ -461,25 +537,40 @@ static int chunk_write(struct thin_vol *v, uint64_t lc, const struct map *m, con
 	} else if (m->state == MAP_HOLE && punched) {
 		rc = src ? np_pwrite_full(p->data_fd, src, n, at + inoff, 0) : 0;
 	} else {
-		if (!(tmp = scratch(tmpp, cs)))
-			return -ENOMEM;
-		if (m->state == MAP_SHARED)
-			rc = full_pread(p->data_fd, tmp, cs, m->pchunk << p->chunk_shift);
-		else
-			rc = (memset(tmp, 0, cs), 0);
-		if (rc < 0)
-			return rc;
-		if (src)
-			memcpy(tmp + inoff, src, n);
-		else
-			memset(tmp + inoff, 0, n);
-		rc = np_pwrite_full(p->data_fd, tmp, cs, at, 0);
+		rc = fill_write(p, m, at, src, inoff, n, tmpp);
 	}
-	if (rc < 0)
-		return rc;
-	thin_key_map(key, v->chain[0].dev, lc);
-	rc = thin_txn_put(t, key, 17, newp);
-	return rc ? rc : thin_txn_alloc(t, newp);
+	return rc < 0 ? rc : map_fresh(v, lc, newp, t);
+}
+
+/* The whole chunks from i on that a write of src replaces in fresh chunks
+ * lying next to each other in the data file: how many, 1 if none. What
+ * they held is not read (a whole chunk is overwritten), so the run takes
+ * one punch and one write. */
+static uint64_t fresh_run(const struct map *m, const uint64_t *fresh, uint64_t i, uint64_t n,
+			  uint64_t k, uint64_t whole)
+{
+	uint64_t r = 1;
+
+	while (r < whole && i + r < n && m[i + r].state != MAP_OWNED &&
+	       m[i + r].state != MAP_UNKNOWN && fresh[k + r] == fresh[k] + r)
+		r++;
+	return r;
+}
+
+/* Writes r whole chunks from src to the fresh chunks newp.. newp + r - 1,
+ * first lc, and queues their mappings in t. */
+static int run_write(struct thin_vol *v, uint64_t lc, uint64_t r, const void *src, uint64_t newp,
+		     struct thin_txn *t)
+{
+	struct thin_pool *p = v->pool;
+	uint64_t at = newp << p->chunk_shift;
+	int rc;
+
+	punch_fresh(p, at, r << p->chunk_shift);
+	rc = np_pwrite_full(p->data_fd, src, r << p->chunk_shift, at, 0);
+	for (uint64_t j = 0; j < r && rc == 0; j++)
+		rc = map_fresh(v, lc + j, newp + j, t);
+	return rc;
 }
 
 /* The caller holds io_lock shared. Writes one window of chunks, all of whose
@@ -529,7 +620,16 @@ static int write_window(struct thin_vol *v, const void *buf, uint64_t len, uint6
 		uint64_t piece = cs - inoff < len ? cs - inoff : len;
 		uint64_t newp;
 
-		if (m[i].state != MAP_UNKNOWN) {
+		uint64_t r = 1;
+
+		if (m[i].state != MAP_UNKNOWN && m[i].state != MAP_OWNED && buf && inoff == 0)
+			r = fresh_run(m, fresh, i, n, used, len >> p->chunk_shift);
+		if (r > 1) {
+			rc = run_write(v, first + i, r, buf, fresh[used], &t);
+			used += r;
+			piece = r << p->chunk_shift;
+			i += r - 1;
+		} else if (m[i].state != MAP_UNKNOWN) {
 			newp = m[i].state == MAP_OWNED ? 0 : fresh[used++];
 			rc = chunk_write(v, first + i, &m[i], buf, inoff, piece, newp, &t, &tmp);
 		}
@@ -610,6 +710,52 @@ static int thin_flush(void *h)
 	struct thin_txn t = {.sync = true};
 
 	return thin_commit(v->pool, &t);
+}
+
+/* A READ or a WRITE without FUA inside one chunk the volume owns, per the
+ * cache, on a data file in memory: done at once, or -EAGAIN. Nothing here
+ * waits: the stripe is only tried, and the data file's page cache is its
+ * storage. Such a WRITE changes no mapping (write_window writes an owned
+ * chunk in place and commits nothing); FUA goes to the pool, where the
+ * commit makes the mapping durable too. */
+static int owned_nowait(struct thin_vol *v, struct np_io *io)
+{
+	struct thin_pool *p = v->pool;
+	uint64_t lc = io->offset >> p->chunk_shift, at, pc;
+	bool rd = io->op == NP_OP_READ;
+	pthread_rwlock_t *l;
+	int rc = -EAGAIN;
+
+	if (!rd && (io->op != NP_OP_WRITE || v->readonly || (io->flags & NP_IO_FUA)))
+		return -EAGAIN;
+	if (!v->vcache || !io->len || io->len >= NP_BIG_WRITE ||
+	    (io->offset + io->len - 1) >> p->chunk_shift != lc)
+		return -EAGAIN;
+	l = &p->stripes[stripe_of(v->chain[0].dev, lc)];
+	if ((rd ? pthread_rwlock_tryrdlock(l) : pthread_rwlock_trywrlock(l)) != 0)
+		return -EAGAIN;
+	if (vcache_get(v, lc, &pc)) {
+		at = (pc << p->chunk_shift) + (io->offset & (p->meta.chunk_size - 1));
+		rc = rd ? full_pread(p->data_fd, io->buf, io->len, at)
+			: np_pwrite_full(p->data_fd, io->buf, io->len, at, 0);
+	}
+	pthread_rwlock_unlock(l);
+	return rc;
+}
+
+/* The loop's share of a batch (storage.h): owned_nowait for each request,
+ * under io_lock if it is free at once (a catalog change holds it, and
+ * clears the cache, while a snapshot is taken). */
+static void thin_rw_nowait(void *h, struct np_io **ios, unsigned n)
+{
+	struct thin_vol *v = h;
+	struct thin_pool *p = v->pool;
+	bool locked = p->data_in_memory && pthread_rwlock_tryrdlock(&p->io_lock) == 0;
+
+	for (unsigned i = 0; i < n; i++)
+		ios[i]->result = locked && !p->broken ? owned_nowait(v, ios[i]) : -EAGAIN;
+	if (locked)
+		pthread_rwlock_unlock(&p->io_lock);
 }
 
 /* Unmaps the whole chunks of one window; partial chunks at either end get
@@ -784,4 +930,5 @@ const struct np_storage_ops np_storage_thin = {
     .extents = thin_extents,
     .contexts = thin_contexts,
     .resize = thin_resize,
+    .rw_nowait = thin_rw_nowait,
 };

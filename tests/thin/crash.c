@@ -85,21 +85,36 @@ static void log_rec(uint32_t type, uint64_t block, uint32_t n, uint64_t seq)
 		_exit(3);
 }
 
-/* Owner of a block: interleaved 4K blocks below SHARED, whole chunks above. */
+/* Chunks in a unit of the whole-chunk blocks: a write of a whole unit
+ * takes the engine's path for runs of fresh chunks (one punch, one write,
+ * one batch of mappings). */
+#define RUN 4
+
+/* Owner of a block: interleaved 4K blocks below SHARED; above, units of RUN
+ * chunks, written one whole chunk or the whole unit at a time. */
 static uint64_t pick(unsigned t, unsigned *rnd, uint32_t *n)
 {
+	uint64_t unit;
+
 	if (rand_r(rnd) % 2) {
 		*n = 1;
 		return (rand_r(rnd) % (SHARED / THREADS)) * THREADS + t;
 	}
+	unit = SHARED +
+	       ((rand_r(rnd) % ((NBLOCKS - SHARED) / (RUN * CS / BS) / THREADS)) * THREADS + t) *
+		   (RUN * CS / BS);
+	if (rand_r(rnd) % 2) {
+		*n = RUN * CS / BS;
+		return unit;
+	}
 	*n = CS / BS;
-	return SHARED + ((rand_r(rnd) % ((NBLOCKS - SHARED) / *n / THREADS)) * THREADS + t) * *n;
+	return unit + rand_r(rnd) % RUN * *n;
 }
 
 static void *child_thread(void *arg)
 {
 	unsigned t = (unsigned)(uintptr_t)arg, rnd = t * 7919 + getpid();
-	uint8_t *buf = malloc(CS);
+	uint8_t *buf = malloc(RUN * CS);
 	uint64_t pend_block[64];
 	uint32_t pend_n[64];
 	uint64_t pend_seq[64];

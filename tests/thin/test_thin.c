@@ -759,6 +759,161 @@ static void test_fresh_punch(void)
 	check_pool();
 }
 
+/* A write over fresh chunks that lie next to each other in the data file
+ * writes each run with one punch and one pwrite; chunks it owns, chunks
+ * cut by the write's ends and a gap in the fresh chunks end a run. */
+static void test_fresh_runs(void)
+{
+	struct thin_pool *p = pool_get();
+	uint64_t got[8], odd[4];
+	unsigned before, n;
+	void *h = new_vol("fr", "2M");
+
+	if (!h || !p) {
+		CHECK(h && p);
+		return;
+	}
+	CHECK_EQ(write_pat(h, 4 * K, 3 * CS + 8 * K, 90, 0), 0); /* chunk 3 owned */
+	/* Every other one of 8 chunks left taken: the next write's first
+	 * fresh chunks are not next to each other. */
+	CHECK_EQ(thin_alloc(p, 8, got), 0);
+	for (int i = 0; i < 4; i++)
+		odd[i] = got[2 * i + 1];
+	thin_unalloc(p, got, 1);
+	thin_unalloc(p, got + 2, 1);
+	thin_unalloc(p, got + 4, 1);
+	thin_unalloc(p, got + 6, 1);
+	before = punches;
+	/* Chunk 0 from its middle, 1-11 whole (3 owned), 12 up to its middle. */
+	CHECK_EQ(write_pat(h, 12 * CS, CS / 2, 91, 0), 0);
+	n = punches - before;
+	/* 11 fresh chunks: fewer punches than that (runs), more than 2 (the
+	 * cut ends and the gaps each take their own). */
+	CHECK(n < 11 && n > 2);
+	CHECK(verify(h, CS / 2, 0, -1));
+	CHECK(verify(h, 12 * CS, CS / 2, 91));
+	CHECK(verify(h, CS / 2, 12 * CS + CS / 2, -1));
+	thin_unalloc(p, odd, 4);
+	thin_pool_close(p);
+	/* Whole shared chunks after a snapshot: copied on write without
+	 * reading what they held, the snapshot keeps it. */
+	ops->close(h);
+	CHECK_EQ(vol("snapshot", pool, "fr", "fr-s", NULL), 0);
+	h = open_vol("fr", false);
+	CHECK(h != NULL);
+	if (!h)
+		return;
+	CHECK_EQ(write_pat(h, 6 * CS, 2 * CS, 92, NP_IO_FUA), 0);
+	CHECK(verify(h, 3 * CS / 2, CS / 2, 91));
+	CHECK(verify(h, 6 * CS, 2 * CS, 92));
+	CHECK(verify(h, 4 * CS + CS / 2, 8 * CS, 91));
+	ops->close(h);
+	h = open_vol("fr-s", true);
+	CHECK(h != NULL);
+	if (h) {
+		CHECK(verify(h, 12 * CS, CS / 2, 91));
+		ops->close(h);
+	}
+	CHECK_EQ(vol("delete", pool, "fr", NULL), 0);
+	CHECK_EQ(vol("delete", pool, "fr-s", NULL), 0);
+	check_pool();
+}
+
+/* ops->rw_nowait with one request; its result. */
+static int nowait(void *h, int op, void *buf, uint64_t len, uint64_t off, uint32_t flags)
+{
+	struct np_io io = {.op = op, .buf = buf, .len = len, .offset = off, .flags = flags};
+	struct np_io *ios[1] = {&io};
+
+	io.result = 1;
+	ops->rw_nowait(h, ios, 1);
+	return io.result;
+}
+
+/* The loop's share (rw_nowait): READs and WRITEs without FUA inside one
+ * chunk the volume owns, with the data file in memory; anything else is
+ * left -EAGAIN for the pool. A pool on /dev/shm, so that its data file is
+ * in memory; on a disk, nothing is done on the loop. */
+static void test_rw_nowait(void)
+{
+	char saved[PATH_MAX], dir[] = "/dev/shm/test_thin_nowait.XXXXXX";
+	uint8_t buf[4 * K], want[4 * K];
+	pthread_rwlock_t *stripe;
+	struct thin_vol *tv;
+	void *h = new_vol("nw", "1M");
+
+	if (!h)
+		return;
+	fill(buf, sizeof(buf), 0, 1);
+	CHECK_EQ(nowait(h, NP_OP_READ, buf, sizeof(buf), 0, 0), -EAGAIN);
+	CHECK_EQ(write_pat(h, 4 * K, 0, 80, 0), 0);
+	if (!((struct thin_vol *)h)->pool->data_in_memory)
+		CHECK_EQ(nowait(h, NP_OP_READ, buf, sizeof(buf), 0, 0), -EAGAIN);
+	ops->close(h);
+	CHECK_EQ(vol("delete", pool, "nw", NULL), 0);
+	if (!mkdtemp(dir)) {
+		fprintf(stderr, "test_rw_nowait: no /dev/shm, in-memory part skipped\n");
+		return;
+	}
+	strcpy(saved, pool);
+	snprintf(pool, sizeof(pool), "%s/pool", dir);
+	CHECK_EQ(vol("init", pool, "--size", "4M", NULL), 0);
+	h = new_vol("nw", "1M");
+	if (!h)
+		goto out;
+	tv = h;
+	CHECK(tv->pool->data_in_memory);
+	fill(buf, sizeof(buf), 8 * K, 81);
+	CHECK_EQ(nowait(h, NP_OP_WRITE, buf, sizeof(buf), 8 * K, 0), -EAGAIN); /* a hole */
+	CHECK_EQ(write_pat(h, 4 * K, 0, 80, 0), 0);                            /* chunk 0 owned */
+	CHECK_EQ(nowait(h, NP_OP_WRITE, buf, sizeof(buf), 8 * K, 0), 0);
+	CHECK(verify(h, 4 * K, 8 * K, 81));
+	CHECK(verify(h, 4 * K, 0, 80));
+	CHECK(verify(h, 4 * K, 4 * K, -1));
+	memset(want, 0, sizeof(want));
+	CHECK_EQ(nowait(h, NP_OP_READ, want, sizeof(want), 8 * K, 0), 0);
+	CHECK(memcmp(want, buf, sizeof(buf)) == 0);
+	CHECK_EQ(nowait(h, NP_OP_WRITE, buf, sizeof(buf), 8 * K, NP_IO_FUA), -EAGAIN);
+	CHECK_EQ(nowait(h, NP_OP_WRITE, buf, sizeof(buf), CS - 2 * K, 0), -EAGAIN); /* 2 chunks */
+	CHECK_EQ(nowait(h, NP_OP_TRIM, NULL, 4 * K, 0, 0), -EAGAIN);
+	/* A catalog change holds io_lock: the loop does not wait for it. */
+	pthread_rwlock_wrlock(&tv->pool->io_lock);
+	CHECK_EQ(nowait(h, NP_OP_READ, want, sizeof(want), 8 * K, 0), -EAGAIN);
+	pthread_rwlock_unlock(&tv->pool->io_lock);
+	/* A writer of the chunk holds its stripe (thin.c's stripe_of). */
+	stripe = &tv->pool->stripes[(tv->chain[0].dev * 0x9E3779B97F4A7C15ULL) % THIN_STRIPES];
+	pthread_rwlock_wrlock(stripe);
+	CHECK_EQ(nowait(h, NP_OP_READ, want, sizeof(want), 8 * K, 0), -EAGAIN);
+	pthread_rwlock_unlock(stripe);
+	ops->close(h);
+	/* After a snapshot chunk 0 is shared: copied on write by the pool. */
+	CHECK_EQ(vol("snapshot", pool, "nw", "nw-s", NULL), 0);
+	h = open_vol("nw", false);
+	CHECK(h != NULL);
+	if (h) {
+		fill(buf, sizeof(buf), 8 * K, 82);
+		CHECK_EQ(nowait(h, NP_OP_WRITE, buf, sizeof(buf), 8 * K, 0), -EAGAIN);
+		CHECK_EQ(write_pat(h, 4 * K, 8 * K, 82, 0), 0);
+		CHECK_EQ(nowait(h, NP_OP_WRITE, buf, sizeof(buf), 8 * K, 0), 0);
+		CHECK(verify(h, 4 * K, 8 * K, 82));
+		ops->close(h);
+	}
+	h = open_vol("nw-s", true);
+	CHECK(h != NULL);
+	if (h) {
+		CHECK_EQ(nowait(h, NP_OP_WRITE, buf, sizeof(buf), 8 * K, 0),
+			 -EAGAIN); /* read-only */
+		CHECK(verify(h, 4 * K, 8 * K, 81));
+		ops->close(h);
+	}
+	check_pool();
+out:
+	strcpy(pool, saved);
+	snprintf(saved, sizeof(saved), "rm -rf '%s'", dir);
+	if (system(saved) != 0)
+		fprintf(stderr, "could not remove %s\n", dir);
+}
+
 /* A punch that fails writes the fresh chunk whole (zeroes around the
  * data). Only EOPNOTSUPP stops the pool punching; an I/O error is taken
  * for this chunk alone. */
@@ -1242,6 +1397,8 @@ int main(void)
 	test_resize();
 	test_fast_zero();
 	test_fresh_punch();
+	test_fresh_runs();
+	test_rw_nowait();
 	test_punch_fails();
 	test_big_writes(tmp);
 	test_tool_errors(tmp);

@@ -1,6 +1,7 @@
 /* When a loop waits before it polls (np_coalesce_turn, engine/server.c):
- * one trial wait in 65 turns for a client with one request in flight;
- * a wait every turn while each brings a connection several requests; a
+ * never a wait for a client with one request in flight; a trial once
+ * 64 turns have passed and one of them brought two requests; a wait every
+ * turn while each brings a connection several requests; a
  * bounded run-out once they stop paying; and no run at all while every
  * wait overruns (the loop's core busy with other threads). */
 #include <string.h>
@@ -27,14 +28,22 @@ int main(void)
 {
 	struct np_coalesce co;
 
-	/* One request in flight: a trial after 64 turns, then one in every 65
-	 * (the turn after a trial, which ends it, does not count). */
+	/* One request in flight: never a wait, so none in its latency. */
 	memset(&co, 0, sizeof(co));
-	CHECK(run(&co, 63, 1, false) == 0);
+	CHECK(run(&co, 6400, 1, false) == 0);
+	CHECK(co.credit == 0);
+
+	/* A trial once 64 turns have passed and one brought two requests;
+	 * one request per turn after it ends it (that turn does not count
+	 * towards the next), and the next needs two in a turn again. */
+	memset(&co, 0, sizeof(co));
+	CHECK(run(&co, 10, 1, false) == 0);
+	CHECK(run(&co, 1, 2, false) == 0);
+	CHECK(run(&co, 52, 1, false) == 0);
 	CHECK(run(&co, 1, 1, false) == 1);
 	CHECK(run(&co, 1, 1, false) == 0);
-	CHECK(run(&co, 640 - 65, 1, false) == 8);
-	CHECK(co.credit == 0);
+	CHECK(run(&co, 640, 1, false) == 0);
+	CHECK(run(&co, 1, 2, false) == 1);
 
 	/* Turns that served nothing do not bring the trial nearer. */
 	memset(&co, 0, sizeof(co));
