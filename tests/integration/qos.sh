@@ -169,4 +169,33 @@ done
 grep -q '^nbdplex_qos_throttled_seconds_total{export="a"} [0-9.]*[1-9]' "$TMP/stats" ||
 	fail "no time throttled counted for export a"
 stop_server
+
+# ---- a [client] names a certificate's subject (RFC 2253 form, as
+# `openssl x509 -subject -nameopt RFC2253` prints it): with
+# --tls-verify-peer its holder's requests wait in that group.
+"$NP_SRC/tests/make-pki.sh" "$TMP/pki" "$TMP/cli" --client-cert || fail "making certificates"
+dn=$(openssl x509 -in "$TMP/cli/client-cert.pem" -noout -subject -nameopt RFC2253 | sed 's/^subject=//')
+printf '[export c]\nspec = mem:16M\n[client carol]\ntls-identity = %s\niops-limit = 20\nburst-seconds = 0.1\n' \
+	"$dn" >"$TMP/dn.ini"
+start_server -c "$TMP/dn.ini" --control "$TMP/ctl.sock" --tls require \
+	--tls-certificates "$TMP/pki" --tls-verify-peer
+python3 - "$PORT" "$TMP/cli" <<'PY' || fail "reads with a client certificate"
+import sys, time, nbd
+h = nbd.NBD()
+h.set_tls(nbd.TLS_REQUIRE)
+h.set_tls_certificates(sys.argv[2])
+h.set_export_name("c")
+h.connect_tcp("localhost", sys.argv[1])
+t = time.monotonic()
+b = nbd.Buffer(4096)
+for i in range(16):
+    h.aio_pread(b, 0)
+while h.aio_in_flight():
+    h.poll(1)
+took = time.monotonic() - t
+assert took >= 0.4, f"16 reads at 20/s, bucket 2, took {took:.2f} s"
+PY
+show | grep -q '^client carol: .*throttled [1-9][0-9]* requests' ||
+	fail "the certificate's holder was not held in its group ($dn): $(show)"
+stop_server
 pass
