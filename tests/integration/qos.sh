@@ -23,6 +23,33 @@ bad_conf "iops-limt = 5" "" "unknown key 'iops-limt'"
 bad_conf "" "[client c]\niops-limit = 5" "names no address"
 bad_conf "" "[client c]\naddress = 300.1.1.1" "bad value '300.1.1.1' for 'address'"
 
+# held_reads EXPORT HOST TLS-ARGS...: 16 reads over TLS (libnbd; the
+# arguments: psk USER FILE, or cert DIR) take at least 0.4 s when a group
+# limited to 20 IOPS with a bucket of 2 holds them.
+held_reads() {
+	python3 - "$PORT" "$@" <<'PY'
+import sys, time, nbd
+port, export, host, how = sys.argv[1:5]
+h = nbd.NBD()
+h.set_tls(nbd.TLS_REQUIRE)
+if how == "psk":
+    h.set_tls_username(sys.argv[5])
+    h.set_tls_psk_file(sys.argv[6])
+else:
+    h.set_tls_certificates(sys.argv[5])
+h.set_export_name(export)
+h.connect_tcp(host, port)
+t = time.monotonic()
+b = nbd.Buffer(4096)
+for i in range(16):
+    h.aio_pread(b, 0)
+while h.aio_in_flight():
+    h.poll(1)
+took = time.monotonic() - t
+assert took >= 0.4, f"16 reads at 20/s, bucket 2, took {took:.2f} s"
+PY
+}
+
 # ---- a server with limits, a control socket and TLS PSK
 echo "alice:$(openssl rand -hex 32)" >"$TMP/keys.psk"
 conf() { # $1: iops-limit of "a"
@@ -120,23 +147,7 @@ nbdsh -u "nbd://127.0.0.1:$PORT/b" -c '
 for i in range(40): h.pread(4096, 0)' || fail "plain reads"
 mid=$(show | sed -n 's/^client alice: .*throttled \([0-9]*\) requests.*/\1/p')
 [ "$mid" = "$before" ] || fail "a plain connection waited in alice's group ($before -> $mid)"
-python3 - "$PORT" "$TMP/keys.psk" <<'PY' || fail "reads as alice over TLS"
-import sys, time, nbd
-h = nbd.NBD()
-h.set_tls(nbd.TLS_REQUIRE)
-h.set_tls_username("alice")
-h.set_tls_psk_file(sys.argv[2])
-h.set_export_name("b")
-h.connect_tcp("127.0.0.1", sys.argv[1])
-t = time.monotonic()
-b = nbd.Buffer(4096)
-for i in range(16):
-    h.aio_pread(b, 0)
-while h.aio_in_flight():
-    h.poll(1)
-took = time.monotonic() - t
-assert took >= 0.4, f"16 reads at 20/s, bucket 2, took {took:.2f} s"
-PY
+held_reads b 127.0.0.1 psk alice "$TMP/keys.psk" || fail "reads as alice over TLS"
 after=$(show | sed -n 's/^client alice: .*throttled \([0-9]*\) requests.*/\1/p')
 [ "$after" -gt "$mid" ] || fail "alice's reads were not held in her group ($mid -> $after)"
 
@@ -179,22 +190,7 @@ printf '[export c]\nspec = mem:16M\n[client carol]\ntls-identity = %s\niops-limi
 	"$dn" >"$TMP/dn.ini"
 start_server -c "$TMP/dn.ini" --control "$TMP/ctl.sock" --tls require \
 	--tls-certificates "$TMP/pki" --tls-verify-peer
-python3 - "$PORT" "$TMP/cli" <<'PY' || fail "reads with a client certificate"
-import sys, time, nbd
-h = nbd.NBD()
-h.set_tls(nbd.TLS_REQUIRE)
-h.set_tls_certificates(sys.argv[2])
-h.set_export_name("c")
-h.connect_tcp("localhost", sys.argv[1])
-t = time.monotonic()
-b = nbd.Buffer(4096)
-for i in range(16):
-    h.aio_pread(b, 0)
-while h.aio_in_flight():
-    h.poll(1)
-took = time.monotonic() - t
-assert took >= 0.4, f"16 reads at 20/s, bucket 2, took {took:.2f} s"
-PY
+held_reads c localhost cert "$TMP/cli" || fail "reads with a client certificate"
 show | grep -q '^client carol: .*throttled [1-9][0-9]* requests' ||
 	fail "the certificate's holder was not held in its group ($dn): $(show)"
 stop_server
