@@ -35,17 +35,8 @@ OUT=$ROOT/perf/RESULTS-thin.md
 ROUNDS=5
 E2E=1
 ARGS_GIVEN="$*"
-while [ $# -gt 0 ]; do
-	case "$1" in
-	--dir) DIR=${2:?}; shift ;;
-	--out) OUT=${2:?}; shift ;;
-	--rounds) ROUNDS=${2:?}; shift ;;
-	--no-e2e) E2E=0 ;;
-	-h | --help) usage; exit 0 ;;
-	*) echo "bench-diff.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
-	esac
-	shift
-done
+. "$ROOT/perf/lib/opts.sh"
+bench_args bench-diff.sh --dir=DIR --out=OUT --rounds=ROUNDS --no-e2e:E2E=0 -- "$@"
 for t in "$NBDPLEX" "$DIFF_WALK"; do
 	[ -x "$t" ] || { echo "bench-diff.sh: $t is not built" >&2; exit 1; }
 done

@@ -34,19 +34,9 @@ OUT=$ROOT/perf/RESULTS-fairness.md
 PORT=21950
 ARGS_GIVEN="$*"
 
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --rounds) ROUNDS=${2:?--rounds needs a number}; shift ;;
-        --servers) SERVERS=${2:?--servers needs a list}; shift ;;
-        --out) OUT=${2:?--out needs a file}; shift ;;
-        --port) PORT=${2:?--port needs a number}; shift ;;
-        -h|--help) usage; exit 0 ;;
-        *) echo "bench-fairness.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
-    esac
-    shift
-done
+. "$ROOT/perf/lib/opts.sh"
+bench_args bench-fairness.sh --rounds=ROUNDS --servers=SERVERS --out=OUT --port=PORT -- "$@"
 
-die() { echo "bench-fairness.sh: $*" >&2; exit 1; }
 fio --enghelp 2>/dev/null | grep -qw nbd || die "fio has no nbd engine"
 "$NBDPLEX" serve --help >/dev/null 2>&1 || die "$NBDPLEX has no serve"
 ulimit -n 4096 || die "cannot raise the descriptor limit to 4096"

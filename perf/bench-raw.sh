@@ -37,21 +37,9 @@ OUT=$ROOT/perf/RESULTS-raw.md
 PORT=21900
 ARGS_GIVEN="$*"
 
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --rounds) ROUNDS=${2:?--rounds needs a number}; shift ;;
-        --runtime) RUNTIME=${2:?--runtime needs seconds}; shift ;;
-        --size) SIZE=${2:?--size needs a size}; shift ;;
-        --targets) TARGETS=${2:?--targets needs a list}; shift ;;
-        --out) OUT=${2:?--out needs a file}; shift ;;
-        --port) PORT=${2:?--port needs a number}; shift ;;
-        -h|--help) usage; exit 0 ;;
-        *) echo "bench-raw.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
-    esac
-    shift
-done
+. "$ROOT/perf/lib/opts.sh"
+bench_args bench-raw.sh --rounds=ROUNDS --runtime=RUNTIME --size=SIZE --targets=TARGETS --out=OUT --port=PORT -- "$@"
 
-die() { echo "bench-raw.sh: $*" >&2; exit 1; }
 [ "$(id -u)" -eq 0 ] || die "needs root for losetup"
 fio --enghelp 2>/dev/null | grep -qw nbd || die "fio has no nbd engine"
 case ",$TARGETS," in

@@ -44,21 +44,9 @@ OUT=$ROOT/perf/RESULTS-rbd.md
 PORT=21910
 ARGS_GIVEN="$*"
 
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --rounds) ROUNDS=${2:?--rounds needs a number}; shift ;;
-        --runtime) RUNTIME=${2:?--runtime needs seconds}; shift ;;
-        --conns) CONNS=${2:?--conns needs a list}; shift ;;
-        --targets) TARGETS=${2:?--targets needs a list}; shift ;;
-        --out) OUT=${2:?--out needs a file}; shift ;;
-        --port) PORT=${2:?--port needs a number}; shift ;;
-        -h|--help) usage; exit 0 ;;
-        *) echo "bench-rbd.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
-    esac
-    shift
-done
+. "$ROOT/perf/lib/opts.sh"
+bench_args bench-rbd.sh --rounds=ROUNDS --runtime=RUNTIME --conns=CONNS --targets=TARGETS --out=OUT --port=PORT -- "$@"
 
-die() { echo "bench-rbd.sh: $*" >&2; exit 1; }
 fio --enghelp 2>/dev/null | grep -qw nbd || die "fio has no nbd engine"
 command -v rbd >/dev/null || die "rbd missing (scripts/install-deps.sh --all)"
 case ",$TARGETS," in

@@ -26,15 +26,8 @@ HANDOFFS=5
 RUNTIME=15
 OUT=$ROOT/perf/RESULTS-takeover.md
 ARGS_GIVEN="$*"
-while [ $# -gt 0 ]; do
-	case $1 in
-	--handoffs) HANDOFFS=$2; shift 2 ;;
-	--runtime) RUNTIME=$2; shift 2 ;;
-	--out) OUT=$2; shift 2 ;;
-	-h | --help) usage; exit 0 ;;
-	*) usage >&2; exit 2 ;;
-	esac
-done
+. "$ROOT/perf/lib/opts.sh"
+bench_args bench-takeover.sh --handoffs=HANDOFFS --runtime=RUNTIME --out=OUT -- "$@"
 
 W=$(mktemp -d /dev/shm/np-takeover.XXXXXX)
 PIDS=()

@@ -46,29 +46,8 @@ OUT=$ROOT/perf/RESULTS.md
 PORT_BASE=21000
 ARGS_GIVEN="$*"
 
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --quick) QUICK=1 ;;
-        --case) CASES=${2:?--case needs a list}; shift ;;
-        --case=*) CASES=${1#*=} ;;
-        --servers) SERVERS=${2:?--servers needs a list}; shift ;;
-        --servers=*) SERVERS=${1#*=} ;;
-        --rounds) ROUNDS=${2:?--rounds needs a number}; shift ;;
-        --rounds=*) ROUNDS=${1#*=} ;;
-        --runtime) RUNTIME=${2:?--runtime needs seconds}; shift ;;
-        --runtime=*) RUNTIME=${1#*=} ;;
-        --jobs) JOBS_WANTED=${2:?--jobs needs a list}; shift ;;
-        --jobs=*) JOBS_WANTED=${1#*=} ;;
-        --no-extras) EXTRAS=0 ;;
-        --out) OUT=${2:?--out needs a file}; shift ;;
-        --out=*) OUT=${1#*=} ;;
-        --port-base) PORT_BASE=${2:?--port-base needs a number}; shift ;;
-        --port-base=*) PORT_BASE=${1#*=} ;;
-        -h|--help) usage; exit 0 ;;
-        *) echo "bench.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
-    esac
-    shift
-done
+. "$ROOT/perf/lib/opts.sh"
+bench_args bench.sh --quick:QUICK=1 --case=CASES --servers=SERVERS --rounds=ROUNDS --runtime=RUNTIME --jobs=JOBS_WANTED --no-extras:EXTRAS=0 --out=OUT --port-base=PORT_BASE -- "$@"
 
 if [ -z "$RUNTIME" ]; then
     if [ $QUICK = 1 ]; then RUNTIME=2; else RUNTIME=8; fi
@@ -87,7 +66,6 @@ NEW4K=$((RUNTIME * 10000)); NEW4K4=$((RUNTIME * 2500)); NEW1M=$((RUNTIME * 512))
 IDLE_CONNS=1000
 EXPORT=bench
 
-die() { echo "bench.sh: $*" >&2; exit 1; }
 log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
 
 case "$ROUNDS" in ''|*[!0-9]*|0) die "--rounds wants a positive integer, got '$ROUNDS'" ;; esac
