@@ -212,6 +212,7 @@ static void *ctl_main(void *arg)
 		unsigned long round = g.gen;
 		size_t n = 0, i;
 		void *np, *ns;
+		struct pollfd wake_only, *pf;
 		int r;
 
 		g.seen = round;
@@ -226,18 +227,19 @@ static void *ctl_main(void *arg)
 			socks = ns;
 		if (!np || !ns)
 			n = 0; /* out of memory: serve nothing until woken */
-		pfd[0] = (struct pollfd){.fd = g.wake[0], .events = POLLIN};
+		pf = pfd ? pfd : &wake_only;
+		pf[0] = (struct pollfd){.fd = g.wake[0], .events = POLLIN};
 		i = 0;
 		for (struct np_ctl *c = g.socks; c && i < n; c = c->next, i++) {
-			pfd[1 + i] = (struct pollfd){.fd = c->fd, .events = POLLIN};
+			pf[1 + i] = (struct pollfd){.fd = c->fd, .events = POLLIN};
 			socks[i] = c;
 		}
 		pthread_mutex_unlock(&g.mu);
-		r = poll(pfd, n + 1, -1);
+		r = poll(pf, n + 1, -1);
 		pthread_mutex_lock(&g.mu);
 		if (r <= 0)
 			continue;
-		if (pfd[0].revents) {
+		if (pf[0].revents) {
 			char drain[64];
 
 			while (read(g.wake[0], drain, sizeof(drain)) > 0)
@@ -248,7 +250,7 @@ static void *ctl_main(void *arg)
 		for (i = 0; i < n && g.gen == round && !g.stopping; i++) {
 			int fd;
 
-			if (!pfd[1 + i].revents)
+			if (!pf[1 + i].revents)
 				continue;
 			fd = accept4(socks[i]->fd, NULL, NULL, SOCK_CLOEXEC);
 			if (fd < 0)
