@@ -223,6 +223,18 @@ void np_exports_close_deferred(struct np_server *srv, size_t n)
 
 /* ---- letting another process open an export for a while ---- */
 
+int np_export_space(struct np_server *srv, struct np_export *ex, uint64_t *used, uint64_t *capacity)
+{
+	int r = -ENOTSUP;
+
+	/* Under the lock: a hand-off may be closing the handle. */
+	pthread_mutex_lock(&srv->exports_lock);
+	if (ex->h && ex->ops->space)
+		r = ex->ops->space(ex->h, used, capacity);
+	pthread_mutex_unlock(&srv->exports_lock);
+	return r;
+}
+
 void np_export_let_go(struct np_server *srv, struct np_export *ex)
 {
 	void *h;

@@ -52,6 +52,10 @@ void np_exports_close_deferred(struct np_server *srv, size_t n);
  * can open it, and opens it again if the hand-off fails. Only while every
  * connection is still. take_back returns 0 or -errno. */
 void np_export_let_go(struct np_server *srv, struct np_export *ex);
+/* The engine's space() (bytes used and usable), or -errno: -ENOTSUP
+ * without one, or while a hand-off has the handle closed. */
+int np_export_space(struct np_server *srv, struct np_export *ex, uint64_t *used,
+		    uint64_t *capacity);
 int np_export_take_back(struct np_server *srv, struct np_export *ex);
 /* Drops a reference; the last one flushes and closes the export. */
 void np_export_put(struct np_server *srv, struct np_export *ex);
