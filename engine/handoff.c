@@ -344,13 +344,15 @@ struct released {
 struct let_go_arg {
 	struct np_export *ex;
 	bool reopen;
+	bool failed; /* a loop's handle did not open again */
 };
 
 static void loop_let_go(struct np_loop *l, void *arg)
 {
 	struct let_go_arg *a = arg;
 
-	np_loop_export_let_go(l, a->ex, a->reopen);
+	if (np_loop_export_let_go(l, a->ex, a->reopen) < 0)
+		a->failed = true;
 }
 
 /* Closes the engine handles of the exports named in names (len bytes of
@@ -361,7 +363,7 @@ static int release_named(struct np_server *srv, const char *names, size_t len, s
 {
 	for (const char *name = names; name < names + len; name += strlen(name) + 1) {
 		struct np_export *found = NULL;
-		struct let_go_arg a;
+		struct let_go_arg a = {.failed = false};
 
 		pthread_mutex_lock(&srv->exports_lock);
 		for (unsigned k = 0; k < NP_MAX_EXPORTS && !found; k++)
@@ -401,17 +403,17 @@ static void take_back(struct np_server *srv, struct released *rel)
 		uint64_t t0 = now_ns();
 		struct timespec ts = {0, 50000000};
 
-		while (np_export_take_back(srv, ex) < 0) {
-			if (now_ns() - t0 > (uint64_t)RETAKE_MS * 1000000u) {
-				/* Its clients cannot be served, and must not
-				 * be answered from a closed engine. */
-				np_err("hand-off: export '%s' cannot be reopened; exiting",
-				       ex->hs.name);
-				_exit(1);
-			}
+		while (np_export_take_back(srv, ex) < 0 &&
+		       !(a.failed = now_ns() - t0 > (uint64_t)RETAKE_MS * 1000000u))
 			nanosleep(&ts, NULL);
+		if (!a.failed)
+			on_each_loop(srv, loop_let_go, &a); /* each loop's handle */
+		if (a.failed) {
+			/* Its clients cannot be served, and must not be
+			 * answered from a closed engine. */
+			np_err("hand-off: export '%s' cannot be reopened; exiting", ex->hs.name);
+			_exit(1);
 		}
-		on_each_loop(srv, loop_let_go, &a);
 		np_export_put(srv, ex);
 	}
 	rel->n = 0;
