@@ -1,5 +1,6 @@
 /* Exports: opening each engine, asking its capabilities once, and turning
  * them into the transmission flags every client of the export sees. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 #include "engine/log.h"
 #include "engine/server.h"
 #include "storage/registry.h"
+#include "util/err.h"
 
 static uint16_t tflags_from_caps(uint32_t caps, bool readonly)
 {
@@ -45,9 +47,10 @@ static void apply_settings(struct np_export *ex, const struct np_export_cfg *ec)
 	ex->allow = &ec->allow;
 }
 
-/* max_request: the server's (as started; a reload keeps it). */
+/* max_request: the server's (as started; a reload keeps it). Returns 0 or
+ * -errno; with quiet_busy, -EBUSY is not logged (the caller says why). */
 static int open_one(struct np_export *ex, const struct np_export_cfg *ec, bool all_readonly,
-		    uint32_t max_request)
+		    uint32_t max_request, bool quiet_busy)
 {
 	const char *colon = strchr(ec->spec, ':');
 	char engine[32];
@@ -69,10 +72,14 @@ static int open_one(struct np_export *ex, const struct np_export_cfg *ec, bool a
 	ex->readonly = all_readonly || ec->readonly;
 	r = ex->ops->open(colon + 1, ex->readonly, &ex->h, &err);
 	if (r < 0) {
-		np_err("export '%s': %s", ec->name, err ? err : strerror(-r));
+		if (r == -EBUSY && quiet_busy)
+			np_info("export '%s': %s; asking the running server to release it",
+				ec->name, err ? err : strerror(-r));
+		else
+			np_err("export '%s': %s", ec->name, err ? err : strerror(-r));
 		free(err);
 		ex->ops = NULL;
-		return -1;
+		return r;
 	}
 	ex->caps = ex->ops->caps(ex->h);
 	if (!(ex->caps & NP_CAP_WRITE))
@@ -93,9 +100,14 @@ static int open_one(struct np_export *ex, const struct np_export_cfg *ec, bool a
 	return 0;
 }
 
-/* Flushes and closes an export no one holds any more. */
+/* Flushes and closes an export no one holds any more (one released to a
+ * new process has no handle left). */
 static void destroy(struct np_export *ex)
 {
+	if (!ex->h) {
+		free(ex);
+		return;
+	}
 	if (!ex->readonly && ex->ops->flush) {
 		int r = ex->ops->flush(ex->h);
 
@@ -106,17 +118,21 @@ static void destroy(struct np_export *ex)
 	free(ex);
 }
 
-/* Opens an export into a free slot; the table holds the reference. */
-static int add_export(struct np_server *srv, const struct np_export_cfg *ec, bool all_readonly)
+/* Opens an export into a free slot; the table holds the reference.
+ * Returns 0, -EBUSY (with quiet_busy: not logged as an error) or -1. */
+static int add_export_busy(struct np_server *srv, const struct np_export_cfg *ec, bool all_readonly,
+			   bool quiet_busy)
 {
 	struct np_export *ex = calloc(1, sizeof(*ex));
 	unsigned slot;
+	int r;
 
 	if (!ex)
 		return -1;
-	if (open_one(ex, ec, all_readonly, srv->cfg->max_request) < 0) {
+	r = open_one(ex, ec, all_readonly, srv->cfg->max_request, quiet_busy);
+	if (r < 0) {
 		free(ex);
-		return -1;
+		return r == -EBUSY && quiet_busy ? r : -1;
 	}
 	ex->refs = 1;
 	pthread_mutex_lock(&srv->exports_lock);
@@ -138,17 +154,119 @@ static int add_export(struct np_server *srv, const struct np_export_cfg *ec, boo
 	return 0;
 }
 
+static int add_export(struct np_server *srv, const struct np_export_cfg *ec, bool all_readonly)
+{
+	return add_export_busy(srv, ec, all_readonly, false);
+}
+
 int np_exports_open(struct np_server *srv, const struct np_config *cfg)
 {
 	pthread_mutex_init(&srv->exports_lock, NULL);
 	srv->default_export = cfg->exports[0].name;
 	srv->current_cfg = cfg;
+	srv->n_deferred = 0;
 	for (size_t i = 0; i < cfg->n_exports; i++) {
-		if (add_export(srv, &cfg->exports[i], cfg->readonly) < 0) {
+		/* Taking over, an export the running server holds exclusively
+		 * (a thin pool's lock, a device opened O_EXCL) opens once it
+		 * lets go (np_exports_open_deferred). */
+		int r =
+		    add_export_busy(srv, &cfg->exports[i], cfg->readonly, cfg->takeover != NULL);
+
+		if (r == -EBUSY && srv->n_deferred < NP_MAX_EXPORTS) {
+			srv->deferred[srv->n_deferred++] = &cfg->exports[i];
+		} else if (r < 0) {
 			np_exports_close(srv);
 			return -1;
 		}
 	}
+	return 0;
+}
+
+static struct np_export *find_named(struct np_server *srv, const char *name, bool draining);
+
+/* Takes an export opened here out of the table and closes it. */
+static void remove_named(struct np_server *srv, const char *name)
+{
+	struct np_export *ex;
+
+	pthread_mutex_lock(&srv->exports_lock);
+	ex = find_named(srv, name, false);
+	if (ex) {
+		srv->exports[ex->slot] = NULL;
+		srv->n_exports--;
+	}
+	pthread_mutex_unlock(&srv->exports_lock);
+	if (ex)
+		destroy(ex);
+}
+
+int np_exports_open_deferred(struct np_server *srv, char **err)
+{
+	for (size_t i = 0; i < srv->n_deferred; i++) {
+		const struct np_export_cfg *ec = srv->deferred[i];
+
+		if (add_export(srv, ec, srv->cfg->readonly) < 0) {
+			np_exports_close_deferred(srv, i);
+			return np_errmsg(err, -EBUSY,
+					 "export '%s' cannot open even once released (above)",
+					 ec->name);
+		}
+	}
+	return 0;
+}
+
+void np_exports_close_deferred(struct np_server *srv, size_t n)
+{
+	for (size_t i = 0; i < n && i < srv->n_deferred; i++)
+		remove_named(srv, srv->deferred[i]->name);
+}
+
+/* ---- letting another process open an export for a while ---- */
+
+int np_export_space(struct np_server *srv, struct np_export *ex, uint64_t *used, uint64_t *capacity)
+{
+	int r = -ENOTSUP;
+
+	/* Under the lock: a hand-off may be closing the handle. */
+	pthread_mutex_lock(&srv->exports_lock);
+	if (ex->h && ex->ops->space)
+		r = ex->ops->space(ex->h, used, capacity);
+	pthread_mutex_unlock(&srv->exports_lock);
+	return r;
+}
+
+void np_export_let_go(struct np_server *srv, struct np_export *ex)
+{
+	void *h;
+
+	pthread_mutex_lock(&srv->exports_lock);
+	h = ex->h;
+	ex->h = NULL;
+	pthread_mutex_unlock(&srv->exports_lock);
+	if (h)
+		ex->ops->close(h);
+	np_info("export '%s': released for the new process", ex->hs.name);
+}
+
+int np_export_take_back(struct np_server *srv, struct np_export *ex)
+{
+	char *err = NULL;
+	void *h = NULL;
+	int r;
+
+	if (ex->h)
+		return 0;
+	r = ex->ops->open(strchr(ex->cfg->spec, ':') + 1, ex->readonly, &h, &err);
+	if (r < 0) {
+		np_errmsg(&err, r, "%s", strerror(-r));
+		np_warn("export '%s': reopening: %s", ex->hs.name, err);
+		free(err);
+		return r;
+	}
+	pthread_mutex_lock(&srv->exports_lock);
+	ex->h = h;
+	pthread_mutex_unlock(&srv->exports_lock);
+	np_info("export '%s': reopened", ex->hs.name);
 	return 0;
 }
 

@@ -40,6 +40,23 @@ void np_exports_close(struct np_server *srv);
  * and marks removed exports draining; the caller then has the loops drain
  * their clients. Returns 0, or -1 with the old configuration kept. */
 int np_exports_reload(struct np_server *srv);
+/* serve --takeover: opens the exports np_exports_open found busy (now
+ * released by the running server); on failure closes those it opened and
+ * returns -errno with *err set. np_exports_close_deferred closes the first
+ * n of them again (the hand-off failed: the running server takes them
+ * back). */
+int np_exports_open_deferred(struct np_server *srv, char **err);
+void np_exports_close_deferred(struct np_server *srv, size_t n);
+/* The running server's side: closes an export's engine handle (each loop's
+ * own handle closed first, np_loop_export_let_go) so that the new process
+ * can open it, and opens it again if the hand-off fails. Only while every
+ * connection is still. take_back returns 0 or -errno. */
+void np_export_let_go(struct np_server *srv, struct np_export *ex);
+/* The engine's space() (bytes used and usable), or -errno: -ENOTSUP
+ * without one, or while a hand-off has the handle closed. */
+int np_export_space(struct np_server *srv, struct np_export *ex, uint64_t *used,
+		    uint64_t *capacity);
+int np_export_take_back(struct np_server *srv, struct np_export *ex);
 /* Drops a reference; the last one flushes and closes the export. */
 void np_export_put(struct np_server *srv, struct np_export *ex);
 bool np_export_draining(const struct np_export *ex);

@@ -14,13 +14,21 @@
  *      socket by SCM_RIGHTS, its negotiated options, its unparsed input),
  *      then END;
  *   4. waits for ACK (the new process has all of it and serves every
- *      export named), answers COMMIT, and from then on never reads those
+ *      export named); before it, the new process may send RELEASE with
+ *      the names of exports it could not open because this process holds
+ *      them exclusively (EBUSY: a thin pool's RocksDB lock, a device
+ *      opened O_EXCL): this one closes their engine handles (each loop's,
+ *      then the shared one) and answers RELEASED, and the new one opens
+ *      them. On ACK it answers COMMIT, and from then on never reads those
  *      sockets again: its loops let the connections go, and it exits 0.
  * Any failure before COMMIT (NAK, a timeout, the new process gone) resumes
- * the old process: accepting and parsing start again from what is
- * buffered, and nothing was lost or answered twice, since the new process
- * has read nothing. If the old process dies after ACK, the new one keeps
- * what it received.
+ * the old process: it reopens what it released (the new process closes it
+ * before its NAK, or it closes as that process dies; tried for RETAKE_MS,
+ * then the old process exits rather than answer from a closed engine),
+ * then accepting and parsing start again from what is buffered, and
+ * nothing was lost or answered twice, since the new process has read
+ * nothing. If the old process dies after ACK, the new one keeps what it
+ * received.
  *
  * Messages are fixed structs of this build (both ends run on one host and
  * check the magic, which carries a version), each possibly followed by a
@@ -52,7 +60,17 @@
 #define MSG_MS        30000                 /* each message, either way */
 #define MAX_MOVED     65536                 /* connections in one hand-off */
 
-enum { MSG_LISTENER = 1, MSG_CONN, MSG_END, MSG_ACK, MSG_NAK, MSG_COMMIT };
+enum {
+	MSG_LISTENER = 1,
+	MSG_CONN,
+	MSG_END,
+	MSG_ACK,
+	MSG_NAK,
+	MSG_COMMIT,
+	MSG_RELEASE,
+	MSG_RELEASED
+};
+#define RETAKE_MS 10000 /* reopening what the new process had, once it let go */
 
 struct msg_hello {
 	uint64_t magic;
@@ -315,16 +333,130 @@ static int send_all(struct np_server *srv, int fd, const struct collected *co, u
 	return r;
 }
 
-/* The new process's verdict: 0 on ACK, else why not. */
-static int await_ack(int fd, char **err)
+static void refuse(int fd, const char *why);
+
+/* What the old process let go of for the new one. */
+struct released {
+	struct np_export *ex[NP_MAX_EXPORTS];
+	size_t n;
+};
+
+struct let_go_arg {
+	struct np_export *ex;
+	bool reopen;
+	bool failed; /* a loop's handle did not open again */
+};
+
+static void loop_let_go(struct np_loop *l, void *arg)
+{
+	struct let_go_arg *a = arg;
+
+	if (np_loop_export_let_go(l, a->ex, a->reopen) < 0)
+		a->failed = true;
+}
+
+/* Closes the engine handles of the exports named in names (len bytes of
+ * NUL-terminated names) that this server has; the exports stay in the
+ * table, held. */
+static int release_named(struct np_server *srv, const char *names, size_t len, struct released *rel,
+			 char **err)
+{
+	for (const char *name = names; name < names + len; name += strlen(name) + 1) {
+		struct np_export *found = NULL;
+		struct let_go_arg a = {.failed = false};
+
+		pthread_mutex_lock(&srv->exports_lock);
+		for (unsigned k = 0; k < NP_MAX_EXPORTS && !found; k++)
+			if (srv->exports[k] && !srv->exports[k]->draining &&
+			    strcmp(srv->exports[k]->hs.name, name) == 0)
+				found = srv->exports[k];
+		if (found)
+			found->refs++;
+		pthread_mutex_unlock(&srv->exports_lock);
+		if (!found) {
+			/* New here, perhaps a volume of a pool this server
+			 * holds: it may open once the others are released. */
+			np_info("hand-off: no export '%s' here to release", name);
+			continue;
+		}
+		if (rel->n == NP_MAX_EXPORTS) {
+			np_export_put(srv, found);
+			return np_errmsg(err, -E2BIG, "too many exports to release");
+		}
+		rel->ex[rel->n++] = found;
+		a.ex = found;
+		a.reopen = false;
+		on_each_loop(srv, loop_let_go, &a);
+		np_export_let_go(srv, found);
+	}
+	return 0;
+}
+
+/* The hand-off failed: this process opens again what it released, each
+ * loop's handle after the shared one. The new process closed them or is
+ * gone; its descriptors may take a moment to close. */
+static void take_back(struct np_server *srv, struct released *rel)
+{
+	for (size_t i = 0; i < rel->n; i++) {
+		struct np_export *ex = rel->ex[i];
+		struct let_go_arg a = {.ex = ex, .reopen = true};
+		uint64_t t0 = now_ns();
+		struct timespec ts = {0, 50000000};
+
+		while (np_export_take_back(srv, ex) < 0 &&
+		       !(a.failed = now_ns() - t0 > (uint64_t)RETAKE_MS * 1000000u))
+			nanosleep(&ts, NULL);
+		if (!a.failed)
+			on_each_loop(srv, loop_let_go, &a); /* each loop's handle */
+		if (a.failed) {
+			/* Its clients cannot be served, and must not be
+			 * answered from a closed engine. */
+			np_err("hand-off: export '%s' cannot be reopened; exiting", ex->hs.name);
+			_exit(1);
+		}
+		np_export_put(srv, ex);
+	}
+	rel->n = 0;
+}
+
+/* The new process's verdict: 0 on ACK, else why not. Before it, each
+ * RELEASE is answered (RELEASED, or NAK with the reason). */
+static int await_ack(struct np_server *srv, int fd, struct released *rel, char **err)
 {
 	struct msg m;
 	int fds[NP_CTL_MAX_FDS];
 	size_t nfds;
-	int r = np_ctl_recv(fd, &m, sizeof(m), fds, &nfds, MSG_MS);
+	int r;
 
+again:
+	r = np_ctl_recv(fd, &m, sizeof(m), fds, &nfds, MSG_MS);
 	while (nfds)
 		close(fds[--nfds]);
+	if (r == 0 && m.type == MSG_RELEASE && m.len1 > 0 && m.len1 <= 65536) {
+		char *names = malloc(m.len1 + 1);
+		char *why = NULL;
+
+		r = names ? np_ctl_recv(fd, names, m.len1, fds, &nfds, MSG_MS) : -ENOMEM;
+		while (r == 0 && nfds)
+			close(fds[--nfds]);
+		if (r == 0) {
+			names[m.len1] = '\0';
+			np_info("hand-off: the new process asks for exports it cannot open");
+			r = release_named(srv, names, m.len1, rel, &why);
+		}
+		free(names);
+		if (r == 0) {
+			msg_init(&m, MSG_RELEASED);
+			r = send_msg(fd, &m, -1, NULL, NULL);
+		} else if (why) {
+			refuse(fd, why);
+			np_errmsg(err, r, "%s", why);
+		}
+		free(why);
+		if (r == 0)
+			goto again;
+		return np_errmsg(err, r, "releasing exports: %s", strerror(-r));
+	}
 	if (r < 0)
 		return np_errmsg(err, r, "the new process did not answer: %s", strerror(-r));
 	if (m.type == MSG_ACK)
@@ -352,6 +484,7 @@ static void *handoff_thread(void *arg)
 	struct old_side os = *(struct old_side *)arg;
 	struct np_server *srv = os.srv;
 	struct collected co = {0};
+	struct released rel = {.n = 0};
 	struct ucred cr = {0};
 	socklen_t crlen = sizeof(cr);
 	uint64_t t0 = now_ns();
@@ -384,7 +517,7 @@ static void *handoff_thread(void *arg)
 		np_errmsg(&err, r, "sending: %s", strerror(-r));
 		goto resume;
 	}
-	r = await_ack(os.fd, &err);
+	r = await_ack(srv, os.fd, &rel, &err);
 	if (r < 0)
 		goto resume;
 	{
@@ -397,6 +530,8 @@ static void *handoff_thread(void *arg)
 	}
 	np_info("hand-off: %zu connection(s) and %zu listener(s) passed in %.1f ms; exiting", co.n,
 		srv->n_listeners, (double)(now_ns() - t0) / 1e6);
+	for (size_t i = 0; i < rel.n; i++)
+		np_export_put(srv, rel.ex[i]); /* closed: the new process's now */
 	srv->handoff_sock = os.fd;
 	srv->handed_off = true;
 	for (unsigned i = 0; i < srv->n_loops; i++)
@@ -406,6 +541,7 @@ static void *handoff_thread(void *arg)
 resume:
 	np_warn("hand-off failed: %s; serving on", err ? err : strerror(-r));
 	close(os.fd);
+	take_back(srv, &rel);
 	on_each_loop(srv, handoff_off, NULL);
 	atomic_store(&srv->accept_paused, false);
 	np_mailbox_signal(np_loop_mailbox(np_loop_nth(srv, 0)), NP_LOOP_ACCEPT);
@@ -644,12 +780,64 @@ static void refuse(int fd, const char *why)
 	send_msg(fd, &m, -1, why, NULL);
 }
 
+/* Asks the running server (now still, its exports flushed) to let go of
+ * the exports this process found busy, and opens them. *opened: how many
+ * were released, for np_exports_close_deferred. */
+static int open_released(struct np_server *srv, int fd, size_t *opened, char **err)
+{
+	char *names = NULL;
+	size_t len = 0;
+	struct msg m;
+	int r;
+
+	*opened = 0;
+	if (!srv->n_deferred)
+		return 0;
+	for (size_t i = 0; i < srv->n_deferred; i++)
+		len += strlen(srv->deferred[i]->name) + 1;
+	names = malloc(len);
+	if (!names)
+		return np_errmsg(err, -ENOMEM, "out of memory");
+	len = 0;
+	for (size_t i = 0; i < srv->n_deferred; i++) {
+		size_t n = strlen(srv->deferred[i]->name) + 1;
+
+		memcpy(names + len, srv->deferred[i]->name, n);
+		len += n;
+	}
+	msg_init(&m, MSG_RELEASE);
+	m.len1 = (uint32_t)len;
+	r = send_msg(fd, &m, -1, names, NULL);
+	free(names);
+	if (r < 0)
+		return np_errmsg(err, r, "the running server went away: %s", strerror(-r));
+	r = recv_part(fd, &m, sizeof(m));
+	if (r < 0)
+		return np_errmsg(err, r, "the running server did not release: %s", strerror(-r));
+	if (m.type == MSG_NAK && m.len1 > 0 && m.len1 < 4096) {
+		char *text = calloc(1, m.len1 + 1);
+
+		if (text && recv_part(fd, text, m.len1) == 0)
+			np_errmsg(err, -EPROTO, "the running server cannot release: %s", text);
+		free(text);
+		return np_errmsg(err, -EPROTO, "the running server cannot release them");
+	}
+	if (m.type != MSG_RELEASED)
+		return np_errmsg(err, -EPROTO, "the running server answered %u", m.type);
+	np_info("hand-off: %zu export(s) released; opening them", srv->n_deferred);
+	r = np_exports_open_deferred(srv, err); /* on failure, closes what it opened */
+	if (r == 0)
+		*opened = srv->n_deferred;
+	return r;
+}
+
 int np_handoff_receive(struct np_server *srv, const char *control, struct np_handoff_in *in,
 		       char **err)
 {
 	char *words[] = {"takeover"};
 	const char *delay = getenv("NP_HANDOFF_TEST_DELAY_MS");
 	struct msg m;
+	size_t opened = 0;
 	int r;
 
 	memset(in, 0, sizeof(*in));
@@ -657,8 +845,13 @@ int np_handoff_receive(struct np_server *srv, const char *control, struct np_han
 	if (in->sock < 0)
 		return np_errmsg(err, in->sock, "--takeover %s: %s", control, strerror(-in->sock));
 	r = receive_all(in->sock, in, err);
-	if (r == 0 && (r = check_exports(srv, in, err)) < 0)
+	if (r == 0 && (r = open_released(srv, in->sock, &opened, err)) < 0)
+		refuse(in->sock, *err ? *err : "an export cannot open");
+	if (r == 0 && (r = check_exports(srv, in, err)) < 0) {
+		np_exports_close_deferred(srv, opened); /* before the old one reopens */
+		opened = 0;
 		refuse(in->sock, *err ? *err : "an export is missing");
+	}
 	if (r == 0 && delay) {
 		/* For tests: a window in which to kill this process, or to
 		 * ask for a second hand-off. */
@@ -689,6 +882,9 @@ int np_handoff_receive(struct np_server *srv, const char *control, struct np_han
 		}
 	}
 	if (r < 0) {
+		/* What it released goes back to it: closed before the old
+		 * process reads the NAK or sees this one gone. */
+		np_exports_close_deferred(srv, opened);
 		free_in(in);
 		close(in->sock);
 		in->sock = -1;

@@ -64,6 +64,10 @@ struct np_loop_export {
 struct np_loop_export *np_loop_export_get(struct np_loop *l, struct np_export *ex);
 /* On a loop thread, when one of its connections to ex closes. */
 void np_loop_export_conn_gone(struct np_loop *l, struct np_export *ex);
+/* On a loop thread, in a hand-off: closes (reopen false) or opens again
+ * this loop's engine handle of ex, keeping the loop's reference. Returns 0
+ * or the engine's -errno. */
+int np_loop_export_let_go(struct np_loop *l, struct np_export *ex, bool reopen);
 /* Closes the engine's handle for the loop and drops its reference. */
 void np_loop_export_release(struct np_loop *l, struct np_loop_export *le);
 

@@ -57,6 +57,30 @@ void np_loop_export_release(struct np_loop *l, struct np_loop_export *le)
 	np_export_put(l->srv, ex);
 }
 
+/* This loop's engine handle of ex, if it has one: closed before the
+ * export's own handle is (a hand-off releasing it), or opened again on the
+ * reopened one. The loop keeps its reference to the export meanwhile. */
+int np_loop_export_let_go(struct np_loop *l, struct np_export *ex, bool reopen)
+{
+	struct np_loop_export *le = l->ex[ex->slot];
+	int r = 0;
+
+	if (!le || le->gen != ex->gen || le->export != ex)
+		return 0;
+	if (!reopen) {
+		if (le->engine_loop && ex->ops->loop_close)
+			ex->ops->loop_close(le->engine_loop);
+		le->engine_loop = NULL;
+	} else if (!le->engine_loop && ex->h && ex->ops->loop_open) {
+		r = ex->ops->loop_open(ex->h, &l->env, &le->engine_loop);
+		if (r < 0) {
+			np_err("export '%s': cannot set up its event loop again", ex->hs.name);
+			le->engine_loop = NULL;
+		}
+	}
+	return r;
+}
+
 void np_loop_export_conn_gone(struct np_loop *l, struct np_export *ex)
 {
 	struct np_loop_export *le = l->ex[ex->slot];

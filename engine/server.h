@@ -45,6 +45,10 @@ struct np_server {
 	size_t n_exports;                          /* live ones */
 	const char *default_export;                /* name of the first one configured */
 	const struct np_config *current_cfg;       /* the last loaded; under exports_lock */
+	/* serve --takeover: exports whose open found them busy (held by the
+	 * process taken over), opened once it has released them (handoff.c). */
+	const struct np_export_cfg *deferred[NP_MAX_EXPORTS];
+	size_t n_deferred;
 	uint64_t next_gen;
 	struct np_config **reloaded; /* configs loaded by SIGHUP, kept */
 	size_t n_reloaded;

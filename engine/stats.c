@@ -331,7 +331,7 @@ static void format(struct np_server *srv, struct np_collect *col, struct np_buf 
 		     (unsigned long long)inflight[e]);
 		outf(b, "nbdplex_export_size_bytes{export=\"%s\"} %llu\n", lbl,
 		     (unsigned long long)np_export_size(ex));
-		if (ex->ops->space && ex->ops->space(ex->h, &used, &cap) == 0)
+		if (np_export_space(srv, ex, &used, &cap) == 0)
 			outf(b, "nbdplex_export_allocated_bytes{export=\"%s\"} %llu\n", lbl,
 			     (unsigned long long)used);
 	}

@@ -143,6 +143,23 @@ takeover() {
 	[ "$rc" = 0 ] || fail "old server exited $rc after takeover $TAKEOVERS"
 }
 
+# takeover_killed CONTROL OPENED ARGS...: a new server (serve --takeover
+# CONTROL ARGS...) killed with SIGKILL once it has everything and waits to
+# agree (NP_HANDOFF_TEST_DELAY_MS), after its log says OPENED (grep -E).
+takeover_killed() {
+	local ctl=$1 opened=$2 pid
+	shift 2
+	NP_HANDOFF_TEST_DELAY_MS=20000 "$NBDPLEX" serve --takeover "$ctl" "$@" \
+		>"$TMP/killed.log" 2>&1 &
+	pid=$!
+	NP_PIDS+=("$pid")
+	wait_until 30 grep -qs 'waiting 20000 ms' "$TMP/killed.log" || fail "no hand-off to kill"
+	grep -Eq "$opened" "$TMP/killed.log" ||
+		fail "the new process did not say '$opened': $(cat "$TMP/killed.log")"
+	kill -KILL "$pid"
+	wait "$pid" 2>/dev/null || true
+}
+
 # Asserts the server is alive and still serves export NAME.
 assert_serving() {
 	local name=${1:-}
