@@ -26,12 +26,17 @@
 #define NPK_REQ_COST	512
 /*
  * A path's rate is sampled over 100 ms of it being busy and smoothed with
- * a weight of 1/4 per sample: a path that slows to a quarter has lost most
- * of its share within a second (0.75^10 of the old rate is left), and
- * one sample, a TCP burst or a stall of the guest, moves it little.
+ * a weight of 1/4 per sample that is above the smoothed rate, and of 1/2
+ * per sample below it: a path that slows to a quarter has lost most of
+ * its share within half a second (0.5^5 of the difference is left), one
+ * that recovers wins it back within a second (0.75^10), and one sample, a
+ * TCP burst or a stall of the guest, moves it little. The faster fall
+ * costs less than it risks: a path given too little for one sample is
+ * still measured on what it gets.
  */
 #define NPK_RATE_WINDOW_NS	(100 * NSEC_PER_MSEC)
-#define NPK_RATE_EWMA		2
+#define NPK_RATE_EWMA_UP	2
+#define NPK_RATE_EWMA_DOWN	1
 
 void npk_chan_release(struct kref *ref)
 {
@@ -73,9 +78,11 @@ static void npk_rate_sample(struct npk_chan *chan, u32 bytes, u64 sent)
 	if (p->win_ns >= NPK_RATE_WINDOW_NS) {
 		rate = mul_u64_u64_div_u64(p->win_bytes,
 					   NSEC_PER_MSEC << NPK_RATE_SHIFT, p->win_ns);
-		if (p->rate)
-			rate = p->rate - (p->rate >> NPK_RATE_EWMA) +
-			       (rate >> NPK_RATE_EWMA);
+		if (p->rate) {
+			int w = rate < p->rate ? NPK_RATE_EWMA_DOWN : NPK_RATE_EWMA_UP;
+
+			rate = p->rate - (p->rate >> w) + (rate >> w);
+		}
 		p->rate = max_t(u64, rate, 1);
 		p->win_bytes = 0;
 		p->win_ns = 0;

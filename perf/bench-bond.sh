@@ -230,7 +230,7 @@ is written by hand and kept across runs.
   "both": \`nbdplex attach --channels 4\` over both (two each), attach's
   request size (max_sectors_kb = 1024 / (4 x channels), at least 64);
   "bond-rr": nbd.ko, \`nbd-client -L -N disk\` over the bond (one
-  connection). "drop": a write of $MIB MiB over both paths at 40/40, where
+  connection). "drop": a write of $((MIB * 2)) MiB (the data twice) over both paths at 40/40, where
   \`tc qdisc change ... tbf rate 10mbit\` on both ends of path 1 comes two
   seconds in; the bytes both paths moved are read from sysfs about every
   0.25 s.

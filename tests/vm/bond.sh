@@ -221,7 +221,8 @@ setup() {
 	measure_nbd $n/bond-rr $PB
 }
 # drop ROUND: 40/40, path 1 falls to 10 Mbit/s two seconds into a write of
-# $mib MiB over both paths. About every quarter second a "BONDT ROUND MS
+# twice $mib MiB over both paths (the data file twice: some 9 s after the
+# change at 32 MiB, enough to see whether it settles within 3 s). About every quarter second a "BONDT ROUND MS
 # BYTES" line: milliseconds since the write began, bytes both paths moved.
 # Builtins only in the loop: a fork costs a TCG guest a tenth of a second.
 drop() {
@@ -229,7 +230,8 @@ drop() {
 	links $RATE0 $RATE0
 	cattach --channels 4 --path $P0 --path $P1
 	wait_channels 4 30
-	dd if=/tmp/data of=$DEV bs=1M count=$mib oflag=direct status=none 2>/tmp/xfer.err &
+	cat /tmp/data /tmp/data |
+		dd of=$DEV bs=1M iflag=fullblock oflag=direct status=none 2>/tmp/xfer.err &
 	w=$!
 	t0=${EPOCHREALTIME/./}
 	while kill -0 $w 2>/dev/null && [ $i -lt 2400 ]; do
