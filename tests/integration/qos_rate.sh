@@ -86,12 +86,24 @@ for jobs in 1 4; do
 	within "IOPS on lim, $jobs connection(s)" "$(fio_get lim$jobs iops)" 500 10
 	within "bytes/s on bw, $jobs connection(s)" "$(fio_get bw$jobs bw)" $((20 << 20)) 10
 done
-python3 -c "import sys; a, w = map(float, sys.argv[1:]); sys.exit(w < 0.9 * a)" \
-	"$free_best" "$free_with" ||
-	fail "unlimited export beside the limited ones: $free_with IOPS, under 0.9x of $free_best alone"
-echo "  unlimited export beside them: $free_with IOPS ($(python3 -c \
-	"import sys; print(round(float(sys.argv[1]) / float(sys.argv[2]), 2))" \
-	"$free_with" "$free_best")x alone)"
+ratio() { python3 -c "import sys; print(round(float(sys.argv[1]) / float(sys.argv[2]), 3))" "$@"; }
+at_least() { python3 -c "import sys; sys.exit(float(sys.argv[1]) < float(sys.argv[2]))" "$@"; }
+r=$(ratio "$free_with" "$free_best")
+echo "  unlimited export beside them: $free_with IOPS (${r}x alone)"
+# Other work on a shared machine can slow one run: a miss is measured
+# again as pairs, beside then alone a moment later, at most three times.
+for try in 1 2 3; do
+	at_least "$r" 0.9 && break
+	fio_run lim_again lim 1 4k 8 &
+	f1=$!
+	sleep 2
+	fio_run free_with_again free 1 4k 4
+	wait "$f1" || fail "fio on lim, again"
+	fio_run free_alone_again free 1 4k 4
+	r=$(ratio "$(fio_get free_with_again iops)" "$(fio_get free_alone_again iops)")
+	echo "  measured again ($try): ${r}x alone"
+done
+at_least "$r" 0.9 || fail "unlimited export beside the limited ones: ${r}x of its IOPS alone, under 0.9x"
 
 # Live: 500, then 2000 through the control socket at 3 s, then 500 again
 # by SIGHUP at 6 s, read from fio's per-second IOPS log.
