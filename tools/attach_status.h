@@ -9,9 +9,9 @@
 int np_attach_status(int argc, char **argv);
 
 /* Sets the device's largest request (queue/max_sectors_kb) so that one
- * request of spread_kb (the 1 MiB of a dd or a copy) splits into two pieces
- * per channel, and one sequential stream keeps every path busy. No change
- * with one channel. Returns 0 or -errno. */
+ * request of spread_kb (the 1 MiB of a dd or a copy) splits into four
+ * pieces per channel (at least 64 KiB each), and one sequential stream keeps
+ * every path busy. No change with one channel. Returns 0 or -errno. */
 int np_attach_spread(unsigned index, int channels, unsigned spread_kb);
 
 #endif
