@@ -156,7 +156,9 @@ END {
 # stays above it; the last window ends where the write did.
 p0=$(awk '$2 == "40-40/path0" && $3 == "write" {print $4}' "$log.results" | sort -g |
 	awk '{v[NR] = $1} END {print NR ? v[int((NR + 1) / 2)] : 0}')
-drop=$(awk -v p0="$p0" '
+# (No drop runs: no table.)
+drop=
+[ -s "$log.drop" ] && drop=$(awk -v p0="$p0" '
 $3 == "change" { tc[$2] = last[$2]; next }
 {
 	if (!($2 in n)) order[++nr] = $2
@@ -238,7 +240,7 @@ is written by hand and kept across runs.
 
 $ratios
 
-The drop, 40/40 to 40/10 two seconds into a write. $drop
+${drop:+The drop, 40/40 to 40/10 two seconds into a write. $drop}
 
 $table
 EOF
