@@ -25,8 +25,11 @@ endforeach()
 
 # The same integration tests once more with the server under valgrind
 # (label "valgrind"); the slower start is covered by start_server's wait.
-# A test whose figures mean nothing there (qos_rate) exits 77: skipped.
-foreach(script ${NP_INTEGRATION_TESTS})
+# qos_rate is left out: it measures rates, which mean nothing under
+# memcheck (valgrind_qos runs the limits' code paths there).
+set(NP_VALGRIND_TESTS ${NP_INTEGRATION_TESTS})
+list(FILTER NP_VALGRIND_TESTS EXCLUDE REGEX "/qos_rate\\.sh$")
+foreach(script ${NP_VALGRIND_TESTS})
   get_filename_component(name ${script} NAME_WE)
   add_test(NAME valgrind_${name} COMMAND bash ${script})
   set_tests_properties(valgrind_${name} PROPERTIES

@@ -8,11 +8,10 @@
 # connection. A [client] limit holds across that client's connections from
 # 127.0.0.1 and not for another address, 127.0.0.2 (qos_client.py).
 #
-# The margins are the issue's; the figures are printed. Under valgrind the
-# rates mean nothing: skipped.
+# The margins are the issue's; the figures are printed. Not registered
+# under valgrind (tests/tests.cmake), where rates mean nothing.
 . "$NP_SRC/tests/functions.sh"
 requires fio python3
-[ -z "${NP_REAL_NBDPLEX:-}" ] || exit 77
 
 conf() { # $1: iops-limit of "lim"; $2: of client local1
 	cat <<INI
