@@ -11,7 +11,7 @@ CTL=$TMP/ctl.sock
 SPEC=(-e "d=file:$TMP/d.img,size=256M")
 # Under valgrind (the second pass) every start takes seconds.
 ROUNDS=20 RATE=300
-[ -z "${NP_REAL_NBDPLEX:-}" ] || ROUNDS=3 RATE=60
+[ -z "${NP_REAL_NBDPLEX:-}" ] || ROUNDS=3 RATE=200
 
 start_server "${SPEC[@]}" -l "unix:$TMP/nbd.sock" --control "$CTL"
 # fio: four connections, random writes then the verify pass, slowed so that
