@@ -32,9 +32,7 @@ bench_args bench-takeover.sh --handoffs=HANDOFFS --runtime=RUNTIME --out=OUT -- 
 W=$(mktemp -d /dev/shm/np-takeover.XXXXXX)
 PIDS=()
 cleanup() {
-	local p
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+	stop_pids
 	rm -rf "$W"
 }
 trap cleanup EXIT

@@ -28,18 +28,8 @@ DIR=/dev/shm
 OUT=$ROOT/perf/RESULTS-thin.md
 BIG=1
 ARGS_GIVEN="$*"
-while [ $# -gt 0 ]; do
-	case "$1" in
-	--runtime) RUNTIME=${2:?}; shift ;;
-	--rounds) ROUNDS=${2:?}; shift ;;
-	--dir) DIR=${2:?}; shift ;;
-	--out) OUT=${2:?}; shift ;;
-	--no-64g) BIG=0 ;;
-	-h | --help) usage; exit 0 ;;
-	*) echo "bench-thin.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
-	esac
-	shift
-done
+. "$ROOT/perf/lib/opts.sh"
+bench_args bench-thin.sh --runtime=RUNTIME --rounds=ROUNDS --dir=DIR --out=OUT --no-64g:BIG=0 -- "$@"
 [ -x "$NBDPLEX" ] || { echo "bench-thin.sh: no $NBDPLEX; build first" >&2; exit 1; }
 command -v fio >/dev/null || { echo "bench-thin.sh: fio is required" >&2; exit 1; }
 
@@ -48,14 +38,11 @@ WORK=$(mktemp -d "$DIR/nbdplex-bench-thin.XXXXXX")
 mkdir -p "$RAW"
 PIDS=()
 cleanup() {
-	local p
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+	stop_pids
 	rm -rf "$WORK"
 }
 trap cleanup EXIT
 log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
-die() { echo "bench-thin.sh: $*" >&2; exit 1; }
 
 PORT=$((22000 + RANDOM % 1000))
 SERVER_PID=

@@ -6,6 +6,7 @@
 #   VALUE. -h or --help runs the script's usage() and exits 0; an unknown
 #   argument or a missing value is an error (exit 2).
 # die MESSAGE: the message, prefixed with PROG, and exit 1.
+# stop_pids: SIGTERM to every process in the array PIDS, and waits for each.
 
 BENCH_PROG=bench
 
@@ -51,4 +52,10 @@ bench_args() {
 die() {
 	echo "$BENCH_PROG: $*" >&2
 	exit 1
+}
+
+stop_pids() {
+	local p
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
 }
